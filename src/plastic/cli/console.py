@@ -1,0 +1,54 @@
+"""Consoles: results go to stdout, everything else (progress, warnings, notes) to stderr.
+
+rich already honours ``NO_COLOR`` and drops colour and live displays when a stream is not a terminal;
+for a pipe we also widen tables, since 80 columns would wrap a checkpoint's layer names.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+PIPE_WIDTH = 200
+
+
+def _width(stream: object) -> int | None:
+    if os.environ.get("COLUMNS") or getattr(stream, "isatty", lambda: False)():
+        return None  # let rich ask the terminal
+    return PIPE_WIDTH
+
+
+def out() -> Console:
+    return Console(file=sys.stdout, width=_width(sys.stdout), highlight=False, soft_wrap=False)
+
+
+def err() -> Console:
+    return Console(file=sys.stderr, width=_width(sys.stderr), highlight=False, stderr=True)
+
+
+@contextmanager
+def byte_progress(description: str) -> Iterator[Callable[[int, int], None] | None]:
+    """A progress bar on stderr when it is a terminal; ``None`` (no callback) otherwise."""
+    console = err()
+    if not console.is_terminal:
+        yield None
+        return
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update

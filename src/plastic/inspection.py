@@ -1,0 +1,144 @@
+"""``plastic inspect``: what is inside a checkpoint, layer by layer, with data-free weight statistics."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from plastic.checkpoint import Checkpoint, TensorInfo, open_checkpoint
+
+Progress = Callable[[int, int], None]  # (done, total) in bytes
+
+
+@dataclass
+class Layer:
+    """Tensors grouped by module prefix (``layer1.0.conv1.weight`` -> ``layer1.0.conv1``)."""
+
+    name: str
+    tensors: list[TensorInfo]
+    # Metrics of the layer's main tensor (``weight``, else its largest floating tensor); None without stats.
+    metrics: dict[str, float | None] | None = None
+    stats_tensor: str | None = None
+    tensor_metrics: dict[str, dict[str, float | None]] = field(default_factory=dict)
+
+    @property
+    def params(self) -> int:
+        return sum(t.numel for t in self.tensors if t.is_parameter)
+
+
+@dataclass
+class Totals:
+    tensors: int
+    parameters: int
+    bytes: int
+    dtypes: dict[str, int]  # dtype -> number of tensors
+
+
+@dataclass
+class InspectReport:
+    checkpoint: Checkpoint
+    layers: list[Layer]
+    totals: Totals
+    stats: bool
+    layer_filter: str | None = None
+
+
+def layer_name(tensor_name: str) -> str:
+    """Module prefix of a tensor; top-level tensors (``cls_token``) are their own layer."""
+    prefix, dot, _ = tensor_name.rpartition(".")
+    return prefix if dot else tensor_name
+
+
+def natural_key(name: str) -> list[tuple[int, int | str]]:
+    """Sort key that puts ``blocks.2`` before ``blocks.10``."""
+    return [(0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"(\d+)", name) if p]
+
+
+def group_layers(tensors: list[TensorInfo], *, sort: bool = False) -> list[Layer]:
+    """Group tensors into layers, in order of first appearance (or natural name order with ``sort``).
+
+    safetensors files store tensors sorted by dtype and name, not in model order, so for them a natural
+    sort of the names is the most readable order available without the model.
+    """
+    if sort:
+        tensors = sorted(tensors, key=lambda t: natural_key(t.name))
+    layers: dict[str, Layer] = {}
+    for t in tensors:
+        name = layer_name(t.name)
+        layers.setdefault(name, Layer(name, [])).tensors.append(t)
+    return list(layers.values())
+
+
+def main_tensor(layer: Layer) -> TensorInfo | None:
+    floats = [t for t in layer.tensors if t.is_float]
+    for t in floats:
+        if t.name.rpartition(".")[2] == "weight":
+            return t
+    return max(floats, key=lambda t: t.numel, default=None)
+
+
+def totals_of(tensors: list[TensorInfo]) -> Totals:
+    dtypes: dict[str, int] = {}
+    for t in tensors:
+        dtypes[t.dtype] = dtypes.get(t.dtype, 0) + 1
+    return Totals(
+        tensors=len(tensors),
+        parameters=sum(t.numel for t in tensors if t.is_parameter),
+        bytes=sum(t.nbytes for t in tensors),
+        dtypes=dict(sorted(dtypes.items())),
+    )
+
+
+def matches(layer: Layer, pattern: str) -> bool:
+    return fnmatch.fnmatchcase(layer.name, pattern) or any(
+        fnmatch.fnmatchcase(t.name, pattern) for t in layer.tensors
+    )
+
+
+def inspect_checkpoint(
+    path: str | Path,
+    *,
+    key: str | None = None,
+    arch: str | None = None,
+    stats: bool = True,
+    layer_filter: str | None = None,
+    progress: Progress | None = None,
+) -> InspectReport:
+    """Read a checkpoint's header (and, with ``stats``, stream its tensors once) into a report.
+
+    Totals always describe the whole checkpoint; ``layer_filter`` (a glob on layer or tensor names)
+    limits which layers are listed and which tensors are read.
+    """
+    ckpt = open_checkpoint(path, key=key, arch=arch)
+    try:
+        layers = group_layers(ckpt.tensors, sort=ckpt.format != "torch")
+        if layer_filter:
+            layers = [la for la in layers if matches(la, layer_filter)]
+        if stats:
+            _compute_stats(ckpt, layers, progress)
+    finally:
+        ckpt.close()
+    return InspectReport(ckpt, layers, totals_of(ckpt.tensors), stats, layer_filter)
+
+
+def _compute_stats(ckpt: Checkpoint, layers: list[Layer], progress: Progress | None) -> None:
+    from plastic.weight_stats import is_gain, tensor_metrics  # imports torch
+
+    wanted = [t for la in layers for t in la.tensors if t.is_float]
+    owner = {t.name: la for la in layers for t in la.tensors}
+    total = sum(t.nbytes for t in wanted)
+    done = 0
+    # File order keeps reads sequential through the mmap.
+    for info, tensor in ckpt.iter_tensors([t.name for t in wanted]):
+        owner[info.name].tensor_metrics[info.name] = tensor_metrics(tensor, gain=is_gain(info.name, info.shape))
+        del tensor
+        done += info.nbytes
+        if progress is not None:
+            progress(done, total)
+    for la in layers:
+        main = main_tensor(la)
+        la.stats_tensor = main.name if main else None
+        la.metrics = la.tensor_metrics.get(main.name) if main else None

@@ -1,0 +1,73 @@
+"""Machine-readable reports: the stable JSON documents behind ``--json``.
+
+Each document carries ``schema_version``; a key is never renamed or removed without bumping it, so
+shell pipelines and CI gates can rely on them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from plastic.checkpoint import Checkpoint
+from plastic.inspection import InspectReport
+
+SCHEMA_VERSION = 1
+
+
+def clean_float(x: float | None) -> float | None:
+    """JSON has no NaN or infinity: report them as null."""
+    if x is None or math.isnan(x) or math.isinf(x):
+        return None
+    return float(x)
+
+
+def checkpoint_dict(ckpt: Checkpoint) -> dict[str, Any]:
+    return {
+        "path": str(ckpt.path),
+        "format": ckpt.format,
+        "size_bytes": ckpt.size_bytes,
+        "container_key": ckpt.container_key,
+        "stripped_prefixes": ckpt.stripped_prefixes,
+        "metadata": ckpt.metadata,
+    }
+
+
+def inspect_dict(report: InspectReport) -> dict[str, Any]:
+    ckpt = report.checkpoint
+    layers = []
+    for la in report.layers:
+        tensors = []
+        for t in la.tensors:
+            entry: dict[str, Any] = {"name": t.name, "shape": list(t.shape), "dtype": t.dtype}
+            if t.key != t.name:
+                entry["key"] = t.key
+            if report.stats and t.name in la.tensor_metrics:
+                entry["metrics"] = {k: clean_float(v) for k, v in la.tensor_metrics[t.name].items()}
+            tensors.append(entry)
+        metrics = None
+        if report.stats:
+            metrics = {k: clean_float(v) for k, v in (la.metrics or {}).items()}
+        layers.append(
+            {
+                "name": la.name,
+                "params": la.params,
+                "tensors": tensors,
+                "stats_tensor": la.stats_tensor,
+                "metrics": metrics,
+            }
+        )
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "command": "inspect",
+        "checkpoint": checkpoint_dict(ckpt),
+        "arch": {"name": ckpt.arch, "source": ckpt.arch_source},
+        "totals": {
+            "tensors": report.totals.tensors,
+            "parameters": report.totals.parameters,
+            "bytes": report.totals.bytes,
+            "dtypes": report.totals.dtypes,
+        },
+        "filter": report.layer_filter,
+        "layers": layers,
+    }
