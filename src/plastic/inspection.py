@@ -133,7 +133,9 @@ def _compute_stats(ckpt: Checkpoint, layers: list[Layer], progress: Progress | N
     done = 0
     # File order keeps reads sequential through the mmap.
     for info, tensor in ckpt.iter_tensors([t.name for t in wanted]):
-        owner[info.name].tensor_metrics[info.name] = tensor_metrics(tensor, gain=is_gain(info.name, info.shape))
+        owner[info.name].tensor_metrics[info.name] = tensor_metrics(
+            tensor, gain=is_gain(info.name, info.shape)
+        )
         del tensor
         done += info.nbytes
         if progress is not None:

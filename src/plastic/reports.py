@@ -42,8 +42,9 @@ def inspect_dict(report: InspectReport) -> dict[str, Any]:
             entry: dict[str, Any] = {"name": t.name, "shape": list(t.shape), "dtype": t.dtype}
             if t.key != t.name:
                 entry["key"] = t.key
-            if report.stats and t.name in la.tensor_metrics:
-                entry["metrics"] = {k: clean_float(v) for k, v in la.tensor_metrics[t.name].items()}
+            if report.stats:  # integer tensors are counted but have no statistics: null
+                tm = la.tensor_metrics.get(t.name)
+                entry["metrics"] = {k: clean_float(v) for k, v in tm.items()} if tm is not None else None
             tensors.append(entry)
         metrics = None
         if report.stats:

@@ -92,7 +92,9 @@ def _validate(path: Path, size: int, data_start: int, header: dict[str, object])
     if not isinstance(meta_raw, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in meta_raw.items()
     ):
-        raise CheckpointError(f"{path}: corrupt safetensors header (__metadata__ must map strings to strings)")
+        raise CheckpointError(
+            f"{path}: corrupt safetensors header (__metadata__ must map strings to strings)"
+        )
     entries: list[StEntry] = []
     for key, info in header.items():
         if not isinstance(info, dict):

@@ -57,7 +57,8 @@ def _resolve_format(fmt: OutputFormat, as_json: bool) -> OutputFormat:
 CkptArg = Annotated[
     Path,
     typer.Argument(
-        help="Checkpoint: .safetensors, *.safetensors.index.json (or its folder), .pt/.pth/.pth.tar/.bin/.ckpt.",
+        help="Checkpoint: .safetensors, *.safetensors.index.json (or its folder), "
+        ".pt/.pth/.pth.tar/.bin/.ckpt.",
         show_default=False,
     ),
 ]
@@ -111,7 +112,10 @@ def _fail(message: str) -> None:
 
 
 def main() -> None:
-    """Entry point: every PlasticError becomes one ``Error:`` line and exit 2 (traceback with PLASTIC_DEBUG=1)."""
+    """Entry point: every PlasticError becomes one ``Error:`` line and exit 2.
+
+    ``PLASTIC_DEBUG=1`` prints the traceback as well.
+    """
     try:
         app(prog_name="plastic")
     except PlasticError as e:

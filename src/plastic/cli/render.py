@@ -113,4 +113,6 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
 def inspect_markdown(doc: dict[str, Any]) -> str:
     header, rows = _layer_rows(doc)
     summary = "\n".join(f"- {line}" for line in _summary_lines(doc))
-    return f"### plastic inspect `{doc['checkpoint']['path']}`\n\n{summary}\n\n{markdown_table(header, rows)}\n"
+    return (
+        f"### plastic inspect `{doc['checkpoint']['path']}`\n\n{summary}\n\n{markdown_table(header, rows)}\n"
+    )
