@@ -193,3 +193,36 @@ def test_subprocess_pipe_is_clean() -> None:
     assert res.code == 0, res.stderr
     json.loads(res.stdout)
     assert res.stderr == ""
+
+
+def test_batch_metrics_equal_single_tensor_metrics() -> None:
+    from plastic.weight_stats import SMALL, batch_metrics
+
+    gen = torch.Generator().manual_seed(4)
+    items = [
+        (torch.randn(64, generator=gen), True),
+        (torch.zeros(16), True),
+        (torch.randn(8, 4, 3, 3, generator=gen), False),
+        (torch.randn(SMALL + 5, generator=gen), False),  # large: the single-tensor path
+        (torch.arange(6), False),
+        (torch.empty(0), False),
+        (torch.randn(10, 10, generator=gen).to(torch.bfloat16), False),
+        (torch.randn(33, 50, generator=gen, dtype=torch.float64), False),
+    ]
+    for (t, gain), got in zip(items, batch_metrics(items), strict=True):
+        want = tensor_metrics(t, gain=gain)
+        assert set(got) == set(want)
+        for k, v in want.items():
+            assert (got[k] is None) == (v is None), k
+            if v is not None:
+                assert got[k] == pytest.approx(v, rel=1e-5, abs=1e-9), k
+
+
+def test_skip_metric(cli: Callable[..., Result]) -> None:
+    doc = json.loads(cli("inspect", RESNET, "--json", "--skip", "weight_stable_rank").stdout)
+    conv = next(la for la in doc["layers"] if la["name"] == "layer1.0.conv1")
+    assert conv["metrics"]["weight_stable_rank"] is None and conv["metrics"]["l2"] > 0
+    full = json.loads(cli("inspect", RESNET, "--json").stdout)
+    conv_full = next(la for la in full["layers"] if la["name"] == "layer1.0.conv1")
+    assert conv_full["metrics"]["weight_stable_rank"] > 1
+    assert cli("inspect", RESNET, "--skip", "nope").code == 2

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from plastic.checkpoint import Checkpoint, TensorInfo, open_checkpoint
+from plastic.errors import UsageError
 
 Progress = Callable[[int, int], None]  # (done, total) in bytes
 
@@ -105,41 +107,61 @@ def inspect_checkpoint(
     arch: str | None = None,
     stats: bool = True,
     layer_filter: str | None = None,
+    skip: Collection[str] = (),
     progress: Progress | None = None,
 ) -> InspectReport:
     """Read a checkpoint's header (and, with ``stats``, stream its tensors once) into a report.
 
     Totals always describe the whole checkpoint; ``layer_filter`` (a glob on layer or tensor names)
-    limits which layers are listed and which tensors are read.
+    limits which layers are listed and which tensors are read. ``skip`` names metrics not to compute
+    (reported as null): ``weight_stable_rank`` is the only costly one.
     """
+    if skip:
+        from plastic.weight_stats import METRIC_NAMES  # imports torch: only when asked
+
+        unknown = sorted(set(skip) - set(METRIC_NAMES))
+        if unknown:
+            raise UsageError(f"unknown metric(s) {unknown}; choose from {list(METRIC_NAMES)}")
     ckpt = open_checkpoint(path, key=key, arch=arch)
     try:
         layers = group_layers(ckpt.tensors, sort=ckpt.format != "torch")
         if layer_filter:
             layers = [la for la in layers if matches(la, layer_filter)]
         if stats:
-            _compute_stats(ckpt, layers, progress)
+            _compute_stats(ckpt, layers, set(skip), progress)
     finally:
         ckpt.close()
     return InspectReport(ckpt, layers, totals_of(ckpt.tensors), stats, layer_filter)
 
 
-def _compute_stats(ckpt: Checkpoint, layers: list[Layer], progress: Progress | None) -> None:
-    from plastic.weight_stats import is_gain, tensor_metrics  # imports torch
+def _compute_stats(ckpt: Checkpoint, layers: list[Layer], skip: set[str], progress: Progress | None) -> None:
+    from plastic.weight_stats import SMALL, batch_metrics, is_gain  # imports torch
 
     wanted = [t for la in layers for t in la.tensors if t.is_float]
     owner = {t.name: la for la in layers for t in la.tensors}
     total = sum(t.nbytes for t in wanted)
     done = 0
-    # File order keeps reads sequential through the mmap.
-    for info, tensor in ckpt.iter_tensors([t.name for t in wanted]):
-        owner[info.name].tensor_metrics[info.name] = tensor_metrics(
-            tensor, gain=is_gain(info.name, info.shape)
-        )
-        del tensor
-        done += info.nbytes
+    pending: list[tuple[TensorInfo, Any]] = []  # small tensors wait and are measured together
+
+    def flush() -> None:
+        nonlocal done
+        items = [(tensor, is_gain(info.name, info.shape)) for info, tensor in pending]
+        results = batch_metrics(items, srank="weight_stable_rank" not in skip)
+        for (info, _), metrics in zip(pending, results, strict=True):
+            for name in skip:
+                metrics[name] = None
+            owner[info.name].tensor_metrics[info.name] = metrics
+            done += info.nbytes
+        pending.clear()
         if progress is not None:
             progress(done, total)
+
+    # File order keeps reads sequential through the mmap; only one large tensor is alive at a time.
+    for info, tensor in ckpt.iter_tensors([t.name for t in wanted]):
+        pending.append((info, tensor))
+        if info.numel > SMALL or len(pending) >= 256:
+            flush()
+    flush()
     for la in layers:
         main = main_tensor(la)
         la.stats_tensor = main.name if main else None

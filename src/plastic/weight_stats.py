@@ -7,8 +7,10 @@ tensors); only scalars leave this module.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
 import torch
-import torch.nn.functional as F
 
 METRIC_NAMES = (
     "abs_mean",
@@ -24,8 +26,9 @@ DEAD_GAIN = 1e-3  # |gamma| < 1e-3 silences a channel
 # ||W||_2 by randomized block Krylov: 16 start vectors, 4 products with W W^T (see stable_rank).
 _BLOCK = 16
 _KRYLOV_STEPS = 4
-# 64K elements (256 KB in float32): the several reductions over one chunk hit L2, not memory.
-_CHUNK = 1 << 16
+# Tensors up to this size (biases, norm gains, running stats, small convs) are measured together in a
+# few vectorized numpy passes: per-op overhead, not bandwidth, is what costs on them.
+SMALL = 1 << 14
 
 
 def is_gain(name: str, shape: tuple[int, ...]) -> bool:
@@ -34,11 +37,12 @@ def is_gain(name: str, shape: tuple[int, ...]) -> bool:
     return len(shape) == 1 and leaf in ("weight", "gamma")
 
 
-def tensor_metrics(t: torch.Tensor, *, gain: bool = False) -> dict[str, float | None]:
+def tensor_metrics(t: torch.Tensor, *, gain: bool = False, srank: bool = True) -> dict[str, float | None]:
     """All data-free metrics of one floating-point tensor (see METHODS.md for definitions).
 
     Integer and empty tensors get None everywhere. ``gain`` marks a norm gain, the only kind of tensor
-    for which ``dead_norm_channels`` means something.
+    for which ``dead_norm_channels`` means something. ``srank=False`` skips the one costly metric,
+    ``weight_stable_rank`` (several passes over the matrix; everything else is one or two).
     """
     out: dict[str, float | None] = dict.fromkeys(METRIC_NAMES)
     n = t.numel()
@@ -46,32 +50,68 @@ def tensor_metrics(t: torch.Tensor, *, gain: bool = False) -> dict[str, float | 
         return out
     acc = torch.float64 if t.dtype == torch.float64 else torch.float32
     x = t.detach().reshape(-1).to(acc)  # (n,); a view when t is already contiguous float32
-    chunks = torch.split(x, _CHUNK)
-    total = sq = absum = 0.0
-    amax = 0.0
-    for c in chunks:  # one sweep through memory; four reductions per cache-resident chunk
-        total += float(c.sum())
-        sq += float(torch.dot(c, c))
-        absum += float(torch.linalg.vector_norm(c, 1))
-        lo, hi = torch.aminmax(c)
-        amax = max(amax, -float(lo), float(hi))
+    total = float(x.sum())
+    sq = float(torch.dot(x, x))
+    a = x.abs()  # (n,) one temporary the size of this tensor
+    absum, amax = float(a.sum()), float(a.max())
     mean, rms = total / n, (sq / n) ** 0.5
     out["abs_mean"] = absum / n
     out["std"] = max(sq / n - mean * mean, 0.0) ** 0.5
     out["l2"] = sq**0.5
     out["abs_max"] = amax
-    if rms == 0.0:
-        out["near_zero"] = 1.0
-    else:
-        # hardshrink zeroes |x| <= thr: what is left non-zero is exactly the "not near zero" part.
-        thr = NEAR_ZERO_REL * rms
-        kept = sum(int(torch.count_nonzero(F.hardshrink(c, thr))) for c in chunks)
-        out["near_zero"] = (n - kept) / n
-    if t.dim() >= 2:
+    out["near_zero"] = float(torch.count_nonzero(a < NEAR_ZERO_REL * rms)) / n if rms > 0 else 1.0
+    if srank and t.dim() >= 2:
         out["weight_stable_rank"] = stable_rank(x.view(t.shape[0], -1), sq)
     if gain:
-        out["dead_norm_channels"] = float(torch.count_nonzero(x.abs() < DEAD_GAIN)) / n
+        out["dead_norm_channels"] = float(torch.count_nonzero(a < DEAD_GAIN)) / n
     return out
+
+
+def batch_metrics(
+    items: Sequence[tuple[torch.Tensor, bool]], *, srank: bool = True
+) -> list[dict[str, float | None]]:
+    """:func:`tensor_metrics` for many ``(tensor, gain)`` pairs; small tensors share vectorized passes."""
+    results: list[dict[str, float | None]] = [{} for _ in items]
+    small = [i for i, (t, _) in enumerate(items) if 0 < t.numel() <= SMALL and t.is_floating_point()]
+    for i, (t, gain) in enumerate(items):
+        if not (0 < t.numel() <= SMALL and t.is_floating_point()):
+            results[i] = tensor_metrics(t, gain=gain, srank=srank)
+    if not small:
+        return results
+    flats = [items[i][0].detach().reshape(-1).double().numpy() for i in small]
+    lens = np.array([f.size for f in flats])
+    starts = np.concatenate(([0], np.cumsum(lens)[:-1]))
+    x = np.concatenate(flats)  # (sum of sizes,) float64: every small tensor end to end
+    ab = np.abs(x)
+    total = np.add.reduceat(x, starts)
+    sq = np.add.reduceat(x * x, starts)
+    absum = np.add.reduceat(ab, starts)
+    amax = np.maximum.reduceat(ab, starts)
+    rms = np.sqrt(sq / lens)
+    near = np.add.reduceat(ab < np.repeat(NEAR_ZERO_REL * rms, lens), starts) / lens
+    near[rms == 0] = 1.0
+    dead = np.add.reduceat(ab < DEAD_GAIN, starts) / lens
+    mean = total / lens
+    std = np.sqrt(np.maximum(sq / lens - mean * mean, 0.0))
+    for j, i in enumerate(small):
+        t, gain = items[i]
+        out: dict[str, float | None] = dict.fromkeys(METRIC_NAMES)
+        out.update(
+            abs_mean=float(absum[j] / lens[j]),
+            std=float(std[j]),
+            l2=float(np.sqrt(sq[j])),
+            abs_max=float(amax[j]),
+            near_zero=float(near[j]),
+        )
+        if srank and t.dim() >= 2:
+            w = t.detach().reshape(t.shape[0], -1)
+            out["weight_stable_rank"] = stable_rank(
+                w.to(torch.float64 if t.dtype == torch.float64 else torch.float32), float(sq[j])
+            )
+        if gain:
+            out["dead_norm_channels"] = float(dead[j])
+        results[i] = out
+    return results
 
 
 def stable_rank(w: torch.Tensor, fro_sq: float | None = None) -> float:

@@ -82,6 +82,10 @@ def inspect(
     layer_filter: Annotated[
         str | None, typer.Option("--filter", help="Only layers whose name (or a tensor's) matches this glob.")
     ] = None,
+    skip: Annotated[
+        list[str] | None,
+        typer.Option("--skip", help="A metric not to compute (repeatable), e.g. weight_stable_rank."),
+    ] = None,
     fmt: FormatOpt = OutputFormat.table,
     as_json: JsonOpt = False,
 ) -> None:
@@ -92,7 +96,13 @@ def inspect(
 
     with console.byte_progress("reading tensors") as progress:
         report = inspect_checkpoint(
-            checkpoint, key=key, arch=arch, stats=stats, layer_filter=layer_filter, progress=progress
+            checkpoint,
+            key=key,
+            arch=arch,
+            stats=stats,
+            layer_filter=layer_filter,
+            skip=skip or (),
+            progress=progress,
         )
     doc = inspect_dict(report)
     fmt = _resolve_format(fmt, as_json)
