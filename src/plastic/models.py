@@ -1,0 +1,185 @@
+"""Building the timm model a checkpoint belongs to, and loading the checkpoint into it strictly."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from plastic.checkpoint import Checkpoint
+from plastic.errors import ArchitectureError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+SHOW = 5  # how many offending keys an error names
+
+
+@dataclass
+class BuiltModel:
+    model: nn.Module
+    arch: str
+    arch_source: str  # "option" | "metadata" | "checkpoint" | "detected"
+    candidates: list[str]
+    num_classes: int
+    classifier_keys: list[str]
+    notes: list[str] = field(default_factory=list)  # for the user (stderr in the CLI)
+
+
+def check_arch_name(arch: str) -> None:
+    import timm
+
+    base = arch.split(".", 1)[0]  # "resnet50.a1_in1k" -> "resnet50"
+    if not timm.is_model(base):
+        close = difflib.get_close_matches(base, timm.list_models(), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ArchitectureError(f"unknown timm architecture {arch!r}{hint}")
+
+
+def _create(arch: str, num_classes: int, device: str = "cpu") -> nn.Module:
+    import timm
+    import torch
+
+    with torch.device(device):
+        return timm.create_model(arch, pretrained=False, num_classes=num_classes)
+
+
+def _classifier_keys(arch: str, keys: set[str]) -> list[str]:
+    from plastic.signatures import model_signature
+
+    return [k for k in model_signature(arch).classifier if k in keys]
+
+
+def _num_classes(ckpt: Checkpoint, classifier_keys: list[str]) -> int:
+    shapes = {t.name: t.shape for t in ckpt.tensors}
+    weights = [shapes[k] for k in classifier_keys if k.endswith("weight") and len(shapes[k]) >= 2]
+    return int(weights[0][0]) if weights else 0
+
+
+def _compare(model: nn.Module, ckpt: Checkpoint) -> tuple[list[str], list[str], list[str]]:
+    """Missing, unexpected and mis-shaped keys of ``ckpt`` against ``model``."""
+    want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    have = {t.name: t.shape for t in ckpt.tensors}
+    missing = [k for k in want if k not in have]
+    unexpected = [k for k in have if k not in want]
+    shaped = [f"{k} {have[k]} vs {want[k]}" for k in want if k in have and have[k] != want[k]]
+    return missing, unexpected, shaped
+
+
+def _mismatch_message(arch: str, missing: list[str], unexpected: list[str], shaped: list[str]) -> str:
+    parts = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shaped)):
+        if items:
+            more = f" (+{len(items) - SHOW} more)" if len(items) > SHOW else ""
+            parts.append(f"{len(items)} {label}: {', '.join(items[:SHOW])}{more}")
+    return f"checkpoint does not match architecture {arch!r}: " + "; ".join(parts)
+
+
+def _map_by_position(arch: str, ckpt: Checkpoint) -> tuple[nn.Module, dict[str, torch.Tensor], int] | None:
+    """Map a foreign state dict (e.g. torchvision names) onto timm names when every shape lines up.
+
+    Only for PyTorch files: safetensors stores tensors sorted by name, so their model order is lost.
+    The class count is unknown without names: try the architecture's default, then the row count of
+    the checkpoint's last matrix.
+    """
+    if ckpt.format != "torch":
+        return None
+    mats = [t.shape[0] for t in ckpt.tensors if len(t.shape) == 2]
+    for num_classes in dict.fromkeys([-1, *(mats[-1:])]):  # -1: timm's default for the architecture
+        model = _create(arch, num_classes) if num_classes >= 0 else _create_default(arch)
+        target = list(model.state_dict().items())
+        if len(target) == len(ckpt.tensors) and all(
+            tuple(v.shape) == t.shape for (_, v), t in zip(target, ckpt.tensors, strict=True)
+        ):
+            state = {k: ckpt.tensor(t.name) for (k, _), t in zip(target, ckpt.tensors, strict=True)}
+            return model, state, int(getattr(model, "num_classes", num_classes))
+    return None
+
+
+def _create_default(arch: str) -> nn.Module:
+    import timm
+
+    return timm.create_model(arch, pretrained=False)
+
+
+def _same_function(archs: list[str], ckpt: Checkpoint, num_classes: int) -> bool:
+    """Do these architectures compute the same outputs with the same weights (fixed random input)?"""
+    import torch
+    from timm.data.config import resolve_model_data_config
+
+    state = {i.name: t for i, t in ckpt.iter_tensors()}
+    outputs, sizes = [], set()
+    for arch in archs:
+        model = _create(arch, num_classes).eval()
+        model.load_state_dict(state, strict=True)
+        size = tuple(resolve_model_data_config(model)["input_size"])
+        sizes.add(size)
+        x = torch.randn(2, *size, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            outputs.append(model(x))
+        del model
+    if len(sizes) != 1:
+        return False
+    return all(torch.allclose(outputs[0], o, rtol=1e-4, atol=1e-5) for o in outputs[1:])
+
+
+def resolve_arch(ckpt: Checkpoint) -> tuple[str, str, list[str], list[str]]:
+    """(arch, source, candidates, notes): the file's or the user's name, else signature detection."""
+    if ckpt.arch:
+        check_arch_name(ckpt.arch)
+        return ckpt.arch, ckpt.arch_source or "option", [ckpt.arch], []
+    from plastic.signatures import detect
+
+    found = detect({t.name: t.shape for t in ckpt.tensors})
+    if not found.candidates:
+        raise ArchitectureError(
+            f"{ckpt.path}: could not recognise the architecture from its tensor names and shapes; "
+            "pass --arch NAME (a timm model name)"
+        )
+    if len(found.candidates) == 1:
+        return found.candidates[0], "detected", found.candidates, []
+    num_classes = _num_classes(ckpt, list(found.classifier))
+    if _same_function(found.candidates, ckpt, num_classes):
+        pick = found.candidates[0]
+        note = (
+            f"architectures {', '.join(found.candidates)} share this checkpoint's signature and compute "
+            f"the same; using {pick} (its data config); pass --arch to choose"
+        )
+        return pick, "detected", found.candidates, [note]
+    raise ArchitectureError(
+        f"{ckpt.path}: ambiguous architecture: {', '.join(found.candidates)} all match its tensors but "
+        "compute differently; pass --arch with one of them"
+    )
+
+
+def build_model(ckpt: Checkpoint, *, allow_position_mapping: bool | None = None) -> BuiltModel:
+    """The timm model for ``ckpt`` on the CPU, in eval mode, with the checkpoint loaded strictly.
+
+    Keys that follow another library's naming are mapped by position only when the user named the
+    architecture (``--arch``) and every shape lines up in order; a note says so.
+    """
+    arch, source, candidates, notes = resolve_arch(ckpt)
+    keys = {t.name for t in ckpt.tensors}
+    classifier = _classifier_keys(arch, keys)
+    num_classes = _num_classes(ckpt, classifier)
+    model = _create(arch, num_classes)
+    missing, unexpected, shaped = _compare(model, ckpt)
+    if missing or unexpected or shaped:
+        positional = source == "option" if allow_position_mapping is None else allow_position_mapping
+        mapped = (
+            _map_by_position(arch, ckpt) if positional and len(missing) == len(model.state_dict()) else None
+        )
+        if mapped is None:
+            raise ArchitectureError(_mismatch_message(arch, missing, unexpected, shaped))
+        model, state, num_classes = mapped
+        classifier = _classifier_keys(arch, set(state))
+        notes.append(
+            f"checkpoint keys do not follow timm's {arch} naming; mapped all {len(state)} tensors by "
+            "position (every shape matches in order)"
+        )
+    else:
+        state = {i.name: t for i, t in ckpt.iter_tensors()}
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    return BuiltModel(model, arch, source, candidates, num_classes, classifier, notes)

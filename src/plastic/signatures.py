@@ -1,0 +1,129 @@
+"""Recognising a timm architecture from a checkpoint's (key, shape) signature, classifier excluded.
+
+Building all ~1,400 timm models takes minutes, so ``scripts/build_signature_index.py`` does it once
+per timm release and ships the result (``data/signatures-timm-<version>.json.gz``): for every model,
+the hash of its non-classifier (key, shape) pairs, the hash of its key names alone, and its classifier
+keys. At run time we hash the checkpoint the same way for each known classifier key set.
+When the installed timm differs from the index's, shapes may have moved: we use the index's key-name
+hashes only to shortlist candidates, then build just those on the ``meta`` device to confirm.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any, cast
+
+DATA = Path(__file__).parent / "data"
+
+
+def signature_hash(items: Iterable[tuple[str, tuple[int, ...]]]) -> str:
+    """Order-independent hash of (key, shape) pairs."""
+    lines = sorted(f"{k}:{'x'.join(map(str, s))}" for k, s in items)
+    return hashlib.sha1("\n".join(lines).encode()).hexdigest()[:20]
+
+
+def names_hash(keys: Iterable[str]) -> str:
+    return hashlib.sha1("\n".join(sorted(keys)).encode()).hexdigest()[:20]
+
+
+@dataclass(frozen=True)
+class ModelSignature:
+    arch: str
+    shapes: str  # signature_hash of non-classifier entries
+    names: str  # names_hash of non-classifier keys
+    classifier: tuple[str, ...]  # state-dict keys of the classifier
+
+
+def model_signature(arch: str) -> ModelSignature:
+    """Build ``arch`` on the meta device (no memory, no init) and describe its state dict."""
+    import timm
+    import torch
+
+    with torch.device("meta"):
+        model = timm.create_model(arch, pretrained=False)
+    heads = cast(Any, model).get_classifier()  # nn.Module or a tuple of them (distilled heads)
+    heads = heads if isinstance(heads, tuple | list) else (heads,)
+    head_ids = {id(h) for h in heads}
+    prefixes = [name for name, mod in model.named_modules() if id(mod) in head_ids and name]
+    sd = model.state_dict()
+    classifier = tuple(sorted(k for k in sd if any(k.startswith(p + ".") for p in prefixes)))
+    body = [(k, tuple(v.shape)) for k, v in sd.items() if k not in classifier]
+    return ModelSignature(arch, signature_hash(body), names_hash(k for k, _ in body), classifier)
+
+
+@dataclass
+class SignatureIndex:
+    timm_version: str
+    by_shapes: dict[str, list[str]]
+    by_names: dict[str, list[str]]
+    classifier_sets: list[tuple[str, ...]]
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> SignatureIndex:
+        return cls(
+            doc["timm_version"],
+            doc["by_shapes"],
+            doc["by_names"],
+            [tuple(c) for c in doc["classifier_sets"]],
+        )
+
+
+@cache
+def load_index() -> SignatureIndex | None:
+    """The shipped index for the installed timm, else the newest shipped one (used for names only)."""
+    import timm
+
+    exact = DATA / f"signatures-timm-{timm.__version__}.json.gz"
+    files = [exact] if exact.exists() else sorted(DATA.glob("signatures-timm-*.json.gz"))
+    if not files:
+        return None
+    with gzip.open(files[-1], "rt", encoding="utf-8") as f:
+        return SignatureIndex.from_json(json.load(f))
+
+
+@dataclass
+class Detection:
+    candidates: list[str]  # every architecture whose signature matches, sorted
+    classifier: tuple[str, ...]  # the checkpoint keys taken as the classifier
+    exact_index: bool  # True when the index was built for the installed timm
+
+
+def detect(entries: dict[str, tuple[int, ...]]) -> Detection:
+    """Candidate architectures for a checkpoint given as {key: shape}; empty list when none match."""
+    import timm
+
+    index = load_index()
+    if index is None:
+        return Detection([], (), False)
+    exact = index.timm_version == timm.__version__
+    keys = set(entries)
+    tried: list[tuple[str, ...]] = [c for c in index.classifier_sets if set(c) <= keys]
+    tried.append(())  # a headless checkpoint (num_classes=0)
+    for cls_keys in tried:
+        body = [(k, s) for k, s in entries.items() if k not in cls_keys]
+        if exact:
+            found = index.by_shapes.get(signature_hash(body), [])
+            if found:
+                return Detection(sorted(found), cls_keys, True)
+            continue
+        shortlist = index.by_names.get(names_hash(k for k, _ in body), [])
+        target = signature_hash(body)
+        confirmed = []
+        for arch in shortlist:
+            if not timm.is_model(arch):
+                continue
+            try:
+                sig = model_signature(arch)
+            except Exception:  # an architecture that no longer builds is just not a candidate
+                continue
+            if sig.shapes == target and set(sig.classifier) == set(cls_keys):
+                confirmed.append(arch)
+        if confirmed:
+            return Detection(sorted(confirmed), cls_keys, False)
+    return Detection([], (), exact)
