@@ -7,10 +7,13 @@ shell pipelines and CI gates can rely on them.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plastic.checkpoint import Checkpoint
 from plastic.inspection import InspectReport
+
+if TYPE_CHECKING:
+    from plastic.diagnosis import DiagnoseReport  # imports torch: only for type checking
 
 SCHEMA_VERSION = 1
 
@@ -71,4 +74,60 @@ def inspect_dict(report: InspectReport) -> dict[str, Any]:
         },
         "filter": report.layer_filter,
         "layers": layers,
+    }
+
+
+def diagnose_dict(report: DiagnoseReport) -> dict[str, Any]:
+    """The ``diagnose --json`` document; ``plastic reinit`` reads it back from stdin."""
+    cal = report.calibration
+    cfg = report.data_config
+    layers = [
+        {
+            "name": la.name,
+            "type": la.type,
+            "units": la.units,
+            "params": la.params,
+            "site": la.site,
+            "block": la.block,
+            "classifier": la.classifier,
+            "metrics": {k: clean_float(v) for k, v in la.metrics.items()},
+            "components": {k: clean_float(v) for k, v in la.components.items()},
+            "score": clean_float(la.score),
+            "rank": la.rank,
+        }
+        for la in report.layers
+    ]
+    blocks = [
+        {"name": b.name, "group": b.group, "layers": b.layers, "score": clean_float(b.score), "rank": b.rank}
+        for b in report.blocks
+    ]
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "command": "diagnose",
+        "checkpoint": checkpoint_dict(report.checkpoint),
+        "arch": {"name": report.arch, "source": report.arch_source, "candidates": report.candidates},
+        "device": report.device,
+        "amp": report.amp,
+        "data_config": {
+            "input_size": list(cfg.input_size),
+            "input_size_source": cfg.source,
+            "mean": list(cfg.mean),
+            "std": list(cfg.std),
+            "interpolation": cfg.interpolation,
+            "crop_pct": cfg.crop_pct,
+        },
+        "calibration": {
+            "path": str(cal.path),
+            "images_found": cal.images_found,
+            "images_used": cal.images_used,
+            "images_skipped": len(cal.skipped),
+            "skipped": [{"path": str(p), "reason": why} for p, why in cal.skipped],
+            "labels": cal.labels,
+            "classes": cal.classes,
+        },
+        "options": report.options,
+        "notes": report.notes,
+        "layers": layers,
+        "blocks": blocks,
+        "timing": {k: round(v, 4) for k, v in report.timing.items()},
     }

@@ -11,7 +11,7 @@ import sys
 import traceback
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -112,6 +112,143 @@ def inspect(
         sys.stdout.write(render.inspect_markdown(doc))
     else:
         render.inspect_table(console.out(), doc)
+
+
+def _floats(text: str | None, what: str) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        vals = tuple(float(v) for v in text.replace("x", ",").split(",") if v.strip())
+    except ValueError:
+        raise typer.BadParameter(f"{what} takes comma-separated numbers, not {text!r}") from None
+    if not vals:
+        raise typer.BadParameter(f"{what} is empty")
+    return vals
+
+
+def _input_size(text: str | None) -> tuple[int, int, int] | None:
+    vals = _floats(text, "--input-size")
+    if vals is None:
+        return None
+    size = [int(v) for v in vals]
+    if len(size) == 1:
+        size = [3, size[0], size[0]]
+    elif len(size) == 2:
+        size = [3, *size]
+    if len(size) != 3 or min(size) < 1:
+        raise typer.BadParameter("--input-size takes S, H,W or C,H,W")
+    return size[0], size[1], size[2]
+
+
+def _channels(vals: tuple[float, ...] | None, what: str) -> tuple[float, ...] | None:
+    if vals is not None and len(vals) not in (1, 3):
+        raise typer.BadParameter(f"{what} takes 1 or 3 values")
+    return vals * 3 if vals is not None and len(vals) == 1 else vals
+
+
+@app.command()
+def diagnose(
+    checkpoint: CkptArg,
+    data: Annotated[
+        Path,
+        typer.Option("--data", "-d", help="Folder of calibration images (class subfolders give labels)."),
+    ],
+    key: KeyOpt = None,
+    arch: ArchOpt = None,
+    device: Annotated[
+        str, typer.Option("--device", help="auto (CUDA when available), cuda or cpu.")
+    ] = "auto",
+    amp: Annotated[bool, typer.Option("--amp", help="bf16 autocast on CUDA.")] = False,
+    max_images: Annotated[int, typer.Option("--max-images", help="Use at most this many images.")] = 256,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Images per forward pass.")] = 32,
+    workers: Annotated[int, typer.Option("--workers", "-j", help="DataLoader worker processes.")] = 0,
+    tau: Annotated[float, typer.Option("--tau", help="Dormant threshold of the ReDo unit score.")] = 0.025,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Seed for sampling, random labels and the probe head.")
+    ] = 0,
+    input_size: Annotated[
+        str | None, typer.Option("--input-size", help="Override the input size: S, H,W or C,H,W.")
+    ] = None,
+    mean: Annotated[
+        str | None, typer.Option("--mean", help="Override normalisation mean, e.g. 0.5,0.5,0.5.")
+    ] = None,
+    std: Annotated[str | None, typer.Option("--std", help="Override normalisation std.")] = None,
+    show_all: Annotated[bool, typer.Option("--all", help="Show every layer, not only the top ones.")] = False,
+    fail_on: Annotated[
+        list[str] | None,
+        typer.Option("--fail-on", help="Exit 1 when a layer meets METRIC>VALUE (or >=, <, <=); repeatable."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Also write the JSON report to this file.")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Name every skipped image.")] = False,
+    fmt: FormatOpt = OutputFormat.table,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run calibration images through the model and report per-layer loss-of-plasticity statistics."""
+    from plastic.cli import console, render
+
+    conditions = _conditions(fail_on or [])
+    sizes = _input_size(input_size)
+    means, stds = _channels(_floats(mean, "--mean"), "--mean"), _channels(_floats(std, "--std"), "--std")
+    if out is not None:
+        from plastic.atomic import check_target
+
+        check_target(out, inputs=[checkpoint], exist_ok=True)
+    from plastic.diagnosis import diagnose as run_diagnose
+    from plastic.reports import diagnose_dict
+
+    with console.image_progress() as progress:
+        report = run_diagnose(
+            checkpoint, data, key=key, arch=arch, device=device, amp=amp, max_images=max_images,
+            batch_size=batch_size, workers=workers, tau=tau, seed=seed, input_size=sizes, mean=means,
+            std=stds, progress=progress,
+        )  # fmt: skip
+    doc = diagnose_dict(report)
+    err = console.err()
+    for note in report.notes:
+        err.print(f"note: {note}", markup=False)
+    if report.calibration.skipped:
+        err.print(f"note: skipped {len(report.calibration.skipped)} unreadable image(s)", markup=False)
+        if verbose:
+            for path, why in report.calibration.skipped:
+                err.print(f"  skipped {path}: {why}", markup=False)
+    if out is not None:
+        from plastic.atomic import write_text
+
+        write_text(out, render.dump_json(doc) + "\n")
+    fmt = _resolve_format(fmt, as_json)
+    if fmt is OutputFormat.json:
+        sys.stdout.write(render.dump_json(doc) + "\n")
+    elif fmt is OutputFormat.markdown:
+        sys.stdout.write(render.diagnose_markdown(doc, show_all))
+    else:
+        render.diagnose_table(console.out(), doc, show_all)
+    _gate(doc, conditions)
+
+
+def _conditions(texts: list[str]) -> list[Any]:
+    if not texts:
+        return []
+    from plastic.data_metrics import DATA_METRICS
+    from plastic.gates import parse_condition
+
+    return [parse_condition(t, [*DATA_METRICS, "score"]) for t in texts]
+
+
+def _gate(doc: dict[str, Any], conditions: list[Any]) -> None:
+    """Exit 1 (after the report is out) when a layer meets a --fail-on condition; list them on stderr."""
+    if not conditions:
+        return
+    from plastic.gates import failing_layers
+
+    hits = failing_layers(doc["layers"], conditions)
+    if hits:
+        sys.stdout.flush()
+        for layer, cond, value in hits:
+            sys.stderr.write(f"fail-on {cond}: {layer} = {value:.4g}\n")
+        sys.stderr.write(f"{len(hits)} finding(s) over the --fail-on threshold(s)\n")
+        raise typer.Exit(1)
 
 
 def _fail(message: str) -> None:

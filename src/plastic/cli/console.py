@@ -10,6 +10,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
@@ -50,5 +51,29 @@ def byte_progress(description: str) -> Iterator[Callable[[int, int], None] | Non
 
         def update(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+@contextmanager
+def image_progress() -> Iterator[Callable[[str, int, int], None] | None]:
+    """Per-phase image counters on stderr when it is a terminal."""
+    console = err()
+    if not console.is_terminal:
+        yield None
+        return
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} images"),
+        console=console,
+        transient=True,
+    ) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(phase, total=total)
+            bar.update(tasks[phase], completed=done, total=total)
 
         yield update

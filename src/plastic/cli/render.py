@@ -116,3 +116,106 @@ def inspect_markdown(doc: dict[str, Any]) -> str:
     return (
         f"### plastic inspect `{doc['checkpoint']['path']}`\n\n{summary}\n\n{markdown_table(header, rows)}\n"
     )
+
+
+# --- diagnose ----------------------------------------------------------------------------------------------
+
+DIAG_COLUMNS = [
+    ("dormant_frac", "dormant"),
+    ("dead_frac", "dead"),
+    ("saturated_frac", "saturated"),
+    ("feature_erank", "erank"),
+    ("feature_srank99", "srank99"),
+    ("grad_ratio", "grad_ratio"),
+    ("attn_entropy", "attn_ent"),
+]
+DEFAULT_TOP = 15
+
+
+def _diag_rows(doc: dict[str, Any], show_all: bool) -> tuple[list[str], list[list[str]]]:
+    layers = doc["layers"]
+    ranked = sorted((la for la in layers if la["rank"] is not None), key=lambda la: la["rank"])
+    if show_all:
+        unranked = [la for la in layers if la["rank"] is None]
+        chosen = ranked + unranked
+    else:
+        chosen = ranked[:DEFAULT_TOP]
+    header = ["rank", "layer", "type", "units", "score", *[t for _, t in DIAG_COLUMNS], "block"]
+    rows = []
+    for la in chosen:
+        m = la["metrics"]
+        rank = str(la["rank"]) if la["rank"] is not None else ("head" if la["classifier"] else "-")
+        rows.append(
+            [rank, la["name"], la["type"], str(la["units"]), fmt_num(la["score"])]
+            + [fmt_num(m.get(code)) for code, _ in DIAG_COLUMNS]
+            + [la["block"] or "-"]
+        )
+    return header, rows
+
+
+def _block_rows(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    header = ["rank", "block", "layers", "score"]
+    rows = [
+        [
+            str(b["rank"]) if b["rank"] is not None else "-",
+            b["name"],
+            str(len(b["layers"])),
+            fmt_num(b["score"]),
+        ]
+        for b in sorted(doc["blocks"], key=lambda b: (b["rank"] is None, b["rank"] or 0))
+    ]
+    return header, rows
+
+
+def _diag_summary(doc: dict[str, Any], show_all: bool) -> list[str]:
+    cal, arch, cfg = doc["calibration"], doc["arch"], doc["data_config"]
+    ranked = sum(1 for la in doc["layers"] if la["rank"] is not None)
+    lines = [
+        f"model: {arch['name']} (from {arch['source']}) on {doc['device']}"
+        + (" with bf16 autocast" if doc["amp"] else ""),
+        f"calibration: {cal['images_used']} images from {cal['path']} "
+        f"({cal['images_skipped']} skipped, labels: {cal['labels']}), "
+        f"input {'x'.join(map(str, cfg['input_size']))}",
+        f"stats pass {doc['timing']['stats_s']:.2f} s ({doc['timing']['images_per_s']:.1f} images/s), "
+        f"gradient pass {doc['timing']['gradients_s']:.2f} s",
+    ]
+    if not show_all and ranked > DEFAULT_TOP:
+        lines.append(f"showing the top {DEFAULT_TOP} of {ranked} ranked layers; --all shows every layer")
+    return lines
+
+
+def _table(console: Console, title: str, header: list[str], rows: list[list[str]], left: set[int]) -> None:
+    table = Table(title=title, title_justify="left")
+    for i, h in enumerate(header):
+        table.add_column(h, justify="left" if i in left else "right", overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
+def diagnose_table(console: Console, doc: dict[str, Any], show_all: bool) -> None:
+    header, rows = _diag_rows(doc, show_all)
+    _table(
+        console,
+        f"Layers by saturation score: {doc['checkpoint']['path']}",
+        header,
+        rows,
+        {1, 2, len(header) - 1},
+    )
+    if doc["blocks"]:
+        bh, br = _block_rows(doc)
+        _table(console, "Blocks (timm group_matcher)", bh, br, {1})
+    for line in _diag_summary(doc, show_all):
+        console.print(line, markup=False)
+
+
+def diagnose_markdown(doc: dict[str, Any], show_all: bool) -> str:
+    header, rows = _diag_rows(doc, show_all)
+    summary = "\n".join(f"- {line}" for line in _diag_summary(doc, show_all))
+    text = (
+        f"### plastic diagnose `{doc['checkpoint']['path']}`\n\n{summary}\n\n{markdown_table(header, rows)}\n"
+    )
+    if doc["blocks"]:
+        bh, br = _block_rows(doc)
+        text += f"\n{markdown_table(bh, br)}\n"
+    return text

@@ -1,0 +1,202 @@
+"""Calibration images: find them, decode them robustly, preprocess them with the model's own config."""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from plastic.errors import DataError, UsageError
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+
+
+@dataclass
+class CalibSet:
+    """The images chosen for calibration, with labels when the folder has class subfolders."""
+
+    root: Path
+    files: list[Path]
+    labels: list[int] | None  # index into class_names; None for a flat folder
+    class_names: list[str]
+    found: int  # images found before the --max-images cap
+    skipped: list[tuple[Path, str]] = field(default_factory=list)  # filled while decoding
+
+
+def _visible(parts: Sequence[str]) -> bool:
+    return not any(p.startswith(".") for p in parts)
+
+
+def scan_folder(root: str | Path, *, max_images: int = 256, seed: int = 0) -> CalibSet:
+    """Images under ``root`` (recursive, hidden files and folders ignored, deterministic order).
+
+    With class subfolders (every image lies inside a first-level folder), labels are the folder names.
+    When there are more than ``max_images``, a seeded sample is taken, spread over classes.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise DataError(f"{root}: no such folder")
+    if not root.is_dir():
+        raise DataError(f"{root}: not a folder (--data takes a folder of images)")
+    if max_images < 1:
+        raise UsageError("--max-images must be at least 1")
+    files: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
+                files.append(Path(dirpath) / name)
+    if not files:
+        raise DataError(f"{root}: no images found (extensions: {', '.join(sorted(IMAGE_EXTENSIONS))})")
+    rel = [f.relative_to(root).parts for f in files]
+    nested = all(len(p) >= 2 for p in rel)
+    class_names = sorted({p[0] for p in rel}) if nested else []
+    labels = [class_names.index(p[0]) for p in rel] if nested else None
+    found = len(files)
+    if found > max_images:
+        keep = _spread_sample(labels if labels is not None else [0] * found, max_images, seed)
+        files = [files[i] for i in keep]
+        labels = [labels[i] for i in keep] if labels is not None else None
+    return CalibSet(root, files, labels, class_names, found)
+
+
+def _spread_sample(labels: list[int], k: int, seed: int) -> list[int]:
+    """k indices, seeded, round-robin over classes so that every class is represented; sorted."""
+    rng = random.Random(seed)
+    by_class: dict[int, list[int]] = {}
+    for i, lab in enumerate(labels):
+        by_class.setdefault(lab, []).append(i)
+    for members in by_class.values():
+        rng.shuffle(members)
+    picked: list[int] = []
+    queues = [by_class[c] for c in sorted(by_class)]
+    while len(picked) < k:
+        for q in queues:
+            if q and len(picked) < k:
+                picked.append(q.pop())
+    return sorted(picked)
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any PIL mode to 8-bit RGB: grayscale, palette (with transparency), RGBA, CMYK, 16/32-bit, float."""
+    import numpy as np
+    from PIL import Image
+
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        a = np.asarray(img, dtype=np.float64)
+        if img.mode.startswith("I;16"):
+            a = a / 257.0  # full 16-bit range onto 0..255
+        else:  # 32-bit int or float: no fixed range, stretch what is there
+            lo, hi = float(a.min()), float(a.max())
+            a = (a - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(a)
+        img = Image.fromarray(np.clip(a, 0, 255).astype(np.uint8), mode="L")
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))  # transparent -> black, like most loaders
+        img = Image.alpha_composite(background, rgba)
+    return img.convert("RGB")
+
+
+def load_image(path: Path) -> Image.Image:
+    from PIL import Image
+
+    with Image.open(path) as img:
+        img.load()  # decode now: truncated files fail here, not later
+        return to_rgb(img)
+
+
+class CalibDataset:
+    """A map-style dataset; a file that cannot be decoded yields None (collated away, then counted)."""
+
+    def __init__(self, calib: CalibSet, transform: Callable[[Any], torch.Tensor]) -> None:
+        self.calib = calib
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.calib.files)
+
+    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, str]:
+        path = self.calib.files[i]
+        try:
+            x = self.transform(load_image(path))
+        except Exception as e:  # unreadable, corrupt, unsupported: skip and report, never fatal
+            return i, None, f"{type(e).__name__}: {str(e).splitlines()[0][:100] if str(e) else ''}"
+        return i, x, ""
+
+
+def collate(
+    batch: list[tuple[int, torch.Tensor | None, str]],
+) -> tuple[list[int], torch.Tensor | None, list[tuple[int, str]]]:
+    import torch
+
+    ok = [(i, x) for i, x, _ in batch if x is not None]
+    bad = [(i, why) for i, x, why in batch if x is None]
+    xs = torch.stack([x for _, x in ok]) if ok else None
+    return [i for i, _ in ok], xs, bad
+
+
+@dataclass
+class DataConfig:
+    input_size: tuple[int, int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    interpolation: str
+    crop_pct: float
+    crop_mode: str
+    source: str  # where input_size came from: "option" | "metadata" | "model"
+
+
+def resolve_data_config(
+    model: Any,
+    metadata: dict[str, str],
+    *,
+    input_size: tuple[int, int, int] | None = None,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+) -> DataConfig:
+    """The model's own timm data config, with the checkpoint's ``input_size`` metadata and options on top."""
+    from timm.data.config import resolve_model_data_config
+
+    cfg = resolve_model_data_config(model)
+    source = "model"
+    if input_size is None and metadata.get("input_size"):
+        try:
+            parsed = tuple(int(v) for v in metadata["input_size"].replace("x", ",").split(","))
+        except ValueError:
+            parsed = ()
+        if len(parsed) == 3:
+            input_size, source = (parsed[0], parsed[1], parsed[2]), "metadata"
+    elif input_size is not None:
+        source = "option"
+    return DataConfig(
+        input_size=tuple(input_size or cfg["input_size"]),  # type: ignore[arg-type]
+        mean=tuple(mean or cfg["mean"]),
+        std=tuple(std or cfg["std"]),
+        interpolation=str(cfg.get("interpolation", "bilinear")),
+        crop_pct=float(cfg.get("crop_pct", 0.875)),
+        crop_mode=str(cfg.get("crop_mode", "center")),
+        source=source,
+    )
+
+
+def make_transform(cfg: DataConfig) -> Callable[[Any], torch.Tensor]:
+    from timm.data.transforms_factory import create_transform
+
+    return create_transform(  # type: ignore[no-any-return]
+        input_size=cfg.input_size,
+        is_training=False,
+        interpolation=cfg.interpolation,
+        mean=cfg.mean,
+        std=cfg.std,
+        crop_pct=cfg.crop_pct,
+        crop_mode=cfg.crop_mode,
+    )

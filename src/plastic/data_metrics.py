@@ -1,0 +1,87 @@
+"""Data metrics (METHODS.md, "Data metrics") from the sums that :mod:`plastic.capture` accumulated.
+
+Every function here reduces on the device and returns Python floats.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from plastic.capture import AttnStats, SiteStats
+
+DATA_METRICS = (
+    "dormant_frac",
+    "dead_frac",
+    "saturated_frac",
+    "feature_erank",
+    "feature_erank_per_unit",
+    "feature_srank99",
+    "grad_ratio",
+    "attn_entropy",
+)
+DEFAULT_TAU = 0.025
+
+
+def dormant_frac(abs_sum: torch.Tensor, count: int, tau: float = DEFAULT_TAU) -> float:
+    """ReDo: unit score s_i = E|h_i| / mean_k E|h_k|; fraction of units with s_i <= tau."""
+    mean_abs = abs_sum / max(count, 1)  # (C,) E|h_i|
+    overall = mean_abs.mean()
+    if float(overall) == 0.0:
+        return 1.0  # every unit silent
+    return float((mean_abs / overall <= tau).double().mean())
+
+
+def dead_frac(abs_sum: torch.Tensor) -> float:
+    """Fraction of units exactly 0 on every calibration input (their sum of |h| is exactly 0)."""
+    return float((abs_sum == 0).double().mean())
+
+
+def feature_ranks(feats: torch.Tensor) -> tuple[float, int]:
+    """(effective rank, 99% rank) of an (N, C) matrix of pooled features; (0, 0) if it is all zero.
+
+    erank = exp(entropy of sigma / sum sigma) (Roy & Vetterli 2007); srank99 = smallest k whose top-k
+    singular values hold 99% of their sum (Kumar et al. 2020).
+    """
+    sigma = torch.linalg.svdvals(feats.double())
+    total = sigma.sum()
+    if float(total) == 0.0:
+        return 0.0, 0
+    p = sigma / total
+    entropy = -(p * torch.log(p.clamp_min(1e-300))).sum()
+    srank = (
+        int(torch.searchsorted(torch.cumsum(p, 0), torch.tensor(0.99, dtype=p.dtype, device=p.device))) + 1
+    )
+    return float(torch.exp(entropy)), min(srank, len(sigma))
+
+
+def site_metrics(site: SiteStats, tau: float = DEFAULT_TAU) -> dict[str, float | None]:
+    out: dict[str, float | None] = dict.fromkeys(DATA_METRICS)
+    if site.abs_sum is None:
+        return out  # the layer never ran on the calibration images
+    out["dormant_frac"] = dormant_frac(site.abs_sum, site.count, tau)
+    out["dead_frac"] = dead_frac(site.abs_sum)
+    if site.sat is not None and site.sat_total:
+        out["saturated_frac"] = float(site.sat) / site.sat_total
+    feats = torch.cat(site.pooled)  # (N, C')
+    erank, srank = feature_ranks(feats)
+    out["feature_erank"] = erank
+    out["feature_erank_per_unit"] = erank / feats.shape[1]
+    out["feature_srank99"] = float(srank)
+    return out
+
+
+def attn_entropy(stats: AttnStats) -> float | None:
+    if stats.total is None or not stats.rows:
+        return None
+    return float(stats.total) / stats.rows
+
+
+def rank_ceiling(n_images: int, units: int) -> int:
+    """The largest rank the pooled features can have: min(images, units measured)."""
+    return max(1, min(n_images, units, 1024))
+
+
+def finite(x: float | None) -> float | None:
+    return None if x is None or math.isnan(x) or math.isinf(x) else x

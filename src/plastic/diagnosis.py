@@ -1,0 +1,348 @@
+"""``plastic diagnose``: per-layer (and per-block) loss-of-plasticity statistics on calibration images."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from plastic.calib import (
+    CalibDataset,
+    CalibSet,
+    DataConfig,
+    collate,
+    make_transform,
+    resolve_data_config,
+    scan_folder,
+)
+from plastic.capture import Capture, capture, find_act_sites, layers_of
+from plastic.checkpoint import Checkpoint, open_checkpoint
+from plastic.data_metrics import DEFAULT_TAU, attn_entropy, rank_ceiling, site_metrics
+from plastic.errors import DataError, DeviceError, UsageError
+from plastic.gradients import grad_ratios, random_labels
+from plastic.models import build_model
+from plastic.score import components, percentiles, saturation_score
+
+Progress = Callable[[str, int, int], None]  # (phase, done, total) in images
+
+
+@dataclass
+class LayerDiagnosis:
+    name: str
+    type: str
+    units: int
+    params: int
+    site: str  # the module whose output was measured
+    block: str | None
+    classifier: bool
+    metrics: dict[str, float | None]
+    components: dict[str, float] = field(default_factory=dict)
+    score: float | None = None
+    rank: int | None = None
+
+
+@dataclass
+class BlockDiagnosis:
+    name: str
+    group: int
+    layers: list[str]
+    score: float | None = None
+    rank: int | None = None
+
+
+@dataclass
+class Calibration:
+    path: Path
+    images_found: int
+    images_used: int
+    skipped: list[tuple[Path, str]]
+    labels: str  # "subfolders" | "random"
+    classes: list[str]
+
+
+@dataclass
+class DiagnoseReport:
+    checkpoint: Checkpoint
+    arch: str
+    arch_source: str
+    candidates: list[str]
+    device: str
+    amp: bool
+    data_config: DataConfig
+    calibration: Calibration
+    layers: list[LayerDiagnosis]
+    blocks: list[BlockDiagnosis]
+    timing: dict[str, float]
+    options: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+
+def pick_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise DeviceError("--device cuda: CUDA is not available on this machine (use --device cpu or auto)")
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise UsageError(f"--device must be auto, cpu or cuda, not {device!r}")
+    return torch.device(device)
+
+
+def _batches(
+    calib: CalibSet, cfg: DataConfig, batch_size: int, workers: int
+) -> Iterator[tuple[list[int], torch.Tensor | None, list[tuple[int, str]]]]:
+    loader: torch.utils.data.DataLoader[Any] = torch.utils.data.DataLoader(
+        CalibDataset(calib, make_transform(cfg)),  # type: ignore[arg-type]
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=collate,
+    )
+    yield from loader
+
+
+def diagnose(
+    path: str | Path,
+    data: str | Path,
+    *,
+    key: str | None = None,
+    arch: str | None = None,
+    device: str = "auto",
+    amp: bool = False,
+    max_images: int = 256,
+    batch_size: int = 32,
+    workers: int = 0,
+    tau: float = DEFAULT_TAU,
+    seed: int = 0,
+    input_size: tuple[int, int, int] | None = None,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+    progress: Progress | None = None,
+) -> DiagnoseReport:
+    """Build the model, run the calibration images through it, and score every layer and block."""
+    if batch_size < 1 or workers < 0 or tau < 0:
+        raise UsageError("--batch-size must be >= 1, --workers >= 0 and --tau >= 0")
+    t0 = time.perf_counter()
+    dev = pick_device(device)
+    calib = scan_folder(data, max_images=max_images, seed=seed)
+    with open_checkpoint(path, key=key, arch=arch) as ckpt:
+        built = build_model(ckpt)
+    model = built.model
+    notes = list(built.notes)
+    cfg = resolve_data_config(model, ckpt.metadata, input_size=input_size, mean=mean, std=std)
+    use_amp = amp and dev.type == "cuda"
+    if amp and not use_amp:
+        notes.append("--amp applies to CUDA only; running in float32 on the CPU")
+    model.to(dev)
+    t_build = time.perf_counter() - t0
+
+    labels_all = (
+        torch.tensor(calib.labels) if calib.labels is not None else random_labels(len(calib.files), seed)
+    )
+    n_classes = max(len(calib.class_names), 2) if calib.labels is not None else 10
+
+    def autocast() -> Any:
+        return torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else contextlib.nullcontext()
+
+    # Pass 1: activation statistics (halving the batch on CUDA out-of-memory, restarting the pass).
+    t1 = time.perf_counter()
+    while True:
+        try:
+            cap, act_sites, used, skipped = _stats_pass(
+                model, calib, cfg, batch_size, workers, dev, autocast, progress
+            )
+            break
+        except torch.cuda.OutOfMemoryError:
+            if batch_size == 1:
+                raise DeviceError("CUDA out of memory even with --batch-size 1; use --device cpu") from None
+            batch_size //= 2
+            torch.cuda.empty_cache()
+            notes.append(f"CUDA out of memory: retried with --batch-size {batch_size}")
+    t_stats = time.perf_counter() - t1
+    calib.skipped = [(calib.files[i], why) for i, why in skipped]
+    if not used:
+        raise DataError(f"{calib.root}: none of the {len(calib.files)} images could be read")
+    used_set = set(used)
+
+    # Pass 2: one backward pass through a fresh head, for grad_ratio.
+    t2 = time.perf_counter()
+    layer_mods = layers_of(model)
+    weights = {n: f"{n}.weight" for n, m in layer_mods.items() if getattr(m, "weight", None) is not None}
+
+    def labelled() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        done = 0
+        for idx, x, _bad in _batches(calib, cfg, batch_size, workers):
+            keep = [i for i in idx if i in used_set]
+            if x is None or not keep:
+                continue
+            done += len(idx)
+            if progress is not None:
+                progress("gradients", done, len(used))
+            yield x.to(dev, non_blocking=True), labels_all[idx].to(dev)
+
+    grads = grad_ratios(
+        model,
+        labelled(),
+        n_images=len(used),
+        n_classes=n_classes,
+        weights=weights,
+        seed=seed,
+        autocast=autocast,
+    )
+    t_grad = time.perf_counter() - t2
+
+    layers = _layer_table(model, cap, act_sites, grads, built.classifier_keys, tau, len(used))
+    blocks = _block_table(model, layers)
+    calibration = Calibration(
+        calib.root,
+        calib.found,
+        len(used),
+        calib.skipped,
+        "subfolders" if calib.labels is not None else "random",
+        calib.class_names,
+    )
+    total = time.perf_counter() - t0
+    timing = {
+        "build_s": t_build,
+        "stats_s": t_stats,
+        "gradients_s": t_grad,
+        "total_s": total,
+        "images_per_s": len(used) / t_stats if t_stats > 0 else 0.0,
+    }
+    options = {
+        "tau": tau,
+        "seed": seed,
+        "batch_size": batch_size,
+        "max_images": max_images,
+        "workers": workers,
+    }
+    return DiagnoseReport(
+        ckpt, built.arch, built.arch_source, built.candidates, str(dev), use_amp, cfg, calibration,
+        layers, blocks, timing, options, notes,
+    )  # fmt: skip
+
+
+def _stats_pass(
+    model: nn.Module,
+    calib: CalibSet,
+    cfg: DataConfig,
+    batch_size: int,
+    workers: int,
+    dev: torch.device,
+    autocast: Callable[[], Any],
+    progress: Progress | None,
+) -> tuple[Capture, dict[str, str], list[int], list[tuple[int, str]]]:
+    used: list[int] = []
+    skipped: list[tuple[int, str]] = []
+    act_sites: dict[str, str] | None = None
+    with contextlib.ExitStack() as stack:
+        cap: Capture | None = None
+        for idx, x, bad in _batches(calib, cfg, batch_size, workers):
+            skipped += bad
+            if x is None:
+                continue
+            x = x.to(dev, non_blocking=True)
+            with torch.no_grad(), autocast():
+                if act_sites is None:
+                    act_sites = find_act_sites(model, x[:2])  # attribution needs one tiny forward
+                    cap = stack.enter_context(capture(model, act_sites))
+                model(x)
+            used += idx
+            if progress is not None:
+                progress("statistics", len(used) + len(skipped), len(calib.files))
+        if cap is None or act_sites is None:
+            return Capture({}, {}, {}), {}, used, skipped
+        return cap, act_sites, used, skipped
+
+
+def _layer_table(
+    model: nn.Module,
+    cap: Capture,
+    act_sites: dict[str, str],
+    grads: dict[str, float | None],
+    classifier_keys: list[str],
+    tau: float,
+    n_images: int,
+) -> list[LayerDiagnosis]:
+    mods = layers_of(model)
+    head_layers = {k.rpartition(".")[0] for k in classifier_keys}
+    rows: list[LayerDiagnosis] = []
+    for name, m in mods.items():
+        site = cap.sites.get(name)
+        metrics = site_metrics(site, tau) if site is not None else {}
+        metrics["grad_ratio"] = grads.get(name)
+        attn = cap.attention.get(name)
+        metrics["attn_entropy"] = attn_entropy(attn) if attn is not None else None
+        units = site.units if site is not None else 0
+        params = sum(p.numel() for p in m.parameters(recurse=False))
+        rows.append(
+            LayerDiagnosis(
+                name,
+                type(m).__name__,
+                units,
+                params,
+                act_sites.get(name, name),
+                None,
+                name in head_layers,
+                metrics,
+            )
+        )
+    body = [r for r in rows if not r.classifier]
+    grads_known = {r.name: g for r in body if (g := r.metrics.get("grad_ratio")) is not None}
+    pct = percentiles(grads_known)
+    for r in rows:
+        ceiling = rank_ceiling(n_images, r.units)
+        r.components = components(r.metrics, rank_ceiling=ceiling, grad_percentile=pct.get(r.name))
+        r.score = saturation_score(r.components)
+    ranked = sorted((r for r in body if r.score is not None), key=lambda r: -r.score)  # type: ignore[operator]
+    for i, r in enumerate(ranked, 1):
+        r.rank = i
+    return rows
+
+
+def _block_name(members: list[str]) -> str:
+    parts = [m.split(".") for m in members]
+    common: list[str] = []
+    for level in zip(*parts, strict=False):
+        if len(set(level)) != 1:
+            break
+        common.append(level[0])
+    if common:
+        return ".".join(common)
+    return "+".join(sorted({p[0] for p in parts}))
+
+
+def _block_table(model: nn.Module, layers: list[LayerDiagnosis]) -> list[BlockDiagnosis]:
+    """timm's own grouping (``group_matcher``: stem / stages / blocks / head) with mean layer scores."""
+    matcher = getattr(model, "group_matcher", None)
+    if matcher is None:
+        return []
+    from timm.models import group_modules
+
+    try:
+        groups = group_modules(model, matcher(coarse=False))
+    except Exception:  # a model whose matcher does not fit its modules: no block view
+        return []
+    by_name = {r.name: r for r in layers}
+    blocks = []
+    for gid, members in sorted(groups.items()):
+        names = [m for m in members if m in by_name]
+        if not names:
+            continue
+        block = BlockDiagnosis(_block_name(names), int(gid), names)  # named after its conv/linear layers
+        scores = [
+            by_name[n].score for n in names if by_name[n].score is not None and not by_name[n].classifier
+        ]
+        block.score = sum(scores) / len(scores) if scores else None  # type: ignore[arg-type]
+        for n in names:
+            by_name[n].block = block.name
+        blocks.append(block)
+    ranked = sorted((b for b in blocks if b.score is not None), key=lambda b: -b.score)  # type: ignore[operator]
+    for i, b in enumerate(ranked, 1):
+        b.rank = i
+    return blocks
