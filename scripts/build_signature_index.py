@@ -33,7 +33,9 @@ def describe(arch: str) -> tuple[str, str, str, list[str]] | tuple[str, str]:
 def main() -> None:
     import timm
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--limit", type=int, default=0, help="only the first N models (for testing)")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()

@@ -28,7 +28,7 @@ def make_odd_folder(root: Path) -> dict[str, Path]:
         "gray": _png(root / "a" / "gray.png", Image.fromarray(rgb[..., 0], mode="L")),
         "palette": _png(root / "a" / "palette.PNG", Image.fromarray(rgb).convert("P")),
         "rgba": _png(root / "a" / "rgba.png", Image.fromarray(np.dstack([rgb, rgb[..., :1]]), mode="RGBA")),
-        "gray16": _png(root / "b" / "deep.png", Image.fromarray((rgb[..., 0].astype(np.uint16) * 257))),
+        "gray16": _png(root / "b" / "deep.png", Image.fromarray(rgb[..., 0].astype(np.uint16) * 257)),
         "jpeg": root / "b" / "photo.JPG",
         "cmyk": root / "b" / "print.jpeg",
         "webp": root / "b" / "web.webp",
@@ -64,11 +64,15 @@ def test_scan_rules(tmp_path: Path) -> None:
     assert names == {p.name for p in made.values()}  # hidden, .txt and dot-folders ignored
     assert calib.class_names == ["a", "b"]
     assert calib.labels is not None
-    assert all(calib.class_names[lab] == f.parent.name for f, lab in zip(calib.files, calib.labels, strict=True))
+    assert all(
+        calib.class_names[lab] == f.parent.name for f, lab in zip(calib.files, calib.labels, strict=True)
+    )
     assert calib.files == sorted(calib.files)  # deterministic order
 
 
-@pytest.mark.parametrize("kind", ["gray", "palette", "rgba", "gray16", "jpeg", "cmyk", "webp", "bmp", "gif", "tiff"])
+@pytest.mark.parametrize(
+    "kind", ["gray", "palette", "rgba", "gray16", "jpeg", "cmyk", "webp", "bmp", "gif", "tiff"]
+)
 def test_every_readable_kind_becomes_rgb(tmp_path: Path, kind: str) -> None:
     made = make_odd_folder(tmp_path)
     img = load_image(made[kind])

@@ -18,7 +18,8 @@ def _measure(model: nn.Module, x: torch.Tensor) -> dict[str, dict[str, float | N
     sites = find_act_sites(model, x)
     with torch.no_grad(), capture(model, sites) as cap:
         model(x)
-    return {name: site_metrics(site) for name, site in cap.sites.items()}
+    mods = dict(model.named_modules())
+    return {name: site_metrics(site, mods.get(sites.get(name, ""))) for name, site in cap.sites.items()}
 
 
 def test_forced_dead_units_read_dead_frac_one() -> None:

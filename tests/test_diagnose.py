@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -43,7 +44,7 @@ def _check_doc(doc: dict, arch: str) -> None:  # type: ignore[type-arg]
     layers = doc["layers"]
     ranked = sorted((la for la in layers if la["rank"] is not None), key=lambda la: la["rank"])
     assert [la["rank"] for la in ranked] == list(range(1, len(ranked) + 1))
-    assert all(a["score"] >= b["score"] for a, b in zip(ranked, ranked[1:], strict=False))
+    assert all(a["score"] >= b["score"] for a, b in itertools.pairwise(ranked))
     for la in layers:
         assert set(la) >= {"name", "type", "units", "params", "metrics", "score", "rank"}
         assert set(la["metrics"]) >= {"dormant_frac", "dead_frac", "saturated_frac", "feature_erank",
@@ -78,7 +79,9 @@ def test_diagnose_samples(cli: Callable[..., Result], path: Path, arch: str) -> 
 
 
 @pytest.mark.parametrize("arch", ["test_convnext", "test_efficientnet"])
-def test_diagnose_detects_architecture(cli: Callable[..., Result], random_models: dict[str, Path], arch: str) -> None:
+def test_diagnose_detects_architecture(
+    cli: Callable[..., Result], random_models: dict[str, Path], arch: str
+) -> None:
     doc = _doc(cli("diagnose", random_models[arch], "--data", CALIB, "--json", *FAST))
     _check_doc(doc, arch)
     assert doc["arch"]["source"] == "detected" and doc["arch"]["candidates"] == [arch]
@@ -144,7 +147,11 @@ def test_input_errors(cli: Callable[..., Result], tmp_path: Path) -> None:
     _error(cli("diagnose", RESNET, "--data", bad), "none of the 1 images could be read")
     if not torch.cuda.is_available():
         _error(cli("diagnose", RESNET, "--data", CALIB, "--device", "cuda"), "CUDA is not available")
-    _error(cli("diagnose", RESNET, "--data", CALIB, "--arch", "resnet18"), "does not match architecture", "missing")
+    _error(
+        cli("diagnose", RESNET, "--data", CALIB, "--arch", "resnet18"),
+        "does not match architecture",
+        "missing",
+    )
     _error(cli("diagnose", RESNET, "--data", CALIB, "--arch", "resnet_nope"), "unknown timm architecture")
 
 

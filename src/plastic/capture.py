@@ -21,7 +21,7 @@ from torch import nn
 
 MAX_RANK_UNITS = 1024  # feature rank is computed on at most this many (seeded) units
 SATURATION_SLOPE = 0.01  # |f'(x)| below this counts as saturated
-SATURATION_SAMPLE = 1 << 16  # values per activation call on which the derivative is evaluated
+SATURATION_SAMPLE = 1 << 15  # values per activation call on which the derivative is evaluated
 
 _NOT_ELEMENTWISE = (nn.Softmax, nn.Softmin, nn.LogSoftmax, nn.Softmax2d, nn.MultiheadAttention, nn.GLU)
 
@@ -52,45 +52,51 @@ class SiteStats:
     layer: str
     units: int
     channels_last: bool  # linear layers: units on the last dim; convs: dim 1
-    abs_sum: torch.Tensor | None = None  # (C,) float64: sum of |h| over images and positions
+    abs_sum: torch.Tensor | None = None  # (C,) float32: sum of |h| over images and positions
     count: int = 0  # values per unit seen
-    sat: torch.Tensor | None = None  # () float64: values whose derivative is below the slope
-    sat_total: int = 0
+    sat_inputs: list[torch.Tensor] = field(default_factory=list)  # sampled inputs of the activation
     pooled: list[torch.Tensor] = field(default_factory=list)  # (B, C') spatially pooled rows
     rank_units: torch.Tensor | None = None  # (C',) indices of units kept for the rank
     site: str = ""  # the module measured: the activation's name, or the layer's own
 
     def add(self, h: torch.Tensor) -> None:
-        h = h.detach().float()  # (B, C, *spatial) for convs, (B, [tokens,] C) for linear layers
+        h = h.detach()  # (B, C, *spatial) for convs, (B, [tokens,] C) for linear layers
+        if h.dtype != torch.float32:
+            h = h.float()
         unit_dim = h.dim() - 1 if self.channels_last else 1
         others = tuple(d for d in range(h.dim()) if d != unit_dim)
-        abs_sum = h.abs().sum(others).double()  # (C,); zero exactly when the unit never fired
-        self.abs_sum = abs_sum if self.abs_sum is None else self.abs_sum + abs_sum
+        abs_sum = h.abs().sum(others)  # (C,); exactly zero only when the unit never fired
+        self.abs_sum = abs_sum if self.abs_sum is None else self.abs_sum.add_(abs_sum)
         self.count += h.numel() // self.units
-        b = h.shape[0]
         if self.channels_last:
-            pooled = h.reshape(b, -1, self.units).mean(1)  # (B, C): mean over tokens
+            pooled = h.mean(tuple(range(1, h.dim() - 1))) if h.dim() > 2 else h  # (B, C): over tokens
         else:
-            pooled = h.reshape(b, self.units, -1).mean(-1)  # (B, C): mean over positions
-        if self.rank_units is None:
-            self.rank_units = _rank_units(self.units, h.device)
-        self.pooled.append(pooled.index_select(1, self.rank_units) if self.units > MAX_RANK_UNITS else pooled)
+            pooled = h.mean(tuple(range(2, h.dim()))) if h.dim() > 2 else h  # (B, C): over positions
+        if self.units > MAX_RANK_UNITS:
+            if self.rank_units is None:
+                self.rank_units = _rank_units(self.units, h.device)
+            pooled = pooled.index_select(1, self.rank_units)
+        self.pooled.append(pooled)
 
-    def add_saturation(self, module: nn.Module, x: torch.Tensor) -> None:
-        """Count values where the module's own derivative is flat (autograd: exact for elementwise ops).
-
-        Measured on an evenly strided sample of at most SATURATION_SAMPLE values per call: a fraction
-        estimated from 65,536 values has a standard error below 0.002, at a fraction of the cost.
-        """
+    def add_saturation_sample(self, x: torch.Tensor) -> None:
+        """Keep an evenly strided sample of the activation's input; derivatives come at the end."""
         flat = x.detach().reshape(-1)
         step = max(1, -(-flat.numel() // SATURATION_SAMPLE))
+        self.sat_inputs.append(flat[::step].clone())
+
+    def saturation(self, module: nn.Module) -> float | None:
+        """Fraction of sampled inputs where the module's own derivative is flat (|f'| < 0.01).
+
+        Autograd through ``module.forward`` (exact for elementwise functions, whatever they are); a
+        fraction estimated from 32,768 values per batch has a standard error below 0.003.
+        """
+        if not self.sat_inputs:
+            return None
         with torch.enable_grad():
-            xg = flat[::step].float().requires_grad_(True)
-            y = module.forward(xg * 1.0)  # .forward: no hooks (no recursion); "* 1.0": no in-place on a leaf
+            xg = torch.cat(self.sat_inputs).float().requires_grad_(True)
+            y = module.forward(xg * 1.0)  # .forward: no hooks; "* 1.0": in-place activations spare the leaf
             (grad,) = torch.autograd.grad(y.sum(), xg)
-        low = (grad.abs() < SATURATION_SLOPE).sum(dtype=torch.float64)
-        self.sat = low if self.sat is None else self.sat + low
-        self.sat_total += grad.numel()
+        return float((grad.abs() < SATURATION_SLOPE).double().mean())
 
 
 def _rank_units(units: int, device: torch.device) -> torch.Tensor:
@@ -217,7 +223,7 @@ def capture(model: nn.Module, act_sites: dict[str, str], *, saturation: bool = T
                 return
             stats.add(out)
             if saturation and inputs and isinstance(inputs[0], torch.Tensor):
-                stats.add_saturation(m, inputs[0])
+                stats.add_saturation_sample(inputs[0])
 
         return hook
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 import torch
+from torch import nn
 
 from plastic.capture import AttnStats, SiteStats
 
@@ -26,7 +27,7 @@ DEFAULT_TAU = 0.025
 
 def dormant_frac(abs_sum: torch.Tensor, count: int, tau: float = DEFAULT_TAU) -> float:
     """ReDo: unit score s_i = E|h_i| / mean_k E|h_k|; fraction of units with s_i <= tau."""
-    mean_abs = abs_sum / max(count, 1)  # (C,) E|h_i|
+    mean_abs = abs_sum.double() / max(count, 1)  # (C,) E|h_i|
     overall = mean_abs.mean()
     if float(overall) == 0.0:
         return 1.0  # every unit silent
@@ -56,14 +57,15 @@ def feature_ranks(feats: torch.Tensor) -> tuple[float, int]:
     return float(torch.exp(entropy)), min(srank, len(sigma))
 
 
-def site_metrics(site: SiteStats, tau: float = DEFAULT_TAU) -> dict[str, float | None]:
+def site_metrics(site: SiteStats, act: nn.Module | None, tau: float = DEFAULT_TAU) -> dict[str, float | None]:
+    """All per-site metrics; ``act`` is the activation module measured (None: the layer's own output)."""
     out: dict[str, float | None] = dict.fromkeys(DATA_METRICS)
     if site.abs_sum is None:
         return out  # the layer never ran on the calibration images
     out["dormant_frac"] = dormant_frac(site.abs_sum, site.count, tau)
     out["dead_frac"] = dead_frac(site.abs_sum)
-    if site.sat is not None and site.sat_total:
-        out["saturated_frac"] = float(site.sat) / site.sat_total
+    if act is not None:
+        out["saturated_frac"] = site.saturation(act)
     feats = torch.cat(site.pooled)  # (N, C')
     erank, srank = feature_ranks(feats)
     out["feature_erank"] = erank

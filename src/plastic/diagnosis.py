@@ -270,11 +270,13 @@ def _layer_table(
     n_images: int,
 ) -> list[LayerDiagnosis]:
     mods = layers_of(model)
+    all_modules = dict(model.named_modules())
     head_layers = {k.rpartition(".")[0] for k in classifier_keys}
     rows: list[LayerDiagnosis] = []
     for name, m in mods.items():
         site = cap.sites.get(name)
-        metrics = site_metrics(site, tau) if site is not None else {}
+        act = all_modules.get(act_sites[name]) if name in act_sites else None
+        metrics = site_metrics(site, act, tau) if site is not None else {}
         metrics["grad_ratio"] = grads.get(name)
         attn = cap.attention.get(name)
         metrics["attn_entropy"] = attn_entropy(attn) if attn is not None else None
