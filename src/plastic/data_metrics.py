@@ -25,13 +25,25 @@ DATA_METRICS = (
 DEFAULT_TAU = 0.025
 
 
-def dormant_frac(abs_sum: torch.Tensor, count: int, tau: float = DEFAULT_TAU) -> float:
-    """ReDo: unit score s_i = E|h_i| / mean_k E|h_k|; fraction of units with s_i <= tau."""
+def dormant_mask(abs_sum: torch.Tensor, count: int, tau: float = DEFAULT_TAU) -> torch.Tensor:
+    """ReDo: unit score s_i = E|h_i| / mean_k E|h_k|; (C,) bool, True where s_i <= tau."""
     mean_abs = abs_sum.double() / max(count, 1)  # (C,) E|h_i|
     overall = mean_abs.mean()
     if float(overall) == 0.0:
-        return 1.0  # every unit silent
-    return float((mean_abs / overall <= tau).double().mean())
+        return torch.ones_like(mean_abs, dtype=torch.bool)  # every unit silent
+    return mean_abs / overall <= tau
+
+
+def dormant_frac(abs_sum: torch.Tensor, count: int, tau: float = DEFAULT_TAU) -> float:
+    """Fraction of tau-dormant units (ReDo)."""
+    return float(dormant_mask(abs_sum, count, tau).double().mean())
+
+
+def dormant_units(site: SiteStats, tau: float = DEFAULT_TAU) -> list[int]:
+    """Indices of the tau-dormant units: what ``reinit --strategy dormant-units`` resets."""
+    if site.abs_sum is None:
+        return []
+    return [int(i) for i in torch.nonzero(dormant_mask(site.abs_sum, site.count, tau)).flatten().tolist()]
 
 
 def dead_frac(abs_sum: torch.Tensor) -> float:

@@ -23,7 +23,7 @@ from plastic.calib import (
 )
 from plastic.capture import Capture, capture, find_act_sites, layers_of
 from plastic.checkpoint import Checkpoint, open_checkpoint
-from plastic.data_metrics import DEFAULT_TAU, attn_entropy, rank_ceiling, site_metrics
+from plastic.data_metrics import DEFAULT_TAU, attn_entropy, dormant_units, rank_ceiling, site_metrics
 from plastic.errors import DataError, DeviceError, UsageError
 from plastic.gradients import grad_ratios, random_labels
 from plastic.models import build_model
@@ -45,6 +45,7 @@ class LayerDiagnosis:
     components: dict[str, float] = field(default_factory=dict)
     score: float | None = None
     rank: int | None = None
+    dormant_units: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -282,18 +283,12 @@ def _layer_table(
         metrics["attn_entropy"] = attn_entropy(attn) if attn is not None else None
         units = site.units if site is not None else 0
         params = sum(p.numel() for p in m.parameters(recurse=False))
-        rows.append(
-            LayerDiagnosis(
-                name,
-                type(m).__name__,
-                units,
-                params,
-                act_sites.get(name, name),
-                None,
-                name in head_layers,
-                metrics,
-            )
+        site_name = act_sites.get(name, name)
+        row = LayerDiagnosis(
+            name, type(m).__name__, units, params, site_name, None, name in head_layers, metrics
         )
+        row.dormant_units = dormant_units(site, tau) if site is not None else []
+        rows.append(row)
     body = [r for r in rows if not r.classifier]
     grads_known = {r.name: g for r in body if (g := r.metrics.get("grad_ratio")) is not None}
     pct = percentiles(grads_known)

@@ -94,6 +94,7 @@ def diagnose_dict(report: DiagnoseReport) -> dict[str, Any]:
             "components": {k: clean_float(v) for k, v in la.components.items()},
             "score": clean_float(la.score),
             "rank": la.rank,
+            "dormant_units": la.dormant_units,
         }
         for la in report.layers
     ]

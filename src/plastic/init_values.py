@@ -1,0 +1,109 @@
+"""New values for re-initialized tensors (METHODS.md, "New values").
+
+- ``resample``: the architecture's own initialization: the same timm model built fresh with the seed
+  (trunc-normal ViT init, zero-init of the last BN in ResNet blocks, ...). Without an architecture:
+  PyTorch's default for the tensor's role (Kaiming-uniform weights, U(+-1/sqrt(fan_in)) biases,
+  norm gain 1 and bias 0, running mean 0 and variance 1).
+- ``mean``: the init distribution's mean: 0 for weights and biases, 1 for norm gains and running
+  variances.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from plastic.checkpoint import TensorInfo
+from plastic.errors import UsageError
+
+GAIN_LEAVES = ("weight", "gamma")
+ONE_BUFFERS = ("running_var",)
+ZERO_BUFFERS = ("running_mean", "num_batches_tracked")
+
+
+def is_norm_tensor(name: str, shapes: dict[str, tuple[int, ...]]) -> bool:
+    """A norm layer's tensor: its module has a 1-D weight (gain) and no >= 2-D weight."""
+    prefix = name.rpartition(".")[0]
+    w = shapes.get(f"{prefix}.weight")
+    return (w is not None and len(w) == 1) or f"{prefix}.running_mean" in shapes
+
+
+def mean_value(info: TensorInfo, shapes: dict[str, tuple[int, ...]]) -> torch.Tensor:
+    """The init distribution's mean for this tensor, in float32."""
+    leaf = info.name.rpartition(".")[2]
+    one = leaf in ONE_BUFFERS or (
+        leaf in GAIN_LEAVES and len(info.shape) == 1 and is_norm_tensor(info.name, shapes)
+    )
+    return torch.full(info.shape, 1.0 if one else 0.0)
+
+
+def _generator(seed: int, name: str) -> torch.Generator:
+    """One generator per (seed, tensor): values do not depend on which other tensors are drawn."""
+    digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
+
+
+def default_value(info: TensorInfo, shapes: dict[str, tuple[int, ...]], seed: int) -> torch.Tensor | None:
+    """PyTorch's default init for the tensor's role; None when the role has no default (tokens...)."""
+    leaf = info.name.rpartition(".")[2]
+    prefix = info.name.rpartition(".")[0]
+    if leaf in ONE_BUFFERS or leaf in ZERO_BUFFERS or is_norm_tensor(info.name, shapes):
+        return mean_value(info, shapes)
+    gen = _generator(seed, info.name)
+    if leaf == "weight" and len(info.shape) >= 2:
+        fan_in = math.prod(info.shape[1:])
+        bound = 1.0 / math.sqrt(fan_in)  # kaiming_uniform_(a=sqrt(5)), as nn.Linear / nn.ConvNd do
+        return torch.empty(info.shape).uniform_(-bound, bound, generator=gen)
+    if leaf == "bias" and len(info.shape) == 1:
+        w = shapes.get(f"{prefix}.weight")
+        if w is not None and len(w) >= 2:
+            bound = 1.0 / math.sqrt(math.prod(w[1:]))
+            return torch.empty(info.shape).uniform_(-bound, bound, generator=gen)
+    return None
+
+
+@dataclass
+class InitSource:
+    """Where resampled values come from; ``model`` is a fresh, seeded timm model when the arch is known."""
+
+    arch: str | None
+    seed: int
+    model: nn.Module | None
+    shapes: dict[str, tuple[int, ...]]
+
+    @property
+    def description(self) -> str:
+        if self.model is not None:
+            return f"timm {self.arch} init (fresh model, seed {self.seed})"
+        return "PyTorch default init for each tensor's role (no architecture known)"
+
+    def resample(self, info: TensorInfo) -> torch.Tensor | None:
+        if self.model is not None:
+            state = self._state()
+            t = state.get(info.name)
+            return None if t is None else t.detach().float().clone()
+        return default_value(info, self.shapes, self.seed)
+
+    def _state(self) -> dict[str, torch.Tensor]:
+        assert self.model is not None
+        if not hasattr(self, "_cached_state"):
+            self._cached_state = self.model.state_dict()
+        return self._cached_state
+
+
+def fresh_model(arch: str, num_classes: int, seed: int) -> nn.Module:
+    """``timm.create_model(arch)`` with the global RNG seeded, restoring the RNG afterwards."""
+    import timm
+
+    state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(seed)
+        return timm.create_model(arch, pretrained=False, num_classes=num_classes).eval()
+    except Exception as e:
+        raise UsageError(f"cannot build timm model {arch!r}: {e}") from None
+    finally:
+        torch.random.set_rng_state(state)

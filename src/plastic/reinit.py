@@ -1,0 +1,351 @@
+"""``plastic reinit``: plan a strategy's changes, compute the new values, write the new checkpoint."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from plastic import __version__
+from plastic.atomic import check_target
+from plastic.checkpoint import Checkpoint, TensorInfo, open_checkpoint
+from plastic.errors import ArchitectureError, UsageError
+from plastic.init_values import InitSource, fresh_model, mean_value
+from plastic.strategies import Change, Context, Options, Plan, get_strategy
+from plastic.structure import Structure, analyse
+from plastic.writer import sha256_of, write_safetensors, write_torch
+
+NEEDS_REPORT = ("topk-layers", "dormant-units")
+SAFETENSORS_SUFFIX = ".safetensors"
+
+
+@dataclass
+class ReinitResult:
+    input: Path
+    output: Path | None
+    strategy: str
+    options: dict[str, Any]
+    seed: int
+    init_source: str
+    changed: list[dict[str, Any]]  # {"tensor", "kind", "fraction"}
+    unchanged_tensors: int
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    metadata: dict[str, str] = field(default_factory=dict)
+    dry_run: bool = False
+
+
+def output_format(ckpt: Checkpoint, out: Path) -> str:
+    """``safetensors`` or ``torch``, from the output's extension, else the input's format."""
+    if out.suffix == SAFETENSORS_SUFFIX:
+        return "safetensors"
+    if out.suffix in (".pt", ".pth", ".bin", ".ckpt", ".tar"):
+        return "torch"
+    raise UsageError(f"-o {out}: use a .safetensors, .pt, .pth, .pth.tar, .bin or .ckpt name")
+
+
+def _architecture(
+    ckpt: Checkpoint, report: dict[str, Any] | None, notes: list[str]
+) -> tuple[str | None, int]:
+    from plastic.models import _classifier_keys, _num_classes, check_arch_name, resolve_arch
+
+    arch = ckpt.arch
+    if arch is None and report is not None and report.get("arch", {}).get("name"):
+        arch = str(report["arch"]["name"])
+    if arch is not None:
+        check_arch_name(arch)
+    else:
+        try:
+            arch, _src, _cands, more = resolve_arch(ckpt)
+            notes.extend(more)
+        except ArchitectureError as e:
+            notes.append(f"architecture unknown ({e}); new values use PyTorch's default init per tensor role")
+            return None, 0
+    keys = {t.name for t in ckpt.tensors}
+    return arch, _num_classes(ckpt, _classifier_keys(arch, keys))
+
+
+def _check_names(model: torch.nn.Module, ckpt: Checkpoint, arch: str) -> None:
+    from plastic.models import _compare, _mismatch_message
+
+    missing, unexpected, shaped = _compare(model, ckpt)
+    if missing or unexpected or shaped:
+        raise ArchitectureError(
+            _mismatch_message(arch, missing, unexpected, shaped)
+            + "; reinit writes tensors under their own names, so they must follow timm's naming"
+        )
+
+
+def _report_for(
+    ckpt_path: Path, data: Path | None, report: dict[str, Any] | None, **diag: Any
+) -> dict[str, Any] | None:
+    if report is not None or data is None:
+        return report
+    from plastic.diagnosis import diagnose
+    from plastic.reports import diagnose_dict
+
+    return diagnose_dict(diagnose(ckpt_path, data, **diag))
+
+
+def reinit(
+    checkpoint: str | Path | None,
+    *,
+    strategy: str,
+    output: str | Path | None,
+    options: Options,
+    report: dict[str, Any] | None = None,
+    data: str | Path | None = None,
+    key: str | None = None,
+    arch: str | None = None,
+    force: bool = False,
+    dry_run: bool = False,
+    keep_extra: bool = False,
+    diagnose_options: dict[str, Any] | None = None,
+) -> ReinitResult:
+    """Apply ``strategy`` to ``checkpoint`` (or the report's checkpoint) and write ``output``."""
+    info = get_strategy(strategy)
+    if strategy != "shrink-perturb" and options.value not in info.values:
+        raise UsageError(
+            f"--value {options.value!r} does not apply to {strategy}; choose {', '.join(info.values)}"
+        )
+    if report is not None and report.get("command") != "diagnose":
+        raise UsageError("the report is not a `plastic diagnose --json` document")
+    if checkpoint is None:
+        if report is None:
+            raise UsageError(
+                "no checkpoint: give CKPT, --report FILE, or pipe `plastic diagnose --json` into reinit"
+            )
+        checkpoint = report["checkpoint"]["path"]
+        key = key or report["checkpoint"].get("container_key")
+    path = Path(checkpoint)
+    out = Path(output) if output is not None else None
+    if out is None and not dry_run:
+        raise UsageError("-o OUT is required (or --dry-run)")
+    data_path = Path(data) if data is not None else None
+    if data_path is None and report is not None and strategy == "weights" and options.utility == "gradient":
+        data_path = Path(report["calibration"]["path"])
+    diag = dict(diagnose_options or {}, key=key, arch=arch, seed=options.seed)
+    if strategy in NEEDS_REPORT:
+        report = _report_for(path, data_path, report, **diag)
+
+    notes: list[str] = []
+    with open_checkpoint(path, key=key, arch=arch) as ckpt:
+        if out is not None:
+            check_target(out, inputs=ckpt.files, force=force)
+            fmt = output_format(ckpt, out)
+        _check_report(report, ckpt)
+        arch_name, num_classes = _architecture(ckpt, report, notes)
+        structure: Structure | None = None
+        gradients = None
+        if arch_name is not None and strategy == "dormant-units":
+            from plastic.models import build_model
+
+            structure = analyse(build_model(ckpt).model)  # completeness needs the real weights
+        if arch_name is not None and strategy == "weights" and options.utility == "gradient":
+            if data_path is None:
+                raise UsageError("--utility gradient needs --data DIR (or a diagnose report)")
+            gradients = _gradients(ckpt, data_path, options.seed, diag)
+        fresh = None
+        if arch_name is not None and structure is None:
+            fresh = fresh_model(arch_name, num_classes, options.seed)
+            _check_names(fresh, ckpt, arch_name)
+            structure = analyse(fresh)
+        ctx = Context(
+            ckpt, options, report, structure, (lambda: gradients) if gradients is not None else None
+        )
+        plan = info.fn(ctx)
+        if structure is not None:
+            structure.model = None  # drop the probe model before building the init source
+        if fresh is None and arch_name is not None and _needs_init(plan):
+            fresh = fresh_model(arch_name, num_classes, options.seed)
+        source = InitSource(
+            arch_name if fresh is not None else None,
+            options.seed,
+            fresh,
+            {t.name: t.shape for t in ckpt.tensors},
+        )
+        result = _apply(ckpt, plan, source, options, strategy, out, notes, dry_run)
+        if not dry_run and out is not None:
+            meta = _metadata(ckpt, result, options)
+            result.metadata = meta
+            values = _values(ckpt, plan, source, options)
+            if fmt == "safetensors":
+                write_safetensors(ckpt, out, values, meta)
+            else:
+                if ckpt.format != "torch" or ckpt.container_key is None:
+                    result.notes.append(
+                        "a bare state dict has no room for metadata: plastic.* keys are in the manifest only"
+                    )
+                write_torch(ckpt, out, values, meta, keep_extra=keep_extra)
+    return result
+
+
+def _needs_init(plan: Plan) -> bool:
+    return any(c.value in ("resample", "shrink-perturb") for c in plan.changes)
+
+
+def _check_report(report: dict[str, Any] | None, ckpt: Checkpoint) -> None:
+    if report is None:
+        return
+    modules = {t.name.rpartition(".")[0] for t in ckpt.tensors}
+    foreign = [la["name"] for la in report.get("layers", []) if la["name"] not in modules]
+    if foreign:
+        raise UsageError(
+            f"the report's layers are not in {ckpt.path} (e.g. {foreign[0]}): "
+            "was it made for another checkpoint?"
+        )
+
+
+def _gradients(ckpt: Checkpoint, data: Path, seed: int, diag: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """dL/dW for every weight, by the same probe as diagnose's grad_ratio (model loaded, then freed)."""
+    from plastic.calib import CalibDataset, collate, make_transform, resolve_data_config, scan_folder
+    from plastic.gradients import pre_logits, random_labels
+    from plastic.models import build_model
+
+    model = build_model(ckpt).model
+    calib = scan_folder(data, max_images=diag.get("max_images", 256), seed=seed)
+    cfg = resolve_data_config(model, ckpt.metadata)
+    dataset: Any = CalibDataset(calib, make_transform(cfg))
+    loader: torch.utils.data.DataLoader[Any] = torch.utils.data.DataLoader(
+        dataset, batch_size=32, collate_fn=collate
+    )
+    labels = torch.tensor(calib.labels) if calib.labels is not None else random_labels(len(calib.files), seed)
+    classes = max(len(calib.class_names), 2) if calib.labels is not None else 10
+    head = None
+    for idx, x, _bad in loader:
+        if x is None:
+            continue
+        feats = pre_logits(model, x)
+        if head is None:
+            state = torch.random.get_rng_state()
+            torch.manual_seed(seed)
+            head = torch.nn.Linear(feats.shape[1], classes)
+            torch.random.set_rng_state(state)
+        torch.nn.functional.cross_entropy(head(feats), labels[idx], reduction="sum").backward()
+    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+    del model
+    return grads
+
+
+def _values(ckpt: Checkpoint, plan: Plan, source: InitSource, options: Options):  # type: ignore[no-untyped-def]
+    by_tensor: dict[str, list[Change]] = {}
+    for c in plan.changes:
+        by_tensor.setdefault(c.tensor, []).append(c)
+    shapes = {t.name: t.shape for t in ckpt.tensors}
+
+    def new_value(info: TensorInfo) -> torch.Tensor | None:
+        changes = by_tensor.get(info.name)
+        if not changes:
+            return None
+        t = ckpt.tensor(info.name).detach().float().clone()
+        for c in changes:
+            t = _apply_one(t, c, info, source, shapes, options)
+        return t
+
+    return new_value
+
+
+def _replacement(
+    c: Change, info: TensorInfo, source: InitSource, shapes: dict[str, tuple[int, ...]]
+) -> torch.Tensor:
+    if c.value == "mean" or c.kind == "norm-reset":
+        return mean_value(info, shapes)
+    if c.value == "zero":
+        return torch.zeros(info.shape)
+    new = source.resample(info)
+    if new is None:
+        raise UsageError(
+            f"no initial value for {info.name}: PyTorch has no default for its role; pass --arch"
+        )
+    return new
+
+
+def _apply_one(
+    t: torch.Tensor,
+    c: Change,
+    info: TensorInfo,
+    source: InitSource,
+    shapes: dict[str, tuple[int, ...]],
+    options: Options,
+) -> torch.Tensor:
+    if c.kind == "shrink-perturb":
+        init = source.resample(info)
+        if init is None:
+            raise UsageError(f"no initial value for {info.name} to perturb with; pass --arch")
+        return options.shrink * t + options.perturb * init
+    new = _replacement(c, info, source, shapes)
+    if c.kind in ("tensor", "norm-reset"):
+        return new
+    if c.kind in ("units", "zero-outgoing"):
+        assert c.index is not None
+        return t.index_copy(c.dim, c.index, new.index_select(c.dim, c.index))
+    if c.kind == "weights":
+        assert c.mask is not None
+        return torch.where(c.mask, new, t)
+    raise AssertionError(c.kind)
+
+
+def _touched(c: Change, shape: tuple[int, ...]) -> torch.Tensor:
+    if c.kind in ("units", "zero-outgoing"):
+        assert c.index is not None
+        m = torch.zeros(shape, dtype=torch.bool)
+        m.index_fill_(c.dim, c.index, True)
+        return m
+    if c.kind == "weights":
+        assert c.mask is not None
+        return c.mask
+    return torch.ones(shape, dtype=torch.bool)
+
+
+def _apply(
+    ckpt: Checkpoint, plan: Plan, source: InitSource, options: Options, strategy: str,
+    out: Path | None, notes: list[str], dry_run: bool,
+) -> ReinitResult:  # fmt: skip
+    infos = {t.name: t for t in ckpt.tensors}
+    by_tensor: dict[str, list[Change]] = {}
+    for c in plan.changes:
+        by_tensor.setdefault(c.tensor, []).append(c)
+    changed = []
+    for name in [t.name for t in ckpt.tensors if t.name in by_tensor]:
+        changes, info = by_tensor[name], infos[name]
+        mask = torch.zeros(info.shape, dtype=torch.bool)
+        for c in changes:
+            mask |= _touched(c, info.shape)
+        kinds = sorted({c.kind for c in changes})
+        frac = float(mask.float().mean()) if mask.numel() else 0.0
+        changed.append({"tensor": info.key, "kind": "+".join(kinds), "fraction": frac})
+    opts = {k: v for k, v in asdict(options).items() if k != "seed"}
+    return ReinitResult(
+        input=ckpt.path,
+        output=out,
+        strategy=strategy,
+        options=opts,
+        seed=options.seed,
+        init_source=source.description if _needs_init(plan) else "none needed (mean values only)",
+        changed=changed,
+        unchanged_tensors=len(ckpt.tensors) - len(changed),
+        skipped=plan.skipped,
+        notes=notes + plan.notes,
+        dry_run=dry_run,
+    )
+
+
+def _metadata(ckpt: Checkpoint, result: ReinitResult, options: Options) -> dict[str, str]:
+    """The input's metadata plus ``plastic.*`` keys; all strings, lists JSON-encoded."""
+    meta = dict(ckpt.metadata)
+    meta.update(
+        {
+            "plastic.version": __version__,
+            "plastic.strategy": result.strategy,
+            "plastic.options": json.dumps(result.options, sort_keys=True),
+            "plastic.seed": str(options.seed),
+            "plastic.init_source": result.init_source,
+            "plastic.source_file": ckpt.path.name,
+            "plastic.source_sha256": sha256_of(ckpt),
+            "plastic.changed": json.dumps([c["tensor"] for c in result.changed]),
+        }
+    )
+    return meta

@@ -1,0 +1,350 @@
+"""Re-initialization strategies: a registry of *selections* (which tensors, units or weights change).
+
+A strategy is one function decorated with :func:`register_strategy`; it returns a :class:`Plan` of
+:class:`Change` entries, and :mod:`plastic.reinit` supplies the new values and writes the file
+(``--value resample|mean``, or ``shrink-perturb``'s mix). Adding a strategy is one function here.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from plastic.checkpoint import Checkpoint
+from plastic.errors import UsageError
+from plastic.structure import Structure
+
+
+@dataclass
+class Change:
+    tensor: str
+    kind: str  # "tensor" | "units" | "weights" | "shrink-perturb" | "norm-reset" | "zero-outgoing"
+    value: str  # "resample" | "mean" | "zero" | "shrink-perturb"
+    index: torch.Tensor | None = None  # units: indices along ``dim``
+    dim: int = 0
+    mask: torch.Tensor | None = None  # weights: bool mask, the tensor's shape
+
+
+@dataclass
+class Plan:
+    changes: list[Change] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (what, why)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Options:
+    value: str = "resample"
+    k: int = 3
+    unit: str = "layer"
+    layers: list[str] = field(default_factory=list)
+    from_block: str | None = None
+    fraction: float = 0.25
+    utility: str = "magnitude"
+    shrink: float = 0.4
+    perturb: float = 0.1
+    include_head: bool = False
+    seed: int = 0
+
+
+@dataclass
+class Context:
+    ckpt: Checkpoint
+    options: Options
+    report: dict[str, Any] | None  # a diagnose --json document
+    structure: Structure | None  # None without an architecture
+    gradients: Callable[[], dict[str, torch.Tensor]] | None = None  # tensor -> dL/dW, on demand
+
+    @property
+    def names(self) -> list[str]:
+        return [t.name for t in self.ckpt.tensors]
+
+    def tensors_of(self, module: str) -> list[str]:
+        return [n for n in self.names if n.rpartition(".")[0] == module]
+
+    def under(self, module: str) -> list[str]:
+        return [n for n in self.names if n.startswith(module + ".")]
+
+    def classifier_modules(self) -> list[str]:
+        if self.structure is not None and self.structure.classifier:
+            return self.structure.classifier
+        if self.report is not None:
+            return [la["name"] for la in self.report["layers"] if la.get("classifier")]
+        return []
+
+    def need_report(self, strategy: str) -> dict[str, Any]:
+        if self.report is None:
+            raise UsageError(
+                f"--strategy {strategy} needs layer statistics: pipe or pass a `plastic diagnose --json` "
+                "report (--report FILE), or give --data DIR to run the diagnosis now"
+            )
+        return self.report
+
+    def need_structure(self, strategy: str) -> Structure:
+        if self.structure is None:
+            raise UsageError(f"--strategy {strategy} needs the architecture: pass --arch NAME")
+        return self.structure
+
+
+Strategy = Callable[[Context], Plan]
+
+
+@dataclass(frozen=True)
+class StrategyInfo:
+    name: str
+    help: str
+    fn: Strategy
+    values: tuple[str, ...]  # which --value choices apply
+
+
+_REGISTRY: dict[str, StrategyInfo] = {}
+
+
+def register_strategy(
+    name: str, help: str, values: tuple[str, ...] = ("resample", "mean")
+) -> Callable[[Strategy], Strategy]:
+    def deco(fn: Strategy) -> Strategy:
+        _REGISTRY[name] = StrategyInfo(name, help, fn, values)
+        return fn
+
+    return deco
+
+
+def list_strategies() -> list[StrategyInfo]:
+    return list(_REGISTRY.values())
+
+
+def get_strategy(name: str) -> StrategyInfo:
+    if name not in _REGISTRY:
+        raise UsageError(f"unknown strategy {name!r}; choose from {', '.join(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+# --- shared pieces ----------------------------------------------------------------------------------------
+
+
+def reset_layers(ctx: Context, plan: Plan, layers: list[str]) -> None:
+    """Every tensor of these modules gets the new value; the norm that follows each is reset."""
+    value = ctx.options.value
+    seen = {c.tensor for c in plan.changes}
+    for layer in layers:
+        for t in ctx.tensors_of(layer):
+            if t not in seen:
+                plan.changes.append(Change(t, "tensor", value))
+                seen.add(t)
+        norm = ctx.structure.norm_after.get(layer) if ctx.structure is not None else None
+        if norm is not None:
+            for t in ctx.tensors_of(norm):
+                if t not in seen:
+                    plan.changes.append(Change(t, "norm-reset", "mean"))
+                    seen.add(t)
+    if ctx.structure is None and layers:
+        plan.notes.append("no architecture: norms after the re-initialized layers were not located or reset")
+
+
+def reset_modules(ctx: Context, plan: Plan, modules: list[str]) -> None:
+    """Every tensor under these modules (parameters and buffers) gets the new value."""
+    seen = {c.tensor for c in plan.changes}
+    for m in modules:
+        for t in ctx.tensors_of(m) or ctx.under(m):
+            if t not in seen:
+                plan.changes.append(Change(t, "tensor", ctx.options.value))
+                seen.add(t)
+
+
+def group_of_layers(structure: Structure, layers: list[str]) -> list[str]:
+    """All modules of the timm groups that contain any of ``layers``."""
+    out: list[str] = []
+    for members in structure.groups.values():
+        if any(la in members for la in layers):
+            out += members
+    return out
+
+
+def weight_tensors(ctx: Context) -> list[str]:
+    """Conv/linear weights (>= 2-D ``weight``), classifier excluded unless --include-head, or --layers."""
+    if ctx.options.layers:
+        return [n for n in ctx.names if any(fnmatch.fnmatchcase(n, p) for p in ctx.options.layers)]
+    heads = set(ctx.classifier_modules())
+    shapes = {t.name: t.shape for t in ctx.ckpt.tensors}
+    return [
+        n
+        for n in ctx.names
+        if n.endswith(".weight")
+        and len(shapes[n]) >= 2
+        and (ctx.options.include_head or n.rpartition(".")[0] not in heads)
+    ]
+
+
+# --- the strategies ---------------------------------------------------------------------------------------
+
+
+@register_strategy("topk-layers", "the k layers (or blocks, --unit block) with the highest saturation score")
+def topk_layers(ctx: Context) -> Plan:
+    report = ctx.need_report("topk-layers")
+    plan, k = Plan(), ctx.options.k
+    if ctx.options.unit == "block":
+        blocks = [b for b in report["blocks"] if b.get("rank") is not None]
+        chosen = sorted(blocks, key=lambda b: b["rank"])[:k]
+        if ctx.options.include_head:
+            heads = [b for b in report["blocks"] if b.get("rank") is None and b["layers"]]
+            chosen = (chosen + heads)[: max(k, len(chosen))]
+        structure = ctx.need_structure("topk-layers --unit block")
+        modules = group_of_layers(structure, [la for b in chosen for la in b["layers"]])
+        reset_modules(ctx, plan, modules)
+        plan.notes.append(f"blocks: {', '.join(b['name'] for b in chosen)}")
+        return plan
+    layers = [la for la in report["layers"] if la.get("score") is not None]
+    if not ctx.options.include_head:
+        layers = [la for la in layers if not la.get("classifier")]
+    chosen = sorted(layers, key=lambda la: (-la["score"], la["name"]))[:k]
+    reset_layers(ctx, plan, [la["name"] for la in chosen])
+    plan.notes.append(f"layers: {', '.join(la['name'] for la in chosen)}")
+    return plan
+
+
+@register_strategy("layers", "tensors whose names match --layers GLOB (repeatable)")
+def layers_by_glob(ctx: Context) -> Plan:
+    if not ctx.options.layers:
+        raise UsageError("--strategy layers needs at least one --layers GLOB, e.g. --layers 'stages.3.*'")
+    plan = Plan()
+    matched = [n for n in ctx.names if any(fnmatch.fnmatchcase(n, p) for p in ctx.options.layers)]
+    if not matched:
+        raise UsageError(f"--layers {ctx.options.layers} match no tensor")
+    for n in matched:
+        plan.changes.append(Change(n, "tensor", ctx.options.value))
+    if ctx.structure is not None:  # a fully re-initialized conv/linear also resets the norm after it
+        whole = [la for la in ctx.structure.layers if f"{la}.weight" in matched]
+        reset_layers(ctx, plan, whole)
+    return plan
+
+
+@register_strategy("head", "the classifier (timm get_classifier)")
+def head(ctx: Context) -> Plan:
+    modules = ctx.classifier_modules()
+    if not modules:
+        raise UsageError(
+            "cannot tell which tensors are the classifier: pass --arch (or use --strategy layers)"
+        )
+    plan = Plan()
+    reset_modules(ctx, plan, modules)
+    return plan
+
+
+@register_strategy("from-block", "every layer from block --from NAME up, head included (timm group order)")
+def from_block(ctx: Context) -> Plan:
+    structure = ctx.need_structure("from-block")
+    start = ctx.options.from_block
+    if not start:
+        raise UsageError(
+            "--strategy from-block needs --from BLOCK, e.g. --from stages.2 (or layer3, blocks.9)"
+        )
+    gid = next(
+        (
+            g
+            for g, members in sorted(structure.groups.items())
+            if any(m == start or m.startswith(start + ".") for m in members)
+        ),
+        None,
+    )
+    if gid is None:
+        raise UsageError(f"--from {start!r} names no module of the architecture's blocks")
+    modules = [m for g, members in structure.groups.items() if g >= gid for m in members]
+    plan = Plan()
+    reset_modules(ctx, plan, modules)
+    return plan
+
+
+@register_strategy("dormant-units", "ReDo: tau-dormant units re-initialized, their outgoing weights zeroed")
+def dormant_units(ctx: Context) -> Plan:
+    report = ctx.need_report("dormant-units")
+    structure = ctx.need_structure("dormant-units")
+    plan = Plan()
+    for la in report["layers"]:
+        units = la.get("dormant_units") or []
+        if not units or (la.get("classifier") and not ctx.options.include_head):
+            continue
+        name = la["name"]
+        if name not in structure.layers:
+            plan.skipped.append((name, "not a layer of this architecture"))
+            continue
+        if not structure.complete(name, units):
+            why = (
+                "no conv/linear reads its units directly"
+                if not structure.consumers.get(name)
+                else ("its output also reaches the model by another path (residual add, channel-mixing norm)")
+            )
+            plan.skipped.append((f"{name} ({len(units)} units)", why))
+            continue
+        idx = torch.tensor(units, dtype=torch.long)
+        for t in ctx.tensors_of(name):
+            leaf = t.rpartition(".")[2]
+            value = "zero" if leaf == "bias" else ctx.options.value
+            plan.changes.append(Change(t, "units", value, index=idx, dim=0))
+        norm = structure.norm_after.get(name)
+        if norm is not None:
+            for t in ctx.tensors_of(norm):
+                if t.rpartition(".")[2] != "num_batches_tracked":
+                    plan.changes.append(Change(t, "units", "mean", index=idx, dim=0))
+        for consumer in structure.consumers[name]:
+            plan.changes.append(Change(f"{consumer}.weight", "zero-outgoing", "zero", index=idx, dim=1))
+    return plan
+
+
+@register_strategy("weights", "per tensor, the --fraction of weights with the lowest --utility")
+def weights(ctx: Context) -> Plan:
+    opts = ctx.options
+    if not 0.0 < opts.fraction <= 1.0:
+        raise UsageError("--fraction must be in (0, 1]")
+    plan = Plan()
+    grads = ctx.gradients() if opts.utility == "gradient" and ctx.gradients is not None else None
+    if opts.utility == "gradient" and grads is None:
+        raise UsageError(
+            "--utility gradient needs --data DIR (or a diagnose report naming its calibration folder)"
+        )
+    for name in weight_tensors(ctx):
+        w = ctx.ckpt.tensor(name).detach().float()
+        if opts.utility == "magnitude":
+            utility = w.abs()
+        elif opts.utility == "gradient":
+            assert grads is not None
+            g = grads.get(name)
+            if g is None:
+                plan.skipped.append((name, "no gradient reached it"))
+                continue
+            utility = (w * g.float()).abs()
+        elif opts.utility == "random":
+            utility = torch.rand(w.shape, generator=torch.Generator().manual_seed(opts.seed))
+        else:
+            raise UsageError(f"--utility must be magnitude, gradient or random, not {opts.utility!r}")
+        n = w.numel()
+        k = round(opts.fraction * n)
+        if k == 0:
+            continue
+        order = torch.sort(utility.reshape(-1), stable=True).indices[
+            :k
+        ]  # lowest utility first; ties by position
+        mask = torch.zeros(n, dtype=torch.bool)
+        mask[order] = True
+        plan.changes.append(Change(name, "weights", opts.value, mask=mask.view(w.shape)))
+    return plan
+
+
+@register_strategy(
+    "shrink-perturb", "every parameter: shrink * theta + perturb * theta_init", values=("shrink-perturb",)
+)
+def shrink_perturb(ctx: Context) -> Plan:
+    plan = Plan()
+    infos = {t.name: t for t in ctx.ckpt.tensors}
+    patterns = ctx.options.layers
+    for name, info in infos.items():
+        if not info.is_parameter:
+            continue  # running statistics and integer buffers are not shrunk
+        if patterns and not any(fnmatch.fnmatchcase(name, p) for p in patterns):
+            continue
+        plan.changes.append(Change(name, "shrink-perturb", "shrink-perturb"))
+    return plan

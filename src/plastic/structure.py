@@ -1,0 +1,214 @@
+"""What reinit needs to know about an architecture: which norm follows a layer, who reads its units,
+and timm's block groups. Learned from one probe forward of the fresh model on a tiny random input.
+
+- A norm *follows* a layer when it is the next module called and its input shares the layer output's
+  storage (``bn(conv(x))``, or a permuted view as in ConvNeXt); a norm after a residual add does not.
+- A layer's *consumers* are the conv/linear layers whose input shares the storage of the layer's
+  activation-site output. They are *complete* when nothing else uses that output: checked by perturbing
+  it with the consumers' weights zeroed and seeing the model's output not move. Only then can
+  ``dormant-units`` zero outgoing weights and keep the function (ReDo).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from plastic.capture import find_act_sites, is_layer, layers_of, units_of
+
+NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
+
+
+@dataclass
+class Structure:
+    layers: dict[str, nn.Module]  # conv/linear layers by name
+    norm_after: dict[str, str]  # layer -> the norm that directly normalises its output
+    act_sites: dict[str, str]  # layer -> activation module measured
+    consumers: dict[str, list[str]]  # layer -> conv/linear layers reading its (activated) output
+    groups: dict[int, list[str]] = field(default_factory=dict)  # timm group id -> module names
+    classifier: list[str] = field(default_factory=list)  # classifier module names
+    model: nn.Module | None = None
+    probe: torch.Tensor | None = None
+    _complete: dict[tuple[str, tuple[int, ...]], bool] = field(default_factory=dict)
+
+    def complete(self, layer: str, units: list[int]) -> bool:
+        """Do ``units`` of ``layer`` reach the output only through its consumers? (two forwards, cached)"""
+        key = (layer, tuple(units))
+        if key not in self._complete:
+            assert self.model is not None and self.probe is not None
+            self._complete[key] = _consumers_complete(
+                self.model, self.probe, layer, units, self.act_sites, self.consumers.get(layer, [])
+            )
+        return self._complete[key]
+
+
+def _storage(t: Any) -> int | None:
+    if isinstance(t, torch.Tensor) and t.device.type != "meta":
+        return int(t.untyped_storage().data_ptr())
+    return None
+
+
+def _probe_input(model: nn.Module) -> torch.Tensor:
+    from timm.data.config import resolve_model_data_config
+
+    size = tuple(resolve_model_data_config(model)["input_size"])
+    return torch.randn(2, *size, generator=torch.Generator().manual_seed(0))
+
+
+def analyse(model: nn.Module, x: torch.Tensor | None = None) -> Structure:
+    """Probe ``model`` (on the CPU, eval mode) once and describe it."""
+    model.eval()
+    x = _probe_input(model) if x is None else x
+    layers = layers_of(model)
+    modules = dict(model.named_modules())
+    act_sites = find_act_sites(model, x)
+    norms = {n: m for n, m in modules.items() if n and isinstance(m, NORM_TYPES)}
+    calls: list[tuple[str, int | None, int | None]] = []  # (module, input storage, output storage)
+    alive: list[Any] = []  # every tensor seen stays referenced: a freed storage's address can be reused
+    handles = []
+
+    def hook(name: str):  # type: ignore[no-untyped-def]
+        def fn(_m: nn.Module, inputs: tuple[Any, ...], out: Any) -> None:
+            alive.append((inputs, out))
+            calls.append((name, _storage(inputs[0]) if inputs else None, _storage(out)))
+
+        return fn
+
+    watched = {**layers, **norms, **{a: modules[a] for a in act_sites.values()}}
+    try:
+        for name, m in watched.items():
+            handles.append(m.register_forward_hook(hook(name)))
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    alive.clear()
+
+    norm_after: dict[str, str] = {}
+    last_layer: tuple[str, int | None] | None = None
+    site_out: dict[str, int | None] = {}
+    for name, inp, out in calls:
+        if name in layers:
+            last_layer = (name, out)
+            site_out.setdefault(name, out)
+        elif name in norms and last_layer is not None:
+            layer, out_ptr = last_layer
+            if out_ptr is not None and inp == out_ptr and layer not in norm_after:
+                norm_after[layer] = name
+            last_layer = None
+    act_layer = {a: la for la, a in act_sites.items()}
+    for name, _inp, out in calls:  # the unit-carrying tensor is the activation's output when there is one
+        if name in act_layer:
+            site_out[act_layer[name]] = out
+        elif name in norms:
+            owner = next((la for la, n in norm_after.items() if n == name), None)
+            if owner is not None and owner not in act_sites:
+                site_out[owner] = out
+    consumers: dict[str, list[str]] = {name: [] for name in layers}
+    by_ptr: dict[int, list[str]] = {}
+    for layer, ptr in site_out.items():
+        if ptr is not None:
+            by_ptr.setdefault(ptr, []).append(layer)
+    for name, inp, _out in calls:
+        if name in layers and inp is not None:
+            for producer in by_ptr.get(inp, []):
+                if (
+                    producer != name
+                    and name not in consumers[producer]
+                    and _reads_units(layers[name], layers[producer])
+                ):
+                    consumers[producer].append(name)
+    return Structure(layers, norm_after, act_sites, consumers, _groups(model), _classifier(model), model, x)
+
+
+def _reads_units(consumer: nn.Module, producer: nn.Module) -> bool:
+    """A dense reader of every producer unit: linear, or conv with groups=1, with matching inputs."""
+    units = units_of(producer)
+    if isinstance(consumer, nn.Linear):
+        return consumer.in_features == units
+    return (
+        isinstance(consumer, nn.modules.conv._ConvNd)
+        and consumer.groups == 1
+        and consumer.in_channels == units
+    )
+
+
+def _consumers_complete(
+    model: nn.Module,
+    x: torch.Tensor,
+    layer: str,
+    units: list[int],
+    act_sites: dict[str, str],
+    consumers: list[str],
+) -> bool:
+    """Perturb ``units`` at the layer's site output with the consumers' weights for them zeroed: does
+    the model's output stay put? (A residual add, a channel-mixing norm or any unseen reader moves it.)"""
+    if not consumers or not units:
+        return False
+    modules = dict(model.named_modules())
+    site = modules[act_sites.get(layer, layer)]
+    channels_last = isinstance(modules[layer], nn.Linear)
+    idx = torch.tensor(units)
+    saved = {c: modules[c].weight.detach().clone() for c in consumers}  # type: ignore[union-attr]
+
+    def perturb(_m: nn.Module, _i: object, out: torch.Tensor) -> torch.Tensor:
+        noise = torch.zeros_like(out)
+        dim = out.dim() - 1 if channels_last else 1
+        shape = [1] * out.dim()
+        shape[dim] = len(units)
+        bump = 10.0 + torch.rand(shape, generator=torch.Generator().manual_seed(1))
+        noise.index_add_(
+            dim, idx, bump.expand(*[s if d != dim else len(units) for d, s in enumerate(out.shape)])
+        )
+        return out + noise
+
+    def run(perturbed: bool) -> torch.Tensor:
+        handle = site.register_forward_hook(perturb) if perturbed else None
+        try:
+            return model(x)  # type: ignore[no-any-return]
+        finally:
+            if handle is not None:
+                handle.remove()
+
+    try:
+        with torch.no_grad():
+            control = float((run(True) - run(False)).abs().max())  # the units must matter at all
+            for c in consumers:
+                modules[c].weight[:, idx] = 0.0  # type: ignore[index]
+            leak = float((run(True) - run(False)).abs().max())
+        # zeroed consumer weights make the blocked path bit-identical; anything else leaks
+        return control > 0.0 and leak <= 1e-7 * control
+    finally:
+        with torch.no_grad():
+            for c, w in saved.items():
+                modules[c].weight.copy_(w)  # type: ignore[operator,union-attr]
+
+
+def _groups(model: nn.Module) -> dict[int, list[str]]:
+    matcher = getattr(model, "group_matcher", None)
+    if matcher is None:
+        return {}
+    from timm.models import group_modules
+
+    try:
+        return {int(k): list(v) for k, v in group_modules(model, matcher(coarse=False)).items()}
+    except Exception:  # a matcher that does not fit the model: no block view
+        return {}
+
+
+def _classifier(model: nn.Module) -> list[str]:
+    getter = getattr(model, "get_classifier", None)
+    if getter is None:
+        return []
+    heads = getter()
+    heads = heads if isinstance(heads, tuple | list) else (heads,)
+    ids = {id(h) for h in heads}
+    return [
+        n
+        for n, m in model.named_modules()
+        if n and id(m) in ids and (is_layer(m) or any(True for _ in m.parameters()))
+    ]

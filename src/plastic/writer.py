@@ -1,0 +1,102 @@
+"""Writing the output checkpoint, streaming, atomically, byte-for-byte where nothing changed.
+
+safetensors: the header is ours (same keys, dtypes, shapes and data layout as the input), untouched
+tensors are copied as raw bytes from the input file, changed ones are written from their new values;
+peak memory is one changed tensor. PyTorch: the input's container is rebuilt around a state dict
+whose untouched entries are the input's own (memory-mapped) tensors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import torch
+
+from plastic.atomic import atomic_writer
+from plastic.checkpoint import Checkpoint, TensorInfo, _resolve_container, _torch_load
+from plastic.st_header import DTYPE_TO_ST
+
+NewValue = Callable[[TensorInfo], torch.Tensor | None]  # None: unchanged
+COPY_CHUNK = 16 << 20
+
+
+def sha256_of(ckpt: Checkpoint) -> str:
+    h = hashlib.sha256()
+    for path in ckpt.files:
+        with open(path, "rb") as f:
+            while chunk := f.read(COPY_CHUNK):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def tensor_bytes(t: torch.Tensor) -> bytes:
+    flat = t.detach().contiguous().reshape(-1)
+    return flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b""
+
+
+def write_safetensors(ckpt: Checkpoint, out: Path, new_value: NewValue, metadata: dict[str, str]) -> None:
+    """Stream ``ckpt`` into a safetensors file at ``out``, replacing the tensors ``new_value`` returns."""
+    header: dict[str, Any] = {"__metadata__": metadata} if metadata else {}
+    offset = 0
+    for info in ckpt.tensors:  # storage order: for safetensors inputs, the input's own layout
+        header[info.key] = {
+            "dtype": DTYPE_TO_ST[info.dtype],
+            "shape": list(info.shape),
+            "data_offsets": [offset, offset + info.nbytes],
+        }
+        offset += info.nbytes
+    raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    raw += b" " * (-len(raw) % 8)  # the format pads the header to 8-byte alignment with spaces
+    with atomic_writer(out) as f:
+        f.write(struct.pack("<Q", len(raw)))
+        f.write(raw)
+        for info in ckpt.tensors:
+            new = new_value(info)
+            if new is not None:
+                f.write(tensor_bytes(new.to(getattr(torch, info.dtype))))
+            elif ckpt.format.startswith("safetensors"):
+                _copy_raw(ckpt, info, f)
+            else:
+                f.write(tensor_bytes(ckpt.tensor(info.name)))
+
+
+def _copy_raw(ckpt: Checkpoint, info: TensorInfo, f: BinaryIO) -> None:
+    entry = ckpt._entries[info.name]
+    path = ckpt.path.parent / info.file if info.file else ckpt.path
+    with open(path, "rb") as src:
+        src.seek(entry.start)
+        left = entry.end - entry.start
+        while left:
+            chunk = src.read(min(COPY_CHUNK, left))
+            if not chunk:
+                raise OSError(f"{path}: ended early while copying {info.key}")
+            f.write(chunk)
+            left -= len(chunk)
+
+
+def write_torch(
+    ckpt: Checkpoint, out: Path, new_value: NewValue, metadata: dict[str, str], *, keep_extra: bool
+) -> None:
+    """A PyTorch file with the input's container structure (bare dicts stay bare)."""
+    state: dict[str, torch.Tensor] = {}
+    for info in ckpt.tensors:
+        new = new_value(info)
+        state[info.key] = new.to(getattr(torch, info.dtype)) if new is not None else ckpt.tensor(info.name)
+    obj: Any = state
+    if ckpt.format == "torch" and ckpt.container_key is not None:
+        original = _torch_load(ckpt.path)
+        _resolve_container(ckpt.path, original, ckpt.container_key)
+        obj = {}
+        for k, v in original.items():
+            if k == ckpt.container_key:
+                obj[k] = state
+            elif keep_extra or isinstance(v, str | int | float | bool):
+                obj[k] = v  # scalars (epoch, arch, ...) always; optimizer state etc. only with --keep-extra
+        obj["plastic"] = dict(metadata)
+    with atomic_writer(out) as f:
+        torch.save(obj, f)
