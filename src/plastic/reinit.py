@@ -168,6 +168,8 @@ def reinit(
             {t.name: t.shape for t in ckpt.tensors},
         )
         result = _apply(ckpt, plan, source, options, strategy, out, notes, dry_run)
+        if not plan.changes:
+            result.notes.append("the strategy selected nothing: the output equals the input")
         if not dry_run and out is not None:
             meta = _metadata(ckpt, result, options)
             result.metadata = meta

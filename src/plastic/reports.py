@@ -14,6 +14,7 @@ from plastic.inspection import InspectReport
 
 if TYPE_CHECKING:
     from plastic.diagnosis import DiagnoseReport  # imports torch: only for type checking
+    from plastic.reinit import ReinitResult
 
 SCHEMA_VERSION = 1
 
@@ -131,4 +132,24 @@ def diagnose_dict(report: DiagnoseReport) -> dict[str, Any]:
         "layers": layers,
         "blocks": blocks,
         "timing": {k: round(v, 4) for k, v in report.timing.items()},
+    }
+
+
+def reinit_dict(result: ReinitResult) -> dict[str, Any]:
+    """The ``reinit --json`` manifest."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "command": "reinit",
+        "input": str(result.input),
+        "output": str(result.output) if result.output is not None and not result.dry_run else None,
+        "dry_run": result.dry_run,
+        "strategy": result.strategy,
+        "options": result.options,
+        "seed": result.seed,
+        "init_source": result.init_source,
+        "changed": result.changed,
+        "unchanged_tensors": result.unchanged_tensors,
+        "skipped": [{"what": w, "why": y} for w, y in result.skipped],
+        "notes": result.notes,
+        "metadata": result.metadata,
     }

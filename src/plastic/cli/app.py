@@ -6,6 +6,7 @@ header-only ``inspect`` of a safetensors file stay fast.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import traceback
@@ -112,6 +113,155 @@ def inspect(
         sys.stdout.write(render.inspect_markdown(doc))
     else:
         render.inspect_table(console.out(), doc)
+
+
+class Value(str, Enum):
+    resample = "resample"
+    mean = "mean"
+
+
+class Unit(str, Enum):
+    layer = "layer"
+    block = "block"
+
+
+class Utility(str, Enum):
+    magnitude = "magnitude"
+    gradient = "gradient"
+    random = "random"
+
+
+@app.command()
+def strategies() -> None:
+    """List the re-initialization strategies, one line each."""
+    import plastic.strategies as registry
+
+    for info in registry.list_strategies():
+        sys.stdout.write(f"{info.name:15s} {info.help}\n")
+
+
+def _read_report(report: Path | None, checkpoint: Path | None) -> dict[str, Any] | None:
+    """The diagnose document: --report FILE (or -), else stdin when no CKPT is given and stdin is a pipe."""
+    from plastic.errors import UsageError
+
+    text = None
+    if report is not None and str(report) != "-":
+        try:
+            text = report.read_text(encoding="utf-8")
+        except OSError as e:
+            raise UsageError(f"--report {report}: {e.strerror}") from None
+    elif report is not None or (checkpoint is None and not sys.stdin.isatty()):
+        text = sys.stdin.read()
+    if text is None:
+        return None
+    if not text.strip():
+        raise UsageError("no report on stdin: pipe `plastic diagnose ... --json` or give CKPT")
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UsageError(
+            f"the report is not JSON ({e.msg} at line {e.lineno}); did diagnose run with --json?"
+        ) from None
+    if not isinstance(doc, dict) or doc.get("command") != "diagnose" or doc.get("schema_version") != 1:
+        raise UsageError("the report is not a `plastic diagnose --json` document (schema_version 1)")
+    return doc
+
+
+@app.command()
+def reinit(
+    checkpoint: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Checkpoint to re-initialize; omit to take it from the diagnose report.", show_default=False
+        ),
+    ] = None,
+    strategy: Annotated[
+        str, typer.Option("--strategy", "-s", help="See `plastic strategies`.")
+    ] = "topk-layers",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Output .safetensors or .pt file.")
+    ] = None,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="A `diagnose --json` report file (- for stdin).")
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", "-d", help="Calibration folder: run the diagnosis here when needed."),
+    ] = None,
+    key: KeyOpt = None,
+    arch: ArchOpt = None,
+    value: Annotated[
+        Value, typer.Option("--value", help="New value: the architecture's init, or its mean.")
+    ] = Value.resample,
+    k: Annotated[int, typer.Option("--k", help="topk-layers: how many layers or blocks.")] = 3,
+    unit: Annotated[
+        Unit, typer.Option("--unit", help="topk-layers: rank single layers or timm blocks.")
+    ] = Unit.layer,
+    layers: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--layers", help="Glob over tensor names (repeatable): layers, weights, shrink-perturb."
+        ),
+    ] = None,
+    from_block: Annotated[
+        str | None, typer.Option("--from", help="from-block: first block, e.g. stages.2.")
+    ] = None,
+    fraction: Annotated[float, typer.Option("--fraction", help="weights: fraction of each tensor.")] = 0.25,
+    utility: Annotated[
+        Utility, typer.Option("--utility", help="weights: which weights count as least useful.")
+    ] = Utility.magnitude,
+    shrink: Annotated[float, typer.Option("--shrink", help="shrink-perturb: lambda.")] = 0.4,
+    perturb: Annotated[float, typer.Option("--perturb", help="shrink-perturb: sigma.")] = 0.1,
+    include_head: Annotated[
+        bool, typer.Option("--include-head", help="Let the classifier be selected too.")
+    ] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the new values.")] = 0,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print what would change; write nothing.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite an existing output (or the input).")
+    ] = False,
+    keep_extra: Annotated[
+        bool, typer.Option("--keep-extra", help="PyTorch containers: keep optimizer state and other entries.")
+    ] = False,
+    device: Annotated[
+        str, typer.Option("--device", help="For a diagnosis run here: auto, cuda or cpu.")
+    ] = "auto",
+    max_images: Annotated[int, typer.Option("--max-images", help="For a diagnosis run here.")] = 256,
+    fmt: FormatOpt = OutputFormat.table,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write a new checkpoint with the strategy's layers, units or weights re-initialized."""
+    from plastic.cli import console, render
+    from plastic.reinit import reinit as run_reinit
+    from plastic.reports import reinit_dict
+    from plastic.strategies import Options
+
+    doc_in = _read_report(report, checkpoint)
+    options = Options(
+        value=value.value, k=k, unit=unit.value, layers=layers or [], from_block=from_block,
+        fraction=fraction, utility=utility.value, shrink=shrink, perturb=perturb,
+        include_head=include_head, seed=seed,
+    )  # fmt: skip
+    result = run_reinit(
+        checkpoint, strategy=strategy, output=output, options=options, report=doc_in, data=data, key=key,
+        arch=arch, force=force, dry_run=dry_run, keep_extra=keep_extra,
+        diagnose_options={"device": device, "max_images": max_images},
+    )  # fmt: skip
+    doc = reinit_dict(result)
+    err = console.err()
+    for note in result.notes:
+        err.print(f"note: {note}", markup=False)
+    for what, why in result.skipped:
+        err.print(f"skipped {what}: {why}", markup=False)
+    fmt = _resolve_format(fmt, as_json)
+    if fmt is OutputFormat.json:
+        sys.stdout.write(render.dump_json(doc) + "\n")
+    elif fmt is OutputFormat.markdown:
+        sys.stdout.write(render.reinit_markdown(doc))
+    else:
+        render.reinit_table(console.out(), doc)
 
 
 def _floats(text: str | None, what: str) -> tuple[float, ...] | None:

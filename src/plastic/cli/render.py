@@ -219,3 +219,33 @@ def diagnose_markdown(doc: dict[str, Any], show_all: bool) -> str:
         bh, br = _block_rows(doc)
         text += f"\n{markdown_table(bh, br)}\n"
     return text
+
+
+# --- reinit ------------------------------------------------------------------------------------------------
+
+
+def _reinit_rows(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    header = ["tensor", "kind", "fraction"]
+    return header, [[c["tensor"], c["kind"], f"{c['fraction']:.3f}"] for c in doc["changed"]]
+
+
+def _reinit_summary(doc: dict[str, Any]) -> list[str]:
+    where = "dry run: nothing written" if doc["dry_run"] else f"wrote {doc['output']}"
+    return [
+        f"{where} ({doc['strategy']}, seed {doc['seed']}) from {doc['input']}",
+        f"changed {len(doc['changed'])} tensors, {doc['unchanged_tensors']} unchanged (bit-identical)",
+        f"new values: {doc['init_source']}",
+    ]
+
+
+def reinit_table(console: Console, doc: dict[str, Any]) -> None:
+    header, rows = _reinit_rows(doc)
+    _table(console, "Re-initialized tensors", header, rows, {0, 1})
+    for line in _reinit_summary(doc):
+        console.print(line, markup=False)
+
+
+def reinit_markdown(doc: dict[str, Any]) -> str:
+    header, rows = _reinit_rows(doc)
+    summary = "\n".join(f"- {line}" for line in _reinit_summary(doc))
+    return f"### plastic reinit `{doc['input']}`\n\n{summary}\n\n{markdown_table(header, rows)}\n"
