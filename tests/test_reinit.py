@@ -1,0 +1,329 @@
+"""``plastic reinit``: every strategy on real checkpoints; exactly the reported tensors change."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import timm
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from plastic.checkpoint import open_checkpoint
+from plastic.init_values import fresh_model
+from plastic.reinit import reinit
+from plastic.strategies import Options, list_strategies
+from tests.conftest import CALIB, MOBILENET, RESNET, VIT_PT, Result
+
+ALL = [s.name for s in list_strategies()]
+
+
+def _tensors(path: Path, key: str | None = None) -> dict[str, torch.Tensor]:
+    with open_checkpoint(path, key=key) as ckpt:
+        return {i.key: t.clone() for i, t in ckpt.iter_tensors()}
+
+
+def _load_strict(path: Path, arch: str, num_classes: int) -> torch.nn.Module:
+    model = timm.create_model(arch, pretrained=False, num_classes=num_classes)
+    with open_checkpoint(path) as ckpt:
+        model.load_state_dict({i.name: t for i, t in ckpt.iter_tensors()}, strict=True)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def vit_report() -> dict[str, Any]:
+    from plastic.diagnosis import diagnose
+    from plastic.reports import diagnose_dict
+
+    return diagnose_dict(diagnose(VIT_PT, CALIB, max_images=20))
+
+
+@pytest.fixture(scope="module")
+def resnet_report() -> dict[str, Any]:
+    from plastic.diagnosis import diagnose
+    from plastic.reports import diagnose_dict
+
+    return diagnose_dict(diagnose(RESNET, CALIB, max_images=20))
+
+
+def _run(src: Path, out: Path, strategy: str, report: dict[str, Any] | None = None, **opts: Any) -> Any:
+    return reinit(src, strategy=strategy, output=out, options=Options(**opts), report=report)
+
+
+def _opts(strategy: str, arch: str) -> dict[str, Any]:
+    return {
+        "layers": {"layers": ["layer4.*" if arch == "test_resnet" else "blocks.5.*"]},
+        "from-block": {"from_block": "layer4" if arch == "test_resnet" else "blocks.4"},
+        "weights": {"fraction": 0.25},
+    }.get(strategy, {})
+
+
+@pytest.mark.parametrize("strategy", ALL)
+@pytest.mark.parametrize("arch", ["test_resnet", "test_vit"])
+def test_every_strategy_changes_exactly_what_it_reports(
+    tmp_path: Path, strategy: str, arch: str, vit_report: dict[str, Any], resnet_report: dict[str, Any]
+) -> None:
+    src = RESNET if arch == "test_resnet" else VIT_PT
+    report = resnet_report if arch == "test_resnet" else vit_report
+    out = tmp_path / ("out.safetensors" if arch == "test_resnet" else "out.pt")
+    result = _run(src, out, strategy, report, **_opts(strategy, arch))
+    before, after = _tensors(src), _tensors(out)
+    assert list(before) == list(after)  # same keys, same order
+    changed = {c["tensor"]: c for c in result.changed}
+    if strategy != "dormant-units":  # the samples have no removable dormant units; tested below
+        assert changed, f"{strategy} changed nothing"
+    for name, old in before.items():
+        new = after[name]
+        assert new.dtype == old.dtype and new.shape == old.shape
+        if name not in changed:
+            assert torch.equal(new, old), f"{name} was not reported but changed"
+            assert (
+                new.reshape(-1).view(torch.uint8).numpy().tobytes()
+                == old.reshape(-1).view(torch.uint8).numpy().tobytes()
+            )
+        elif changed[name]["kind"] == "weights":
+            frac = float((new != old).float().mean())
+            assert frac <= 0.25 + 1e-6 and changed[name]["fraction"] == pytest.approx(
+                0.25, abs=1 / old.numel()
+            )
+    _load_strict(out, arch, 10)
+    assert result.unchanged_tensors == len(before) - len(changed)
+
+
+def test_weights_fraction_and_mean_value(tmp_path: Path) -> None:
+    out = tmp_path / "w.safetensors"
+    _run(RESNET, out, "weights", fraction=0.25, value="mean")
+    before, after = load_file(RESNET), load_file(out)
+    w0, w1 = before["layer2.0.conv2.weight"], after["layer2.0.conv2.weight"]
+    zeroed = (w1 == 0) & (w0 != 0)
+    assert int(zeroed.sum()) == round(0.25 * w0.numel())
+    assert float(w0[zeroed].abs().max()) <= float(w0[~zeroed].abs().min())  # the smallest ones
+    assert torch.equal(after["fc.weight"], before["fc.weight"])  # classifier excluded by default
+
+
+def test_shrink_perturb_is_exact(tmp_path: Path) -> None:
+    out = tmp_path / "sp.safetensors"
+    _run(RESNET, out, "shrink-perturb", shrink=0.4, perturb=0.1, seed=5)
+    before, after = load_file(RESNET), load_file(out)
+    init = fresh_model("test_resnet", 10, seed=5).state_dict()
+    for name in ("conv1.0.weight", "layer3.0.bn2.weight", "fc.bias"):
+        assert torch.equal(after[name], 0.4 * before[name] + 0.1 * init[name]), name
+    assert torch.equal(after["layer1.0.bn1.running_var"], before["layer1.0.bn1.running_var"])  # buffers kept
+
+
+def test_layer_reset_uses_the_architecture_init_and_resets_the_norm(tmp_path: Path) -> None:
+    out = tmp_path / "l.safetensors"
+    result = _run(RESNET, out, "layers", layers=["layer2.0.conv1.weight"], seed=3)
+    after = load_file(out)
+    init = fresh_model("test_resnet", 10, seed=3).state_dict()
+    assert torch.equal(after["layer2.0.conv1.weight"], init["layer2.0.conv1.weight"])
+    assert torch.equal(after["layer2.0.bn1.weight"], torch.ones(48))
+    assert torch.equal(after["layer2.0.bn1.running_var"], torch.ones(48))
+    assert int(after["layer2.0.bn1.num_batches_tracked"]) == 0
+    assert "timm test_resnet init" in result.init_source
+
+
+def test_head_on_mobilenet(tmp_path: Path) -> None:
+    out = tmp_path / "m.safetensors"
+    result = _run(MOBILENET, out, "head")
+    assert sorted(c["tensor"] for c in result.changed) == ["classifier.bias", "classifier.weight"]
+    _load_strict(out, "mobilenetv2_100", 1000)
+    with safe_open(str(out), "pt") as f:
+        meta = f.metadata()
+    assert meta["arch"] == "mobilenetv2_100" and meta["plastic.strategy"] == "head"
+    assert json.loads(meta["plastic.changed"]) == ["classifier.bias", "classifier.weight"]
+    assert meta["plastic.source_file"] == MOBILENET.name and len(meta["plastic.source_sha256"]) == 64
+
+
+def test_weights_gradient_on_mobilenet(tmp_path: Path) -> None:
+    out = tmp_path / "mg.safetensors"
+    res = reinit(
+        MOBILENET, strategy="weights", output=out, options=Options(fraction=0.1, utility="gradient"),
+        data=CALIB, diagnose_options={"max_images": 8},
+    )  # fmt: skip
+    assert res.changed and all(c["fraction"] == pytest.approx(0.1, abs=0.01) for c in res.changed)
+    _load_strict(out, "mobilenetv2_100", 1000)
+
+
+def _silence(sd: dict[str, torch.Tensor], arch: str) -> tuple[str, list[int]]:
+    """Make some units dead for real: their pre-activation is pushed far negative."""
+    if arch == "test_resnet":
+        sd["layer1.0.bn1.weight"][:6] = 0.0
+        sd["layer1.0.bn1.bias"][:6] = -10.0
+        return "layer1.0.conv1", list(range(6))
+    sd["blocks.2.mlp.fc1.bias"][:20] = -100.0
+    return "blocks.2.mlp.fc1", list(range(20))
+
+
+@pytest.mark.parametrize("arch", ["test_resnet", "test_vit"])
+def test_dormant_units_preserve_function(cli: Callable[..., Result], tmp_path: Path, arch: str) -> None:
+    src = RESNET if arch == "test_resnet" else VIT_PT
+    sd = {k: v.clone() for k, v in _tensors(src).items()}
+    layer, units = _silence(sd, arch)
+    dead = tmp_path / "dead.safetensors"
+    save_file(sd, dead, metadata={"arch": arch})
+    out = tmp_path / "redo.safetensors"
+    # --tau 0: only units that are exactly 0 on every image, whose removal changes nothing at all
+    res = cli(
+        "reinit", dead, "--strategy", "dormant-units", "--data", CALIB, "--tau", "0", "-o", out, "--json"
+    )
+    assert res.code == 0, res.stderr
+    manifest = json.loads(res.stdout)
+    changed = {c["tensor"]: c for c in manifest["changed"]}
+    assert f"{layer}.weight" in changed
+    # its dormant rows at least (other layers' dormant units may also zero some of its input columns)
+    assert changed[f"{layer}.weight"]["fraction"] >= len(units) / sd[f"{layer}.weight"].shape[0] - 1e-6
+    after = load_file(out)
+    assert not torch.equal(
+        after[f"{layer}.weight"][units], sd[f"{layer}.weight"][units]
+    )  # incoming resampled
+    consumer = "layer1.0.conv2.weight" if arch == "test_resnet" else "blocks.2.mlp.fc2.weight"
+    assert "zero-outgoing" in changed[consumer]["kind"] and torch.all(after[consumer][:, units] == 0)
+    # function preserved at reset: same outputs on the calibration images
+    from plastic.calib import CalibDataset, make_transform, resolve_data_config, scan_folder
+
+    m0, m1 = _load_strict(dead, arch, 10), _load_strict(out, arch, 10)
+    with open_checkpoint(dead) as ck:
+        cfg = resolve_data_config(m0, ck.metadata)
+    ds = CalibDataset(scan_folder(CALIB, max_images=16), make_transform(cfg))
+    x = torch.stack([ds[i][1] for i in range(len(ds))])  # type: ignore[misc]
+    with torch.no_grad():
+        y0, y1 = m0(x), m1(x)
+    assert torch.allclose(y0, y1, atol=1e-5, rtol=1e-5)
+    assert not torch.equal(after[f"{layer}.weight"], sd[f"{layer}.weight"])
+
+
+def test_dormant_units_skip_what_they_cannot_preserve(tmp_path: Path) -> None:
+    sd = load_file(RESNET)
+    sd["layer4.0.bn2.weight"][:5] = 0.0  # conv2 of a residual block: its units also feed the skip sum
+    sd["layer4.0.bn2.bias"][:5] = -10.0
+    dead = tmp_path / "dead.safetensors"
+    save_file(sd, dead, metadata={"arch": "test_resnet"})
+    res = reinit(
+        dead, strategy="dormant-units", output=tmp_path / "o.safetensors", options=Options(), data=CALIB
+    )
+    kinds = {c["tensor"]: c["kind"] for c in res.changed}
+    assert "units" not in kinds.get("layer4.0.conv2.weight", "")  # its own units were not reset
+    assert "layer4.0.bn2.weight" not in kinds
+    assert any(what.startswith("layer4.0.conv2 ") for what, _why in res.skipped)
+
+
+def test_same_inputs_same_bytes(tmp_path: Path, vit_report: dict[str, Any]) -> None:
+    for strategy in ("topk-layers", "weights", "shrink-perturb"):
+        for suffix in (".safetensors", ".pt"):
+            a, b = tmp_path / f"a{suffix}", tmp_path / f"b{suffix}"
+            _run(VIT_PT, a, strategy, vit_report, seed=7, fraction=0.25)
+            _run(VIT_PT, b, strategy, vit_report, seed=7, fraction=0.25)
+            assert a.read_bytes() == b.read_bytes(), (strategy, suffix)
+            a.unlink(), b.unlink()
+    c = tmp_path / "c.safetensors"
+    _run(VIT_PT, c, "shrink-perturb", seed=8)
+    _run(VIT_PT, tmp_path / "d.safetensors", "shrink-perturb", seed=7)
+    assert c.read_bytes() != (tmp_path / "d.safetensors").read_bytes()
+
+
+def test_pt_container_structure(tmp_path: Path, vit_report: dict[str, Any]) -> None:
+    out = tmp_path / "o.pth.tar"
+    _run(VIT_PT, out, "head")
+    obj = torch.load(out, weights_only=True)
+    assert set(obj) == {"epoch", "arch", "state_dict", "version", "metric", "plastic"}  # optimizer dropped
+    assert obj["plastic"]["plastic.strategy"] == "head"
+    reinit(VIT_PT, strategy="head", output=tmp_path / "k.pt", options=Options(), keep_extra=True)
+    assert "optimizer" in torch.load(tmp_path / "k.pt", weights_only=True)
+
+
+def test_dry_run_writes_nothing(cli: Callable[..., Result], tmp_path: Path) -> None:
+    out = tmp_path / "never.safetensors"
+    res = cli("reinit", RESNET, "-s", "head", "-o", out, "--dry-run", "--json")
+    assert res.code == 0 and not out.exists()
+    doc = json.loads(res.stdout)
+    assert doc["dry_run"] is True and doc["output"] is None and len(doc["changed"]) == 2
+    assert set(doc) >= {"schema_version", "command", "input", "output", "strategy", "options", "seed",
+                        "init_source", "changed", "unchanged_tensors"}  # fmt: skip
+
+
+def test_refuses_to_overwrite(cli: Callable[..., Result], tmp_path: Path) -> None:
+    src = tmp_path / "m.safetensors"
+    src.write_bytes(RESNET.read_bytes())
+    res = cli("reinit", src, "-s", "head", "-o", src)
+    assert res.code == 2 and "overwrite the input" in res.stderr
+    out = tmp_path / "o.safetensors"
+    out.write_bytes(b"keep me")
+    res = cli("reinit", src, "-s", "head", "-o", out)
+    assert res.code == 2 and "already exists" in res.stderr and out.read_bytes() == b"keep me"
+    assert cli("reinit", src, "-s", "head", "-o", out, "--force").code == 0
+    assert cli("reinit", src, "-s", "head", "-o", src, "--force").code == 0  # in place, on request
+    _load_strict(src, "test_resnet", 10)
+
+
+def test_interrupt_leaves_no_partial_file(tmp_path: Path) -> None:
+    from plastic import writer
+
+    out = tmp_path / "o.safetensors"
+    calls = 0
+
+    def boom(info: Any) -> torch.Tensor | None:
+        nonlocal calls
+        calls += 1
+        if calls == 20:
+            raise KeyboardInterrupt  # what Ctrl-C raises, mid-write
+        return None
+
+    with open_checkpoint(RESNET) as ckpt, pytest.raises(KeyboardInterrupt):
+        writer.write_safetensors(ckpt, out, boom, {})
+    assert list(tmp_path.iterdir()) == []  # neither the output nor a temp file
+
+
+def test_usage_errors(cli: Callable[..., Result], tmp_path: Path) -> None:
+    def err(res: Result, needle: str) -> None:
+        assert res.code == 2 and needle in res.stderr and "Traceback" not in res.stderr, res.stderr
+
+    out = tmp_path / "o.safetensors"
+    err(cli("reinit", RESNET, "-s", "topk-layers", "-o", out), "needs layer statistics")
+    err(cli("reinit", RESNET, "-s", "dormant-units", "-o", out), "needs layer statistics")
+    err(cli("reinit", RESNET, "-s", "nope", "-o", out), "unknown strategy")
+    err(cli("reinit", RESNET, "-s", "layers", "-o", out), "--layers")
+    err(cli("reinit", RESNET, "-s", "layers", "--layers", "zzz*", "-o", out), "match no tensor")
+    err(cli("reinit", RESNET, "-s", "from-block", "-o", out), "--from")
+    err(cli("reinit", RESNET, "-s", "weights", "--utility", "gradient", "-o", out), "--data")
+    err(cli("reinit", RESNET, "-s", "head", "-o", tmp_path / "o.h5"), ".safetensors")
+    err(cli("reinit", RESNET, "-s", "head"), "-o OUT")
+    bad = tmp_path / "r.json"
+    bad.write_text('{"command": "inspect", "schema_version": 1}')
+    err(cli("reinit", "--report", bad, "-s", "topk-layers", "-o", out), "not a `plastic diagnose --json`")
+
+
+def test_no_architecture_uses_pytorch_defaults(tmp_path: Path) -> None:
+    sd = load_file(RESNET)
+    plain = tmp_path / "plain.safetensors"
+    renamed = {f"net.{k}": v for k, v in sd.items()}  # a naming no timm model has
+    save_file(renamed, plain)
+    out = tmp_path / "o.safetensors"
+    res = reinit(plain, strategy="layers", output=out, options=Options(layers=["net.layer2.0.conv1.*"]))
+    assert "PyTorch default init" in res.init_source
+    after = load_file(out)
+    w = after["net.layer2.0.conv1.weight"]
+    bound = 1 / (32 * 3 * 3) ** 0.5
+    assert float(w.abs().max()) <= bound and not torch.equal(w, renamed["net.layer2.0.conv1.weight"])
+
+
+def test_shell_pipeline(tmp_path: Path) -> None:
+    """The README's pipe, through a real shell: diagnose --json | reinit reading stdin."""
+    out = tmp_path / "out.safetensors"
+    py = sys.executable
+    cmd = (
+        f"{py} -m plastic diagnose {RESNET} --data {CALIB} --json --max-images 20 | "
+        f"{py} -m plastic reinit --strategy topk-layers --k 3 -o {out} --json"
+    )
+    proc = subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads(proc.stdout)
+    assert manifest["command"] == "reinit" and manifest["input"] == str(RESNET)
+    assert sum(1 for c in manifest["changed"] if c["kind"] == "tensor") == 3
+    _load_strict(out, "test_resnet", 10)
