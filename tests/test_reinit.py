@@ -327,3 +327,17 @@ def test_shell_pipeline(tmp_path: Path) -> None:
     assert manifest["command"] == "reinit" and manifest["input"] == str(RESNET)
     assert sum(1 for c in manifest["changed"] if c["kind"] == "tensor") == 3
     _load_strict(out, "test_resnet", 10)
+
+
+def test_output_loads_the_timm_ways(tmp_path: Path, resnet_report: dict[str, Any]) -> None:
+    """The README's two ways: pretrained_cfg_overlay(file=...) and timm's load_checkpoint."""
+    from timm.models import load_checkpoint
+
+    st, pt = tmp_path / "o.safetensors", tmp_path / "o.pth.tar"
+    _run(RESNET, st, "topk-layers", resnet_report)
+    _run(VIT_PT, pt, "head")
+    overlay = {"file": str(st), "num_classes": 10}  # else timm drops a classifier that is not 1000-way
+    m = timm.create_model("test_resnet", pretrained=True, num_classes=10, pretrained_cfg_overlay=overlay)
+    assert torch.equal(m.fc.weight, load_file(st)["fc.weight"])
+    vit = timm.create_model("test_vit", num_classes=10)
+    load_checkpoint(vit, str(pt), strict=True)

@@ -158,7 +158,7 @@ def reinit(
         )
         plan = info.fn(ctx)
         if structure is not None:
-            structure.model = None  # drop the probe model before building the init source
+            structure.release()  # drop the probe model before building the init source
         if fresh is None and arch_name is not None and _needs_init(plan):
             fresh = fresh_model(arch_name, num_classes, options.seed)
         source = InitSource(

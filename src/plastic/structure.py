@@ -23,24 +23,56 @@ NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
 
 
 @dataclass
-class Structure:
-    layers: dict[str, nn.Module]  # conv/linear layers by name
+class Probed:
     norm_after: dict[str, str]  # layer -> the norm that directly normalises its output
     act_sites: dict[str, str]  # layer -> activation module measured
     consumers: dict[str, list[str]]  # layer -> conv/linear layers reading its (activated) output
+
+
+@dataclass
+class Structure:
+    """Groups and classifier come from the module tree; the rest needs a probe forward, run on first use."""
+
+    layers: dict[str, nn.Module]  # conv/linear layers by name
     groups: dict[int, list[str]] = field(default_factory=dict)  # timm group id -> module names
     classifier: list[str] = field(default_factory=list)  # classifier module names
     model: nn.Module | None = None
-    probe: torch.Tensor | None = None
+    _probed: Probed | None = None
+    _probe: torch.Tensor | None = None
     _complete: dict[tuple[str, tuple[int, ...]], bool] = field(default_factory=dict)
+
+    def _run(self) -> Probed:
+        if self._probed is None:
+            assert self.model is not None, "the probe model was released"
+            self._probe = _probe_input(self.model)
+            self._probed = _probe(self.model, self._probe)
+        return self._probed
+
+    @property
+    def norm_after(self) -> dict[str, str]:
+        return self._run().norm_after
+
+    @property
+    def act_sites(self) -> dict[str, str]:
+        return self._run().act_sites
+
+    @property
+    def consumers(self) -> dict[str, list[str]]:
+        return self._run().consumers
+
+    def release(self) -> None:
+        """Drop the model (and probe input) once planning is done."""
+        self.model = None
+        self._probe = None
 
     def complete(self, layer: str, units: list[int]) -> bool:
         """Do ``units`` of ``layer`` reach the output only through its consumers? (two forwards, cached)"""
         key = (layer, tuple(units))
         if key not in self._complete:
-            assert self.model is not None and self.probe is not None
+            probed = self._run()
+            assert self.model is not None and self._probe is not None
             self._complete[key] = _consumers_complete(
-                self.model, self.probe, layer, units, self.act_sites, self.consumers.get(layer, [])
+                self.model, self._probe, layer, units, probed.act_sites, probed.consumers.get(layer, [])
             )
         return self._complete[key]
 
@@ -55,13 +87,17 @@ def _probe_input(model: nn.Module) -> torch.Tensor:
     from timm.data.config import resolve_model_data_config
 
     size = tuple(resolve_model_data_config(model)["input_size"])
-    return torch.randn(2, *size, generator=torch.Generator().manual_seed(0))
+    return torch.randn(1, *size, generator=torch.Generator().manual_seed(0))
 
 
-def analyse(model: nn.Module, x: torch.Tensor | None = None) -> Structure:
-    """Probe ``model`` (on the CPU, eval mode) once and describe it."""
+def analyse(model: nn.Module) -> Structure:
+    """Describe ``model`` (kept on the CPU, eval mode); the probe forward waits until it is needed."""
     model.eval()
-    x = _probe_input(model) if x is None else x
+    return Structure(layers_of(model), _groups(model), _classifier(model), model)
+
+
+def _probe(model: nn.Module, x: torch.Tensor) -> Probed:
+    """One forward of ``x`` with hooks that record which module's output feeds which."""
     layers = layers_of(model)
     modules = dict(model.named_modules())
     act_sites = find_act_sites(model, x)
@@ -122,7 +158,7 @@ def analyse(model: nn.Module, x: torch.Tensor | None = None) -> Structure:
                     and _reads_units(layers[name], layers[producer])
                 ):
                     consumers[producer].append(name)
-    return Structure(layers, norm_after, act_sites, consumers, _groups(model), _classifier(model), model, x)
+    return Probed(norm_after, act_sites, consumers)
 
 
 def _reads_units(consumer: nn.Module, producer: nn.Module) -> bool:
