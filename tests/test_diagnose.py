@@ -195,3 +195,11 @@ def test_torchvision_names_mapped_by_position(cli: Callable[..., Result], tmp_pa
     assert doc["arch"]["name"] == "mobilenetv2_100"
     assert "mapped all 314 tensors by position" in res.stderr
     _error(cli("diagnose", p, "--data", CALIB, *FAST), "could not recognise the architecture")
+
+
+def test_workers_decode_in_parallel_with_the_same_result(cli: Callable[..., Result]) -> None:
+    one = _doc(cli("diagnose", RESNET, "--data", CALIB, "--json", *FAST))
+    two = _doc(cli("diagnose", RESNET, "--data", CALIB, "--json", *FAST, "--workers", "2"))
+    for doc in (one, two):
+        doc.pop("timing"), doc.pop("options")
+    assert one == two

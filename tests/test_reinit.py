@@ -45,6 +45,14 @@ def vit_report() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
+def mobilenet_report() -> dict[str, Any]:
+    from plastic.diagnosis import diagnose
+    from plastic.reports import diagnose_dict
+
+    return diagnose_dict(diagnose(MOBILENET, CALIB, max_images=8, batch_size=8))
+
+
+@pytest.fixture(scope="module")
 def resnet_report() -> dict[str, Any]:
     from plastic.diagnosis import diagnose
     from plastic.reports import diagnose_dict
@@ -56,22 +64,30 @@ def _run(src: Path, out: Path, strategy: str, report: dict[str, Any] | None = No
     return reinit(src, strategy=strategy, output=out, options=Options(**opts), report=report)
 
 
+LAST = {"test_resnet": "layer4", "test_vit": "blocks.5", "mobilenetv2_100": "blocks.6"}
+
+
 def _opts(strategy: str, arch: str) -> dict[str, Any]:
     return {
-        "layers": {"layers": ["layer4.*" if arch == "test_resnet" else "blocks.5.*"]},
-        "from-block": {"from_block": "layer4" if arch == "test_resnet" else "blocks.4"},
+        "layers": {"layers": [f"{LAST[arch]}.*"]},
+        "from-block": {"from_block": LAST[arch]},
         "weights": {"fraction": 0.25},
     }.get(strategy, {})
 
 
 @pytest.mark.parametrize("strategy", ALL)
-@pytest.mark.parametrize("arch", ["test_resnet", "test_vit"])
+@pytest.mark.parametrize("arch", ["test_resnet", "test_vit", "mobilenetv2_100"])
 def test_every_strategy_changes_exactly_what_it_reports(
-    tmp_path: Path, strategy: str, arch: str, vit_report: dict[str, Any], resnet_report: dict[str, Any]
+    tmp_path: Path, strategy: str, arch: str, request: pytest.FixtureRequest
 ) -> None:
-    src = RESNET if arch == "test_resnet" else VIT_PT
-    report = resnet_report if arch == "test_resnet" else vit_report
-    out = tmp_path / ("out.safetensors" if arch == "test_resnet" else "out.pt")
+    src = {"test_resnet": RESNET, "test_vit": VIT_PT, "mobilenetv2_100": MOBILENET}[arch]
+    fixture = {
+        "test_resnet": "resnet_report",
+        "test_vit": "vit_report",
+        "mobilenetv2_100": "mobilenet_report",
+    }
+    report = request.getfixturevalue(fixture[arch])
+    out = tmp_path / ("out.pt" if arch == "test_vit" else "out.safetensors")
     result = _run(src, out, strategy, report, **_opts(strategy, arch))
     before, after = _tensors(src), _tensors(out)
     assert list(before) == list(after)  # same keys, same order
@@ -92,7 +108,7 @@ def test_every_strategy_changes_exactly_what_it_reports(
             assert frac <= 0.25 + 1e-6 and changed[name]["fraction"] == pytest.approx(
                 0.25, abs=1 / old.numel()
             )
-    _load_strict(out, arch, 10)
+    _load_strict(out, arch, 1000 if arch == "mobilenetv2_100" else 10)
     assert result.unchanged_tensors == len(before) - len(changed)
 
 

@@ -190,9 +190,8 @@ def topk_layers(ctx: Context) -> Plan:
     if ctx.options.unit == "block":
         blocks = [b for b in report["blocks"] if b.get("rank") is not None]
         chosen = sorted(blocks, key=lambda b: b["rank"])[:k]
-        if ctx.options.include_head:
-            heads = [b for b in report["blocks"] if b.get("rank") is None and b["layers"]]
-            chosen = (chosen + heads)[: max(k, len(chosen))]
+        if ctx.options.include_head:  # the classifier's group is not ranked: --include-head adds it
+            chosen += [b for b in report["blocks"] if b.get("rank") is None and b["layers"]]
         structure = ctx.need_structure("topk-layers --unit block")
         modules = group_of_layers(structure, [la for b in chosen for la in b["layers"]])
         reset_modules(ctx, plan, modules)
