@@ -357,3 +357,21 @@ def test_output_loads_the_timm_ways(tmp_path: Path, resnet_report: dict[str, Any
     assert torch.equal(m.fc.weight, load_file(st)["fc.weight"])
     vit = timm.create_model("test_vit", num_classes=10)
     load_checkpoint(vit, str(pt), strict=True)
+
+
+def test_sharded_and_bare_inputs(tmp_path: Path) -> None:
+    from tests.test_checkpoint import _shard
+
+    sd = load_file(RESNET)
+    index = _shard(tmp_path, sd)  # metadata arch=test_resnet in the index
+    out = tmp_path / "from_shards.safetensors"
+    res = reinit(index, strategy="head", output=out, options=Options())
+    assert {c["tensor"] for c in res.changed} == {"fc.weight", "fc.bias"}
+    after = load_file(out)
+    assert all(torch.equal(after[k], v) for k, v in sd.items() if not k.startswith("fc."))
+    bare = tmp_path / "bare.pt"
+    torch.save({f"module.{k}": v for k, v in sd.items()}, bare)  # DDP-style keys, no metadata at all
+    res = reinit(bare, strategy="head", output=tmp_path / "o.pt", options=Options(), arch="test_resnet")
+    obj = torch.load(tmp_path / "o.pt", weights_only=True)
+    assert set(obj) == {f"module.{k}" for k in sd}  # the file's own keys, prefixes kept
+    assert any("no room for metadata" in n for n in res.notes)
