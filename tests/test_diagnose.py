@@ -185,9 +185,9 @@ def test_torchvision_names_mapped_by_position(cli: Callable[..., Result], tmp_pa
     if spec is None or spec.origin is None:
         # rebuild a torchvision-style file from the sample: same tensors, torchvision's names
         sd = load_file(MOBILENET)
-        names = [f"tv.{i}" for i in range(len(sd))]
+        order = list(timm.create_model("mobilenetv2_100").state_dict())  # model order, as torchvision saves
         p = tmp_path / "tv.pth"
-        torch.save(dict(zip(names, sd.values(), strict=True)), p)
+        torch.save({f"tv.{i}": sd[k] for i, k in enumerate(order)}, p)
     else:
         p = Path(spec.origin).parent / "weights" / "mobilenet_v2-b0353104.pth"
     res = cli("diagnose", p, "--data", CALIB, "--arch", "mobilenetv2_100", "--json", "--max-images", "4")
