@@ -8,6 +8,7 @@ accumulates dL/dW; the ratio ||dL/dW|| / ||W|| is taken per layer weight.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -30,6 +31,36 @@ def random_labels(n: int, seed: int) -> torch.Tensor:
     return torch.randint(0, RANDOM_LABEL_CLASSES, (n,), generator=gen)
 
 
+def accumulate_gradients(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    n_images: int,
+    n_classes: int,
+    seed: int,
+    autocast: Callable[[], Any] = contextlib.nullcontext,
+) -> None:
+    """Leave dL/dW in every parameter's ``.grad`` (model in eval mode: running statistics untouched).
+
+    ``batches`` yields (images, labels) already on the model's device; the seeded head is built on the
+    first batch, once the feature width is known.
+    """
+    device = next(model.parameters()).device
+    head: nn.Linear | None = None
+    model.eval()
+    for x, y in batches:
+        with autocast():
+            feats = pre_logits(model, x).float()  # (B, D)
+        if head is None:
+            gen_state = torch.random.get_rng_state()
+            torch.manual_seed(seed)
+            head = nn.Linear(feats.shape[1], n_classes).to(device)
+            torch.random.set_rng_state(gen_state)
+        # sum over batches of (B / N) * mean loss = mean loss over all images
+        loss = F.cross_entropy(head(feats), y) * (x.shape[0] / n_images)
+        loss.backward()
+
+
 def grad_ratios(
     model: nn.Module,
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
@@ -40,27 +71,13 @@ def grad_ratios(
     seed: int,
     autocast: Callable[[], Any],
 ) -> dict[str, float | None]:
-    """{layer: ||grad W|| / ||W||} for ``weights`` ({layer name: weight parameter name}).
-
-    ``batches`` yields (images, labels) already on the model's device. Gradients are freed afterwards.
-    """
+    """{layer: ||grad W|| / ||W||} for ``weights`` ({layer: weight parameter}); grads freed after."""
     params = dict(model.named_parameters())
-    device = next(iter(params.values())).device
-    head: nn.Linear | None = None
     was_training = model.training
-    model.eval()  # running statistics stay as they are; no dropout
     try:
-        for x, y in batches:
-            with autocast():
-                feats = pre_logits(model, x).float()  # (B, D)
-            if head is None:
-                gen_state = torch.random.get_rng_state()
-                torch.manual_seed(seed)
-                head = nn.Linear(feats.shape[1], n_classes).to(device)
-                torch.random.set_rng_state(gen_state)
-            # sum over batches of (B / N) * mean loss = mean loss over all images
-            loss = F.cross_entropy(head(feats), y) * (x.shape[0] / n_images)
-            loss.backward()
+        accumulate_gradients(
+            model, batches, n_images=n_images, n_classes=n_classes, seed=seed, autocast=autocast
+        )
         out: dict[str, float | None] = {}
         for layer, pname in weights.items():
             p = params.get(pname)

@@ -204,7 +204,7 @@ def _check_report(report: dict[str, Any] | None, ckpt: Checkpoint) -> None:
 def _gradients(ckpt: Checkpoint, data: Path, seed: int, diag: dict[str, Any]) -> dict[str, torch.Tensor]:
     """dL/dW for every weight, by the same probe as diagnose's grad_ratio (model loaded, then freed)."""
     from plastic.calib import CalibDataset, collate, make_transform, resolve_data_config, scan_folder
-    from plastic.gradients import pre_logits, random_labels
+    from plastic.gradients import accumulate_gradients, random_labels
     from plastic.models import build_model
 
     model = build_model(ckpt).model
@@ -216,17 +216,8 @@ def _gradients(ckpt: Checkpoint, data: Path, seed: int, diag: dict[str, Any]) ->
     )
     labels = torch.tensor(calib.labels) if calib.labels is not None else random_labels(len(calib.files), seed)
     classes = max(len(calib.class_names), 2) if calib.labels is not None else 10
-    head = None
-    for idx, x, _bad in loader:
-        if x is None:
-            continue
-        feats = pre_logits(model, x)
-        if head is None:
-            state = torch.random.get_rng_state()
-            torch.manual_seed(seed)
-            head = torch.nn.Linear(feats.shape[1], classes)
-            torch.random.set_rng_state(state)
-        torch.nn.functional.cross_entropy(head(feats), labels[idx], reduction="sum").backward()
+    batches = ((x, labels[idx]) for idx, x, _bad in loader if x is not None)
+    accumulate_gradients(model, batches, n_images=len(calib.files), n_classes=classes, seed=seed)
     grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
     del model
     return grads

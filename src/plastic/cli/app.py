@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -53,6 +54,20 @@ def _root(
 
 def _resolve_format(fmt: OutputFormat, as_json: bool) -> OutputFormat:
     return OutputFormat.json if as_json else fmt
+
+
+def _emit(
+    doc: dict[str, Any], fmt: OutputFormat, markdown: Callable[[], str], table: Callable[[Any], None]
+) -> None:
+    """The one place results reach stdout: a JSON document, markdown, or a rich table."""
+    from plastic.cli import console, render
+
+    if fmt is OutputFormat.json:
+        sys.stdout.write(render.dump_json(doc) + "\n")
+    elif fmt is OutputFormat.markdown:
+        sys.stdout.write(markdown())
+    else:
+        table(console.out())
 
 
 CkptArg = Annotated[
@@ -106,13 +121,12 @@ def inspect(
             progress=progress,
         )
     doc = inspect_dict(report)
-    fmt = _resolve_format(fmt, as_json)
-    if fmt is OutputFormat.json:
-        sys.stdout.write(render.dump_json(doc) + "\n")
-    elif fmt is OutputFormat.markdown:
-        sys.stdout.write(render.inspect_markdown(doc))
-    else:
-        render.inspect_table(console.out(), doc)
+    _emit(
+        doc,
+        _resolve_format(fmt, as_json),
+        lambda: render.inspect_markdown(doc),
+        lambda c: render.inspect_table(c, doc),
+    )
 
 
 class Value(str, Enum):
@@ -256,13 +270,12 @@ def reinit(
         err.print(f"note: {note}", markup=False)
     for what, why in result.skipped:
         err.print(f"skipped {what}: {why}", markup=False)
-    fmt = _resolve_format(fmt, as_json)
-    if fmt is OutputFormat.json:
-        sys.stdout.write(render.dump_json(doc) + "\n")
-    elif fmt is OutputFormat.markdown:
-        sys.stdout.write(render.reinit_markdown(doc))
-    else:
-        render.reinit_table(console.out(), doc)
+    _emit(
+        doc,
+        _resolve_format(fmt, as_json),
+        lambda: render.reinit_markdown(doc),
+        lambda c: render.reinit_table(c, doc),
+    )
 
 
 def _floats(text: str | None, what: str) -> tuple[float, ...] | None:
@@ -368,13 +381,12 @@ def diagnose(
         from plastic.atomic import write_text
 
         write_text(out, render.dump_json(doc) + "\n")
-    fmt = _resolve_format(fmt, as_json)
-    if fmt is OutputFormat.json:
-        sys.stdout.write(render.dump_json(doc) + "\n")
-    elif fmt is OutputFormat.markdown:
-        sys.stdout.write(render.diagnose_markdown(doc, show_all))
-    else:
-        render.diagnose_table(console.out(), doc, show_all)
+    _emit(
+        doc,
+        _resolve_format(fmt, as_json),
+        lambda: render.diagnose_markdown(doc, show_all),
+        lambda c: render.diagnose_table(c, doc, show_all),
+    )
     _gate(doc, conditions)
 
 
