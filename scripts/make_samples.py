@@ -212,16 +212,39 @@ def make_calib() -> None:
     print(f"calib: {CALIB_PER_CLASS * len(ANIMAL_CLASSES)} images from {len(x)} unique Animal-MNIST images")
 
 
+def make_transfer_set(train_per_class: int = 200, test_per_class: int = 100) -> None:
+    """Animal-MNIST train/test split for benchmarks/transfer.py, disjoint from calib/ (seeded)."""
+    x, y, orig = load_animal_mnist()
+    manifest = json.loads((OUT / "calib_manifest.json").read_text())
+    calib = {i for ids in manifest["indices"].values() for i in ids}
+    rng = np.random.default_rng(SEED + 1)
+    tr, te = [], []
+    for label in range(len(ANIMAL_CLASSES)):
+        pos = [i for i in np.flatnonzero(y == label) if int(orig[i]) not in calib]
+        pick = rng.choice(pos, size=train_per_class + test_per_class, replace=False)
+        tr += list(pick[:train_per_class])
+        te += list(pick[train_per_class:])
+    tr, te = np.sort(tr), np.sort(te)
+    np.savez_compressed(
+        OUT / "animal_mnist_transfer.npz",
+        x_train=x[tr], y_train=y[tr].astype(np.int64), x_test=x[te], y_test=y[te].astype(np.int64),
+        classes=np.array(ANIMAL_CLASSES),
+    )
+    print(f"transfer set: {len(tr)} train / {len(te)} test Animal-MNIST images, disjoint from calib/")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--only", choices=["mobilenet", "mnist", "calib"], action="append")
+    parser.add_argument("--only", choices=["mobilenet", "mnist", "calib", "transfer"], action="append")
     args = parser.parse_args()
     OUT.mkdir(exist_ok=True)
-    parts = args.only or ["mobilenet", "mnist", "calib"]
+    parts = args.only or ["mobilenet", "mnist", "calib", "transfer"]
     if "calib" in parts:
         make_calib()
+    if "transfer" in parts:
+        make_transfer_set()
     if "mobilenet" in parts:
         make_mobilenet()
     if "mnist" in parts:

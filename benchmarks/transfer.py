@@ -1,0 +1,306 @@
+"""Does re-initialization help? Fine-tune plastic's outputs on an atypical target, against controls.
+
+    python benchmarks/transfer.py --scenario 1 --seeds 5 [--epochs 8] [--write]
+    python benchmarks/transfer.py --scenario 1 --quick --out /tmp/t     # 1 seed, 2 epochs, small data
+
+It drives plastic the way a user does: ``diagnose`` the pretrained checkpoint on the calibration
+folder (sample_checkpoints/calib), ``reinit`` it with each strategy, then a plain fine-tuning loop of
+its own loads the output checkpoint, puts a new seeded head on it and trains on the target.
+
+Target: Animal-MNIST (sample_checkpoints/animal_mnist_transfer.npz: 2,000 train / 1,000 test images,
+exact duplicates dropped, disjoint from the calibration images). Recipe, identical for every condition:
+AdamW (lr per scenario, weight decay 0.05), cosine schedule, batch 64, fixed epochs, no augmentation.
+
+Conditions: scratch; fine-tune (new head only: the ``head`` strategy is the same thing here, since every
+condition gets a new head); topk-layers k = 1, 2, 3 by layer and by block (plastic's ranking); the
+control: the same k layers / blocks ranked at random (the report's scores shuffled, seeded per run,
+then the same topk-layers machinery); from-block (last stage); dormant-units; weights 0.25 resample /
+mean; shrink-perturb (0.4, 0.1). Raw per-run JSON goes to benchmarks/results/scenario<N>/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "sample_checkpoints"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _report import machine_line, replace_section  # noqa: E402
+
+SCENARIOS: dict[int, dict[str, Any]] = {
+    1: {"title": "test_resnet (MNIST) -> Animal-MNIST, 32 px",
+        "ckpt": SAMPLES / "test_resnet.mnist.safetensors",
+        "arch": "test_resnet", "size": 32, "epochs": 8, "seeds": 5, "lr": 1e-3, "last": "layer4"},
+    2: {"title": "mobilenetv2_100 (ImageNet) -> Animal-MNIST, 64 px",
+        "ckpt": SAMPLES / "mobilenetv2_100.imagenet.safetensors", "arch": "mobilenetv2_100", "size": 64,
+        "epochs": 6, "seeds": 3, "lr": 1e-3, "last": "blocks.6"},
+    3: {"title": "test_vit (MNIST) -> Animal-MNIST, 160 px", "ckpt": SAMPLES / "test_vit.mnist.pt",
+        "arch": "test_vit", "size": 160, "epochs": 6, "seeds": 3, "lr": 5e-4, "last": "blocks.5"},
+}  # fmt: skip
+BATCH = 64
+
+
+def conditions(last: str) -> list[tuple[str, str | None, dict[str, Any]]]:
+    """(name, strategy, options); strategy None = no reinit. ``random`` marks the shuffled controls."""
+    out: list[tuple[str, str | None, dict[str, Any]]] = [("scratch", None, {}), ("finetune", None, {})]
+    for unit in ("layer", "block"):
+        for k in (1, 2, 3):
+            out.append((f"topk-{unit}-k{k}", "topk-layers", {"k": k, "unit": unit}))
+            out.append((f"random-{unit}-k{k}", "topk-layers", {"k": k, "unit": unit, "random": True}))
+    out += [
+        ("from-block", "from-block", {"from_block": last}),
+        ("dormant-units", "dormant-units", {}),
+        ("weights-0.25-resample", "weights", {"fraction": 0.25, "value": "resample"}),
+        ("weights-0.25-mean", "weights", {"fraction": 0.25, "value": "mean"}),
+        ("shrink-perturb", "shrink-perturb", {"shrink": 0.4, "perturb": 0.1}),
+    ]
+    return out
+
+
+def shuffled(report: dict[str, Any], seed: int) -> dict[str, Any]:
+    """The same report with layer and block scores permuted at random: the random-ranking control."""
+    doc = copy.deepcopy(report)
+    rng = random.Random(seed)
+    for key in ("layers", "blocks"):
+        ranked = [x for x in doc[key] if x.get("rank") is not None]
+        scores = [x["score"] for x in ranked]
+        rng.shuffle(scores)
+        for x, s in zip(ranked, scores, strict=True):
+            x["score"] = s
+        for i, x in enumerate(sorted(ranked, key=lambda x: -x["score"]), 1):
+            x["rank"] = i
+    return doc
+
+
+def load_target(
+    size: int, mean: tuple[float, ...], std: tuple[float, ...], quick: bool
+) -> dict[str, torch.Tensor]:
+    data = np.load(SAMPLES / "animal_mnist_transfer.npz")
+    out = {}
+    for split in ("train", "test"):
+        x, y = data[f"x_{split}"], data[f"y_{split}"]
+        if quick:
+            x, y = x[::5], y[::5]
+        t = torch.from_numpy(x).float().div_(255).unsqueeze(1)  # (N, 1, 28, 28)
+        t = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False).expand(-1, 3, -1, -1)
+        m, s = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
+        out[f"x_{split}"] = ((t - m) / s).contiguous()
+        out[f"y_{split}"] = torch.from_numpy(y).long()
+    return out
+
+
+def build(arch: str, ckpt: Path | None, num_classes: int, seed: int) -> torch.nn.Module:
+    """The model a user would fine-tune: the checkpoint loaded strictly, then a new seeded 10-way head."""
+    import timm
+
+    from plastic.checkpoint import open_checkpoint
+
+    torch.manual_seed(seed)
+    model = timm.create_model(arch, pretrained=False, num_classes=num_classes)
+    if ckpt is not None:
+        with open_checkpoint(ckpt) as c:
+            model.load_state_dict({i.name: t for i, t in c.iter_tensors()}, strict=True)
+    torch.manual_seed(seed + 1000)
+    model.reset_classifier(10)
+    return model
+
+
+def finetune(
+    model: torch.nn.Module, data: dict[str, torch.Tensor], epochs: int, lr: float, seed: int
+) -> list[float]:
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
+    n = len(data["x_train"])
+    steps = epochs * math.ceil(n / BATCH)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+    gen = torch.Generator().manual_seed(seed)
+    accs = []
+    for _ in range(epochs):
+        model.train()
+        order = torch.randperm(n, generator=gen)
+        for i in range(0, n, BATCH):
+            b = order[i : i + BATCH]
+            loss = F.cross_entropy(model(data["x_train"][b]), data["y_train"][b])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+        model.eval()
+        correct = 0
+        with torch.no_grad():
+            for i in range(0, len(data["x_test"]), 256):
+                pred = model(data["x_test"][i : i + 256]).argmax(-1)
+                correct += int((pred == data["y_test"][i : i + 256]).sum())
+        accs.append(correct / len(data["x_test"]))
+    return accs
+
+
+def run_scenario(n: int, seeds: int, epochs: int, quick: bool, out_dir: Path) -> dict[str, Any]:
+    from timm.data.config import resolve_model_data_config
+
+    from plastic.diagnosis import diagnose
+    from plastic.reinit import reinit
+    from plastic.reports import diagnose_dict
+    from plastic.strategies import Options
+
+    sc = SCENARIOS[n]
+    torch.set_num_threads(2)
+    report = diagnose_dict(diagnose(sc["ckpt"], SAMPLES / "calib", max_images=80, seed=0))
+    num_classes = next((la["units"] for la in report["layers"] if la["classifier"]), 10)
+    probe = build(sc["arch"], None, num_classes, 0)
+    cfg = resolve_model_data_config(probe)
+    data = load_target(sc["size"], cfg["mean"], cfg["std"], quick)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    runs = []
+    for seed in range(seeds):
+        for name, strategy, opts in conditions(sc["last"]):
+            t0 = time.perf_counter()
+            ckpt: Path | None = sc["ckpt"] if name != "scratch" else None
+            changed = 0
+            if strategy is not None:
+                opts = dict(opts)
+                rep = (
+                    shuffled(report, 10_000 + 97 * seed + opts.get("k", 0))
+                    if opts.pop("random", False)
+                    else report
+                )
+                ckpt = out_dir / f"_reinit_{name}.safetensors"
+                res = reinit(sc["ckpt"], strategy=strategy, output=ckpt, options=Options(seed=seed, **opts),
+                             report=rep, data=SAMPLES / "calib", force=True)  # fmt: skip
+                changed = len(res.changed)
+            model = build(sc["arch"], ckpt, num_classes, seed)
+            accs = finetune(model, data, epochs, sc["lr"], seed)
+            run = {"scenario": n, "condition": name, "seed": seed, "epochs": epochs, "test_acc": accs,
+                   "final": accs[-1], "changed_tensors": changed,
+                   "seconds": time.perf_counter() - t0}  # fmt: skip
+            (out_dir / f"{name}__seed{seed}.json").write_text(json.dumps(run, indent=1) + "\n")
+            runs.append(run)
+            print(
+                f"scenario {n} seed {seed} {name:24s} final {accs[-1]:.3f} ({run['seconds']:.0f}s)",
+                flush=True,
+            )
+    for p in out_dir.glob("_reinit_*.safetensors"):
+        p.unlink()
+    return {"scenario": n, "report": report, "runs": runs, "quick": quick}
+
+
+def summarize(result: dict[str, Any]) -> tuple[list[dict[str, Any]], float]:
+    by: dict[str, list[dict[str, Any]]] = {}
+    for r in result["runs"]:
+        by.setdefault(r["condition"], []).append(r)
+    rows = []
+    for name, runs in by.items():
+        finals = [r["final"] for r in runs]
+        curve = [statistics.mean(r["test_acc"][e] for r in runs) for e in range(len(runs[0]["test_acc"]))]
+        std = statistics.stdev(finals) if len(finals) > 1 else 0.0
+        rows.append(
+            {"condition": name, "mean": statistics.mean(finals), "std": std, "curve": curve, "n": len(runs)}
+        )
+    best = max(r["mean"] for r in rows)
+    for r in rows:
+        hit = next((e + 1 for e, a in enumerate(r["curve"]) if a >= 0.95 * best), None)
+        r["epochs_to_95"] = hit
+    return rows, best
+
+
+def markdown(result: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    sc = SCENARIOS[result["scenario"]]
+    rep = result["report"]
+    top = sorted((la for la in rep["layers"] if la["rank"]), key=lambda la: la["rank"])[:5]
+    blocks = sorted((b for b in rep["blocks"] if b["rank"]), key=lambda b: b["rank"])[:3]
+    base = next(r for r in rows if r["condition"] == "finetune")
+    lines = [
+        f"Scenario {result['scenario']}: {sc['title']}. {rows[0]['n']} seeds per condition, "
+        f"{len(base['curve'])} epochs, AdamW lr {sc['lr']}, cosine, batch {BATCH}. "
+        f"Machine: {machine_line()}.",
+        "",
+        "Diagnose summary of the pretrained model (on sample_checkpoints/calib): top layers "
+        + ", ".join(f"`{la['name']}` {la['score']:.3f}" for la in top)
+        + "; top blocks "
+        + ", ".join(f"`{b['name']}` {b['score']:.3f}" for b in blocks)
+        + ".",
+        "",
+        "| condition | final test accuracy (mean ± std) | vs fine-tune | epochs to 95% of best |",
+        "|---|---|---|---|",
+    ]
+    for r in rows:
+        delta = r["mean"] - base["mean"]
+        e = r["epochs_to_95"] if r["epochs_to_95"] is not None else f"> {len(r['curve'])}"
+        lines.append(
+            f"| {r['condition']} | {r['mean'] * 100:.2f} ± {r['std'] * 100:.2f} | {delta * 100:+.2f} | {e} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 5.5), dpi=110)
+    for r in rows:
+        style = "--" if r["condition"].startswith("random") else "-"
+        width = 2.4 if r["condition"] in ("finetune", "scratch") else 1.2
+        ax.plot(
+            range(1, len(r["curve"]) + 1),
+            [a * 100 for a in r["curve"]],
+            style,
+            lw=width,
+            label=r["condition"],
+        )
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--scenario", type=int, choices=sorted(SCENARIOS), default=1)
+    parser.add_argument("--seeds", type=int)
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--quick", action="store_true", help="1 seed, 2 epochs, a fifth of the data")
+    parser.add_argument("--out", type=Path, help="results folder (default benchmarks/results/scenario<N>)")
+    parser.add_argument("--write", action="store_true", help="update BENCHMARKS.md and the PNG")
+    args = parser.parse_args()
+    sc = SCENARIOS[args.scenario]
+    seeds = 1 if args.quick else (args.seeds or sc["seeds"])
+    epochs = 2 if args.quick else (args.epochs or sc["epochs"])
+    out = args.out or ROOT / "benchmarks" / "results" / f"scenario{args.scenario}"
+    result = run_scenario(args.scenario, seeds, epochs, args.quick, out)
+    rows, _best = summarize(result)
+    text = markdown(result, rows)
+    (out / "summary.md").write_text(text + "\n")
+    print(text)
+    if args.write:
+        png = ROOT / "benchmarks" / "results" / f"scenario{args.scenario}.png"
+        plot(rows, png, SCENARIOS[args.scenario]["title"])
+        replace_section(
+            ROOT / "BENCHMARKS.md",
+            f"transfer-{args.scenario}",
+            text + f"\n\n![scenario {args.scenario}](benchmarks/results/{png.name})",
+        )
+
+
+if __name__ == "__main__":
+    main()
