@@ -375,3 +375,20 @@ def test_sharded_and_bare_inputs(tmp_path: Path) -> None:
     obj = torch.load(tmp_path / "o.pt", weights_only=True)
     assert set(obj) == {f"module.{k}" for k in sd}  # the file's own keys, prefixes kept
     assert any("no room for metadata" in n for n in res.notes)
+
+
+def test_ctrl_c_exits_130_and_leaves_no_file(tmp_path: Path) -> None:
+    """A real SIGINT during a long run: exit 130, 'Interrupted.', no output and no temp file."""
+    import signal
+    import time
+
+    out = tmp_path / "o.safetensors"
+    cmd = [sys.executable, "-m", "plastic", "reinit", str(MOBILENET), "-s", "weights",
+           "--utility", "gradient", "--data", str(CALIB), "-o", str(out)]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(8)  # past start-up, inside the gradient pass
+    proc.send_signal(signal.SIGINT)
+    _stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-1000:]
+    assert "Interrupted." in stderr and "Traceback" not in stderr
+    assert list(tmp_path.iterdir()) == []

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable
 from enum import Enum
@@ -421,11 +423,22 @@ def _fail(message: str) -> None:
     sys.stderr.flush()
 
 
+class Interrupted(BaseException):
+    """Ctrl-C, raised by our SIGINT handler: click would turn a KeyboardInterrupt into exit 1, which
+    means "findings" here. Unwinding runs every ``finally`` (temp files removed, hooks taken off)."""
+
+
+def _on_sigint(_signum: int, _frame: object) -> None:
+    raise Interrupted
+
+
 def main() -> None:
-    """Entry point: every PlasticError becomes one ``Error:`` line and exit 2.
+    """Entry point: every PlasticError becomes one ``Error:`` line and exit 2; Ctrl-C exits 130.
 
     ``PLASTIC_DEBUG=1`` prints the traceback as well.
     """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _on_sigint)
     try:
         app(prog_name="plastic")
     except PlasticError as e:
@@ -434,7 +447,7 @@ def main() -> None:
     except OSError as e:  # unreadable file, permission denied, disk full: input/output problems
         _fail(f"{e.strerror or e.__class__.__name__}: {e.filename or ''}".rstrip(": "))
         sys.exit(2)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted):
         sys.stderr.write("Interrupted.\n")
         sys.exit(130)
     except Exception as e:  # a bug: still one line, but say so
