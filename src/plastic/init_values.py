@@ -68,31 +68,32 @@ def default_value(info: TensorInfo, shapes: dict[str, tuple[int, ...]], seed: in
 
 @dataclass
 class InitSource:
-    """Where resampled values come from; ``model`` is a fresh, seeded timm model when the arch is known."""
+    """Where resampled values come from: the needed tensors of a fresh, seeded timm model when the
+    architecture is known (the rest of that model is dropped), else PyTorch's role defaults."""
 
     arch: str | None
     seed: int
-    model: nn.Module | None
+    init: dict[str, torch.Tensor] | None  # tensor name -> its value at init
     shapes: dict[str, tuple[int, ...]]
+
+    @classmethod
+    def from_model(
+        cls, arch: str, seed: int, model: nn.Module, needed: set[str], shapes: dict[str, tuple[int, ...]]
+    ) -> InitSource:
+        state = model.state_dict()
+        return cls(arch, seed, {k: v.detach().clone() for k, v in state.items() if k in needed}, shapes)
 
     @property
     def description(self) -> str:
-        if self.model is not None:
+        if self.init is not None:
             return f"timm {self.arch} init (fresh model, seed {self.seed})"
         return "PyTorch default init for each tensor's role (no architecture known)"
 
     def resample(self, info: TensorInfo) -> torch.Tensor | None:
-        if self.model is not None:
-            state = self._state()
-            t = state.get(info.name)
-            return None if t is None else t.detach().float().clone()
+        if self.init is not None:
+            t = self.init.get(info.name)
+            return None if t is None else t.float()
         return default_value(info, self.shapes, self.seed)
-
-    def _state(self) -> dict[str, torch.Tensor]:
-        assert self.model is not None
-        if not hasattr(self, "_cached_state"):
-            self._cached_state = self.model.state_dict()
-        return self._cached_state
 
 
 def fresh_model(arch: str, num_classes: int, seed: int) -> nn.Module:

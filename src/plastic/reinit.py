@@ -161,12 +161,13 @@ def reinit(
             structure.release()  # drop the probe model before building the init source
         if fresh is None and arch_name is not None and _needs_init(plan):
             fresh = fresh_model(arch_name, num_classes, options.seed)
-        source = InitSource(
-            arch_name if fresh is not None else None,
-            options.seed,
-            fresh,
-            {t.name: t.shape for t in ckpt.tensors},
-        )
+        shapes = {t.name: t.shape for t in ckpt.tensors}
+        if fresh is not None and arch_name is not None:
+            needed = {c.tensor for c in plan.changes if c.value in ("resample", "shrink-perturb")}
+            source = InitSource.from_model(arch_name, options.seed, fresh, needed, shapes)
+            del fresh  # only the needed init tensors stay in memory while writing
+        else:
+            source = InitSource(None, options.seed, None, shapes)
         result = _apply(ckpt, plan, source, options, strategy, out, notes, dry_run)
         if not plan.changes:
             result.notes.append("the strategy selected nothing: the output equals the input")

@@ -61,9 +61,10 @@ class Structure:
         return self._run().consumers
 
     def release(self) -> None:
-        """Drop the model (and probe input) once planning is done."""
+        """Drop the model, its modules and the probe input once planning is done."""
         self.model = None
         self._probe = None
+        self.layers = {}
 
     def complete(self, layer: str, units: list[int]) -> bool:
         """Do ``units`` of ``layer`` reach the output only through its consumers? (two forwards, cached)"""
