@@ -252,16 +252,14 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(9, 5.5), dpi=110)
-    for r in rows:
-        style = "--" if r["condition"].startswith("random") else "-"
-        width = 2.4 if r["condition"] in ("finetune", "scratch") else 1.2
-        ax.plot(
-            range(1, len(r["curve"]) + 1),
-            [a * 100 for a in r["curve"]],
-            style,
-            lw=width,
-            label=r["condition"],
-        )
+    colors = plt.get_cmap("tab20").colors
+    for i, r in enumerate(rows):
+        name = r["condition"]
+        style = "--" if name.startswith("random") else "-"
+        width = 2.6 if name in ("finetune", "scratch") else 1.3
+        color = {"finetune": "black", "scratch": "grey"}.get(name, colors[i % 20])
+        xs, ys = range(1, len(r["curve"]) + 1), [a * 100 for a in r["curve"]]
+        ax.plot(xs, ys, style, lw=width, color=color, label=name)
     ax.set_xlabel("epoch")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title)
@@ -282,12 +280,19 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1 seed, 2 epochs, a fifth of the data")
     parser.add_argument("--out", type=Path, help="results folder (default benchmarks/results/scenario<N>)")
     parser.add_argument("--write", action="store_true", help="update BENCHMARKS.md and the PNG")
+    parser.add_argument(
+        "--from-results", action="store_true", help="re-summarise the saved runs, train nothing"
+    )
     args = parser.parse_args()
     sc = SCENARIOS[args.scenario]
     seeds = 1 if args.quick else (args.seeds or sc["seeds"])
     epochs = 2 if args.quick else (args.epochs or sc["epochs"])
     out = args.out or ROOT / "benchmarks" / "results" / f"scenario{args.scenario}"
-    result = run_scenario(args.scenario, seeds, epochs, args.quick, out)
+    if args.from_results:
+        result = json.loads((out / "result.json").read_text())
+    else:
+        result = run_scenario(args.scenario, seeds, epochs, args.quick, out)
+        (out / "result.json").write_text(json.dumps(result) + "\n")
     rows, _best = summarize(result)
     text = markdown(result, rows)
     (out / "summary.md").write_text(text + "\n")
