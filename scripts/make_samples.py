@@ -227,7 +227,10 @@ def make_transfer_set(train_per_class: int = 200, test_per_class: int = 100) -> 
     tr, te = np.sort(tr), np.sort(te)
     np.savez_compressed(
         OUT / "animal_mnist_transfer.npz",
-        x_train=x[tr], y_train=y[tr].astype(np.int64), x_test=x[te], y_test=y[te].astype(np.int64),
+        x_train=x[tr],
+        y_train=y[tr].astype(np.int64),
+        x_test=x[te],
+        y_test=y[te].astype(np.int64),
         classes=np.array(ANIMAL_CLASSES),
     )
     print(f"transfer set: {len(tr)} train / {len(te)} test Animal-MNIST images, disjoint from calib/")
