@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -200,3 +200,16 @@ def make_transform(cfg: DataConfig) -> Callable[[Any], torch.Tensor]:
         crop_pct=cfg.crop_pct,
         crop_mode=cfg.crop_mode,
     )
+
+
+def calib_batches(
+    calib: CalibSet, cfg: DataConfig, batch_size: int, workers: int = 0
+) -> Iterator[tuple[list[int], torch.Tensor | None, list[tuple[int, str]]]]:
+    """(indices of the decoded images, their (B, C, H, W) batch or None, (index, why) of the skipped)."""
+    import torch
+
+    dataset: Any = CalibDataset(calib, make_transform(cfg))
+    loader: torch.utils.data.DataLoader[Any] = torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate
+    )
+    yield from loader

@@ -12,9 +12,10 @@ work); a layer followed by no such module is measured at its own output.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -134,6 +135,17 @@ def layers_of(model: nn.Module) -> dict[str, nn.Module]:
     return {name: m for name, m in model.named_modules() if name and is_layer(m)}
 
 
+def probe_forward(model: nn.Module, x: torch.Tensor, hooks: dict[nn.Module, Callable[..., Any]]) -> None:
+    """One ``no_grad`` forward of ``x`` with forward hooks that are removed however it ends."""
+    handles = [m.register_forward_hook(fn) for m, fn in hooks.items()]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+
+
 def _closeness(layer: str, act: str) -> tuple[int, int]:
     """(shared leading path components, -(layer components past them)): bigger is closer."""
     lp, ap = layer.split("."), act.split(".")
@@ -156,7 +168,6 @@ def find_act_sites(model: nn.Module, x: torch.Tensor) -> dict[str, str]:
     acts = {name: m for name, m in model.named_modules() if name and is_activation(m)}
     pending: list[str] = []  # layers called since the last activation, in call order
     found: dict[str, str] = {}
-    handles = []
 
     def on_layer(name: str):  # type: ignore[no-untyped-def]
         def hook(_m: nn.Module, _i: object, _o: object) -> None:
@@ -182,16 +193,9 @@ def find_act_sites(model: nn.Module, x: torch.Tensor) -> dict[str, str]:
 
         return hook
 
-    try:
-        for name, m in layers.items():
-            handles.append(m.register_forward_hook(on_layer(name)))
-        for name, m in acts.items():
-            handles.append(m.register_forward_hook(on_act(name)))
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
+    hooks = {m: on_layer(name) for name, m in layers.items()}
+    hooks.update({m: on_act(name) for name, m in acts.items()})
+    probe_forward(model, x, hooks)
     return found
 
 

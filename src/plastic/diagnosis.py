@@ -12,15 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from plastic.calib import (
-    CalibDataset,
-    CalibSet,
-    DataConfig,
-    collate,
-    make_transform,
-    resolve_data_config,
-    scan_folder,
-)
+from plastic.calib import CalibSet, DataConfig, calib_batches, resolve_data_config, scan_folder
 from plastic.capture import Capture, capture, find_act_sites, layers_of
 from plastic.checkpoint import Checkpoint, open_checkpoint
 from plastic.data_metrics import DEFAULT_TAU, attn_entropy, dormant_units, rank_ceiling, site_metrics
@@ -94,19 +86,6 @@ def pick_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def _batches(
-    calib: CalibSet, cfg: DataConfig, batch_size: int, workers: int
-) -> Iterator[tuple[list[int], torch.Tensor | None, list[tuple[int, str]]]]:
-    loader: torch.utils.data.DataLoader[Any] = torch.utils.data.DataLoader(
-        CalibDataset(calib, make_transform(cfg)),  # type: ignore[arg-type]
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=workers,
-        collate_fn=collate,
-    )
-    yield from loader
-
-
 def diagnose(
     path: str | Path,
     data: str | Path,
@@ -177,7 +156,7 @@ def diagnose(
 
     def labelled() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         done = 0
-        for idx, x, _bad in _batches(calib, cfg, batch_size, workers):
+        for idx, x, _bad in calib_batches(calib, cfg, batch_size, workers):
             keep = [i for i in idx if i in used_set]
             if x is None or not keep:
                 continue
@@ -243,7 +222,7 @@ def _stats_pass(
     act_sites: dict[str, str] | None = None
     with contextlib.ExitStack() as stack:
         cap: Capture | None = None
-        for idx, x, bad in _batches(calib, cfg, batch_size, workers):
+        for idx, x, bad in calib_batches(calib, cfg, batch_size, workers):
             skipped += bad
             if x is None:
                 continue

@@ -204,20 +204,16 @@ def _check_report(report: dict[str, Any] | None, ckpt: Checkpoint) -> None:
 
 def _gradients(ckpt: Checkpoint, data: Path, seed: int, diag: dict[str, Any]) -> dict[str, torch.Tensor]:
     """dL/dW for every weight, by the same probe as diagnose's grad_ratio (model loaded, then freed)."""
-    from plastic.calib import CalibDataset, collate, make_transform, resolve_data_config, scan_folder
+    from plastic.calib import calib_batches, resolve_data_config, scan_folder
     from plastic.gradients import accumulate_gradients, random_labels
     from plastic.models import build_model
 
     model = build_model(ckpt).model
     calib = scan_folder(data, max_images=diag.get("max_images", 256), seed=seed)
     cfg = resolve_data_config(model, ckpt.metadata)
-    dataset: Any = CalibDataset(calib, make_transform(cfg))
-    loader: torch.utils.data.DataLoader[Any] = torch.utils.data.DataLoader(
-        dataset, batch_size=32, collate_fn=collate
-    )
     labels = torch.tensor(calib.labels) if calib.labels is not None else random_labels(len(calib.files), seed)
     classes = max(len(calib.class_names), 2) if calib.labels is not None else 10
-    batches = ((x, labels[idx]) for idx, x, _bad in loader if x is not None)
+    batches = ((x, labels[idx]) for idx, x, _bad in calib_batches(calib, cfg, 32) if x is not None)
     accumulate_gradients(model, batches, n_images=len(calib.files), n_classes=classes, seed=seed)
     grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
     del model

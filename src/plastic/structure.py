@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from plastic.capture import find_act_sites, is_layer, layers_of, units_of
+from plastic.capture import find_act_sites, is_layer, layers_of, probe_forward, units_of
 
 NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
 
@@ -105,7 +105,6 @@ def _probe(model: nn.Module, x: torch.Tensor) -> Probed:
     norms = {n: m for n, m in modules.items() if n and isinstance(m, NORM_TYPES)}
     calls: list[tuple[str, int | None, int | None]] = []  # (module, input storage, output storage)
     alive: list[Any] = []  # every tensor seen stays referenced: a freed storage's address can be reused
-    handles = []
 
     def hook(name: str):  # type: ignore[no-untyped-def]
         def fn(_m: nn.Module, inputs: tuple[Any, ...], out: Any) -> None:
@@ -115,14 +114,7 @@ def _probe(model: nn.Module, x: torch.Tensor) -> Probed:
         return fn
 
     watched = {**layers, **norms, **{a: modules[a] for a in act_sites.values()}}
-    try:
-        for name, m in watched.items():
-            handles.append(m.register_forward_hook(hook(name)))
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
+    probe_forward(model, x, {m: hook(name) for name, m in watched.items()})
     alive.clear()
 
     norm_after: dict[str, str] = {}
