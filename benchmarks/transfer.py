@@ -11,11 +11,13 @@ Target: Animal-MNIST (sample_checkpoints/animal_mnist_transfer.npz: 2,000 train 
 exact duplicates dropped, disjoint from the calibration images). Recipe, identical for every condition:
 AdamW (lr per scenario, weight decay 0.05), cosine schedule, batch 64, fixed epochs, no augmentation.
 
-Conditions: scratch; fine-tune (new head only: the ``head`` strategy is the same thing here, since every
-condition gets a new head); topk-layers k = 1, 2, 3 by layer and by block (plastic's ranking); the
-control: the same k layers / blocks ranked at random (the report's scores shuffled, seeded per run,
-then the same topk-layers machinery); from-block (last stage); dormant-units; weights 0.25 resample /
-mean; shrink-perturb (0.4, 0.1). Raw per-run JSON goes to benchmarks/results/scenario<N>/.
+Conditions: scratch; fine-tune (new head only: the ``head`` strategy is the same thing here, since
+every condition gets a new head); fine-tune at 3x the learning rate (Berariu et al.: a larger tuning
+rate can close the warm-start gap); auto (what ``diagnose`` recommends: ``reinit --strategy auto``);
+topk-layers k = 1, 2, 3 by layer and by block (plastic's ranking); the control: the same k layers /
+blocks ranked at random (the report's scores shuffled, seeded per run, then the same topk-layers
+machinery); from-block (last stage); dormant-units; weights 0.25 resample / mean; shrink-perturb
+(0.4, 0.1). Raw per-run JSON goes to benchmarks/results/scenario<N>/.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import argparse
 import copy
 import json
 import math
+import os
 import random
 import statistics
 import sys
@@ -47,7 +50,7 @@ SCENARIOS: dict[int, dict[str, Any]] = {
         "arch": "test_resnet", "size": 32, "epochs": 8, "seeds": 5, "lr": 1e-3, "last": "layer4"},
     2: {"title": "mobilenetv2_100 (ImageNet) -> Animal-MNIST, 64 px",
         "ckpt": SAMPLES / "mobilenetv2_100.imagenet.safetensors", "arch": "mobilenetv2_100", "size": 64,
-        "epochs": 6, "seeds": 3, "lr": 1e-3, "last": "blocks.6"},
+        "epochs": 4, "seeds": 3, "lr": 1e-3, "last": "blocks.6"},
     3: {"title": "test_vit (MNIST) -> Animal-MNIST, 160 px", "ckpt": SAMPLES / "test_vit.mnist.pt",
         "arch": "test_vit", "size": 160, "epochs": 6, "seeds": 3, "lr": 5e-4, "last": "blocks.5"},
 }  # fmt: skip
@@ -56,7 +59,12 @@ BATCH = 64
 
 def conditions(last: str) -> list[tuple[str, str | None, dict[str, Any]]]:
     """(name, strategy, options); strategy None = no reinit. ``random`` marks the shuffled controls."""
-    out: list[tuple[str, str | None, dict[str, Any]]] = [("scratch", None, {}), ("finetune", None, {})]
+    out: list[tuple[str, str | None, dict[str, Any]]] = [
+        ("scratch", None, {}),
+        ("finetune", None, {}),
+        ("finetune-lr3x", None, {"lr_scale": 3.0}),  # Berariu et al.: a larger tuning rate
+        ("auto", "auto", {}),  # what diagnose recommends: its flagged layers, or nothing
+    ]
     for unit in ("layer", "block"):
         for k in (1, 2, 3):
             out.append((f"topk-{unit}-k{k}", "topk-layers", {"k": k, "unit": unit}))
@@ -148,7 +156,9 @@ def finetune(
     return accs
 
 
-def run_scenario(n: int, seeds: int, epochs: int, quick: bool, out_dir: Path) -> dict[str, Any]:
+def run_scenario(
+    n: int, seeds: int, epochs: int, quick: bool, out_dir: Path, only: set[str] | None = None
+) -> dict[str, Any]:
     from timm.data.config import resolve_model_data_config
 
     from plastic.diagnosis import diagnose
@@ -157,7 +167,7 @@ def run_scenario(n: int, seeds: int, epochs: int, quick: bool, out_dir: Path) ->
     from plastic.strategies import Options
 
     sc = SCENARIOS[n]
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
     report = diagnose_dict(diagnose(sc["ckpt"], SAMPLES / "calib", max_images=80, seed=0))
     num_classes = next((la["units"] for la in report["layers"] if la["classifier"]), 10)
     probe = build(sc["arch"], None, num_classes, 0)
@@ -167,11 +177,14 @@ def run_scenario(n: int, seeds: int, epochs: int, quick: bool, out_dir: Path) ->
     runs = []
     for seed in range(seeds):
         for name, strategy, opts in conditions(sc["last"]):
+            if only is not None and name not in only:
+                continue
+            opts = dict(opts)
+            lr = sc["lr"] * opts.pop("lr_scale", 1.0)
             t0 = time.perf_counter()
             ckpt: Path | None = sc["ckpt"] if name != "scratch" else None
             changed = 0
             if strategy is not None:
-                opts = dict(opts)
                 rep = (
                     shuffled(report, 10_000 + 97 * seed + opts.get("k", 0))
                     if opts.pop("random", False)
@@ -182,9 +195,9 @@ def run_scenario(n: int, seeds: int, epochs: int, quick: bool, out_dir: Path) ->
                              report=rep, data=SAMPLES / "calib", force=True)  # fmt: skip
                 changed = len(res.changed)
             model = build(sc["arch"], ckpt, num_classes, seed)
-            accs = finetune(model, data, epochs, sc["lr"], seed)
+            accs = finetune(model, data, epochs, lr, seed)
             run = {"scenario": n, "condition": name, "seed": seed, "epochs": epochs, "test_acc": accs,
-                   "final": accs[-1], "changed_tensors": changed,
+                   "final": accs[-1], "changed_tensors": changed, "lr": lr,
                    "seconds": time.perf_counter() - t0}  # fmt: skip
             (out_dir / f"{name}__seed{seed}.json").write_text(json.dumps(run, indent=1) + "\n")
             runs.append(run)
@@ -209,6 +222,8 @@ def summarize(result: dict[str, Any]) -> tuple[list[dict[str, Any]], float]:
         rows.append(
             {"condition": name, "mean": statistics.mean(finals), "std": std, "curve": curve, "n": len(runs)}
         )
+    order = {c[0]: i for i, c in enumerate(conditions(SCENARIOS[result["scenario"]]["last"]))}
+    rows.sort(key=lambda r: order.get(r["condition"], len(order)))
     best = max(r["mean"] for r in rows)
     for r in rows:
         hit = next((e + 1 for e, a in enumerate(r["curve"]) if a >= 0.95 * best), None)
@@ -232,6 +247,10 @@ def markdown(result: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         + "; top blocks "
         + ", ".join(f"`{b['name']}` {b['score']:.3f}" for b in blocks)
         + ".",
+        "",
+        f"Recommendation (`--strategy auto`): {rep['recommendation']['reason']}."
+        if rep.get("recommendation")
+        else "",
         "",
         "| condition | final test accuracy (mean ± std) | vs fine-tune | epochs to 95% of best |",
         "|---|---|---|---|",
@@ -279,6 +298,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--quick", action="store_true", help="1 seed, 2 epochs, a fifth of the data")
     parser.add_argument("--out", type=Path, help="results folder (default benchmarks/results/scenario<N>)")
+    parser.add_argument("--conditions", help="comma-separated condition names to run (default: all of them)")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="add these runs to the saved result.json (same condition"
+        " and seed replaced) instead of starting a new one",
+    )
     parser.add_argument("--write", action="store_true", help="update BENCHMARKS.md and the PNG")
     parser.add_argument(
         "--from-results", action="store_true", help="re-summarise the saved runs, train nothing"
@@ -291,7 +317,17 @@ def main() -> None:
     if args.from_results:
         result = json.loads((out / "result.json").read_text())
     else:
-        result = run_scenario(args.scenario, seeds, epochs, args.quick, out)
+        only = set(args.conditions.split(",")) if args.conditions else None
+        known = {c[0] for c in conditions(sc["last"])}
+        if only and only - known:
+            parser.error(f"unknown condition(s): {', '.join(sorted(only - known))}")
+        result = run_scenario(args.scenario, seeds, epochs, args.quick, out, only)
+        saved = out / "result.json"
+        if args.merge and saved.exists():
+            old = json.loads(saved.read_text())
+            new = {(r["condition"], r["seed"]) for r in result["runs"]}
+            kept = [r for r in old["runs"] if (r["condition"], r["seed"]) not in new]
+            result["runs"] = kept + result["runs"]
         (out / "result.json").write_text(json.dumps(result) + "\n")
     rows, _best = summarize(result)
     text = markdown(result, rows)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import timm
 import torch
@@ -11,7 +9,6 @@ from torch import nn
 
 from plastic.capture import capture, find_act_sites
 from plastic.data_metrics import dormant_frac, feature_ranks, site_metrics
-from plastic.score import components, percentiles, saturation_score
 
 
 def _measure(model: nn.Module, x: torch.Tensor) -> dict[str, dict[str, float | None]]:
@@ -154,17 +151,3 @@ def test_activation_attribution_on_timm_models() -> None:
         # a residual block's last activation belongs to its own conv, not to the shortcut's
         if arch == "test_resnet":
             assert all("downsample" not in layer for layer in sites)
-
-
-def test_score_components_and_percentiles() -> None:
-    pct = percentiles({"a": 0.1, "b": 0.5, "c": 0.5, "d": 2.0})
-    assert pct == {"a": 0.0, "b": 0.5, "c": 0.5, "d": 1.0}
-    parts = components(
-        {"dormant_frac": 0.2, "saturated_frac": None, "feature_erank": 5.0, "attn_entropy": None},
-        rank_ceiling=10,
-        grad_percentile=0.0,
-    )
-    assert parts == {"dormant": 0.2, "collapse": 0.5, "starved": 1.0}
-    score = saturation_score(parts)
-    assert score is not None and math.isclose(score, (0.2 + 0.5 + 1.0) / 3)
-    assert saturation_score({}) is None

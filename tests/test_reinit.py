@@ -92,7 +92,8 @@ def test_every_strategy_changes_exactly_what_it_reports(
     before, after = _tensors(src), _tensors(out)
     assert list(before) == list(after)  # same keys, same order
     changed = {c["tensor"]: c for c in result.changed}
-    if strategy != "dormant-units":  # the samples have no removable dormant units; tested below
+    calm = strategy == "auto" and report["recommendation"]["action"] == "finetune"
+    if strategy != "dormant-units" and not calm:  # no removable dormant units here; tested below
         assert changed, f"{strategy} changed nothing"
     for name, old in before.items():
         new = after[name]

@@ -93,11 +93,28 @@ class SiteStats:
         """
         if not self.sat_inputs:
             return None
-        with torch.enable_grad():
-            xg = torch.cat(self.sat_inputs).float().requires_grad_(True)
-            y = module.forward(xg * 1.0)  # .forward: no hooks; "* 1.0": in-place activations spare the leaf
-            (grad,) = torch.autograd.grad(y.sum(), xg)
-        return float((grad.abs() < SATURATION_SLOPE).double().mean())
+        return flat_fraction(module, torch.cat(self.sat_inputs))
+
+
+def flat_fraction(module: nn.Module, x: torch.Tensor) -> float:
+    """Fraction of the 1-D inputs ``x`` where ``module``'s derivative is below ``SATURATION_SLOPE``."""
+    with torch.enable_grad():
+        xg = x.detach().float().requires_grad_(True)
+        y = module.forward(xg * 1.0)  # .forward: no hooks; "* 1.0": in-place activations spare the leaf
+        (grad,) = torch.autograd.grad(y.sum(), xg)
+    return float((grad.abs() < SATURATION_SLOPE).double().mean())
+
+
+def reference_saturation(module: nn.Module, device: torch.device | str = "cpu") -> float:
+    """The flat fraction on standard-normal inputs: what a healthy layer feeds this non-linearity.
+
+    Init schemes aim at unit-variance pre-activations, so N(0, 1) is the freshly initialised regime:
+    ReLU gives 0.5 there (half its inputs are always flat), GELU about 0.001, sigmoid and tanh 0. Only
+    saturation above this level is a loss of plasticity. Seeded, so reports are reproducible.
+    """
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(SATURATION_SAMPLE, generator=gen)  # (32768,)
+    return flat_fraction(module, x.to(device))
 
 
 def _rank_units(units: int, device: torch.device) -> torch.Tensor:

@@ -10,12 +10,13 @@ import math
 import torch
 from torch import nn
 
-from plastic.capture import AttnStats, SiteStats
+from plastic.capture import AttnStats, SiteStats, reference_saturation
 
 DATA_METRICS = (
     "dormant_frac",
     "dead_frac",
     "saturated_frac",
+    "saturated_ref",
     "feature_erank",
     "feature_erank_per_unit",
     "feature_srank99",
@@ -78,6 +79,8 @@ def site_metrics(site: SiteStats, act: nn.Module | None, tau: float = DEFAULT_TA
     out["dead_frac"] = dead_frac(site.abs_sum)
     if act is not None:
         out["saturated_frac"] = site.saturation(act)
+        if out["saturated_frac"] is not None:
+            out["saturated_ref"] = reference_saturation(act, site.sat_inputs[0].device)
     feats = torch.cat(site.pooled)  # (N, C')
     erank, srank = feature_ranks(feats)
     out["feature_erank"] = erank

@@ -19,7 +19,8 @@ from plastic.data_metrics import DEFAULT_TAU, attn_entropy, dormant_units, rank_
 from plastic.errors import DataError, DeviceError, UsageError
 from plastic.gradients import grad_ratios, random_labels
 from plastic.models import build_model
-from plastic.score import components, percentiles, saturation_score
+from plastic.recommend import Recommendation, recommend
+from plastic.score import components, grad_median, saturation_score
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total) in images
 
@@ -74,6 +75,7 @@ class DiagnoseReport:
     timing: dict[str, float]
     options: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    recommendation: Recommendation | None = None
 
 
 def pick_device(device: str) -> torch.device:
@@ -203,7 +205,7 @@ def diagnose(
     }
     return DiagnoseReport(
         ckpt, built.arch, built.arch_source, built.candidates, str(dev), use_amp, cfg, calibration,
-        layers, blocks, timing, options, notes,
+        layers, blocks, timing, options, notes, recommend(vars(la) for la in layers),
     )  # fmt: skip
 
 
@@ -269,11 +271,10 @@ def _layer_table(
         row.dormant_units = dormant_units(site, tau) if site is not None else []
         rows.append(row)
     body = [r for r in rows if not r.classifier]
-    grads_known = {r.name: g for r in body if (g := r.metrics.get("grad_ratio")) is not None}
-    pct = percentiles(grads_known)
+    median = grad_median(g for r in body if (g := r.metrics.get("grad_ratio")) is not None)
     for r in rows:
         ceiling = rank_ceiling(n_images, r.units)
-        r.components = components(r.metrics, rank_ceiling=ceiling, grad_percentile=pct.get(r.name))
+        r.components = components(r.metrics, rank_ceiling=ceiling, grad_median=median)
         r.score = saturation_score(r.components)
     ranked = sorted((r for r in body if r.score is not None), key=lambda r: -r.score)  # type: ignore[operator]
     for i, r in enumerate(ranked, 1):

@@ -18,7 +18,7 @@ from plastic.strategies import Change, Context, Options, Plan, get_strategy
 from plastic.structure import Structure, analyse
 from plastic.writer import sha256_of, write_safetensors, write_torch
 
-NEEDS_REPORT = ("topk-layers", "dormant-units")
+NEEDS_REPORT = ("topk-layers", "dormant-units", "auto")
 SAFETENSORS_SUFFIX = ".safetensors"
 
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from plastic.checkpoint import Checkpoint
 from plastic.inspection import InspectReport
+from plastic.recommend import recommendation_dict
 
 if TYPE_CHECKING:
     from plastic.diagnosis import DiagnoseReport  # imports torch: only for type checking
@@ -131,6 +132,9 @@ def diagnose_dict(report: DiagnoseReport) -> dict[str, Any]:
         "notes": report.notes,
         "layers": layers,
         "blocks": blocks,
+        "recommendation": (
+            recommendation_dict(report.recommendation) if report.recommendation is not None else None
+        ),
         "timing": {k: round(v, 4) for k, v in report.timing.items()},
     }
 

@@ -206,6 +206,27 @@ def topk_layers(ctx: Context) -> Plan:
     return plan
 
 
+@register_strategy(
+    "auto", "follow diagnose's recommendation: its flagged layers, or nothing (fine-tune as is)"
+)
+def auto(ctx: Context) -> Plan:
+    """The layers ``diagnose`` recommended (from the report, else recomputed from its scores)."""
+    from plastic.recommend import recommend
+
+    report = ctx.need_report("auto")
+    rec = report.get("recommendation")
+    if not isinstance(rec, dict) or not isinstance(rec.get("layers"), list):
+        r = recommend(report["layers"])
+        rec = {"action": r.action, "layers": r.layers, "reason": r.reason}
+    plan = Plan()
+    plan.notes.append(f"recommendation: {rec.get('reason', '')}")
+    if rec.get("action") != "reinit" or not rec["layers"]:
+        return plan  # nothing to do: reinit writes the checkpoint unchanged and says so
+    reset_layers(ctx, plan, [str(x) for x in rec["layers"]])
+    plan.notes.append(f"layers: {', '.join(rec['layers'])}")
+    return plan
+
+
 @register_strategy("layers", "tensors whose names match --layers GLOB (repeatable)")
 def layers_by_glob(ctx: Context) -> Plan:
     if not ctx.options.layers:

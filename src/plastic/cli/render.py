@@ -181,6 +181,16 @@ def _diag_summary(doc: dict[str, Any], show_all: bool) -> list[str]:
     ]
     if not show_all and ranked > DEFAULT_TOP:
         lines.append(f"showing the top {DEFAULT_TOP} of {ranked} ranked layers; --all shows every layer")
+    rec = doc.get("recommendation")
+    if rec:
+        lines.append(f"recommendation: {rec['reason']}")
+        if rec["strategy"]:
+            opts = " ".join(f"--{k} {v}" for k, v in rec["options"].items() if k != "unit")
+            lines.append(
+                f"  plastic reinit {doc['checkpoint']['path']} --strategy auto -o OUT"
+                f"   (= --strategy {rec['strategy']} {opts})"
+            )
+        lines += [f"  or: {alt}" for alt in rec.get("alternatives", [])]
     return lines
 
 
