@@ -50,7 +50,7 @@ SCENARIOS: dict[int, dict[str, Any]] = {
         "arch": "test_resnet", "size": 32, "epochs": 8, "seeds": 5, "lr": 1e-3, "last": "layer4"},
     2: {"title": "mobilenetv2_100 (ImageNet) -> Animal-MNIST, 64 px",
         "ckpt": SAMPLES / "mobilenetv2_100.imagenet.safetensors", "arch": "mobilenetv2_100", "size": 64,
-        "epochs": 4, "seeds": 3, "lr": 1e-3, "last": "blocks.6"},
+        "epochs": 3, "seeds": 3, "lr": 1e-3, "last": "blocks.6"},
     3: {"title": "test_vit (MNIST) -> Animal-MNIST, 160 px", "ckpt": SAMPLES / "test_vit.mnist.pt",
         "arch": "test_vit", "size": 160, "epochs": 6, "seeds": 3, "lr": 5e-4, "last": "blocks.5"},
 }  # fmt: skip
