@@ -211,13 +211,12 @@ def topk_layers(ctx: Context) -> Plan:
 )
 def auto(ctx: Context) -> Plan:
     """The layers ``diagnose`` recommended (from the report, else recomputed from its scores)."""
-    from plastic.recommend import recommend
+    from plastic.recommend import recommend, recommendation_dict
 
     report = ctx.need_report("auto")
     rec = report.get("recommendation")
     if not isinstance(rec, dict) or not isinstance(rec.get("layers"), list):
-        r = recommend(report["layers"])
-        rec = {"action": r.action, "layers": r.layers, "reason": r.reason}
+        rec = recommendation_dict(recommend(report["layers"]))  # an older report without the key
     plan = Plan()
     plan.notes.append(f"recommendation: {rec.get('reason', '')}")
     if rec.get("action") != "reinit" or not rec["layers"]:
