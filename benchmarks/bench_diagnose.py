@@ -135,7 +135,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
-    from plastic.diagnosis import pick_device
+    from plastic.validation import pick_device
 
     dev = pick_device(args.device)
     models = {

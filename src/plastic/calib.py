@@ -48,7 +48,13 @@ def scan_folder(root: str | Path, *, max_images: int = 256, seed: int = 0) -> Ca
     if max_images < 1:
         raise UsageError("--max-images must be at least 1")
     files: list[Path] = []
+    seen: set[tuple[int, int]] = set()  # (device, inode) of every folder walked: symlink loops end here
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        st = os.stat(dirpath)
+        if (st.st_dev, st.st_ino) in seen:
+            dirnames[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
@@ -107,11 +113,29 @@ def to_rgb(img: Image.Image) -> Image.Image:
 
 
 def load_image(path: Path) -> Image.Image:
+    """Decode one image; PIL's decompression-bomb warning becomes an error (the image is skipped)."""
+    import warnings
+
     from PIL import Image
 
-    with Image.open(path) as img:
-        img.load()  # decode now: truncated files fail here, not later
-        return to_rgb(img)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with Image.open(path) as img:
+                img.load()  # decode now: truncated files fail here, not later
+                return to_rgb(img)
+        except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+            raise ValueError(
+                f"image too large (over PIL's limit of {Image.MAX_IMAGE_PIXELS} pixels); skipped"
+            ) from None
+
+
+def _quiet_worker(_worker_id: int) -> None:
+    """DataLoader workers leave Ctrl-C to the main process, which stops them: no traceback per worker."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 class CalibDataset:
@@ -210,6 +234,11 @@ def calib_batches(
 
     dataset: Any = CalibDataset(calib, make_transform(cfg))
     loader: torch.utils.data.DataLoader[Any] = torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=collate,
+        worker_init_fn=_quiet_worker if workers > 0 else None,
     )
     yield from loader

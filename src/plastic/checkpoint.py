@@ -9,16 +9,17 @@ from headers; tensor data is read (memory-mapped) only when asked for, one tenso
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
-import mmap
-import re
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from plastic.errors import CheckpointError, UnsafeCheckpointError, UsageError
+from plastic.errors import CheckpointError, UsageError
 from plastic.st_header import StEntry, StHeader, read_header
+from plastic.torch_file import torch_load
 
 if TYPE_CHECKING:
     import torch
@@ -75,9 +76,12 @@ class Checkpoint:
     arch_source: str | None = None  # "option" | "metadata" | "checkpoint"
     stripped_prefixes: list[str] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
-    _entries: dict[str, StEntry] = field(default_factory=dict, repr=False)
-    _maps: dict[str, mmap.mmap] = field(default_factory=dict, repr=False)
+    entries: dict[str, StEntry] = field(default_factory=dict, repr=False)  # safetensors: name -> entry
+    notes: list[str] = field(default_factory=list)  # what the reader decided on the user's behalf
+    sha256: str | None = None  # of every input file's bytes, in order; set by compute_sha256()
+    _fds: dict[str, int] = field(default_factory=dict, repr=False)
     _state: dict[str, Any] | None = field(default=None, repr=False)  # torch formats: name -> tensor
+    _by_name: dict[str, TensorInfo] | None = field(default=None, repr=False)
 
     def __enter__(self) -> Checkpoint:
         return self
@@ -87,7 +91,29 @@ class Checkpoint:
 
     @property
     def by_name(self) -> dict[str, TensorInfo]:
-        return {t.name: t for t in self.tensors}
+        if self._by_name is None or len(self._by_name) != len(self.tensors):
+            self._by_name = {t.name: t for t in self.tensors}
+        return self._by_name
+
+    @property
+    def input_files(self) -> list[Path]:
+        """Every file this checkpoint was read from: the shards and, for a sharded one, its index."""
+        return [*self.files, self.path] if self.format == "safetensors-sharded" else list(self.files)
+
+    def compute_sha256(self) -> str:
+        """The checkpoint's fingerprint: SHA-256 over every input file (index first, then shards)."""
+        if self.sha256 is None:
+            h = hashlib.sha256()
+            for path in sorted(self.input_files, key=lambda p: (p != self.path, str(p))):
+                with open(path, "rb") as f:
+                    while chunk := f.read(16 << 20):
+                        h.update(chunk)
+            self.sha256 = h.hexdigest()
+        return self.sha256
+
+    def file_of(self, info: TensorInfo) -> Path:
+        """The file holding ``info``'s data: the shard the index assigns it to, or the file itself."""
+        return self.path.parent / info.file if info.file else self.path
 
     def tensor(self, name: str) -> torch.Tensor:
         """The tensor called ``name`` (stripped name). Safetensors data is memory-mapped, not copied."""
@@ -109,31 +135,66 @@ class Checkpoint:
                 yield info, self.tensor(info.name)
 
     def _st_tensor(self, info: TensorInfo) -> torch.Tensor:
+        """Read one tensor with checked reads (not a memory map): a file truncated or replaced while
+        plastic runs gives a clear error instead of a SIGBUS."""
         import torch
 
-        entry = self._entries[info.name]
-        mm = self._maps.get(info.file)
-        if mm is None:
-            p = self.path.parent / info.file if self.format == "safetensors-sharded" else self.path
-            with open(p, "rb") as f:
-                # ACCESS_COPY: a private mapping, so torch gets a writable buffer and the file stays intact.
-                mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
-            self._maps[info.file] = mm
+        entry = self.entries[info.name]
         dtype = getattr(torch, info.dtype)
         if info.numel == 0:
             return torch.empty(info.shape, dtype=dtype)
-        t = torch.frombuffer(mm, dtype=dtype, count=info.numel, offset=entry.start)
-        if entry.start % t.element_size():
-            t = t.clone()  # misaligned in the file: copy rather than hand out an unaligned view
-        return t.view(info.shape)
+        fd = self._fds.get(info.file)
+        if fd is None:
+            fd = os.open(self.file_of(info), os.O_RDONLY)
+            self._fds[info.file] = fd
+        buf = torch.empty(entry.end - entry.start, dtype=torch.uint8)  # (nbytes,)
+        read_exactly(fd, buf.numpy(), entry.start, self.file_of(info), info.key)
+        return buf.view(dtype).view(info.shape)
 
     def close(self) -> None:
-        for mm in self._maps.values():
-            # BufferError: a caller still holds a tensor that views the map; the GC closes it later.
-            with contextlib.suppress(BufferError):
-                mm.close()
-        self._maps.clear()
+        for fd in self._fds.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._fds.clear()
         self._state = None
+
+
+def read_exactly(fd: int, out: Any, offset: int, path: Path, what: str) -> None:
+    """Fill the writable buffer ``out`` from ``fd`` at ``offset``; a short read is a CheckpointError."""
+    view = memoryview(out).cast("B")
+    done = 0
+    while done < len(view):
+        n = os.preadv(fd, [view[done:]], offset + done)
+        if n == 0:
+            raise CheckpointError(
+                f"{path}: ended early while reading {what}: the file was truncated or replaced while "
+                "plastic was reading it"
+            )
+        done += n
+
+
+def checkpoint_files(path: str | Path) -> list[Path]:
+    """The files that opening ``path`` reads (index and shards included), without reading tensors.
+
+    Used to protect inputs from outputs before any long work starts; a path that cannot be resolved
+    yields itself (opening it later gives the real error).
+    """
+    p = Path(path)
+    try:
+        if p.is_dir():
+            index = sorted(p.glob("*.safetensors.index.json"))
+            if len(index) == 1:
+                p = index[0]
+            else:
+                singles = sorted(p.glob("*.safetensors"))
+                return singles if len(singles) == 1 else [p]
+        if p.name.endswith(".safetensors.index.json"):
+            doc = json.loads(p.read_text(encoding="utf-8"))
+            names = sorted({str(v) for v in doc["weight_map"].values()})
+            return [p, *(p.parent / _shard_name(p, n) for n in names)]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, CheckpointError):
+        return [p]
+    return [p]
 
 
 def open_checkpoint(path: str | Path, *, key: str | None = None, arch: str | None = None) -> Checkpoint:
@@ -186,33 +247,37 @@ def _strip(keys: list[str]) -> tuple[dict[str, str], list[str]]:
     return mapping, sorted(stripped)
 
 
-def _from_headers(path: Path, fmt: str, headers: list[StHeader], metadata: dict[str, str]) -> Checkpoint:
-    sharded = fmt == "safetensors-sharded"
-    all_keys = [e.key for h in headers for e in h.entries]
+def _from_headers(
+    path: Path,
+    fmt: str,
+    headers: list[tuple[str, StHeader, list[StEntry]]],
+    metadata: dict[str, str],
+) -> Checkpoint:
+    """``headers``: (shard name relative to the index, or "", its header, the entries taken from it)."""
+    all_keys = [e.key for _, _, taken in headers for e in taken]
     mapping, stripped = _strip(all_keys)
     tensors: list[TensorInfo] = []
     entries: dict[str, StEntry] = {}
-    for h in headers:
-        for e in h.entries:
+    for file, _h, taken in headers:
+        for e in taken:
             name = mapping[e.key]
-            file = h.path.name if sharded else ""
             tensors.append(TensorInfo(name, e.key, e.shape, e.dtype, e.end - e.start, file))
             entries[name] = e
     return Checkpoint(
         path=path,
         format=fmt,
-        size_bytes=sum(h.size_bytes for h in headers),
+        size_bytes=sum(h.size_bytes for _, h, _ in headers),
         tensors=tensors,
         metadata=metadata,
         stripped_prefixes=stripped,
-        files=[h.path for h in headers],
-        _entries=entries,
+        files=[h.path for _, h, _ in headers],
+        entries=entries,
     )
 
 
 def _open_safetensors(p: Path) -> Checkpoint:
     h = read_header(p)
-    return _from_headers(p, "safetensors", [h], h.metadata)
+    return _from_headers(p, "safetensors", [("", h, h.entries)], h.metadata)
 
 
 def _open_folder(p: Path) -> Checkpoint:
@@ -229,19 +294,41 @@ def _open_folder(p: Path) -> Checkpoint:
     )
 
 
+def _shard_name(index_path: Path, name: object) -> str:
+    """A shard name must be a relative path inside the index's folder (no absolute path, no '..')."""
+    text = str(name)
+    parts = text.replace("\\", "/").split("/")
+    if (
+        not isinstance(name, str)
+        or not text
+        or text.startswith("/")
+        or any(p in ("", ".", "..") for p in parts)
+    ):
+        raise CheckpointError(
+            f"{index_path}: shard name {text!r} is not a relative path inside the index's folder; refused"
+        )
+    return text
+
+
 def _open_sharded(index_path: Path) -> Checkpoint:
     try:
         doc = json.loads(index_path.read_text(encoding="utf-8"))
-        weight_map = doc["weight_map"]
-        assert isinstance(weight_map, dict)
-    except (OSError, ValueError, KeyError, AssertionError, TypeError):
+        weight_map = doc["weight_map"] if isinstance(doc, dict) else None
+    except (OSError, ValueError, KeyError, TypeError):
+        weight_map = None
+    if not isinstance(weight_map, dict) or not weight_map:
         raise CheckpointError(
-            f"{index_path}: not a safetensors index (needs a 'weight_map' object)"
-        ) from None
+            f"{index_path}: not a safetensors index (needs a non-empty 'weight_map' object)"
+        )
+    for k, v in weight_map.items():
+        _shard_name(index_path, v)
+        if not isinstance(k, str):
+            raise CheckpointError(f"{index_path}: weight_map keys must be tensor names")
     shard_names = sorted(set(weight_map.values()))
-    headers: list[StHeader] = []
+    headers: list[tuple[str, StHeader, list[StEntry]]] = []
+    ignored: list[str] = []
     for name in shard_names:
-        shard = index_path.parent / str(name)
+        shard = index_path.parent / name
         if not shard.is_file():
             raise CheckpointError(f"{index_path}: shard {name!r} is missing")
         h = read_header(shard)
@@ -250,51 +337,21 @@ def _open_sharded(index_path: Path) -> Checkpoint:
         if listed - present:
             missing = sorted(listed - present)[:3]
             raise CheckpointError(f"{index_path}: shard {name!r} lacks tensors the index lists: {missing}")
-        headers.append(h)
-    metadata = {k: str(v) for k, v in (doc.get("metadata") or {}).items()}
-    for h in headers:  # the first shard's __metadata__ usually carries format info; keep index keys first
+        # The index is the truth: a tensor the index assigns elsewhere (or nowhere) is not read from here.
+        ignored += sorted(present - listed)
+        headers.append((name, h, [e for e in h.entries if e.key in listed]))
+    raw_meta = doc.get("metadata") or {}
+    metadata = {str(k): str(v) for k, v in raw_meta.items()} if isinstance(raw_meta, dict) else {}
+    for _, h, _ in headers:  # the first shard's __metadata__ usually carries format info; index keys first
         for k, v in h.metadata.items():
             metadata.setdefault(k, v)
-    return _from_headers(index_path, "safetensors-sharded", headers, metadata)
-
-
-_UNSAFE_GLOBAL = re.compile(r"Unsupported global:? (?:GLOBAL )?([\w.]+)|GLOBAL ([\w.]+)", re.I)
-
-
-def _torch_load(p: Path) -> Any:
-    """``torch.load(weights_only=True)``, memory-mapped when the file allows; errors made readable."""
-    import pickle
-
-    import torch
-
-    if p.stat().st_size == 0:
-        raise CheckpointError(f"{p}: file is empty")
-    try:
-        try:
-            return torch.load(p, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as e:
-            if "mmap" not in str(e) and "zip" not in str(e).lower():
-                raise
-            # Legacy (pre-1.6, non-zip) files cannot be memory-mapped; corrupt zips fail again below.
-            return torch.load(p, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        m = _UNSAFE_GLOBAL.search(str(e))
-        if m and "weights only" in str(e).lower():
-            glob = next(g for g in m.groups() if g)
-            raise UnsafeCheckpointError(
-                f"{p}: refused: loading it would run code ({glob}); plastic loads pickles with "
-                "weights_only=True only. Convert it with a trusted script, or save a state_dict/safetensors"
-            ) from None
-        raise CheckpointError(f"{p}: corrupt or not a PyTorch checkpoint ({_first_line(e)})") from None
-    except Exception as e:  # torch raises RuntimeError/EOFError/ValueError/... for damaged files
-        raise CheckpointError(
-            f"{p}: truncated, corrupt or not a PyTorch checkpoint ({_first_line(e)})"
-        ) from None
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return f"{e.__class__.__name__}: {text[0][:200]}" if text else e.__class__.__name__
+    ckpt = _from_headers(index_path, "safetensors-sharded", headers, metadata)
+    if ignored:
+        ckpt.notes.append(
+            f"{len(ignored)} tensor(s) stored in a shard the index does not assign them to were ignored "
+            f"(e.g. {ignored[0]!r}); the index decides which shard holds each tensor"
+        )
+    return ckpt
 
 
 def _is_state_dict(obj: object) -> bool:
@@ -307,7 +364,7 @@ def _is_state_dict(obj: object) -> bool:
     )
 
 
-def _resolve_container(p: Path, obj: Any, key: str | None) -> tuple[Mapping[str, Any], str | None]:
+def resolve_container(p: Path, obj: Any, key: str | None) -> tuple[Mapping[str, Any], str | None]:
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{p}: holds a {type(obj).__name__}, not a state dict")
     if key is not None:
@@ -327,11 +384,16 @@ def _resolve_container(p: Path, obj: Any, key: str | None) -> tuple[Mapping[str,
 
 
 def _open_torch(p: Path, key: str | None) -> Checkpoint:
-    obj = _torch_load(p)
-    state, container_key = _resolve_container(p, obj, key)
+    import torch
+
+    obj = torch_load(p)
+    state, container_key = resolve_container(p, obj, key)
     mapping, stripped = _strip(list(state))
     tensors, clean = [], {}
     for k, t in state.items():
+        if t.layout != torch.strided:
+            layout = str(t.layout).removeprefix("torch.")
+            raise CheckpointError(f"{p}: tensor {k!r} is {layout}; plastic reads dense tensors only")
         name = mapping[k]
         dtype = str(t.dtype).removeprefix("torch.")
         tensors.append(TensorInfo(name, k, tuple(t.shape), dtype, t.numel() * t.element_size()))

@@ -16,11 +16,12 @@ from plastic.calib import CalibSet, DataConfig, calib_batches, resolve_data_conf
 from plastic.capture import Capture, capture, find_act_sites, layers_of
 from plastic.checkpoint import Checkpoint, open_checkpoint
 from plastic.data_metrics import DEFAULT_TAU, attn_entropy, dormant_units, rank_ceiling, site_metrics
-from plastic.errors import DataError, DeviceError, UsageError
+from plastic.errors import DataError, DeviceError
 from plastic.gradients import grad_ratios, random_labels
 from plastic.models import build_model
 from plastic.recommend import Recommendation, recommend
 from plastic.score import components, grad_median, saturation_score
+from plastic.validation import check_diagnose_options, pick_device
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total) in images
 
@@ -78,16 +79,6 @@ class DiagnoseReport:
     recommendation: Recommendation | None = None
 
 
-def pick_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise DeviceError("--device cuda: CUDA is not available on this machine (use --device cpu or auto)")
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise UsageError(f"--device must be auto, cpu or cuda, not {device!r}")
-    return torch.device(device)
-
-
 def diagnose(
     path: str | Path,
     data: str | Path,
@@ -107,15 +98,18 @@ def diagnose(
     progress: Progress | None = None,
 ) -> DiagnoseReport:
     """Build the model, run the calibration images through it, and score every layer and block."""
-    if batch_size < 1 or workers < 0 or tau < 0:
-        raise UsageError("--batch-size must be >= 1, --workers >= 0 and --tau >= 0")
+    check_diagnose_options(
+        device=device, max_images=max_images, batch_size=batch_size, workers=workers, tau=tau, seed=seed,
+        input_size=input_size, mean=mean, std=std,
+    )  # fmt: skip
     t0 = time.perf_counter()
     dev = pick_device(device)
     calib = scan_folder(data, max_images=max_images, seed=seed)
     with open_checkpoint(path, key=key, arch=arch) as ckpt:
         built = build_model(ckpt)
+        ckpt.compute_sha256()  # the report's identity: reinit refuses it for a file with other contents
     model = built.model
-    notes = list(built.notes)
+    notes = [*ckpt.notes, *built.notes]
     cfg = resolve_data_config(model, ckpt.metadata, input_size=input_size, mean=mean, std=std)
     use_amp = amp and dev.type == "cuda"
     if amp and not use_amp:

@@ -41,7 +41,7 @@ def mean_value(info: TensorInfo, shapes: dict[str, tuple[int, ...]]) -> torch.Te
     return torch.full(info.shape, 1.0 if one else 0.0)
 
 
-def _generator(seed: int, name: str) -> torch.Generator:
+def tensor_generator(seed: int, name: str) -> torch.Generator:
     """One generator per (seed, tensor): values do not depend on which other tensors are drawn."""
     digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
@@ -53,7 +53,7 @@ def default_value(info: TensorInfo, shapes: dict[str, tuple[int, ...]], seed: in
     prefix = info.name.rpartition(".")[0]
     if leaf in ONE_BUFFERS or leaf in ZERO_BUFFERS or is_norm_tensor(info.name, shapes):
         return mean_value(info, shapes)
-    gen = _generator(seed, info.name)
+    gen = tensor_generator(seed, info.name)
     if leaf == "weight" and len(info.shape) >= 2:
         fan_in = math.prod(info.shape[1:])
         bound = 1.0 / math.sqrt(fan_in)  # kaiming_uniform_(a=sqrt(5)), as nn.Linear / nn.ConvNd do

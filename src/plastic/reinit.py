@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import stat
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,9 +16,11 @@ from plastic.atomic import check_target
 from plastic.checkpoint import Checkpoint, TensorInfo, open_checkpoint
 from plastic.errors import ArchitectureError, UsageError
 from plastic.init_values import InitSource, fresh_model, mean_value
+from plastic.reports import validate_report
 from plastic.strategies import Change, Context, Options, Plan, get_strategy
 from plastic.structure import Structure, analyse
-from plastic.writer import sha256_of, write_safetensors, write_torch
+from plastic.validation import check_count, check_device, check_reinit_options, check_tau
+from plastic.writer import Target, write_safetensors, write_torch
 
 NEEDS_REPORT = ("topk-layers", "dormant-units", "auto")
 SAFETENSORS_SUFFIX = ".safetensors"
@@ -104,15 +108,24 @@ def reinit(
     dry_run: bool = False,
     keep_extra: bool = False,
     diagnose_options: dict[str, Any] | None = None,
+    inputs: Sequence[Path] = (),
 ) -> ReinitResult:
-    """Apply ``strategy`` to ``checkpoint`` (or the report's checkpoint) and write ``output``."""
+    """Apply ``strategy`` to ``checkpoint`` (or the report's checkpoint) and write ``output``.
+
+    ``inputs`` are other files the caller read (the report file): the output may never replace one.
+    """
+    check_reinit_options(options)
+    if diagnose_options:
+        check_device(str(diagnose_options.get("device", "auto")))
+        check_count("--max-images", diagnose_options.get("max_images", 256))
+        check_tau(diagnose_options.get("tau", 0.025))
+    if report is not None:
+        validate_report(report)
     info = get_strategy(strategy)
     if strategy != "shrink-perturb" and options.value not in info.values:
         raise UsageError(
             f"--value {options.value!r} does not apply to {strategy}; choose {', '.join(info.values)}"
         )
-    if report is not None and report.get("command") != "diagnose":
-        raise UsageError("the report is not a `plastic diagnose --json` document")
     if checkpoint is None:
         if report is None:
             raise UsageError(
@@ -133,10 +146,11 @@ def reinit(
 
     notes: list[str] = []
     with open_checkpoint(path, key=key, arch=arch) as ckpt:
+        notes.extend(ckpt.notes)
         if out is not None:
-            check_target(out, inputs=ckpt.files, force=force)
+            check_target(out, inputs=[*ckpt.input_files, *inputs], force=force)
             fmt = output_format(ckpt, out)
-        _check_report(report, ckpt)
+        _check_report(report, ckpt, notes)
         arch_name, num_classes = _architecture(ckpt, report, notes)
         structure: Structure | None = None
         gradients = None
@@ -175,14 +189,15 @@ def reinit(
             meta = _metadata(ckpt, result, options)
             result.metadata = meta
             values = _values(ckpt, plan, source, options)
+            target = Target(out, replace=force, mode=_mode_of(ckpt))
             if fmt == "safetensors":
-                write_safetensors(ckpt, out, values, meta)
+                write_safetensors(ckpt, target, values, meta)
             else:
                 if ckpt.format != "torch" or ckpt.container_key is None:
                     result.notes.append(
                         "a bare state dict has no room for metadata: plastic.* keys are in the manifest only"
                     )
-                write_torch(ckpt, out, values, meta, keep_extra=keep_extra)
+                write_torch(ckpt, target, values, meta, keep_extra=keep_extra)
     return result
 
 
@@ -190,9 +205,25 @@ def _needs_init(plan: Plan) -> bool:
     return any(c.value in ("resample", "shrink-perturb") for c in plan.changes)
 
 
-def _check_report(report: dict[str, Any] | None, ckpt: Checkpoint) -> None:
+def _mode_of(ckpt: Checkpoint) -> int:
+    """The output keeps the input's permission bits (a private 0600 checkpoint stays private)."""
+    return stat.S_IMODE(ckpt.path.stat().st_mode) | stat.S_IRUSR | stat.S_IWUSR
+
+
+def _check_report(report: dict[str, Any] | None, ckpt: Checkpoint, notes: list[str]) -> None:
+    """The report must describe this very file: same size and SHA-256 when the report records them."""
     if report is None:
         return
+    recorded = report["checkpoint"]
+    size, digest = recorded.get("size_bytes"), recorded.get("sha256")
+    if (size is not None and size != ckpt.size_bytes) or (digest and digest != ckpt.compute_sha256()):
+        raise UsageError(
+            f"the report was made for a checkpoint with other contents than {ckpt.path} "
+            f"(fingerprint {str(digest)[:12]}..., the file's {ckpt.compute_sha256()[:12]}...): the file "
+            "changed since diagnose ran; run diagnose again"
+        )
+    if not digest:
+        notes.append("the report carries no checkpoint fingerprint (an older plastic): not verified")
     modules = {t.name.rpartition(".")[0] for t in ckpt.tensors}
     foreign = [la["name"] for la in report.get("layers", []) if la["name"] not in modules]
     if foreign:
@@ -230,9 +261,18 @@ def _values(ckpt: Checkpoint, plan: Plan, source: InitSource, options: Options):
         changes = by_tensor.get(info.name)
         if not changes:
             return None
-        t = ckpt.tensor(info.name).detach().float().clone()
+        old = ckpt.tensor(info.name).detach()
+        t = old.float().clone()
         for c in changes:
             t = _apply_one(t, c, info, source, shapes, options)
+        t = t.to(old.dtype)
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            bad = ~torch.isfinite(t) & torch.isfinite(old.float())
+            if bool(bad.any()):
+                raise UsageError(
+                    f"{info.name}: the new values would hold {int(bad.sum())} non-finite number(s) "
+                    f"(inf or NaN, e.g. from overflowing {info.dtype}); nothing was written"
+                )
         return t
 
     return new_value
@@ -334,7 +374,7 @@ def _metadata(ckpt: Checkpoint, result: ReinitResult, options: Options) -> dict[
             "plastic.seed": str(options.seed),
             "plastic.init_source": result.init_source,
             "plastic.source_file": ckpt.path.name,
-            "plastic.source_sha256": sha256_of(ckpt),
+            "plastic.source_sha256": ckpt.compute_sha256(),
             "plastic.changed": json.dumps([c["tensor"] for c in result.changed]),
         }
     )

@@ -6,10 +6,13 @@ shell pipelines and CI gates can rely on them.
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from plastic.checkpoint import Checkpoint
+from plastic.errors import UsageError
 from plastic.inspection import InspectReport
 from plastic.recommend import recommendation_dict
 
@@ -28,7 +31,7 @@ def clean_float(x: float | None) -> float | None:
 
 
 def checkpoint_dict(ckpt: Checkpoint) -> dict[str, Any]:
-    return {
+    doc: dict[str, Any] = {
         "path": str(ckpt.path),
         "format": ckpt.format,
         "size_bytes": ckpt.size_bytes,
@@ -36,6 +39,93 @@ def checkpoint_dict(ckpt: Checkpoint) -> dict[str, Any]:
         "stripped_prefixes": ckpt.stripped_prefixes,
         "metadata": ckpt.metadata,
     }
+    if ckpt.sha256 is not None:  # the identity reinit checks a report against (diagnose computes it)
+        doc["sha256"] = ckpt.sha256
+    return doc
+
+
+# A report is read back by reinit; anything larger than this is not one (and /dev/zero never ends).
+MAX_REPORT_BYTES = 64 << 20
+
+
+def read_report_text(stream: Any, what: str) -> str:
+    """At most MAX_REPORT_BYTES of UTF-8 text from a binary ``stream``; more is a UsageError."""
+    raw = stream.read(MAX_REPORT_BYTES + 1)
+    if len(raw) > MAX_REPORT_BYTES:
+        raise UsageError(f"{what}: larger than {MAX_REPORT_BYTES >> 20} MiB; not a diagnose report")
+    try:
+        return str(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise UsageError(f"{what}: not UTF-8 text; not a diagnose report") from None
+
+
+def parse_report(text: str, *, base: Path | None = None, what: str = "the report") -> dict[str, Any]:
+    """Parse and validate a ``diagnose --json`` document: the one place reports are checked.
+
+    Relative paths in it (checkpoint, calibration folder) are resolved against ``base``, the folder
+    of the report file (None: stdin, the current folder).
+    """
+    if not text.strip():
+        raise UsageError(f"{what} is empty: pipe `plastic diagnose ... --json` or give CKPT")
+    try:
+        doc = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as e:
+        msg = f"{e.msg} at line {e.lineno}" if isinstance(e, json.JSONDecodeError) else "nested too deeply"
+        raise UsageError(f"{what} is not JSON ({msg}); did diagnose run with --json?") from None
+    validate_report(doc, what=what)
+    if base is not None:
+        for section in ("checkpoint", "calibration"):
+            path = doc.get(section, {}).get("path")
+            if isinstance(path, str) and path and not Path(path).is_absolute():
+                doc[section]["path"] = str(base / path)
+    return doc  # type: ignore[no-any-return]
+
+
+def validate_report(doc: Any, *, what: str = "the report") -> None:
+    """The shape reinit relies on; a report that lacks it is a UsageError naming the first problem."""
+    if not isinstance(doc, dict) or doc.get("command") != "diagnose":
+        raise UsageError(f"{what} is not a `plastic diagnose --json` document")
+    if doc.get("schema_version") != SCHEMA_VERSION:
+        raise UsageError(
+            f"{what} has schema_version {doc.get('schema_version')!r}; this plastic reads {SCHEMA_VERSION}"
+        )
+    ckpt = doc.get("checkpoint")
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("path"), str) or not ckpt["path"]:
+        raise UsageError(f"{what}: 'checkpoint.path' is missing")
+    if ckpt.get("container_key") is not None and not isinstance(ckpt["container_key"], str):
+        raise UsageError(f"{what}: 'checkpoint.container_key' must be a string or null")
+    for k in ("sha256",):
+        if k in ckpt and not isinstance(ckpt[k], str):
+            raise UsageError(f"{what}: 'checkpoint.{k}' must be a string")
+    if "size_bytes" in ckpt and (
+        not isinstance(ckpt["size_bytes"], int) or isinstance(ckpt["size_bytes"], bool)
+    ):
+        raise UsageError(f"{what}: 'checkpoint.size_bytes' must be an integer")
+    layers = doc.get("layers")
+    if not isinstance(layers, list):
+        raise UsageError(f"{what}: 'layers' must be a list")
+    for i, la in enumerate(layers):
+        if not isinstance(la, dict) or not isinstance(la.get("name"), str):
+            raise UsageError(f"{what}: layers[{i}] needs a 'name'")
+        score = la.get("score")
+        if score is not None and (
+            not isinstance(score, int | float) or isinstance(score, bool) or not math.isfinite(score)
+        ):
+            raise UsageError(f"{what}: layers[{i}].score must be a finite number or null")
+        if not isinstance(la.get("metrics", {}), dict) or not isinstance(la.get("components", {}), dict):
+            raise UsageError(f"{what}: layers[{i}].metrics and .components must be objects")
+        units = la.get("dormant_units", [])
+        if not isinstance(units, list) or not all(isinstance(u, int) and u >= 0 for u in units):
+            raise UsageError(f"{what}: layers[{i}].dormant_units must be a list of unit indices")
+    for name in ("arch", "calibration", "options"):
+        if name in doc and doc[name] is not None and not isinstance(doc[name], dict):
+            raise UsageError(f"{what}: '{name}' must be an object")
+    arch = (doc.get("arch") or {}).get("name")
+    if arch is not None and not isinstance(arch, str):
+        raise UsageError(f"{what}: 'arch.name' must be a string")
+    rec = doc.get("recommendation")
+    if rec is not None and not isinstance(rec, dict):
+        raise UsageError(f"{what}: 'recommendation' must be an object or null")
 
 
 def inspect_dict(report: InspectReport) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import torch
 
 from plastic.checkpoint import Checkpoint
 from plastic.errors import UsageError
+from plastic.init_values import tensor_generator
 from plastic.structure import Structure
 
 
@@ -337,7 +338,7 @@ def weights(ctx: Context) -> Plan:
                 continue
             utility = (w * g.float()).abs()
         elif opts.utility == "random":
-            utility = torch.rand(w.shape, generator=torch.Generator().manual_seed(opts.seed))
+            utility = torch.rand(w.shape, generator=tensor_generator(opts.seed, f"utility:{name}"))
         else:
             raise UsageError(f"--utility must be magnitude, gradient or random, not {opts.utility!r}")
         n = w.numel()

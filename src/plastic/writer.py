@@ -8,30 +8,33 @@ whose untouched entries are the input's own (memory-mapped) tensors.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import struct
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import torch
 
 from plastic.atomic import atomic_writer
-from plastic.checkpoint import Checkpoint, TensorInfo, _resolve_container, _torch_load
+from plastic.checkpoint import Checkpoint, TensorInfo, resolve_container
+from plastic.errors import CheckpointError
 from plastic.st_header import DTYPE_TO_ST
+from plastic.torch_file import torch_load
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where and how to write: replace an existing file only with --force; keep the input's mode."""
+
+    path: Path
+    replace: bool = False
+    mode: int | None = None
+
 
 NewValue = Callable[[TensorInfo], torch.Tensor | None]  # None: unchanged
 COPY_CHUNK = 16 << 20
-
-
-def sha256_of(ckpt: Checkpoint) -> str:
-    h = hashlib.sha256()
-    for path in ckpt.files:
-        with open(path, "rb") as f:
-            while chunk := f.read(COPY_CHUNK):
-                h.update(chunk)
-    return h.hexdigest()
 
 
 def tensor_bytes(t: torch.Tensor) -> bytes:
@@ -39,7 +42,9 @@ def tensor_bytes(t: torch.Tensor) -> bytes:
     return flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b""
 
 
-def write_safetensors(ckpt: Checkpoint, out: Path, new_value: NewValue, metadata: dict[str, str]) -> None:
+def write_safetensors(
+    ckpt: Checkpoint, out: Target | Path, new_value: NewValue, metadata: dict[str, str]
+) -> None:
     """Stream ``ckpt`` into a safetensors file at ``out``, replacing the tensors ``new_value`` returns."""
     header: dict[str, Any] = {"__metadata__": metadata} if metadata else {}
     offset = 0
@@ -52,7 +57,8 @@ def write_safetensors(ckpt: Checkpoint, out: Path, new_value: NewValue, metadata
         offset += info.nbytes
     raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
     raw += b" " * (-len(raw) % 8)  # the format pads the header to 8-byte alignment with spaces
-    with atomic_writer(out) as f:
+    out = out if isinstance(out, Target) else Target(out, replace=True)
+    with atomic_writer(out.path, replace=out.replace, mode=out.mode) as f:
         f.write(struct.pack("<Q", len(raw)))
         f.write(raw)
         for info in ckpt.tensors:
@@ -66,21 +72,24 @@ def write_safetensors(ckpt: Checkpoint, out: Path, new_value: NewValue, metadata
 
 
 def _copy_raw(ckpt: Checkpoint, info: TensorInfo, f: BinaryIO) -> None:
-    entry = ckpt._entries[info.name]
-    path = ckpt.path.parent / info.file if info.file else ckpt.path
+    entry = ckpt.entries[info.name]
+    path = ckpt.file_of(info)
     with open(path, "rb") as src:
         src.seek(entry.start)
         left = entry.end - entry.start
         while left:
             chunk = src.read(min(COPY_CHUNK, left))
             if not chunk:
-                raise OSError(f"{path}: ended early while copying {info.key}")
+                raise CheckpointError(
+                    f"{path}: ended early while copying {info.key}: the file was truncated or replaced "
+                    "while plastic was reading it"
+                )
             f.write(chunk)
             left -= len(chunk)
 
 
 def write_torch(
-    ckpt: Checkpoint, out: Path, new_value: NewValue, metadata: dict[str, str], *, keep_extra: bool
+    ckpt: Checkpoint, out: Target | Path, new_value: NewValue, metadata: dict[str, str], *, keep_extra: bool
 ) -> None:
     """A PyTorch file with the input's container structure (bare dicts stay bare)."""
     state: dict[str, torch.Tensor] = {}
@@ -89,8 +98,8 @@ def write_torch(
         state[info.key] = new.to(getattr(torch, info.dtype)) if new is not None else ckpt.tensor(info.name)
     obj: Any = state
     if ckpt.format == "torch" and ckpt.container_key is not None:
-        original = _torch_load(ckpt.path)
-        _resolve_container(ckpt.path, original, ckpt.container_key)
+        original = torch_load(ckpt.path)
+        resolve_container(ckpt.path, original, ckpt.container_key)
         obj = {}
         for k, v in original.items():
             if k == ckpt.container_key:
@@ -98,5 +107,6 @@ def write_torch(
             elif keep_extra or isinstance(v, str | int | float | bool):
                 obj[k] = v  # scalars (epoch, arch, ...) always; optimizer state etc. only with --keep-extra
         obj["plastic"] = dict(metadata)
-    with atomic_writer(out) as f:
+    out = out if isinstance(out, Target) else Target(out, replace=True)
+    with atomic_writer(out.path, replace=out.replace, mode=out.mode) as f:
         torch.save(obj, f)

@@ -6,7 +6,6 @@ header-only ``inspect`` of a safetensors file stay fast.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -159,28 +158,18 @@ def strategies() -> None:
 def _read_report(report: Path | None, checkpoint: Path | None) -> dict[str, Any] | None:
     """The diagnose document: --report FILE (or -), else stdin when no CKPT is given and stdin is a pipe."""
     from plastic.errors import UsageError
+    from plastic.reports import parse_report, read_report_text
 
-    text = None
     if report is not None and str(report) != "-":
         try:
-            text = report.read_text(encoding="utf-8")
+            with open(report, "rb") as f:
+                text = read_report_text(f, f"--report {report}")
         except OSError as e:
             raise UsageError(f"--report {report}: {e.strerror}") from None
-    elif report is not None or (checkpoint is None and not sys.stdin.isatty()):
-        text = sys.stdin.read()
-    if text is None:
-        return None
-    if not text.strip():
-        raise UsageError("no report on stdin: pipe `plastic diagnose ... --json` or give CKPT")
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise UsageError(
-            f"the report is not JSON ({e.msg} at line {e.lineno}); did diagnose run with --json?"
-        ) from None
-    if not isinstance(doc, dict) or doc.get("command") != "diagnose" or doc.get("schema_version") != 1:
-        raise UsageError("the report is not a `plastic diagnose --json` document (schema_version 1)")
-    return doc
+        return parse_report(text, base=report.parent, what=f"--report {report}")
+    if report is not None or (checkpoint is None and not sys.stdin.isatty()):
+        return parse_report(read_report_text(sys.stdin.buffer, "stdin"), what="the report on stdin")
+    return None
 
 
 @app.command()
@@ -265,13 +254,14 @@ def reinit(
         checkpoint, strategy=strategy, output=output, options=options, report=doc_in, data=data, key=key,
         arch=arch, force=force, dry_run=dry_run, keep_extra=keep_extra,
         diagnose_options={"device": device, "max_images": max_images, "tau": tau},
+        inputs=[report] if report is not None and str(report) != "-" else [],
     )  # fmt: skip
     doc = reinit_dict(result)
     err = console.err()
     for note in result.notes:
-        err.print(f"note: {note}", markup=False)
+        err.print(f"note: {printable(note)}", markup=False)
     for what, why in result.skipped:
-        err.print(f"skipped {what}: {why}", markup=False)
+        err.print(printable(f"skipped {what}: {why}"), markup=False)
     _emit(
         doc,
         _resolve_format(fmt, as_json),
@@ -352,15 +342,14 @@ def diagnose(
     as_json: JsonOpt = False,
 ) -> None:
     """Run calibration images through the model and report per-layer loss-of-plasticity statistics."""
+    from plastic.checkpoint import checkpoint_files
     from plastic.cli import console, render
 
     conditions = _conditions(fail_on or [])
     sizes = _input_size(input_size)
     means, stds = _channels(_floats(mean, "--mean"), "--mean"), _channels(_floats(std, "--std"), "--std")
     if out is not None:
-        from plastic.atomic import check_target
-
-        check_target(out, inputs=[checkpoint], exist_ok=True)
+        _check_report_target(out, [*checkpoint_files(checkpoint), *_image_files(data)])
     from plastic.diagnosis import diagnose as run_diagnose
     from plastic.reports import diagnose_dict
 
@@ -373,15 +362,17 @@ def diagnose(
     doc = diagnose_dict(report)
     err = console.err()
     for note in report.notes:
-        err.print(f"note: {note}", markup=False)
+        err.print(f"note: {printable(note)}", markup=False)
     if report.calibration.skipped:
         err.print(f"note: skipped {len(report.calibration.skipped)} unreadable image(s)", markup=False)
         if verbose:
             for path, why in report.calibration.skipped:
-                err.print(f"  skipped {path}: {why}", markup=False)
+                err.print(printable(f"  skipped {path}: {why}"), markup=False)
     if out is not None:
         from plastic.atomic import write_text
 
+        inputs = [*report.checkpoint.input_files, *_image_files(data)]
+        _check_report_target(out, inputs)
         write_text(out, render.dump_json(doc) + "\n")
     _emit(
         doc,
@@ -390,6 +381,26 @@ def diagnose(
         lambda c: render.diagnose_table(c, doc, show_all),
     )
     _gate(doc, conditions)
+
+
+def _check_report_target(out: Path, inputs: list[Path]) -> None:
+    """``diagnose --out`` writes JSON: never over an input (there is no --force), never a checkpoint name."""
+    from plastic.atomic import check_target
+    from plastic.errors import UsageError
+
+    name = out.name.lower()
+    if name.endswith((".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".tar")):
+        raise UsageError(f"--out {out}: --out writes the JSON report; give it a .json name")
+    check_target(out, inputs=inputs, exist_ok=True, force_flag=None)
+
+
+def _image_files(data: Path) -> list[Path]:
+    """The calibration images, so that --out cannot name one of them (cheap: one folder walk)."""
+    from plastic.calib import IMAGE_EXTENSIONS
+
+    if not data.is_dir():
+        return []
+    return [p for p in data.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS]
 
 
 def _conditions(texts: list[str]) -> list[Any]:
@@ -416,40 +427,76 @@ def _gate(doc: dict[str, Any], conditions: list[Any]) -> None:
         raise typer.Exit(1)
 
 
+def printable(text: str) -> str:
+    """Control characters (from file names, say) escaped, so that a message cannot drive the terminal."""
+    return "".join(
+        c if c.isprintable() or c == " " else c.encode("unicode_escape").decode("ascii") for c in text
+    )
+
+
 def _fail(message: str) -> None:
     if os.environ.get("PLASTIC_DEBUG") == "1":
         traceback.print_exc(file=sys.stderr)
-    sys.stderr.write(f"Error: {message}\n")
+    sys.stderr.write(f"Error: {printable(message)}\n")
     sys.stderr.flush()
 
 
 class Interrupted(BaseException):
-    """Ctrl-C, raised by our SIGINT handler: click would turn a KeyboardInterrupt into exit 1, which
-    means "findings" here. Unwinding runs every ``finally`` (temp files removed, hooks taken off)."""
+    """Ctrl-C, SIGTERM or SIGHUP, raised by our handler: click would turn a KeyboardInterrupt into exit 1,
+    which means "findings" here. Unwinding runs every ``finally`` (temp files removed, hooks taken off)."""
 
 
-def _on_sigint(_signum: int, _frame: object) -> None:
-    raise Interrupted
+_STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+_received: list[int] = []  # the signal that stopped us, also when a library turned it into another error
+
+
+def _on_signal(signum: int, _frame: object) -> None:
+    _received.append(signum)
+    if len(_received) == 1:
+        raise Interrupted
+
+
+def _interrupted() -> None:
+    sys.stderr.write("Interrupted.\n")
+    sys.stderr.flush()
+    signum = _received[0] if _received else signal.SIGINT
+    sys.exit(128 + int(signum))
 
 
 def main() -> None:
-    """Entry point: every PlasticError becomes one ``Error:`` line and exit 2; Ctrl-C exits 130.
+    """Entry point: every PlasticError or usage error becomes one ``Error:`` line and exit 2; Ctrl-C,
+    SIGTERM and SIGHUP print ``Interrupted.`` and exit 128 + the signal number (130 for Ctrl-C).
 
     ``PLASTIC_DEBUG=1`` prints the traceback as well.
     """
+    import click
+
+    _received.clear()
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, _on_sigint)
+        for name in _STOP_SIGNALS:
+            if hasattr(signal, name):
+                signal.signal(getattr(signal, name), _on_signal)
     try:
-        app(prog_name="plastic")
+        code = app(prog_name="plastic", standalone_mode=False)
+    except (KeyboardInterrupt, Interrupted, click.exceptions.Abort):
+        _interrupted()
+    except click.exceptions.UsageError as e:  # click's own 4-line usage block, as one line
+        where = f" (see `{e.ctx.command_path} --help`)" if e.ctx is not None else ""
+        _fail(" ".join(e.format_message().split()) + where)
+        sys.exit(2)
     except PlasticError as e:
+        if _received:
+            _interrupted()
         _fail(str(e))
         sys.exit(2)
     except OSError as e:  # unreadable file, permission denied, disk full: input/output problems
+        if _received:
+            _interrupted()
         _fail(f"{e.strerror or e.__class__.__name__}: {e.filename or ''}".rstrip(": "))
         sys.exit(2)
-    except (KeyboardInterrupt, Interrupted):
-        sys.stderr.write("Interrupted.\n")
-        sys.exit(130)
     except Exception as e:  # a bug: still one line, but say so
+        if _received:  # a signal that a C++ extension (torch.save) turned into its own error
+            _interrupted()
         _fail(f"internal error ({e.__class__.__name__}: {e}); rerun with PLASTIC_DEBUG=1 and report it")
         sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)
