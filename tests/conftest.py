@@ -59,3 +59,23 @@ def run_subprocess(*args: str | Path, env: dict[str, str] | None = None, stdin: 
         timeout=600,
     )
     return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def expect_error(res: Result, *needles: str) -> str:
+    """The README's contract for bad input: exit 2, nothing on stdout, one ``Error:`` line, no traceback."""
+    assert res.code == 2, res
+    assert res.stdout == "", res.stdout[:500]
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), res.stderr[-2000:]
+    for n in needles:
+        assert n in lines[0], lines[0]
+    return lines[0]
+
+
+def file_digests(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (links not followed) -> its bytes, to prove that nothing changed."""
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not p.is_symlink()
+    }

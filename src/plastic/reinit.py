@@ -171,6 +171,7 @@ def reinit(
             ckpt, options, report, structure, (lambda: gradients) if gradients is not None else None
         )
         plan = info.fn(ctx)
+        _check_dtypes(ckpt, plan)
         if structure is not None:
             structure.release()  # drop the probe model before building the init source
         if fresh is None and arch_name is not None and _needs_init(plan):
@@ -203,6 +204,16 @@ def reinit(
 
 def _needs_init(plan: Plan) -> bool:
     return any(c.value in ("resample", "shrink-perturb") for c in plan.changes)
+
+
+def _check_dtypes(ckpt: Checkpoint, plan: Plan) -> None:
+    """New values exist for real floating tensors (and integer buffers reset to 0), nothing else."""
+    for c in plan.changes:
+        dtype = ckpt.by_name[c.tensor].dtype
+        if dtype.startswith("complex") or dtype in ("bool", "float4_e2m1fn_x2"):
+            raise UsageError(
+                f"{c.tensor} is {dtype}: plastic has no initial value for it; exclude it (e.g. --layers)"
+            )
 
 
 def _mode_of(ckpt: Checkpoint) -> int:
@@ -266,8 +277,9 @@ def _values(ckpt: Checkpoint, plan: Plan, source: InitSource, options: Options):
         for c in changes:
             t = _apply_one(t, c, info, source, shapes, options)
         t = t.to(old.dtype)
-        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-            bad = ~torch.isfinite(t) & torch.isfinite(old.float())
+        back = t.float()  # isfinite has no float8 kernels; the round trip keeps inf and NaN
+        if t.is_floating_point() and not bool(torch.isfinite(back).all()):
+            bad = ~torch.isfinite(back) & torch.isfinite(old.float())
             if bool(bad.any()):
                 raise UsageError(
                     f"{info.name}: the new values would hold {int(bad.sum())} non-finite number(s) "

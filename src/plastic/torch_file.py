@@ -12,6 +12,7 @@ import io
 import pickle
 import re
 import struct
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -122,13 +123,15 @@ def torch_load(p: Path) -> Any:
         raise CheckpointError(f"{p}: file is empty")
     check_zip_records(p)
     try:
-        try:
-            return torch.load(p, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as e:
-            if "mmap" not in str(e) and "zip" not in str(e).lower():
-                raise
-            # Legacy (pre-1.6, non-zip) files cannot be memory-mapped; corrupt zips fail again below.
-            return torch.load(p, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's own notes (sparse validation, ...) are not for our users
+            warnings.simplefilter("ignore")
+            try:
+                return torch.load(p, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError as e:
+                if "mmap" not in str(e) and "zip" not in str(e).lower():
+                    raise
+                # Legacy (pre-1.6, non-zip) files cannot be memory-mapped; corrupt zips fail again below.
+                return torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         m = _UNSAFE_GLOBAL.search(str(e))
         if m and "weights only" in str(e).lower():
