@@ -100,7 +100,7 @@ def _validate(path: Path, size: int, data_start: int, header: dict[str, object])
         if not isinstance(info, dict):
             raise CheckpointError(f"{path}: corrupt safetensors header (entry {key!r} is not an object)")
         code, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
-        if code not in ST_DTYPES:
+        if not isinstance(code, str) or code not in ST_DTYPES:
             raise CheckpointError(f"{path}: tensor {key!r} has unknown dtype {code!r}")
         if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
             raise CheckpointError(f"{path}: tensor {key!r} has an invalid shape {shape!r}")

@@ -27,6 +27,7 @@ _ITEMSIZE = {
     "BFloat16Storage": 2, "IntStorage": 4, "FloatStorage": 4, "QInt32Storage": 4, "LongStorage": 8,
     "DoubleStorage": 8, "ComplexFloatStorage": 8, "ComplexDoubleStorage": 16,
 }  # fmt: skip
+MAX_PICKLE_BYTES = 256 << 20  # a state dict's pickle is KBs to a few MBs; more is a bomb, not weights
 _LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature, (skipped fields), name length, extra length
 
 
@@ -90,6 +91,11 @@ def check_zip_records(p: Path) -> None:
             records = {
                 i.filename[len(prefix) + 5 :]: i for i in infos if i.filename.startswith(prefix + "data/")
             }
+            if pkl.compress_type != zipfile.ZIP_STORED or pkl.file_size > MAX_PICKLE_BYTES:
+                raise CheckpointError(
+                    f"{p}: not a PyTorch checkpoint as torch writes them ({pkl.filename} is compressed or "
+                    f"over {MAX_PICKLE_BYTES >> 20} MiB)"
+                )
             scan = _StorageScan(zf.read(pkl))
             scan.load()
             size = p.stat().st_size

@@ -7,6 +7,7 @@ tensors); only scalars leave this module.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -126,6 +127,15 @@ def stable_rank(w: torch.Tensor, fro_sq: float | None = None) -> float:
         fro_sq = float(torch.dot(w.reshape(-1), w.reshape(-1)))
     if fro_sq == 0.0:
         return 0.0
+    if not math.isfinite(fro_sq):
+        return math.nan  # inf/NaN weights (or a norm that overflows float32): no meaningful rank
+    try:
+        return _stable_rank(w, fro_sq)
+    except RuntimeError:  # torch.linalg.LinAlgError
+        return math.nan  # eigensolver did not converge on a pathological matrix: reported as null
+
+
+def _stable_rank(w: torch.Tensor, fro_sq: float) -> float:
     if w.shape[0] > w.shape[1]:
         w = w.T  # work on the short side: (k, n), k <= n
     k, n = w.shape

@@ -463,14 +463,51 @@ def _interrupted() -> None:
     sys.exit(128 + int(signum))
 
 
+def _click_errors() -> tuple[tuple[type[Exception], ...], tuple[type[BaseException], ...]]:
+    """Usage-error and abort classes of the click that typer uses (its own vendored copy since 0.29)."""
+    usage: set[type[Exception]] = {c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError"}
+    aborts: set[type[BaseException]] = {typer.Abort}
+    try:
+        import click
+
+        usage.add(click.exceptions.UsageError)
+        aborts.add(click.exceptions.Abort)
+    except ImportError:
+        pass
+    return tuple(usage), tuple(aborts)
+
+
+def _exit_code(
+    e: Exception, usage_errors: tuple[type[Exception], ...], aborts: tuple[type[BaseException], ...]
+) -> int:
+    """The exit code for an exception out of the app, after its one ``Error:`` line."""
+    if isinstance(e, aborts):
+        _interrupted()
+    if isinstance(e, typer.Exit):
+        return int(e.exit_code)
+    if isinstance(e, usage_errors):  # click's own 4-line usage block, as one line
+        ctx = getattr(e, "ctx", None)
+        where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        _fail(" ".join(str(getattr(e, "format_message", e.__str__)()).split()) + where)
+        return 2
+    if _received:  # a signal that a library (torch.save's C++ writer) turned into its own error
+        _interrupted()
+    if isinstance(e, PlasticError):
+        _fail(str(e))
+    elif isinstance(e, OSError):  # unreadable file, permission denied, disk full: input/output problems
+        _fail(f"{e.strerror or e.__class__.__name__}: {e.filename or ''}".rstrip(": "))
+    else:  # a bug: still one line, but say so
+        _fail(f"internal error ({e.__class__.__name__}: {e}); rerun with PLASTIC_DEBUG=1 and report it")
+    return 2
+
+
 def main() -> None:
     """Entry point: every PlasticError or usage error becomes one ``Error:`` line and exit 2; Ctrl-C,
     SIGTERM and SIGHUP print ``Interrupted.`` and exit 128 + the signal number (130 for Ctrl-C).
 
     ``PLASTIC_DEBUG=1`` prints the traceback as well.
     """
-    import click
-
+    usage_errors, aborts = _click_errors()
     _received.clear()
     if threading.current_thread() is threading.main_thread():
         for name in _STOP_SIGNALS:
@@ -478,25 +515,8 @@ def main() -> None:
                 signal.signal(getattr(signal, name), _on_signal)
     try:
         code = app(prog_name="plastic", standalone_mode=False)
-    except (KeyboardInterrupt, Interrupted, click.exceptions.Abort):
+    except (KeyboardInterrupt, Interrupted):
         _interrupted()
-    except click.exceptions.UsageError as e:  # click's own 4-line usage block, as one line
-        where = f" (see `{e.ctx.command_path} --help`)" if e.ctx is not None else ""
-        _fail(" ".join(e.format_message().split()) + where)
-        sys.exit(2)
-    except PlasticError as e:
-        if _received:
-            _interrupted()
-        _fail(str(e))
-        sys.exit(2)
-    except OSError as e:  # unreadable file, permission denied, disk full: input/output problems
-        if _received:
-            _interrupted()
-        _fail(f"{e.strerror or e.__class__.__name__}: {e.filename or ''}".rstrip(": "))
-        sys.exit(2)
-    except Exception as e:  # a bug: still one line, but say so
-        if _received:  # a signal that a C++ extension (torch.save) turned into its own error
-            _interrupted()
-        _fail(f"internal error ({e.__class__.__name__}: {e}); rerun with PLASTIC_DEBUG=1 and report it")
-        sys.exit(2)
+    except Exception as e:
+        sys.exit(_exit_code(e, usage_errors, aborts))
     sys.exit(code if isinstance(code, int) else 0)
