@@ -33,8 +33,12 @@ def test_cuda_matches_cpu(cli: Callable[..., Result], path: object) -> None:
             a, b = la["metrics"][key], ref["metrics"][key]
             if a is not None and b is not None and key != "feature_srank99":
                 assert a == pytest.approx(b, abs=0.05), (la["name"], key)
-        if la["metrics"]["grad_ratio"] is not None:
-            assert la["metrics"]["grad_ratio"] == pytest.approx(ref["metrics"]["grad_ratio"], rel=0.05)
+        if la["metrics"]["grad_ratio"] is not None:  # TF32 off in diagnose: ~0.2% apart (was 23% with it)
+            expected = pytest.approx(ref["metrics"]["grad_ratio"], rel=0.02)
+            assert la["metrics"]["grad_ratio"] == expected, la["name"]
+        if la["score"] is not None:
+            assert la["score"] == pytest.approx(ref["score"], abs=0.01), la["name"]
+    assert gpu["recommendation"]["layers"] == cpu["recommendation"]["layers"]
 
 
 def test_cuda_amp_and_auto(cli: Callable[..., Result]) -> None:

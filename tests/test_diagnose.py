@@ -40,7 +40,7 @@ def _check_doc(doc: dict, arch: str) -> None:  # type: ignore[type-arg]
     assert doc["schema_version"] == 1 and doc["command"] == "diagnose"
     assert doc["arch"]["name"] == arch
     assert set(doc) >= {"checkpoint", "arch", "device", "calibration", "layers", "blocks", "timing"}
-    assert doc["device"] == "cpu"
+    assert doc["device"] == ("cuda" if torch.cuda.is_available() else "cpu")  # --device auto
     layers = doc["layers"]
     ranked = sorted((la for la in layers if la["rank"] is not None), key=lambda la: la["rank"])
     assert [la["rank"] for la in ranked] == list(range(1, len(ranked) + 1))
