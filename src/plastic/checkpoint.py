@@ -9,6 +9,7 @@ from headers; tensor data is read (memory-mapped) only when asked for, one tenso
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -110,6 +111,21 @@ class Checkpoint:
                         h.update(chunk)
             self.sha256 = h.hexdigest()
         return self.sha256
+
+    def strip_prefix(self, prefix: str) -> None:
+        """Drop a wrapper's prefix (``model.``, ``backbone.``...) from every tensor name.
+
+        Stored keys are untouched, so an output keeps the input's names and its own loader reads it back.
+        """
+        if not prefix or not all(t.name.startswith(prefix) for t in self.tensors):
+            raise CheckpointError(f"{self.path}: not every tensor name starts with {prefix!r}")
+        n = len(prefix)
+        self.tensors = [dataclasses.replace(t, name=t.name[n:]) for t in self.tensors]
+        self.entries = {k[n:]: v for k, v in self.entries.items()}
+        if self._state is not None:
+            self._state = {k[n:]: v for k, v in self._state.items()}
+        self._by_name = None
+        self.stripped_prefixes.append(prefix)
 
     def file_of(self, info: TensorInfo) -> Path:
         """The file holding ``info``'s data: the shard the index assigns it to, or the file itself."""

@@ -124,21 +124,79 @@ def _same_function(archs: list[str], ckpt: Checkpoint, num_classes: int) -> bool
     return all(torch.allclose(outputs[0], o, rtol=1e-4, atol=1e-5) for o in outputs[1:])
 
 
+def wrapper_prefixes(names: list[str]) -> list[str]:
+    """Dotted prefixes that every name shares, longest first: ``module.model.`` -> both it and ``module.``."""
+    if not names:
+        return []
+    parts = [n.split(".") for n in names]
+    common: list[str] = []
+    for comps in zip(*parts, strict=False):
+        if len(set(comps)) != 1:
+            break
+        common.append(comps[0])
+    common = common[: min(len(p) for p in parts) - 1]  # never a whole name
+    return [".".join(common[:i]) + "." for i in range(len(common), 0, -1)]
+
+
+def _body_keys(arch: str) -> tuple[set[str], set[str]]:
+    """(state-dict keys without the classifier, classifier keys) of ``arch``, built on the meta device."""
+    import timm
+    import torch
+
+    from plastic.signatures import model_signature
+
+    with torch.device("meta"):
+        keys = set(timm.create_model(arch, pretrained=False).state_dict())
+    classifier = set(model_signature(arch).classifier)
+    return keys - classifier, classifier
+
+
+def _align_to(ckpt: Checkpoint, arch: str) -> str | None:
+    """Strip the wrapper prefix under which ``ckpt`` holds ``arch``'s names; the note, or None."""
+    names = [t.name for t in ckpt.tensors]
+    body, classifier = _body_keys(arch)
+    if set(names) - classifier == body:
+        return None
+    for prefix in wrapper_prefixes(names):
+        if {n[len(prefix) :] for n in names} - classifier == body:
+            ckpt.strip_prefix(prefix)
+            return _prefix_note(prefix)
+    return None
+
+
+def _prefix_note(prefix: str) -> str:
+    return f"tensor names carry the wrapper prefix {prefix!r}: stripped for the model, kept in outputs"
+
+
 def resolve_arch(ckpt: Checkpoint) -> tuple[str, str, list[str], list[str]]:
-    """(arch, source, candidates, notes): the file's or the user's name, else signature detection."""
+    """(arch, source, candidates, notes): the file's or the user's name, else signature detection.
+
+    A wrapper's prefix on every name (``model.`` in a Lightning checkpoint) is found and stripped here,
+    for a named architecture and for detection alike.
+    """
     if ckpt.arch:
         check_arch_name(ckpt.arch)
-        return ckpt.arch, ckpt.arch_source or "option", [ckpt.arch], []
+        note = _align_to(ckpt, ckpt.arch)
+        return ckpt.arch, ckpt.arch_source or "option", [ckpt.arch], [note] if note else []
     from plastic.signatures import detect
 
-    found = detect({t.name: t.shape for t in ckpt.tensors})
+    notes: list[str] = []
+    shapes = {t.name: t.shape for t in ckpt.tensors}
+    found = detect(shapes)
+    if not found.candidates:
+        for prefix in wrapper_prefixes(list(shapes)):
+            found = detect({k[len(prefix) :]: v for k, v in shapes.items()})
+            if found.candidates:
+                ckpt.strip_prefix(prefix)
+                notes.append(_prefix_note(prefix))
+                break
     if not found.candidates:
         raise ArchitectureError(
             f"{ckpt.path}: could not recognise the architecture from its tensor names and shapes; "
             "pass --arch NAME (a timm model name)"
         )
     if len(found.candidates) == 1:
-        return found.candidates[0], "detected", found.candidates, []
+        return found.candidates[0], "detected", found.candidates, notes
     num_classes = _num_classes(ckpt, list(found.classifier))
     if _same_function(found.candidates, ckpt, num_classes):
         pick = found.candidates[0]
@@ -146,7 +204,7 @@ def resolve_arch(ckpt: Checkpoint) -> tuple[str, str, list[str], list[str]]:
             f"architectures {', '.join(found.candidates)} share this checkpoint's signature and compute "
             f"the same; using {pick} (its data config); pass --arch to choose"
         )
-        return pick, "detected", found.candidates, [note]
+        return pick, "detected", found.candidates, [*notes, note]
     raise ArchitectureError(
         f"{ckpt.path}: ambiguous architecture: {', '.join(found.candidates)} all match its tensors but "
         "compute differently; pass --arch with one of them"

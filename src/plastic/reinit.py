@@ -51,23 +51,19 @@ def output_format(ckpt: Checkpoint, out: Path) -> str:
     raise UsageError(f"-o {out}: use a .safetensors, .pt, .pth, .pth.tar, .bin or .ckpt name")
 
 
-def _architecture(
-    ckpt: Checkpoint, report: dict[str, Any] | None, notes: list[str]
-) -> tuple[str | None, int]:
-    from plastic.models import _classifier_keys, _num_classes, check_arch_name, resolve_arch
+def _architecture(ckpt: Checkpoint, notes: list[str]) -> tuple[str | None, int]:
+    """The architecture (the option's or the report's, else detected) and the class count; None when
+    unknown, which makes new values fall back to PyTorch's defaults per tensor role."""
+    from plastic.models import _classifier_keys, _num_classes, resolve_arch
 
-    arch = ckpt.arch
-    if arch is None and report is not None and report.get("arch", {}).get("name"):
-        arch = str(report["arch"]["name"])
-    if arch is not None:
-        check_arch_name(arch)
-    else:
-        try:
-            arch, _src, _cands, more = resolve_arch(ckpt)
-            notes.extend(more)
-        except ArchitectureError as e:
-            notes.append(f"architecture unknown ({e}); new values use PyTorch's default init per tensor role")
-            return None, 0
+    try:
+        arch, _src, _cands, more = resolve_arch(ckpt)  # also strips a wrapper prefix (Lightning's model.)
+        notes.extend(more)
+    except ArchitectureError as e:
+        if ckpt.arch is not None:
+            raise
+        notes.append(f"architecture unknown ({e}); new values use PyTorch's default init per tensor role")
+        return None, 0
     keys = {t.name for t in ckpt.tensors}
     return arch, _num_classes(ckpt, _classifier_keys(arch, keys))
 
@@ -133,6 +129,8 @@ def reinit(
             )
         checkpoint = report["checkpoint"]["path"]
         key = key or report["checkpoint"].get("container_key")
+    if report is not None and arch is None and (report.get("arch") or {}).get("name"):
+        arch = str(report["arch"]["name"])  # the architecture diagnose ran, not a second guess
     path = Path(checkpoint)
     out = Path(output) if output is not None else None
     if out is None and not dry_run:
@@ -150,8 +148,8 @@ def reinit(
         if out is not None:
             check_target(out, inputs=[*ckpt.input_files, *inputs], force=force)
             fmt = output_format(ckpt, out)
+        arch_name, num_classes = _architecture(ckpt, notes)
         _check_report(report, ckpt, notes)
-        arch_name, num_classes = _architecture(ckpt, report, notes)
         structure: Structure | None = None
         gradients = None
         if arch_name is not None and strategy == "dormant-units":
@@ -161,7 +159,7 @@ def reinit(
         if arch_name is not None and strategy == "weights" and options.utility == "gradient":
             if data_path is None:
                 raise UsageError("--utility gradient needs --data DIR (or a diagnose report)")
-            gradients = _gradients(ckpt, data_path, options.seed, diag)
+            gradients = _gradients(ckpt, data_path, options.seed, diag, report)
         fresh = None
         if arch_name is not None and structure is None:
             fresh = fresh_model(arch_name, num_classes, options.seed)
@@ -244,15 +242,28 @@ def _check_report(report: dict[str, Any] | None, ckpt: Checkpoint, notes: list[s
         )
 
 
-def _gradients(ckpt: Checkpoint, data: Path, seed: int, diag: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """dL/dW for every weight, by the same probe as diagnose's grad_ratio (model loaded, then freed)."""
+def _gradients(
+    ckpt: Checkpoint, data: Path, seed: int, diag: dict[str, Any], report: dict[str, Any] | None
+) -> dict[str, torch.Tensor]:
+    """dL/dW for every weight, by the same probe as diagnose's grad_ratio (model loaded, then freed).
+
+    The preprocessing is the report's when there is one (what diagnose measured with), else the model's.
+    """
     from plastic.calib import calib_batches, resolve_data_config, scan_folder
     from plastic.gradients import accumulate_gradients, random_labels
     from plastic.models import build_model
 
     model = build_model(ckpt).model
     calib = scan_folder(data, max_images=diag.get("max_images", 256), seed=seed)
-    cfg = resolve_data_config(model, ckpt.metadata)
+    given = (report or {}).get("data_config") or {}
+    size, mean, std = given.get("input_size"), given.get("mean"), given.get("std")
+    cfg = resolve_data_config(
+        model,
+        ckpt.metadata,
+        input_size=tuple(size) if isinstance(size, list) and len(size) == 3 else None,  # type: ignore[arg-type]
+        mean=tuple(mean) if isinstance(mean, list) and len(mean) == 3 else None,
+        std=tuple(std) if isinstance(std, list) and len(std) == 3 else None,
+    )
     labels = torch.tensor(calib.labels) if calib.labels is not None else random_labels(len(calib.files), seed)
     classes = max(len(calib.class_names), 2) if calib.labels is not None else 10
     batches = ((x, labels[idx]) for idx, x, _bad in calib_batches(calib, cfg, 32) if x is not None)

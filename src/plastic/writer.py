@@ -88,6 +88,28 @@ def _copy_raw(ckpt: Checkpoint, info: TensorInfo, f: BinaryIO) -> None:
             left -= len(chunk)
 
 
+# Entries of a training checkpoint that describe the run, not the model: stale after a re-initialization.
+RUN_STATE = frozenset(
+    {"optimizer", "optimizer_states", "lr_schedulers", "scheduler", "loops", "callbacks", "scaler"}
+)
+
+
+def _holds_tensor(v: Any) -> bool:
+    if isinstance(v, torch.Tensor):
+        return True
+    if isinstance(v, dict):
+        return any(_holds_tensor(x) for x in v.values())
+    if isinstance(v, list | tuple):
+        return any(_holds_tensor(x) for x in v)
+    return False
+
+
+def _describes_the_model(key: str, v: Any) -> bool:
+    """Kept by default: scalars and tensor-free metadata (Lightning's ``hyper_parameters``, which
+    ``load_from_checkpoint`` needs); dropped: the run's state (optimizer moments, loops) and other tensors."""
+    return key not in RUN_STATE and not _holds_tensor(v)
+
+
 def write_torch(
     ckpt: Checkpoint, out: Target | Path, new_value: NewValue, metadata: dict[str, str], *, keep_extra: bool
 ) -> None:
@@ -104,8 +126,8 @@ def write_torch(
         for k, v in original.items():
             if k == ckpt.container_key:
                 obj[k] = state
-            elif keep_extra or isinstance(v, str | int | float | bool):
-                obj[k] = v  # scalars (epoch, arch, ...) always; optimizer state etc. only with --keep-extra
+            elif keep_extra or _describes_the_model(str(k), v):
+                obj[k] = v  # epoch, arch, hyper_parameters ... always; optimizer state only with --keep-extra
         obj["plastic"] = dict(metadata)
     out = out if isinstance(out, Target) else Target(out, replace=True)
     with atomic_writer(out.path, replace=out.replace, mode=out.mode) as f:

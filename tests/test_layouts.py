@@ -1,0 +1,168 @@
+"""Every checkpoint layout a user may hand over (issue 10): wrapper prefixes and Lightning, hub folders,
+1-channel models, and reports that carry what reinit needs. Real timm models throughout."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import timm
+import torch
+from safetensors.torch import load_file, save_file
+
+from plastic.checkpoint import open_checkpoint
+from tests.conftest import CALIB, Result
+
+SMALL = "test_efficientnet"  # a real timm architecture, tiny enough for CPU tests
+
+
+def _doc(res: Result) -> dict[str, Any]:
+    assert res.code == 0, res.stderr[-3000:]
+    return json.loads(res.stdout)  # type: ignore[no-any-return]
+
+
+def _state(arch: str, **kwargs: Any) -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)
+    model = timm.create_model(arch, pretrained=False, **kwargs)
+    return {k: v.contiguous() for k, v in model.state_dict().items()}
+
+
+# --- wrapper prefixes and Lightning ----------------------------------------------------------------------
+
+
+def _lightning_checkpoint(path: Path) -> None:
+    """A real Lightning checkpoint: a LightningModule holding a timm model as ``self.model``, 2 steps."""
+    lightning = pytest.importorskip("lightning")
+    from torch.utils.data import DataLoader, TensorDataset
+
+    class Lit(lightning.LightningModule):  # type: ignore[misc,name-defined]
+        def __init__(self, lr: float = 0.01) -> None:
+            super().__init__()
+            self.save_hyperparameters()
+            self.model = timm.create_model(SMALL, num_classes=4)
+
+        def training_step(self, batch: Any, _i: int) -> torch.Tensor:
+            x, y = batch
+            return torch.nn.functional.cross_entropy(self.model(x), y)
+
+        def configure_optimizers(self) -> Any:
+            return torch.optim.SGD(self.parameters(), lr=self.hparams.lr, momentum=0.9)
+
+    torch.manual_seed(0)
+    data = TensorDataset(torch.randn(8, 3, 64, 64), torch.randint(0, 4, (8,)))
+    trainer = lightning.Trainer(
+        max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False,
+    )  # fmt: skip
+    trainer.fit(Lit(), DataLoader(data, batch_size=4))
+    trainer.save_checkpoint(path)
+
+
+def _hand_made_lightning(path: Path) -> None:
+    """What Lightning writes, when the package is absent: state_dict under ``model.``, run state beside."""
+    sd = {f"model.{k}": v for k, v in _state(SMALL, num_classes=4).items()}
+    torch.save({"epoch": 3, "global_step": 100, "pytorch-lightning_version": "2.6.6", "state_dict": sd,
+                "hyper_parameters": {"lr": 0.01}, "optimizer_states": [{"state": {0: {"momentum_buffer":
+                torch.zeros(2)}}}], "lr_schedulers": []}, path)  # fmt: skip
+
+
+@pytest.mark.parametrize("real", [True, False], ids=["lightning", "hand-made"])
+def test_lightning_checkpoint_round_trip(cli: Callable[..., Result], tmp_path: Path, real: bool) -> None:
+    src = tmp_path / "effb0_lightning.ckpt"
+    (_lightning_checkpoint if real else _hand_made_lightning)(src)
+    doc = _doc(cli("diagnose", src, "--data", CALIB, "--device", "cpu", "--max-images", "8", "--json"))
+    assert doc["arch"]["name"] == SMALL and doc["arch"]["source"] == "detected"
+    assert doc["checkpoint"]["stripped_prefixes"] == ["model."]
+    assert any("wrapper prefix 'model.'" in n for n in doc["notes"])
+    assert doc["layers"][0]["name"].startswith(("conv_stem", "blocks", "conv_head", "classifier"))
+    report = tmp_path / "r.json"
+    report.write_text(json.dumps(doc))
+    out = tmp_path / "out.ckpt"
+    res = cli("reinit", "--report", report, "-s", "topk-layers", "--k", "2", "-o", out)
+    assert res.code == 0, res.stderr
+    written = torch.load(out, weights_only=True)
+    original = torch.load(src, weights_only=True)
+    assert set(written["state_dict"]) == set(original["state_dict"])  # the prefix kept, as the loader needs
+    assert (
+        written["hyper_parameters"] == original["hyper_parameters"] and written["epoch"] == original["epoch"]
+    )
+    assert "optimizer_states" not in written  # the run's state is stale after a re-initialization
+    changed = json.loads(written["plastic"]["plastic.changed"])
+    assert changed and all(k.startswith("model.") for k in changed)
+    # timm's own init for the changed layers (not PyTorch's default): the manifest says so
+    assert "timm test_efficientnet init" in written["plastic"]["plastic.init_source"]
+    # --arch works too, and a named architecture finds the prefix the same way
+    res = cli("reinit", src, "--arch", SMALL, "-s", "head", "-o", tmp_path / "h.ckpt")
+    assert res.code == 0 and "wrapper prefix 'model.'" in res.stderr, res.stderr
+
+
+def test_lightning_output_loads_with_load_from_checkpoint(tmp_path: Path) -> None:
+    pytest.importorskip("lightning")
+    src = tmp_path / "m.ckpt"
+    _lightning_checkpoint(src)
+    out = tmp_path / "o.ckpt"
+    from plastic.reinit import reinit
+    from plastic.strategies import Options
+
+    reinit(src, strategy="head", output=out, options=Options())
+    script = f"""
+import sys, torch, timm, lightning
+sys.path.insert(0, {str(Path(__file__).parents[1])!r})
+from tests.test_layouts import SMALL
+class Lit(lightning.LightningModule):
+    def __init__(self, lr):
+        super().__init__(); self.save_hyperparameters(); self.model = timm.create_model(SMALL, num_classes=4)
+m = Lit.load_from_checkpoint({str(out)!r})
+print("ok", m.hparams.lr)
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "ok 0.01" in proc.stdout, proc.stderr[-2000:]
+
+
+def test_backbone_prefix_in_safetensors(cli: Callable[..., Result], tmp_path: Path) -> None:
+    src = tmp_path / "m.safetensors"
+    save_file({f"backbone.net.{k}": v for k, v in _state(SMALL, num_classes=4).items()}, str(src))
+    doc = _doc(cli("diagnose", src, "--data", CALIB, "--device", "cpu", "--max-images", "4", "--json"))
+    assert doc["arch"]["name"] == SMALL and doc["checkpoint"]["stripped_prefixes"] == ["backbone.net."]
+    out = tmp_path / "o.safetensors"
+    assert cli("reinit", src, "-s", "head", "-o", out).code == 0
+    assert set(load_file(out)) == set(load_file(src))
+
+
+# --- reports carry the architecture ----------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["dormant-units", "weights"])
+def test_report_architecture_reaches_reinit(tmp_path: Path, strategy: str) -> None:
+    """resnet18 ties with resnetblur18 by signature: the report's --arch must carry into reinit."""
+    src = tmp_path / "r18.safetensors"
+    save_file(_state("resnet18", num_classes=10), str(src))
+    env = {"PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    diag = subprocess.run(
+        [sys.executable, "-m", "plastic", "diagnose", str(src), "--arch", "resnet18", "--data", str(CALIB),
+         "--max-images", "8", "--device", "cpu", "--json"],
+        capture_output=True, text=True, timeout=600, env={**__import__("os").environ, **env},
+    )  # fmt: skip
+    assert diag.returncode == 0, diag.stderr[-2000:]
+    extra = ["--utility", "gradient"] if strategy == "weights" else []
+    proc = subprocess.run(
+        [sys.executable, "-m", "plastic", "reinit", "-s", strategy, *extra, "-o", f"{tmp_path}/o.safetensors"],
+        input=diag.stdout, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "ambiguous" not in proc.stderr
+
+
+def test_open_checkpoint_strip_prefix_keeps_keys(tmp_path: Path) -> None:
+    src = tmp_path / "m.safetensors"
+    save_file({"model.fc.weight": torch.ones(2, 2)}, str(src))
+    with open_checkpoint(src) as ckpt:
+        ckpt.strip_prefix("model.")
+        assert [(t.name, t.key) for t in ckpt.tensors] == [("fc.weight", "model.fc.weight")]
+        assert ckpt.tensor("fc.weight").sum().item() == 4
