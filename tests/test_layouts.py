@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -147,12 +148,13 @@ def test_report_architecture_reaches_reinit(tmp_path: Path, strategy: str) -> No
     diag = subprocess.run(
         [sys.executable, "-m", "plastic", "diagnose", str(src), "--arch", "resnet18", "--data", str(CALIB),
          "--max-images", "8", "--device", "cpu", "--json"],
-        capture_output=True, text=True, timeout=600, env={**__import__("os").environ, **env},
+        capture_output=True, text=True, timeout=600, env={**os.environ, **env},
     )  # fmt: skip
     assert diag.returncode == 0, diag.stderr[-2000:]
     extra = ["--utility", "gradient"] if strategy == "weights" else []
+    out = tmp_path / "o.safetensors"
     proc = subprocess.run(
-        [sys.executable, "-m", "plastic", "reinit", "-s", strategy, *extra, "-o", f"{tmp_path}/o.safetensors"],
+        [sys.executable, "-m", "plastic", "reinit", "-s", strategy, *extra, "-o", str(out)],
         input=diag.stdout, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
