@@ -168,3 +168,77 @@ def test_open_checkpoint_strip_prefix_keeps_keys(tmp_path: Path) -> None:
         ckpt.strip_prefix("model.")
         assert [(t.name, t.key) for t in ckpt.tensors] == [("fc.weight", "model.fc.weight")]
         assert ckpt.tensor("fc.weight").sum().item() == 4
+
+
+# --- hub folders -----------------------------------------------------------------------------------------
+
+
+def _hub_folder(folder: Path, weights: str = "model.safetensors") -> Path:
+    folder.mkdir()
+    state = _state(SMALL, num_classes=7)
+    if weights.endswith(".safetensors"):
+        save_file(state, str(folder / weights))
+    else:
+        torch.save(state, folder / weights)
+    cfg = {"architecture": SMALL, "num_classes": 7, "pretrained_cfg": {
+        "input_size": [3, 96, 96], "mean": [0.1, 0.2, 0.3], "std": [0.5, 0.6, 0.7],
+        "interpolation": "bilinear", "crop_pct": 1.0, "crop_mode": "center"}}  # fmt: skip
+    (folder / "config.json").write_text(json.dumps(cfg))
+    return folder
+
+
+@pytest.mark.parametrize("weights", ["model.safetensors", "pytorch_model.bin"])
+@pytest.mark.parametrize("given", ["folder", "config", "weights"])
+def test_hub_folder_config_decides(
+    cli: Callable[..., Result], tmp_path: Path, weights: str, given: str
+) -> None:
+    folder = _hub_folder(tmp_path / "hub", weights)
+    path = {"folder": folder, "config": folder / "config.json", "weights": folder / weights}[given]
+    doc = _doc(cli("diagnose", path, "--data", CALIB, "--device", "cpu", "--max-images", "4", "--json"))
+    assert doc["arch"] == {"name": SMALL, "source": "config.json", "candidates": [SMALL]}
+    cfg = doc["data_config"]
+    assert cfg["input_size"] == [3, 96, 96] and cfg["input_size_source"] == "config.json"
+    assert cfg["mean"] == [0.1, 0.2, 0.3] and cfg["std"] == [0.5, 0.6, 0.7] and cfg["crop_pct"] == 1.0
+    # options outrank the config
+    doc = _doc(cli("diagnose", path, "--data", CALIB, "--device", "cpu", "--max-images", "4", "--json",
+                   "--input-size", "64", "--mean", "0.5"))  # fmt: skip
+    assert doc["data_config"]["input_size"] == [3, 64, 64] and doc["data_config"]["mean"] == [0.5] * 3
+    # the config is an input: --out may not replace it
+    res = cli("diagnose", path, "--data", CALIB, "--device", "cpu", "--out", folder / "config.json")
+    assert res.code == 2 and "refusing to overwrite the input" in res.stderr
+
+
+def test_foreign_config_json_is_ignored(cli: Callable[..., Result], tmp_path: Path) -> None:
+    folder = _hub_folder(tmp_path / "hub")
+    (folder / "config.json").write_text(json.dumps({"architectures": ["BertModel"], "hidden_size": 8}))
+    doc = _doc(cli("diagnose", folder, "--data", CALIB, "--device", "cpu", "--max-images", "4", "--json"))
+    assert doc["arch"]["source"] == "detected"
+
+
+# --- 1-channel models ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("arch", ["test_resnet", "test_efficientnet", "test_vit"])
+def test_one_channel_models(cli: Callable[..., Result], tmp_path: Path, arch: str) -> None:
+    src = tmp_path / "gray.safetensors"
+    save_file(_state(arch, in_chans=1, num_classes=5), str(src))
+    doc = _doc(cli("diagnose", src, "--data", CALIB, "--device", "cpu", "--max-images", "8", "--json"))
+    assert doc["arch"]["name"] == arch and doc["data_config"]["input_size"][0] == 1
+    assert len(doc["data_config"]["mean"]) == 1 and any("in_chans=1" in n for n in doc["notes"])
+    rep = tmp_path / "r.json"
+    rep.write_text(json.dumps(doc))
+    out = tmp_path / "o.safetensors"
+    res = cli("reinit", "--report", rep, "-s", "topk-layers", "--k", "2", "-o", out)
+    assert res.code == 0, res.stderr
+    model = timm.create_model(arch, in_chans=1, num_classes=5)
+    model.load_state_dict(load_file(out), strict=True)  # timm's 1-channel model takes the output
+    # --arch with the stem's shape, and --in-chans, give the same
+    doc2 = _doc(cli("diagnose", src, "--arch", arch, "--in-chans", "1", "--data", CALIB, "--device", "cpu",
+                    "--max-images", "8", "--json"))  # fmt: skip
+    assert doc2["data_config"]["input_size"][0] == 1
+
+
+def test_input_size_channels_must_match_the_model(cli: Callable[..., Result]) -> None:
+    from tests.conftest import RESNET, expect_error
+
+    expect_error(cli("diagnose", RESNET, "--data", CALIB, "--input-size", "1,32,32"), "model takes 3")

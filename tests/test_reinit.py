@@ -319,15 +319,22 @@ def test_usage_errors(cli: Callable[..., Result], tmp_path: Path) -> None:
 def test_no_architecture_uses_pytorch_defaults(tmp_path: Path) -> None:
     sd = load_file(RESNET)
     plain = tmp_path / "plain.safetensors"
-    renamed = {f"net.{k}": v for k, v in sd.items()}  # a naming no timm model has
+    renamed = {k.replace("layer", "stage"): v for k, v in sd.items()}  # a naming no timm model has
     save_file(renamed, plain)
     out = tmp_path / "o.safetensors"
-    res = reinit(plain, strategy="layers", output=out, options=Options(layers=["net.layer2.0.conv1.*"]))
+    res = reinit(plain, strategy="layers", output=out, options=Options(layers=["stage2.0.conv1.*"]))
     assert "PyTorch default init" in res.init_source
     after = load_file(out)
-    w = after["net.layer2.0.conv1.weight"]
+    w = after["stage2.0.conv1.weight"]
     bound = 1 / (32 * 3 * 3) ** 0.5
-    assert float(w.abs().max()) <= bound and not torch.equal(w, renamed["net.layer2.0.conv1.weight"])
+    assert float(w.abs().max()) <= bound and not torch.equal(w, renamed["stage2.0.conv1.weight"])
+    # a wrapper prefix is not a foreign naming: the architecture is found under it, and globs match
+    # the file's own keys as well as timm's names
+    wrapped = tmp_path / "wrapped.safetensors"
+    save_file({f"net.{k}": v for k, v in sd.items()}, wrapped)
+    res = reinit(wrapped, strategy="layers", output=tmp_path / "w.safetensors",
+                 options=Options(layers=["net.layer2.0.conv1.*"]))  # fmt: skip
+    assert "timm test_resnet init" in res.init_source and res.changed[0]["tensor"].startswith("net.")
 
 
 def test_shell_pipeline(tmp_path: Path) -> None:

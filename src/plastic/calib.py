@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     import torch
     from PIL import Image
 
+    from plastic.hub_config import HubConfig
+
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 
 
@@ -141,9 +143,12 @@ def _quiet_worker(_worker_id: int) -> None:
 class CalibDataset:
     """A map-style dataset; a file that cannot be decoded yields None (collated away, then counted)."""
 
-    def __init__(self, calib: CalibSet, transform: Callable[[Any], torch.Tensor]) -> None:
+    def __init__(
+        self, calib: CalibSet, transform: Callable[[Any], torch.Tensor], grayscale: bool = False
+    ) -> None:
         self.calib = calib
         self.transform = transform
+        self.grayscale = grayscale  # a 1-channel model reads luminance
 
     def __len__(self) -> int:
         return len(self.calib.files)
@@ -151,7 +156,8 @@ class CalibDataset:
     def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, str]:
         path = self.calib.files[i]
         try:
-            x = self.transform(load_image(path))
+            img = load_image(path)
+            x = self.transform(img.convert("L") if self.grayscale else img)
         except Exception as e:  # unreadable, corrupt, unsupported: skip and report, never fatal
             return i, None, f"{type(e).__name__}: {str(e).splitlines()[0][:100] if str(e) else ''}"
         return i, x, ""
@@ -186,28 +192,54 @@ def resolve_data_config(
     input_size: tuple[int, int, int] | None = None,
     mean: tuple[float, ...] | None = None,
     std: tuple[float, ...] | None = None,
+    hub: HubConfig | None = None,
+    in_chans: int | None = None,
 ) -> DataConfig:
-    """The model's own timm data config, with the checkpoint's ``input_size`` metadata and options on top."""
+    """The preprocessing, each field from the first that gives it: the options, timm's ``config.json``
+    (``pretrained_cfg``), the checkpoint's ``input_size`` metadata, the model's own timm data config.
+
+    With ``in_chans`` other than 3 the input size takes that channel count and a 3-value mean/std is
+    averaged to one value per channel (grayscale models read images as luminance).
+    """
     from timm.data.config import resolve_model_data_config
 
     cfg = resolve_model_data_config(model)
     source = "model"
-    if input_size is None and metadata.get("input_size"):
+    if input_size is not None:
+        source = "option"
+    elif hub is not None and hub.input_size is not None:
+        input_size, source = hub.input_size, "config.json"
+    elif metadata.get("input_size"):
         try:
             parsed = tuple(int(v) for v in metadata["input_size"].replace("x", ",").split(","))
         except ValueError:
             parsed = ()
         if len(parsed) == 3:
             input_size, source = (parsed[0], parsed[1], parsed[2]), "metadata"
-    elif input_size is not None:
-        source = "option"
+    size = tuple(input_size or cfg["input_size"])
+    chans = in_chans or 3
+    if source == "option" and size[0] not in (0, chans):  # 0: S or H,W given, channels the model's
+        raise UsageError(
+            f"--input-size has {size[0]} channel(s) but the model takes {chans}; give {chans},H,W or H,W"
+        )
+    if chans not in (1, 3):
+        raise UsageError(
+            f"the model takes {chans} input channels; calibration images give 1 (gray) or 3 (RGB)"
+        )
+    size = (chans, int(size[1]), int(size[2]))
+    mean = mean or (hub.mean if hub else None) or tuple(cfg["mean"])
+    std = std or (hub.std if hub else None) or tuple(cfg["std"])
+    if len(mean) != chans:
+        mean = (sum(mean) / len(mean),) * chans
+    if len(std) != chans:
+        std = (sum(std) / len(std),) * chans
     return DataConfig(
-        input_size=tuple(input_size or cfg["input_size"]),  # type: ignore[arg-type]
-        mean=tuple(mean or cfg["mean"]),
-        std=tuple(std or cfg["std"]),
-        interpolation=str(cfg.get("interpolation", "bilinear")),
-        crop_pct=float(cfg.get("crop_pct", 0.875)),
-        crop_mode=str(cfg.get("crop_mode", "center")),
+        input_size=size,  # type: ignore[arg-type]
+        mean=tuple(mean),
+        std=tuple(std),
+        interpolation=str((hub.interpolation if hub else None) or cfg.get("interpolation", "bilinear")),
+        crop_pct=float((hub.crop_pct if hub else None) or cfg.get("crop_pct", 0.875)),
+        crop_mode=str((hub.crop_mode if hub else None) or cfg.get("crop_mode", "center")),
         source=source,
     )
 
@@ -232,7 +264,7 @@ def calib_batches(
     """(indices of the decoded images, their (B, C, H, W) batch or None, (index, why) of the skipped)."""
     import torch
 
-    dataset: Any = CalibDataset(calib, make_transform(cfg))
+    dataset: Any = CalibDataset(calib, make_transform(cfg), grayscale=cfg.input_size[0] == 1)
     loader: torch.utils.data.DataLoader[Any] = torch.utils.data.DataLoader(
         dataset,
         batch_size=batch_size,

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from plastic.errors import CheckpointError, UsageError
+from plastic.hub_config import CONFIG_NAME, HubConfig, read_hub_config
 from plastic.st_header import StEntry, StHeader, read_header
 from plastic.torch_file import torch_load
 
@@ -80,6 +81,8 @@ class Checkpoint:
     entries: dict[str, StEntry] = field(default_factory=dict, repr=False)  # safetensors: name -> entry
     notes: list[str] = field(default_factory=list)  # what the reader decided on the user's behalf
     sha256: str | None = None  # of every input file's bytes, in order; set by compute_sha256()
+    hub: HubConfig | None = None  # timm's config.json beside the weights
+    in_chans: int | None = None  # input channels when not 3: the option, config.json, or the stem's shape
     _fds: dict[str, int] = field(default_factory=dict, repr=False)
     _state: dict[str, Any] | None = field(default=None, repr=False)  # torch formats: name -> tensor
     _by_name: dict[str, TensorInfo] | None = field(default=None, repr=False)
@@ -98,8 +101,9 @@ class Checkpoint:
 
     @property
     def input_files(self) -> list[Path]:
-        """Every file this checkpoint was read from: the shards and, for a sharded one, its index."""
-        return [*self.files, self.path] if self.format == "safetensors-sharded" else list(self.files)
+        """Every file this checkpoint was read from: the shards, the index, timm's config.json."""
+        files = [*self.files, self.path] if self.format == "safetensors-sharded" else list(self.files)
+        return [*files, self.hub.path] if self.hub is not None else files
 
     def compute_sha256(self) -> str:
         """The checkpoint's fingerprint: SHA-256 over every input file (index first, then shards)."""
@@ -196,6 +200,13 @@ def checkpoint_files(path: str | Path) -> list[Path]:
     yields itself (opening it later gives the real error).
     """
     p = Path(path)
+    extra = [p.parent / CONFIG_NAME] if p.is_file() else [p / CONFIG_NAME]
+    if p.name == CONFIG_NAME:
+        p = p.parent
+    return [*_checkpoint_files(p), *(c for c in extra if c.is_file())]
+
+
+def _checkpoint_files(p: Path) -> list[Path]:
     try:
         if p.is_dir():
             index = sorted(p.glob("*.safetensors.index.json"))
@@ -203,6 +214,8 @@ def checkpoint_files(path: str | Path) -> list[Path]:
                 p = index[0]
             else:
                 singles = sorted(p.glob("*.safetensors"))
+                if not singles and (p / "pytorch_model.bin").is_file():
+                    return [p / "pytorch_model.bin"]
                 return singles if len(singles) == 1 else [p]
         if p.name.endswith(".safetensors.index.json"):
             doc = json.loads(p.read_text(encoding="utf-8"))
@@ -222,8 +235,10 @@ def open_checkpoint(path: str | Path, *, key: str | None = None, arch: str | Non
     p = Path(path)
     if not p.exists():
         raise CheckpointError(f"{p}: no such file or folder")
+    if p.name == CONFIG_NAME and p.is_file():
+        p = p.parent  # timm's hub layout: the config names the folder that holds the weights
     if p.is_dir():
-        ckpt = _open_folder(p)
+        ckpt = _open_folder(p, key)
     elif p.name.endswith(".safetensors.index.json"):
         ckpt = _open_sharded(p)
     elif p.suffix == ".safetensors":
@@ -239,8 +254,14 @@ def open_checkpoint(path: str | Path, *, key: str | None = None, arch: str | Non
         raise UsageError(
             "--key applies to PyTorch training checkpoints only; safetensors files hold one dict"
         )
+    weights_folder = ckpt.path.parent
+    ckpt.hub = read_hub_config(weights_folder)
+    if ckpt.hub is not None:
+        ckpt.in_chans = ckpt.hub.in_chans
     if arch:
         ckpt.arch, ckpt.arch_source = arch, "option"
+    elif ckpt.hub is not None:
+        ckpt.arch, ckpt.arch_source = ckpt.hub.architecture, "config.json"
     elif ckpt.metadata.get("arch"):
         ckpt.arch = ckpt.metadata["arch"]
         ckpt.arch_source = "metadata" if ckpt.format != "torch" else "checkpoint"
@@ -296,13 +317,15 @@ def _open_safetensors(p: Path) -> Checkpoint:
     return _from_headers(p, "safetensors", [("", h, h.entries)], h.metadata)
 
 
-def _open_folder(p: Path) -> Checkpoint:
+def _open_folder(p: Path, key: str | None) -> Checkpoint:
     index = sorted(p.glob("*.safetensors.index.json"))
     if len(index) == 1:
         return _open_sharded(index[0])
     singles = sorted(p.glob("*.safetensors"))
     if not index and len(singles) == 1:
         return _open_safetensors(singles[0])
+    if not index and not singles and (p / "pytorch_model.bin").is_file():
+        return _open_torch(p / "pytorch_model.bin", key)
     found = [f.name for f in index] or [f.name for f in singles]
     raise CheckpointError(
         f"{p}: a folder must hold exactly one *.safetensors.index.json or one *.safetensors file "

@@ -96,13 +96,14 @@ def diagnose(
     mean: tuple[float, ...] | None = None,
     std: tuple[float, ...] | None = None,
     progress: Progress | None = None,
+    in_chans: int | None = None,
 ) -> DiagnoseReport:
     """Build the model, run the calibration images through it, and score every layer and block."""
     with full_float32():
         return _diagnose(
             path, data, key=key, arch=arch, device=device, amp=amp, max_images=max_images,
             batch_size=batch_size, workers=workers, tau=tau, seed=seed, input_size=input_size, mean=mean,
-            std=std, progress=progress,
+            std=std, progress=progress, in_chans=in_chans,
         )  # fmt: skip
 
 
@@ -140,20 +141,25 @@ def _diagnose(
     mean: tuple[float, ...] | None,
     std: tuple[float, ...] | None,
     progress: Progress | None,
+    in_chans: int | None,
 ) -> DiagnoseReport:
     check_diagnose_options(
         device=device, max_images=max_images, batch_size=batch_size, workers=workers, tau=tau, seed=seed,
-        input_size=input_size, mean=mean, std=std,
+        input_size=input_size, mean=mean, std=std, in_chans=in_chans,
     )  # fmt: skip
     t0 = time.perf_counter()
     dev = pick_device(device)
     calib = scan_folder(data, max_images=max_images, seed=seed)
     with open_checkpoint(path, key=key, arch=arch) as ckpt:
+        if in_chans is not None:
+            ckpt.in_chans = in_chans
         built = build_model(ckpt)
         ckpt.compute_sha256()  # the report's identity: reinit refuses it for a file with other contents
     model = built.model
     notes = [*ckpt.notes, *built.notes]
-    cfg = resolve_data_config(model, ckpt.metadata, input_size=input_size, mean=mean, std=std)
+    cfg = resolve_data_config(
+        model, ckpt.metadata, input_size=input_size, mean=mean, std=std, hub=ckpt.hub, in_chans=ckpt.in_chans
+    )
     use_amp = amp and dev.type == "cuda"
     if amp and not use_amp:
         notes.append("--amp applies to CUDA only; running in float32 on the CPU")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -96,14 +97,15 @@ class InitSource:
         return default_value(info, self.shapes, self.seed)
 
 
-def fresh_model(arch: str, num_classes: int, seed: int) -> nn.Module:
+def fresh_model(arch: str, num_classes: int, seed: int, in_chans: int | None = None) -> nn.Module:
     """``timm.create_model(arch)`` with the global RNG seeded, restoring the RNG afterwards."""
     import timm
 
+    extra: dict[str, Any] = {"in_chans": in_chans} if in_chans not in (None, 3) else {}
     state = torch.random.get_rng_state()
     try:
         torch.manual_seed(seed)
-        return timm.create_model(arch, pretrained=False, num_classes=num_classes).eval()
+        return timm.create_model(arch, pretrained=False, num_classes=num_classes, **extra).eval()
     except Exception as e:
         raise UsageError(f"cannot build timm model {arch!r}: {e}") from None
     finally:

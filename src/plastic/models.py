@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from plastic.checkpoint import Checkpoint
 from plastic.errors import ArchitectureError
@@ -37,12 +37,13 @@ def check_arch_name(arch: str) -> None:
         raise ArchitectureError(f"unknown timm architecture {arch!r}{hint}")
 
 
-def _create(arch: str, num_classes: int, device: str = "cpu") -> nn.Module:
+def _create(arch: str, num_classes: int, device: str = "cpu", in_chans: int | None = None) -> nn.Module:
     import timm
     import torch
 
+    extra: dict[str, Any] = {"in_chans": in_chans} if in_chans not in (None, 3) else {}
     with torch.device(device):
-        return timm.create_model(arch, pretrained=False, num_classes=num_classes)
+        return timm.create_model(arch, pretrained=False, num_classes=num_classes, **extra)
 
 
 def _classifier_keys(arch: str, keys: set[str]) -> list[str]:
@@ -111,9 +112,9 @@ def _same_function(archs: list[str], ckpt: Checkpoint, num_classes: int) -> bool
     state = {i.name: t for i, t in ckpt.iter_tensors()}
     outputs, sizes = [], set()
     for arch in archs:
-        model = _create(arch, num_classes).eval()
+        model = _create(arch, num_classes, in_chans=ckpt.in_chans).eval()
         model.load_state_dict(state, strict=True)
-        size = tuple(resolve_model_data_config(model)["input_size"])
+        size = (ckpt.in_chans or 3, *tuple(resolve_model_data_config(model)["input_size"])[1:])
         sizes.add(size)
         x = torch.randn(2, *size, generator=torch.Generator().manual_seed(0))
         with torch.no_grad():
@@ -151,6 +152,22 @@ def _body_keys(arch: str) -> tuple[set[str], set[str]]:
     return keys - classifier, classifier
 
 
+def first_conv_key(arch: str) -> str | None:
+    """The stem's weight key (timm's ``pretrained_cfg['first_conv']``), or None when timm names none."""
+    import timm
+
+    cfg = timm.models.get_pretrained_cfg(arch.split(".", 1)[0])
+    first = getattr(cfg, "first_conv", None) if cfg is not None else None
+    return f"{first}.weight" if isinstance(first, str) and first else None
+
+
+def stem_channels(ckpt: Checkpoint, arch: str) -> int | None:
+    """The input channels the checkpoint's stem was built for, when they are not 3."""
+    key = first_conv_key(arch)
+    shape = ckpt.by_name[key].shape if key is not None and key in ckpt.by_name else None
+    return shape[1] if shape is not None and len(shape) >= 2 and shape[1] != 3 else None
+
+
 def _align_to(ckpt: Checkpoint, arch: str) -> str | None:
     """Strip the wrapper prefix under which ``ckpt`` holds ``arch``'s names; the note, or None."""
     names = [t.name for t in ckpt.tensors]
@@ -177,6 +194,7 @@ def resolve_arch(ckpt: Checkpoint) -> tuple[str, str, list[str], list[str]]:
     if ckpt.arch:
         check_arch_name(ckpt.arch)
         note = _align_to(ckpt, ckpt.arch)
+        ckpt.in_chans = ckpt.in_chans or stem_channels(ckpt, ckpt.arch)
         return ckpt.arch, ckpt.arch_source or "option", [ckpt.arch], [note] if note else []
     from plastic.signatures import detect
 
@@ -189,6 +207,17 @@ def resolve_arch(ckpt: Checkpoint) -> tuple[str, str, list[str], list[str]]:
             if found.candidates:
                 ckpt.strip_prefix(prefix)
                 notes.append(_prefix_note(prefix))
+                break
+    if not found.candidates:  # a stem built for 1 (or 4...) channels: try each such conv as the stem
+        shapes = {t.name: t.shape for t in ckpt.tensors}
+        stems = [k for k, v in shapes.items() if len(v) == 4 and v[1] != 3 and k.endswith("weight")][:64]
+        for key in stems:
+            as_rgb = detect({**shapes, key: (shapes[key][0], 3, *shapes[key][2:])})
+            if as_rgb.candidates and all(first_conv_key(a) == key for a in as_rgb.candidates):
+                found, ckpt.in_chans = as_rgb, shapes[key][1]
+                notes.append(
+                    f"the stem {key} takes {ckpt.in_chans} input channel(s): in_chans={ckpt.in_chans}"
+                )
                 break
     if not found.candidates:
         raise ArchitectureError(
@@ -221,7 +250,7 @@ def build_model(ckpt: Checkpoint, *, allow_position_mapping: bool | None = None)
     keys = {t.name for t in ckpt.tensors}
     classifier = _classifier_keys(arch, keys)
     num_classes = _num_classes(ckpt, classifier)
-    model = _create(arch, num_classes)
+    model = _create(arch, num_classes, in_chans=ckpt.in_chans)
     missing, unexpected, shaped = _compare(model, ckpt)
     if missing or unexpected or shaped:
         positional = source == "option" if allow_position_mapping is None else allow_position_mapping

@@ -105,6 +105,7 @@ def reinit(
     keep_extra: bool = False,
     diagnose_options: dict[str, Any] | None = None,
     inputs: Sequence[Path] = (),
+    in_chans: int | None = None,
 ) -> ReinitResult:
     """Apply ``strategy`` to ``checkpoint`` (or the report's checkpoint) and write ``output``.
 
@@ -115,6 +116,8 @@ def reinit(
         check_device(str(diagnose_options.get("device", "auto")))
         check_count("--max-images", diagnose_options.get("max_images", 256))
         check_tau(diagnose_options.get("tau", 0.025))
+    if in_chans is not None:
+        check_count("--in-chans", in_chans)
     if report is not None:
         validate_report(report)
     info = get_strategy(strategy)
@@ -129,6 +132,9 @@ def reinit(
             )
         checkpoint = report["checkpoint"]["path"]
         key = key or report["checkpoint"].get("container_key")
+    size = ((report or {}).get("data_config") or {}).get("input_size")
+    if in_chans is None and isinstance(size, list) and size and isinstance(size[0], int) and size[0] != 3:
+        in_chans = int(size[0])  # the channels diagnose ran the model with
     if report is not None and arch is None and (report.get("arch") or {}).get("name"):
         arch = str(report["arch"]["name"])  # the architecture diagnose ran, not a second guess
     path = Path(checkpoint)
@@ -138,13 +144,15 @@ def reinit(
     data_path = Path(data) if data is not None else None
     if data_path is None and report is not None and strategy == "weights" and options.utility == "gradient":
         data_path = Path(report["calibration"]["path"])
-    diag = dict(diagnose_options or {}, key=key, arch=arch, seed=options.seed)
+    diag = dict(diagnose_options or {}, key=key, arch=arch, seed=options.seed, in_chans=in_chans)
     if strategy in NEEDS_REPORT:
         report = _report_for(path, data_path, report, **diag)
 
     notes: list[str] = []
     with open_checkpoint(path, key=key, arch=arch) as ckpt:
         notes.extend(ckpt.notes)
+        if in_chans is not None:
+            ckpt.in_chans = in_chans
         if out is not None:
             check_target(out, inputs=[*ckpt.input_files, *inputs], force=force)
             fmt = output_format(ckpt, out)
@@ -162,7 +170,7 @@ def reinit(
             gradients = _gradients(ckpt, data_path, options.seed, diag, report)
         fresh = None
         if arch_name is not None and structure is None:
-            fresh = fresh_model(arch_name, num_classes, options.seed)
+            fresh = fresh_model(arch_name, num_classes, options.seed, ckpt.in_chans)
             _check_names(fresh, ckpt, arch_name)
             structure = analyse(fresh)
         ctx = Context(
@@ -173,7 +181,7 @@ def reinit(
         if structure is not None:
             structure.release()  # drop the probe model before building the init source
         if fresh is None and arch_name is not None and _needs_init(plan):
-            fresh = fresh_model(arch_name, num_classes, options.seed)
+            fresh = fresh_model(arch_name, num_classes, options.seed, ckpt.in_chans)
         shapes = {t.name: t.shape for t in ckpt.tensors}
         if fresh is not None and arch_name is not None:
             needed = {c.tensor for c in plan.changes if c.value in ("resample", "shrink-perturb")}
@@ -261,8 +269,10 @@ def _gradients(
         model,
         ckpt.metadata,
         input_size=tuple(size) if isinstance(size, list) and len(size) == 3 else None,  # type: ignore[arg-type]
-        mean=tuple(mean) if isinstance(mean, list) and len(mean) == 3 else None,
-        std=tuple(std) if isinstance(std, list) and len(std) == 3 else None,
+        mean=tuple(mean) if isinstance(mean, list) and mean else None,
+        std=tuple(std) if isinstance(std, list) and std else None,
+        hub=ckpt.hub,
+        in_chans=ckpt.in_chans,
     )
     labels = torch.tensor(calib.labels) if calib.labels is not None else random_labels(len(calib.files), seed)
     classes = max(len(calib.class_names), 2) if calib.labels is not None else 10

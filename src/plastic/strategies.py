@@ -64,6 +64,14 @@ class Context:
     def names(self) -> list[str]:
         return [t.name for t in self.ckpt.tensors]
 
+    def matching(self, patterns: list[str]) -> list[str]:
+        """Tensor names whose name, or key as stored in the file (wrapper prefix included), matches a glob."""
+        return [
+            t.name
+            for t in self.ckpt.tensors
+            if any(fnmatch.fnmatchcase(t.name, p) or fnmatch.fnmatchcase(t.key, p) for p in patterns)
+        ]
+
     def tensors_of(self, module: str) -> list[str]:
         return [n for n in self.names if n.rpartition(".")[0] == module]
 
@@ -169,7 +177,7 @@ def group_of_layers(structure: Structure, layers: list[str]) -> list[str]:
 def weight_tensors(ctx: Context) -> list[str]:
     """Conv/linear weights (>= 2-D ``weight``), classifier excluded unless --include-head, or --layers."""
     if ctx.options.layers:
-        return [n for n in ctx.names if any(fnmatch.fnmatchcase(n, p) for p in ctx.options.layers)]
+        return ctx.matching(ctx.options.layers)
     heads = set(ctx.classifier_modules())
     shapes = {t.name: t.shape for t in ctx.ckpt.tensors}
     return [
@@ -232,7 +240,7 @@ def layers_by_glob(ctx: Context) -> Plan:
     if not ctx.options.layers:
         raise UsageError("--strategy layers needs at least one --layers GLOB, e.g. --layers 'stages.3.*'")
     plan = Plan()
-    matched = [n for n in ctx.names if any(fnmatch.fnmatchcase(n, p) for p in ctx.options.layers)]
+    matched = ctx.matching(ctx.options.layers)
     if not matched:
         raise UsageError(f"--layers {ctx.options.layers} match no tensor")
     for n in matched:
@@ -361,10 +369,11 @@ def shrink_perturb(ctx: Context) -> Plan:
     plan = Plan()
     infos = {t.name: t for t in ctx.ckpt.tensors}
     patterns = ctx.options.layers
+    selected = set(ctx.matching(patterns))
     for name, info in infos.items():
         if not info.is_parameter:
             continue  # running statistics and integer buffers are not shrunk
-        if patterns and not any(fnmatch.fnmatchcase(name, p) for p in patterns):
+        if patterns and name not in selected:
             continue
         plan.changes.append(Change(name, "shrink-perturb", "shrink-perturb"))
     return plan

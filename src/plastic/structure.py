@@ -88,7 +88,15 @@ def _probe_input(model: nn.Module) -> torch.Tensor:
     from timm.data.config import resolve_model_data_config
 
     size = tuple(resolve_model_data_config(model)["input_size"])
-    return torch.randn(1, *size, generator=torch.Generator().manual_seed(0))
+    return torch.randn(1, input_channels(model), *size[1:], generator=torch.Generator().manual_seed(0))
+
+
+def input_channels(model: nn.Module) -> int:
+    """The channels the model's first convolution reads (a 1-channel stem reads 1); 3 without one."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv1d | nn.Conv2d | nn.Conv3d):
+            return int(m.in_channels)
+    return 3
 
 
 def analyse(model: nn.Module) -> Structure:

@@ -61,7 +61,9 @@ def check_reinit_options(opts: Options) -> None:
 def check_preprocessing(
     input_size: Sequence[int] | None, mean: Sequence[float] | None, std: Sequence[float] | None
 ) -> None:
-    if input_size is not None and (len(input_size) != 3 or min(input_size) < 1 or max(input_size) > 16384):
+    if input_size is not None and (
+        len(input_size) != 3 or input_size[0] < 0 or min(input_size[1:]) < 1 or max(input_size) > 16384
+    ):  # channel 0: "the model's" (S or H,W given)
         raise UsageError(f"--input-size must be C,H,W with sizes in 1..16384, not {tuple(input_size)}")
     for name, vals in (("--mean", mean), ("--std", std)):
         for v in vals or ():
@@ -81,8 +83,11 @@ def check_diagnose_options(
     input_size: Sequence[int] | None = None,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
+    in_chans: int | None = None,
 ) -> None:
     check_device(device)
+    if in_chans is not None:
+        check_count("--in-chans", in_chans)
     check_count("--max-images", max_images)
     check_count("--batch-size", batch_size)
     check_count("--workers", workers, low=0)

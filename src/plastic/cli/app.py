@@ -84,6 +84,10 @@ KeyOpt = Annotated[
     typer.Option("--key", help="Entry of a training checkpoint to read (state_dict, model_ema, ...)."),
 ]
 ArchOpt = Annotated[str | None, typer.Option("--arch", help="timm architecture name (overrides the file's).")]
+InChansOpt = Annotated[
+    int | None,
+    typer.Option("--in-chans", help="Input channels (1: grayscale); default: config.json, else the stem's."),
+]
 FormatOpt = Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format on stdout.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Shortcut for --format json.")]
 
@@ -195,6 +199,7 @@ def reinit(
     ] = None,
     key: KeyOpt = None,
     arch: ArchOpt = None,
+    in_chans: InChansOpt = None,
     value: Annotated[
         Value, typer.Option("--value", help="New value: the architecture's init, or its mean.")
     ] = Value.resample,
@@ -254,7 +259,7 @@ def reinit(
         checkpoint, strategy=strategy, output=output, options=options, report=doc_in, data=data, key=key,
         arch=arch, force=force, dry_run=dry_run, keep_extra=keep_extra,
         diagnose_options={"device": device, "max_images": max_images, "tau": tau},
-        inputs=[report] if report is not None and str(report) != "-" else [],
+        inputs=[report] if report is not None and str(report) != "-" else [], in_chans=in_chans,
     )  # fmt: skip
     doc = reinit_dict(result)
     err = console.err()
@@ -288,10 +293,10 @@ def _input_size(text: str | None) -> tuple[int, int, int] | None:
         return None
     size = [int(v) for v in vals]
     if len(size) == 1:
-        size = [3, size[0], size[0]]
+        size = [0, size[0], size[0]]  # channel 0: the model's own (3, or --in-chans / the stem's)
     elif len(size) == 2:
-        size = [3, *size]
-    if len(size) != 3 or min(size) < 1:
+        size = [0, *size]
+    if len(size) != 3 or min(size[1:]) < 1 or size[0] < 0:
         raise typer.BadParameter("--input-size takes S, H,W or C,H,W")
     return size[0], size[1], size[2]
 
@@ -311,6 +316,7 @@ def diagnose(
     ],
     key: KeyOpt = None,
     arch: ArchOpt = None,
+    in_chans: InChansOpt = None,
     device: Annotated[
         str, typer.Option("--device", help="auto (CUDA when available), cuda or cpu.")
     ] = "auto",
@@ -357,7 +363,7 @@ def diagnose(
         report = run_diagnose(
             checkpoint, data, key=key, arch=arch, device=device, amp=amp, max_images=max_images,
             batch_size=batch_size, workers=workers, tau=tau, seed=seed, input_size=sizes, mean=means,
-            std=stds, progress=progress,
+            std=stds, progress=progress, in_chans=in_chans,
         )  # fmt: skip
     doc = diagnose_dict(report)
     err = console.err()
