@@ -242,3 +242,58 @@ def test_input_size_channels_must_match_the_model(cli: Callable[..., Result]) ->
     from tests.conftest import RESNET, expect_error
 
     expect_error(cli("diagnose", RESNET, "--data", CALIB, "--input-size", "1,32,32"), "model takes 3")
+
+
+# --- ties resolved from data -----------------------------------------------------------------------------
+
+
+def _remembering(arch: str) -> dict[str, torch.Tensor]:
+    """A checkpoint whose BatchNorm running statistics are ``arch``'s own, gathered on Animal-MNIST
+    training images (disjoint from the calibration folder): the known answer is ``arch``."""
+    import numpy as np
+    from PIL import Image
+
+    from plastic.calib import make_transform, resolve_data_config, to_rgb
+    from tests.conftest import SAMPLES
+
+    torch.manual_seed(0)
+    model = timm.create_model(arch, num_classes=10)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.momentum = None  # cumulative average over every batch
+            m.reset_running_stats()
+    transform = make_transform(resolve_data_config(model, {}))
+    images = np.load(SAMPLES / "animal_mnist_transfer.npz")["x_train"][:64]
+    x = torch.stack([transform(to_rgb(Image.fromarray(a))) for a in images])
+    model.train()
+    with torch.no_grad():
+        for batch in x.split(32):
+            model(batch)
+    return {k: v.contiguous() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["resnet18", "resnetblur18"])
+def test_ties_are_resolved_by_batchnorm_statistics(
+    cli: Callable[..., Result], tmp_path: Path, arch: str
+) -> None:
+    src = tmp_path / "m.safetensors"
+    save_file(_remembering(arch), str(src))
+    doc = _doc(cli("diagnose", src, "--data", CALIB, "--device", "cpu", "--max-images", "16", "--json"))
+    assert doc["arch"]["name"] == arch and set(doc["arch"]["candidates"]) == {"resnet18", "resnetblur18"}
+    evidence = doc["arch"]["evidence"]
+    assert (
+        evidence["pick"] == arch
+        and evidence["margin"] >= 2.0
+        and evidence["measure"] == "batchnorm statistics"
+    )
+
+
+@pytest.mark.slow
+def test_undecided_tie_asks_for_arch_with_the_evidence(cli: Callable[..., Result], tmp_path: Path) -> None:
+    from tests.conftest import expect_error
+
+    src = tmp_path / "fresh.safetensors"
+    save_file(_state("resnet18", num_classes=10), str(src))  # fresh init: running stats 0 and 1, no memory
+    line = expect_error(cli("diagnose", src, "--data", CALIB, "--device", "cpu", "--max-images", "16"))
+    assert "ambiguous" in line and "do not decide" in line and "--arch" in line

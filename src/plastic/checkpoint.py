@@ -83,6 +83,7 @@ class Checkpoint:
     sha256: str | None = None  # of every input file's bytes, in order; set by compute_sha256()
     hub: HubConfig | None = None  # timm's config.json beside the weights
     in_chans: int | None = None  # input channels when not 3: the option, config.json, or the stem's shape
+    tie_evidence: Any = None  # plastic.ties.TieEvidence when the images decided between look-alikes
     _fds: dict[str, int] = field(default_factory=dict, repr=False)
     _state: dict[str, Any] | None = field(default=None, repr=False)  # torch formats: name -> tensor
     _by_name: dict[str, TensorInfo] | None = field(default=None, repr=False)

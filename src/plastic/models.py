@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -185,7 +186,9 @@ def _prefix_note(prefix: str) -> str:
     return f"tensor names carry the wrapper prefix {prefix!r}: stripped for the model, kept in outputs"
 
 
-def resolve_arch(ckpt: Checkpoint) -> tuple[str, str, list[str], list[str]]:
+def resolve_arch(
+    ckpt: Checkpoint, images: Callable[[nn.Module], torch.Tensor | None] | None = None
+) -> tuple[str, str, list[str], list[str]]:
     """(arch, source, candidates, notes): the file's or the user's name, else signature detection.
 
     A wrapper's prefix on every name (``model.`` in a Lightning checkpoint) is found and stripped here,
@@ -234,19 +237,44 @@ def resolve_arch(ckpt: Checkpoint) -> tuple[str, str, list[str], list[str]]:
             f"the same; using {pick} (its data config); pass --arch to choose"
         )
         return pick, "detected", found.candidates, [*notes, note]
+    evidence = None
+    if images is not None:
+        from plastic.ties import weigh_candidates
+
+        state = {i.name: t for i, t in ckpt.iter_tensors()}
+
+        def build(arch: str) -> nn.Module:
+            model = _create(arch, num_classes, in_chans=ckpt.in_chans)
+            model.load_state_dict(state, strict=True)
+            return model
+
+        evidence = weigh_candidates(found.candidates, build, images)
+        ckpt.tie_evidence = evidence
+        if evidence is not None and evidence.pick is not None:
+            note = (
+                f"architectures {', '.join(found.candidates)} share this checkpoint's signature; the "
+                f"calibration images decide for {evidence.pick}: {evidence.describe()}"
+            )
+            return evidence.pick, "detected", found.candidates, [*notes, note]
+    why = f"; the calibration images do not decide ({evidence.describe()})" if evidence is not None else ""
     raise ArchitectureError(
         f"{ckpt.path}: ambiguous architecture: {', '.join(found.candidates)} all match its tensors but "
-        "compute differently; pass --arch with one of them"
+        f"compute differently{why}; pass --arch with one of them"
     )
 
 
-def build_model(ckpt: Checkpoint, *, allow_position_mapping: bool | None = None) -> BuiltModel:
+def build_model(
+    ckpt: Checkpoint,
+    *,
+    allow_position_mapping: bool | None = None,
+    images: Callable[[nn.Module], torch.Tensor | None] | None = None,
+) -> BuiltModel:
     """The timm model for ``ckpt`` on the CPU, in eval mode, with the checkpoint loaded strictly.
 
     Keys that follow another library's naming are mapped by position only when the user named the
     architecture (``--arch``) and every shape lines up in order; a note says so.
     """
-    arch, source, candidates, notes = resolve_arch(ckpt)
+    arch, source, candidates, notes = resolve_arch(ckpt, images)
     keys = {t.name for t in ckpt.tensors}
     classifier = _classifier_keys(arch, keys)
     num_classes = _num_classes(ckpt, classifier)

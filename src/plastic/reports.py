@@ -169,6 +169,18 @@ def inspect_dict(report: InspectReport) -> dict[str, Any]:
     }
 
 
+def _evidence_dict(evidence: Any) -> dict[str, Any] | None:
+    """How the calibration images decided between look-alike architectures (null when they did not run)."""
+    if evidence is None:
+        return None
+    return {
+        "measure": evidence.measure,
+        "scores": {k: clean_float(v) for k, v in evidence.scores.items()},
+        "margin": clean_float(evidence.margin),
+        "pick": evidence.pick,
+    }
+
+
 def diagnose_dict(report: DiagnoseReport) -> dict[str, Any]:
     """The ``diagnose --json`` document; ``plastic reinit`` reads it back from stdin."""
     cal = report.calibration
@@ -198,7 +210,12 @@ def diagnose_dict(report: DiagnoseReport) -> dict[str, Any]:
         "schema_version": SCHEMA_VERSION,
         "command": "diagnose",
         "checkpoint": checkpoint_dict(report.checkpoint),
-        "arch": {"name": report.arch, "source": report.arch_source, "candidates": report.candidates},
+        "arch": {
+            "name": report.arch,
+            "source": report.arch_source,
+            "candidates": report.candidates,
+            "evidence": _evidence_dict(report.checkpoint.tie_evidence),
+        },
         "device": report.device,
         "amp": report.amp,
         "data_config": {
