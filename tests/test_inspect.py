@@ -25,7 +25,7 @@ def test_json_schema_on_samples(cli: Callable[..., Result], path: Path) -> None:
     doc = json.loads(res.stdout)
     assert doc["schema_version"] == 1 and doc["command"] == "inspect"
     assert set(doc["checkpoint"]) >= {"path", "format", "size_bytes", "container_key", "metadata"}
-    assert set(doc["arch"]) == {"name", "source"}
+    assert set(doc["arch"]) == {"name", "source", "candidates", "certainty"}
     assert set(doc["totals"]) == {"tensors", "parameters", "bytes", "dtypes"}
     assert doc["layers"], "no layers"
     for la in doc["layers"]:

@@ -297,3 +297,30 @@ def test_undecided_tie_asks_for_arch_with_the_evidence(cli: Callable[..., Result
     save_file(_state("resnet18", num_classes=10), str(src))  # fresh init: running stats 0 and 1, no memory
     line = expect_error(cli("diagnose", src, "--data", CALIB, "--device", "cpu", "--max-images", "16"))
     assert "ambiguous" in line and "do not decide" in line and "--arch" in line
+
+
+def test_inspect_names_the_detected_architecture_without_importing_timm(tmp_path: Path) -> None:
+    plain = tmp_path / "plain.safetensors"
+    save_file(_state(SMALL, num_classes=4), str(plain))
+    wrapped = tmp_path / "wrapped.safetensors"
+    save_file({f"model.{k}": v for k, v in _state(SMALL, num_classes=4).items()}, str(wrapped))
+    twins = tmp_path / "twins.safetensors"
+    save_file(_state("resnet18", num_classes=10), str(twins))
+    for path, name, certainty in [
+        (plain, SMALL, "unique signature match"),
+        (wrapped, SMALL, "under the prefix 'model.'"),
+        (twins, None, "2 architectures share this signature"),
+    ]:
+        code = (
+            f"import sys; sys.argv=['plastic','inspect','--no-stats','--json',{str(path)!r}]\n"
+            "from plastic.cli.app import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "assert 'torch' not in sys.modules and 'timm' not in sys.modules, 'heavy import'\n"
+        )
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        arch = json.loads(proc.stdout)["arch"]
+        if timm.__version__ not in str(sorted(Path(__file__).parents[1].glob("src/plastic/data/*"))):
+            assert arch["certainty"].startswith("not checked")  # another timm: only diagnose can tell
+            continue
+        assert arch["name"] == name and certainty in arch["certainty"], arch

@@ -46,6 +46,23 @@ class InspectReport:
     totals: Totals
     stats: bool
     layer_filter: str | None = None
+    detected: list[str] | None = None  # candidates from the signature index when the file names none
+    detected_prefix: str = ""  # a wrapper prefix the detection looked under
+
+
+def detect_for_inspect(ckpt: Checkpoint) -> tuple[list[str] | None, str]:
+    """Candidates from the shipped signature index (cheap: no timm import); None when not checkable."""
+    from plastic.models import wrapper_prefixes
+    from plastic.signatures import quick_detect
+
+    shapes = {t.name: t.shape for t in ckpt.tensors}
+    for prefix in ["", *wrapper_prefixes(list(shapes))]:
+        found = quick_detect({k[len(prefix) :]: v for k, v in shapes.items()})
+        if found is None:
+            return None, ""
+        if found.candidates:
+            return found.candidates, prefix
+    return [], ""
 
 
 def layer_name(tensor_name: str) -> str:
@@ -123,6 +140,7 @@ def inspect_checkpoint(
         if unknown:
             raise UsageError(f"unknown metric(s) {unknown}; choose from {list(METRIC_NAMES)}")
     ckpt = open_checkpoint(path, key=key, arch=arch)
+    detected, prefix = (None, "") if ckpt.arch else detect_for_inspect(ckpt)
     try:
         layers = group_layers(ckpt.tensors, sort=ckpt.format != "torch")
         if layer_filter:
@@ -131,7 +149,7 @@ def inspect_checkpoint(
             _compute_stats(ckpt, layers, set(skip), progress)
     finally:
         ckpt.close()
-    return InspectReport(ckpt, layers, totals_of(ckpt.tensors), stats, layer_filter)
+    return InspectReport(ckpt, layers, totals_of(ckpt.tensors), stats, layer_filter, detected, prefix)
 
 
 def _compute_stats(ckpt: Checkpoint, layers: list[Layer], skip: set[str], progress: Progress | None) -> None:

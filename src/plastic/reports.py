@@ -128,6 +128,23 @@ def validate_report(doc: Any, *, what: str = "the report") -> None:
         raise UsageError(f"{what}: 'recommendation' must be an object or null")
 
 
+def _inspect_arch(report: InspectReport) -> dict[str, Any]:
+    """The named architecture, else what the signature index says, with how certain that is."""
+    ckpt, found = report.checkpoint, report.detected
+    if ckpt.arch or found is None:
+        certainty = None if ckpt.arch else "not checked (the shipped index is for another timm version)"
+        return {"name": ckpt.arch, "source": ckpt.arch_source, "candidates": [], "certainty": certainty}
+    under = f" under the prefix {report.detected_prefix!r}" if report.detected_prefix else ""
+    if len(found) == 1:
+        return {"name": found[0], "source": "detected", "candidates": found,
+                "certainty": f"unique signature match{under}"}  # fmt: skip
+    if found:
+        return {"name": None, "source": "detected", "candidates": found,
+                "certainty": f"{len(found)} architectures share this signature{under}; diagnose decides "
+                             "from calibration images, or pass --arch"}  # fmt: skip
+    return {"name": None, "source": None, "candidates": [], "certainty": "no timm architecture matches"}
+
+
 def inspect_dict(report: InspectReport) -> dict[str, Any]:
     ckpt = report.checkpoint
     layers = []
@@ -157,7 +174,7 @@ def inspect_dict(report: InspectReport) -> dict[str, Any]:
         "schema_version": SCHEMA_VERSION,
         "command": "inspect",
         "checkpoint": checkpoint_dict(ckpt),
-        "arch": {"name": ckpt.arch, "source": ckpt.arch_source},
+        "arch": _inspect_arch(report),
         "totals": {
             "tensors": report.totals.tensors,
             "parameters": report.totals.parameters,

@@ -74,12 +74,22 @@ class SignatureIndex:
         )
 
 
+def timm_version() -> str:
+    """The installed timm's version, read without importing timm (which costs a second or two)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("timm")
+    except PackageNotFoundError:
+        import timm
+
+        return str(timm.__version__)
+
+
 @cache
 def load_index() -> SignatureIndex | None:
     """The shipped index for the installed timm, else the newest shipped one (used for names only)."""
-    import timm
-
-    exact = DATA / f"signatures-timm-{timm.__version__}.json.gz"
+    exact = DATA / f"signatures-timm-{timm_version()}.json.gz"
     files = [exact] if exact.exists() else sorted(DATA.glob("signatures-timm-*.json.gz"))
     if not files:
         return None
@@ -96,12 +106,10 @@ class Detection:
 
 def detect(entries: dict[str, tuple[int, ...]]) -> Detection:
     """Candidate architectures for a checkpoint given as {key: shape}; empty list when none match."""
-    import timm
-
     index = load_index()
     if index is None:
         return Detection([], (), False)
-    exact = index.timm_version == timm.__version__
+    exact = index.timm_version == timm_version()
     keys = set(entries)
     tried: list[tuple[str, ...]] = [c for c in index.classifier_sets if set(c) <= keys]
     tried.append(())  # a headless checkpoint (num_classes=0)
@@ -112,6 +120,8 @@ def detect(entries: dict[str, tuple[int, ...]]) -> Detection:
             if found:
                 return Detection(sorted(found), cls_keys, True)
             continue
+        import timm
+
         shortlist = index.by_names.get(names_hash(k for k, _ in body), [])
         target = signature_hash(body)
         confirmed = []
@@ -127,3 +137,12 @@ def detect(entries: dict[str, tuple[int, ...]]) -> Detection:
         if confirmed:
             return Detection(sorted(confirmed), cls_keys, False)
     return Detection([], (), exact)
+
+
+def quick_detect(entries: dict[str, tuple[int, ...]]) -> Detection | None:
+    """Detection from the shipped index alone (no timm import, no model built); None when the index
+    is not the installed timm's, so that only building candidates could confirm them."""
+    index = load_index()
+    if index is None or index.timm_version != timm_version():
+        return None
+    return detect(entries)

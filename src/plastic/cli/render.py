@@ -76,7 +76,9 @@ def _summary_lines(doc: dict[str, Any]) -> list[str]:
         f"file: {ck['path']} ({ck['format']}, {fmt_bytes(ck['size_bytes'])})",
         f"tensors: {fmt_int(tot['tensors'])}   parameters: {fmt_int(tot['parameters'])}   "
         f"data: {fmt_bytes(tot['bytes'])}   dtypes: {dtypes}",
-        f"arch: {arch['name'] or 'unknown'}" + (f" (from {arch['source']})" if arch["source"] else ""),
+        f"arch: {arch['name'] or ', '.join(arch.get('candidates') or []) or 'unknown'}"
+        + (f" (from {arch['source']})" if arch["source"] else "")
+        + (f": {arch['certainty']}" if arch.get("certainty") else ""),
     ]
     if ck["container_key"]:
         lines.append(f"weights taken from entry: {ck['container_key']!r}")
