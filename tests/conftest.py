@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -37,10 +38,15 @@ def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> 
         monkeypatch.setattr(sys, "argv", ["plastic", *map(str, args)])
         capsys.readouterr()
         code = 0
+        # main() installs its own SIGINT/SIGTERM/SIGHUP handlers: put pytest's back afterwards
+        saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
         try:
             main()
         except SystemExit as e:
             code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        finally:
+            for s, handler in saved.items():
+                signal.signal(s, handler)
         out, err = capsys.readouterr()
         return Result(code, out, err)
 

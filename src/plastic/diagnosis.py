@@ -110,19 +110,20 @@ def diagnose(
 
 @contextlib.contextmanager
 def full_float32() -> Iterator[None]:
-    """TF32 off for convolutions and matrix products, restored after.
+    """TF32 off and deterministic cuDNN algorithms for convolutions and matrix products, restored after.
 
     PyTorch lets cuDNN use TF32 (10-bit mantissa) for float32 convolutions by default; on an H100 that
     moved a MobileNetV2 stem's grad_ratio by 23% against the CPU. Off, CUDA and CPU agree to ~0.2%, so
     a seed means the same report on every machine. ``--amp`` (bf16) is the opt-in fast path.
     """
-    saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_tf32 = False
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    saved = (cudnn.allow_tf32, matmul.allow_tf32, cudnn.deterministic, cudnn.benchmark)
+    cudnn.allow_tf32 = matmul.allow_tf32 = False
+    cudnn.deterministic, cudnn.benchmark = True, False  # same report for the same inputs on CUDA too
     try:
         yield
     finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+        cudnn.allow_tf32, matmul.allow_tf32, cudnn.deterministic, cudnn.benchmark = saved
 
 
 def _diagnose(
