@@ -222,7 +222,46 @@ def test_skip_metric(cli: Callable[..., Result]) -> None:
     doc = json.loads(cli("inspect", RESNET, "--json", "--skip", "weight_stable_rank").stdout)
     conv = next(la for la in doc["layers"] if la["name"] == "layer1.0.conv1")
     assert conv["metrics"]["weight_stable_rank"] is None and conv["metrics"]["l2"] > 0
-    full = json.loads(cli("inspect", RESNET, "--json").stdout)
+    default = json.loads(cli("inspect", RESNET, "--json").stdout)  # opt-in: the costly one is off
+    conv_default = next(la for la in default["layers"] if la["name"] == "layer1.0.conv1")
+    assert conv_default["metrics"]["weight_stable_rank"] is None and conv_default["metrics"]["l2"] > 0
+    full = json.loads(cli("inspect", RESNET, "--json", "--stable-rank").stdout)
     conv_full = next(la for la in full["layers"] if la["name"] == "layer1.0.conv1")
     assert conv_full["metrics"]["weight_stable_rank"] > 1
     assert cli("inspect", RESNET, "--skip", "nope").code == 2
+
+
+def test_full_stats_inspect_of_safetensors_never_imports_torch(tmp_path: Path) -> None:
+    """The statistics run in numpy on the file's bytes, bfloat16 and float16 included."""
+    import subprocess
+    import sys
+
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    tensors = {
+        "a.weight": torch.randn(64, 32),
+        "b.weight": torch.randn(64, 32).half(),
+        "c.weight": torch.randn(64, 32).bfloat16(),
+        "d.weight": torch.randn(8, 4, 3, 3).double(),
+        "n.weight": torch.ones(16),
+    }
+    path = tmp_path / "mixed.safetensors"
+    save_file(tensors, str(path))
+    code = (
+        f"import sys; sys.argv=['plastic','inspect','--json','--stable-rank',{str(path)!r}]\n"
+        "from plastic.cli.app import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "assert 'torch' not in sys.modules and 'timm' not in sys.modules, 'heavy import'\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    got = {t["name"]: t["metrics"] for la in json.loads(proc.stdout)["layers"] for t in la["tensors"]}
+    for name, t in tensors.items():
+        x = t.double().reshape(-1)
+        assert got[name]["abs_mean"] == pytest.approx(float(x.abs().mean()), rel=1e-5)
+        assert got[name]["l2"] == pytest.approx(float(x.norm()), rel=1e-5)
+        assert got[name]["abs_max"] == pytest.approx(float(x.abs().max()), rel=1e-6)
+        if t.dim() >= 2:
+            s = torch.linalg.svdvals(t.double().reshape(t.shape[0], -1))
+            assert got[name]["weight_stable_rank"] == pytest.approx(float((s**2).sum() / s[0] ** 2), rel=1e-3)

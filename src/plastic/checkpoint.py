@@ -33,6 +33,11 @@ CONTAINER_KEYS = ("state_dict", "model", "model_ema", "state_dict_ema", "model_s
 STRIP_PREFIXES = ("module.", "_orig_mod.")
 # Buffers, not parameters: counted as tensors but not in parameter counts.
 BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
+# safetensors dtypes numpy reads directly (little-endian, as the format stores them)
+NUMPY_DTYPES = {
+    "float64": "<f8", "float32": "<f4", "float16": "<f2", "int64": "<i8", "int32": "<i4", "int16": "<i2",
+    "int8": "i1", "uint64": "<u8", "uint32": "<u4", "uint16": "<u2", "uint8": "u1", "bool": "?",
+}  # fmt: skip
 FLOAT_DTYPES = frozenset({"float64", "float32", "float16", "bfloat16"})
 
 
@@ -164,13 +169,38 @@ class Checkpoint:
         dtype = getattr(torch, info.dtype)
         if info.numel == 0:
             return torch.empty(info.shape, dtype=dtype)
+        buf = torch.empty(entry.end - entry.start, dtype=torch.uint8)  # (nbytes,)
+        read_exactly(self._fd(info), buf.numpy(), entry.start, self.file_of(info), info.key)
+        return buf.view(dtype).view(info.shape)
+
+    def _fd(self, info: TensorInfo) -> int:
         fd = self._fds.get(info.file)
         if fd is None:
             fd = os.open(self.file_of(info), os.O_RDONLY)
             self._fds[info.file] = fd
-        buf = torch.empty(entry.end - entry.start, dtype=torch.uint8)  # (nbytes,)
-        read_exactly(fd, buf.numpy(), entry.start, self.file_of(info), info.key)
-        return buf.view(dtype).view(info.shape)
+        return fd
+
+    def array(self, name: str) -> Any:
+        """The tensor as numpy, without importing torch for safetensors files: a numpy array, or
+        ``weight_stats.Bf16`` (raw bits) for bfloat16. Torch files, and dtypes numpy lacks (float8),
+        come back as torch tensors."""
+        import numpy as np
+
+        info = self.by_name.get(name)
+        if info is None:
+            raise CheckpointError(f"{self.path}: no tensor named {name!r}")
+        np_dtype = NUMPY_DTYPES.get("uint16" if info.dtype == "bfloat16" else info.dtype)
+        if self._state is not None or np_dtype is None:
+            return self.tensor(name)
+        buf = np.empty(info.numel, dtype=np_dtype)  # (numel,)
+        if info.numel:
+            read_exactly(self._fd(info), buf, self.entries[name].start, self.file_of(info), info.key)
+        shaped = buf.reshape(info.shape)
+        if info.dtype == "bfloat16":
+            from plastic.weight_stats import Bf16
+
+            return Bf16(shaped)
+        return shaped
 
     def close(self) -> None:
         for fd in self._fds.values():

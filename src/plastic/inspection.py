@@ -126,15 +126,17 @@ def inspect_checkpoint(
     layer_filter: str | None = None,
     skip: Collection[str] = (),
     progress: Progress | None = None,
+    stable_rank: bool = False,
 ) -> InspectReport:
     """Read a checkpoint's header (and, with ``stats``, stream its tensors once) into a report.
 
     Totals always describe the whole checkpoint; ``layer_filter`` (a glob on layer or tensor names)
     limits which layers are listed and which tensors are read. ``skip`` names metrics not to compute
-    (reported as null): ``weight_stable_rank`` is the only costly one.
+    (reported as null). ``weight_stable_rank`` costs ~6x all the other metrics together, so it is
+    computed only with ``stable_rank=True`` (``inspect --stable-rank``).
     """
     if skip:
-        from plastic.weight_stats import METRIC_NAMES  # imports torch: only when asked
+        from plastic.weight_stats import METRIC_NAMES
 
         unknown = sorted(set(skip) - set(METRIC_NAMES))
         if unknown:
@@ -146,14 +148,20 @@ def inspect_checkpoint(
         if layer_filter:
             layers = [la for la in layers if matches(la, layer_filter)]
         if stats:
-            _compute_stats(ckpt, layers, set(skip), progress)
+            skipped = set(skip) | (set() if stable_rank else {"weight_stable_rank"})
+            _compute_stats(ckpt, layers, skipped, progress)
     finally:
         ckpt.close()
     return InspectReport(ckpt, layers, totals_of(ckpt.tensors), stats, layer_filter, detected, prefix)
 
 
+def wanted_in_file_order(ckpt: Checkpoint, wanted: list[TensorInfo]) -> list[TensorInfo]:
+    names = {t.name for t in wanted}
+    return [t for t in ckpt.tensors if t.name in names]
+
+
 def _compute_stats(ckpt: Checkpoint, layers: list[Layer], skip: set[str], progress: Progress | None) -> None:
-    from plastic.weight_stats import SMALL, batch_metrics, is_gain  # imports torch
+    from plastic.weight_stats import SMALL, batch_metrics, is_gain  # numpy only
 
     wanted = [t for la in layers for t in la.tensors if t.is_float]
     owner = {t.name: la for la in layers for t in la.tensors}
@@ -174,9 +182,10 @@ def _compute_stats(ckpt: Checkpoint, layers: list[Layer], skip: set[str], progre
         if progress is not None:
             progress(done, total)
 
-    # File order keeps reads sequential through the mmap; only one large tensor is alive at a time.
-    for info, tensor in ckpt.iter_tensors([t.name for t in wanted]):
-        pending.append((info, tensor))
+    # File order keeps reads sequential; only one large tensor is alive at a time. ``array`` reads
+    # safetensors data into numpy without torch.
+    for info in wanted_in_file_order(ckpt, wanted):
+        pending.append((info, ckpt.array(info.name)))
         if info.numel > SMALL or len(pending) >= 256:
             flush()
     flush()

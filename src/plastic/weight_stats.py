@@ -1,17 +1,18 @@
-"""Data-free weight metrics (METHODS.md, "Data-free metrics"), one tensor at a time.
+"""Data-free weight metrics (METHODS.md, "Data-free metrics"), one tensor at a time, in numpy.
 
-Every function takes one tensor and returns plain floats, so a caller can stream over a checkpoint
-without holding more than one tensor (plus the mmap). Reductions run in float32 (float64 for float64
-tensors); only scalars leave this module.
+Every function takes one array and returns plain floats, so a caller can stream over a checkpoint
+without holding more than one tensor. numpy only: a full-statistics ``inspect`` of a safetensors file
+never imports torch (2+ s of a whole run). Reductions run in float32 (float64 for float64 tensors);
+bfloat16 arrives as its raw 16-bit pattern and is widened exactly; only scalars leave this module.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
-import torch
 
 METRIC_NAMES = (
     "abs_mean",
@@ -22,6 +23,8 @@ METRIC_NAMES = (
     "weight_stable_rank",
     "dead_norm_channels",
 )
+# Computed only when asked (inspect --stable-rank): ~6x the cost of all the others together.
+OPT_IN = frozenset({"weight_stable_rank"})
 NEAR_ZERO_REL = 0.01  # |w| < 0.01 * RMS(w) counts as near zero
 DEAD_GAIN = 1e-3  # |gamma| < 1e-3 silences a channel
 # ||W||_2 by randomized block Krylov: 16 start vectors, 4 products with W W^T (see stable_rank).
@@ -32,54 +35,82 @@ _KRYLOV_STEPS = 4
 SMALL = 1 << 14
 
 
+def as_float_array(x: Any) -> np.ndarray | None:
+    """A float32/float64 numpy view or copy of ``x`` (a numpy array or a torch tensor); None when it
+    is not floating point. bfloat16 comes in as a ``Bf16`` wrapper or a torch tensor."""
+    if isinstance(x, Bf16):
+        return (x.bits.astype(np.uint32) << 16).view(np.float32)
+    if type(x).__module__.startswith("torch"):  # a torch tensor: the caller has torch imported already
+        import torch
+
+        if not x.is_floating_point():
+            return None
+        acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+        return np.asarray(x.detach().to(acc).numpy())
+    arr = np.asarray(x)
+    if arr.dtype == np.float64:
+        return arr
+    if arr.dtype.kind == "f":
+        return arr.astype(np.float32, copy=False)
+    return None
+
+
+class Bf16:
+    """bfloat16 data as its raw uint16 bit patterns (numpy has no bfloat16)."""
+
+    def __init__(self, bits: np.ndarray) -> None:
+        self.bits = bits
+        self.shape = bits.shape
+
+
 def is_gain(name: str, shape: tuple[int, ...]) -> bool:
     """A 1-D multiplicative gain: a norm layer's weight or a layer-scale gamma."""
     leaf = name.rpartition(".")[2]
     return len(shape) == 1 and leaf in ("weight", "gamma")
 
 
-def tensor_metrics(t: torch.Tensor, *, gain: bool = False, srank: bool = True) -> dict[str, float | None]:
-    """All data-free metrics of one floating-point tensor (see METHODS.md for definitions).
+def tensor_metrics(t: Any, *, gain: bool = False, srank: bool = True) -> dict[str, float | None]:
+    """All data-free metrics of one tensor (see METHODS.md for definitions).
 
     Integer and empty tensors get None everywhere. ``gain`` marks a norm gain, the only kind of tensor
     for which ``dead_norm_channels`` means something. ``srank=False`` skips the one costly metric,
     ``weight_stable_rank`` (several passes over the matrix; everything else is one or two).
     """
     out: dict[str, float | None] = dict.fromkeys(METRIC_NAMES)
-    n = t.numel()
-    if n == 0 or not t.is_floating_point():
+    arr = as_float_array(t)
+    if arr is None or arr.size == 0:
         return out
-    acc = torch.float64 if t.dtype == torch.float64 else torch.float32
-    x = t.detach().reshape(-1).to(acc)  # (n,); a view when t is already contiguous float32
-    total = float(x.sum())
-    sq = float(torch.dot(x, x))
-    a = x.abs()  # (n,) one temporary the size of this tensor
-    absum, amax = float(a.sum()), float(a.max())
-    mean, rms = total / n, (sq / n) ** 0.5
+    shape = arr.shape
+    x = arr.reshape(-1)  # (n,)
+    n = x.size
+    total = float(x.sum(dtype=np.float64))
+    sq = float(np.dot(x, x))
+    a = np.abs(x)  # (n,) one temporary the size of this tensor
+    absum, amax = float(a.sum(dtype=np.float64)), float(a.max())
+    mean, rms = total / n, (sq / n) ** 0.5 if math.isfinite(sq) else math.inf
     out["abs_mean"] = absum / n
-    out["std"] = max(sq / n - mean * mean, 0.0) ** 0.5
+    out["std"] = max(sq / n - mean * mean, 0.0) ** 0.5 if math.isfinite(sq) else math.nan
     out["l2"] = sq**0.5
     out["abs_max"] = amax
-    out["near_zero"] = float(torch.count_nonzero(a < NEAR_ZERO_REL * rms)) / n if rms > 0 else 1.0
-    if srank and t.dim() >= 2:
-        out["weight_stable_rank"] = stable_rank(x.view(t.shape[0], -1), sq)
+    out["near_zero"] = float(np.count_nonzero(a < NEAR_ZERO_REL * rms)) / n if rms > 0 else 1.0
+    if srank and len(shape) >= 2:
+        out["weight_stable_rank"] = stable_rank(x.reshape(shape[0], -1), sq)
     if gain:
-        out["dead_norm_channels"] = float(torch.count_nonzero(a < DEAD_GAIN)) / n
+        out["dead_norm_channels"] = float(np.count_nonzero(a < DEAD_GAIN)) / n
     return out
 
 
-def batch_metrics(
-    items: Sequence[tuple[torch.Tensor, bool]], *, srank: bool = True
-) -> list[dict[str, float | None]]:
+def batch_metrics(items: Sequence[tuple[Any, bool]], *, srank: bool = True) -> list[dict[str, float | None]]:
     """:func:`tensor_metrics` for many ``(tensor, gain)`` pairs; small tensors share vectorized passes."""
+    arrays = [as_float_array(t) for t, _ in items]
     results: list[dict[str, float | None]] = [{} for _ in items]
-    small = [i for i, (t, _) in enumerate(items) if 0 < t.numel() <= SMALL and t.is_floating_point()]
+    small = [i for i, a in enumerate(arrays) if a is not None and 0 < a.size <= SMALL]
     for i, (t, gain) in enumerate(items):
-        if not (0 < t.numel() <= SMALL and t.is_floating_point()):
-            results[i] = tensor_metrics(t, gain=gain, srank=srank)
+        if i not in set(small):
+            results[i] = tensor_metrics(arrays[i] if arrays[i] is not None else t, gain=gain, srank=srank)
     if not small:
         return results
-    flats = [items[i][0].detach().reshape(-1).double().numpy() for i in small]
+    flats = [arrays[i].reshape(-1).astype(np.float64) for i in small]  # type: ignore[union-attr]
     lens = np.array([f.size for f in flats])
     starts = np.concatenate(([0], np.cumsum(lens)[:-1]))
     x = np.concatenate(flats)  # (sum of sizes,) float64: every small tensor end to end
@@ -95,7 +126,8 @@ def batch_metrics(
     mean = total / lens
     std = np.sqrt(np.maximum(sq / lens - mean * mean, 0.0))
     for j, i in enumerate(small):
-        t, gain = items[i]
+        arr, gain = arrays[i], items[i][1]
+        assert arr is not None  # selected above
         out: dict[str, float | None] = dict.fromkeys(METRIC_NAMES)
         out.update(
             abs_mean=float(absum[j] / lens[j]),
@@ -104,18 +136,15 @@ def batch_metrics(
             abs_max=float(amax[j]),
             near_zero=float(near[j]),
         )
-        if srank and t.dim() >= 2:
-            w = t.detach().reshape(t.shape[0], -1)
-            out["weight_stable_rank"] = stable_rank(
-                w.to(torch.float64 if t.dtype == torch.float64 else torch.float32), float(sq[j])
-            )
+        if srank and arr.ndim >= 2:
+            out["weight_stable_rank"] = stable_rank(arr.reshape(arr.shape[0], -1), float(sq[j]))
         if gain:
             out["dead_norm_channels"] = float(dead[j])
         results[i] = out
     return results
 
 
-def stable_rank(w: torch.Tensor, fro_sq: float | None = None) -> float:
+def stable_rank(w: Any, fro_sq: float | None = None) -> float:
     """||W||_F^2 / ||W||_2^2 for a 2-D ``w`` of shape (out, in); 0 for an all-zero matrix.
 
     ||W||_2 comes from a seeded randomized block Krylov method (16 vectors, 4 products with W W^T,
@@ -123,35 +152,39 @@ def stable_rank(w: torch.Tensor, fro_sq: float | None = None) -> float:
     SVD. On trained weights it matches the SVD to 0.1%; on Gaussian noise, the worst case, to ~3%.
     Small matrices (short side <= 32) are solved exactly.
     """
+    arr = as_float_array(w)
+    if arr is None:
+        return math.nan
     if fro_sq is None:
-        fro_sq = float(torch.dot(w.reshape(-1), w.reshape(-1)))
+        flat = arr.reshape(-1)
+        fro_sq = float(np.dot(flat, flat))
     if fro_sq == 0.0:
         return 0.0
     if not math.isfinite(fro_sq):
         return math.nan  # inf/NaN weights (or a norm that overflows float32): no meaningful rank
     try:
-        return _stable_rank(w, fro_sq)
-    except RuntimeError:  # torch.linalg.LinAlgError
+        return _stable_rank(arr, fro_sq)
+    except np.linalg.LinAlgError:
         return math.nan  # eigensolver did not converge on a pathological matrix: reported as null
 
 
-def _stable_rank(w: torch.Tensor, fro_sq: float) -> float:
+def _stable_rank(w: np.ndarray, fro_sq: float) -> float:
     if w.shape[0] > w.shape[1]:
         w = w.T  # work on the short side: (k, n), k <= n
     k, n = w.shape
     if k == 1:
         return 1.0
     if k <= 2 * _BLOCK:
-        top_sq = float(torch.linalg.eigvalsh(w @ w.T)[-1])  # (k, k) Gram: exact and cheap
+        top_sq = float(np.linalg.eigvalsh(w @ w.T)[-1])  # (k, k) Gram: exact and cheap
         return fro_sq / top_sq
-    gen = torch.Generator().manual_seed(0)
-    y = w @ torch.randn(n, _BLOCK, generator=gen, dtype=w.dtype)  # (k, p)
+    rng = np.random.default_rng(0)
+    y = w @ rng.standard_normal((n, _BLOCK)).astype(w.dtype)  # (k, p)
     blocks = [y]
     for _ in range(_KRYLOV_STEPS - 1):
         y = w @ (w.T @ y)  # (k, p): next Krylov block of W W^T
-        y = y / torch.linalg.vector_norm(y)  # keep the scale sane; the span is what matters
+        y = y / np.linalg.norm(y)  # keep the scale sane; the span is what matters
         blocks.append(y)
-    q, _ = torch.linalg.qr(torch.cat(blocks, dim=1))  # (k, p * steps) orthonormal basis
+    q, _ = np.linalg.qr(np.concatenate(blocks, axis=1))  # (k, p * steps) orthonormal basis
     b = q.T @ w  # (p * steps, n)
-    top_sq = float(torch.linalg.eigvalsh(b @ b.T)[-1])  # largest Ritz value of W W^T
+    top_sq = float(np.linalg.eigvalsh(b @ b.T)[-1])  # largest Ritz value of W W^T
     return fro_sq / top_sq

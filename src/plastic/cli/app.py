@@ -107,6 +107,10 @@ def inspect(
         list[str] | None,
         typer.Option("--skip", help="A metric not to compute (repeatable), e.g. weight_stable_rank."),
     ] = None,
+    stable_rank: Annotated[
+        bool,
+        typer.Option("--stable-rank", help="Also compute weight_stable_rank (~6x the other metrics' cost)."),
+    ] = False,
     fmt: FormatOpt = OutputFormat.table,
     as_json: JsonOpt = False,
 ) -> None:
@@ -124,6 +128,7 @@ def inspect(
             layer_filter=layer_filter,
             skip=skip or (),
             progress=progress,
+            stable_rank=stable_rank,
         )
     doc = inspect_dict(report)
     _emit(
