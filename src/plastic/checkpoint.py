@@ -180,10 +180,17 @@ class Checkpoint:
             self._fds[info.file] = fd
         return fd
 
-    def array(self, name: str) -> Any:
+    def open_files(self) -> None:
+        """Open every data file now (before reading from several threads)."""
+        for info in self.tensors:
+            if self._state is None:
+                self._fd(info)
+
+    def array(self, name: str, scratch: Any = None) -> Any:
         """The tensor as numpy, without importing torch for safetensors files: a numpy array, or
         ``weight_stats.Bf16`` (raw bits) for bfloat16. Torch files, and dtypes numpy lacks (float8),
-        come back as torch tensors."""
+        come back as torch tensors. ``scratch``: a uint8 buffer of at least the tensor's size to read
+        into (reused memory reads ~5x faster than fresh pages); the result is a view into it."""
         import numpy as np
 
         info = self.by_name.get(name)
@@ -192,7 +199,10 @@ class Checkpoint:
         np_dtype = NUMPY_DTYPES.get("uint16" if info.dtype == "bfloat16" else info.dtype)
         if self._state is not None or np_dtype is None:
             return self.tensor(name)
-        buf = np.empty(info.numel, dtype=np_dtype)  # (numel,)
+        if scratch is not None and scratch.nbytes >= info.nbytes:
+            buf = scratch[: info.nbytes].view(np_dtype)  # (numel,)
+        else:
+            buf = np.empty(info.numel, dtype=np_dtype)  # (numel,)
         if info.numel:
             read_exactly(self._fd(info), buf, self.entries[name].start, self.file_of(info), info.key)
         shaped = buf.reshape(info.shape)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import fnmatch
+import os
 import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from plastic.checkpoint import Checkpoint, TensorInfo, open_checkpoint
 from plastic.errors import UsageError
@@ -155,40 +155,60 @@ def inspect_checkpoint(
     return InspectReport(ckpt, layers, totals_of(ckpt.tensors), stats, layer_filter, detected, prefix)
 
 
+STAT_THREADS = max(1, min(4, os.cpu_count() or 1))
+
+
 def wanted_in_file_order(ckpt: Checkpoint, wanted: list[TensorInfo]) -> list[TensorInfo]:
     names = {t.name for t in wanted}
     return [t for t in ckpt.tensors if t.name in names]
 
 
 def _compute_stats(ckpt: Checkpoint, layers: list[Layer], skip: set[str], progress: Progress | None) -> None:
-    from plastic.weight_stats import SMALL, batch_metrics, is_gain  # numpy only
+    """Every wanted tensor's metrics. Large tensors go to STAT_THREADS threads (numpy and positional
+    reads release the GIL), each reading into its own reused buffer, so at most that many large
+    tensors are in memory; small ones are batched into a few vectorized passes."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
 
-    wanted = [t for la in layers for t in la.tensors if t.is_float]
+    import numpy as np
+
+    from plastic.weight_stats import SMALL, batch_metrics, is_gain, tensor_metrics  # numpy only
+
+    wanted = wanted_in_file_order(ckpt, [t for la in layers for t in la.tensors if t.is_float])
     owner = {t.name: la for la in layers for t in la.tensors}
     total = sum(t.nbytes for t in wanted)
     done = 0
-    pending: list[tuple[TensorInfo, Any]] = []  # small tensors wait and are measured together
+    srank = "weight_stable_rank" not in skip
+    local = threading.local()
 
-    def flush() -> None:
+    def record(info: TensorInfo, metrics: dict[str, float | None]) -> None:
         nonlocal done
-        items = [(tensor, is_gain(info.name, info.shape)) for info, tensor in pending]
-        results = batch_metrics(items, srank="weight_stable_rank" not in skip)
-        for (info, _), metrics in zip(pending, results, strict=True):
-            for name in skip:
-                metrics[name] = None
-            owner[info.name].tensor_metrics[info.name] = metrics
-            done += info.nbytes
-        pending.clear()
+        for name in skip:
+            metrics[name] = None
+        owner[info.name].tensor_metrics[info.name] = metrics
+        done += info.nbytes
         if progress is not None:
             progress(done, total)
 
-    # File order keeps reads sequential; only one large tensor is alive at a time. ``array`` reads
-    # safetensors data into numpy without torch.
-    for info in wanted_in_file_order(ckpt, wanted):
-        pending.append((info, ckpt.array(info.name)))
-        if info.numel > SMALL or len(pending) >= 256:
-            flush()
-    flush()
+    def measure(info: TensorInfo) -> dict[str, float | None]:
+        scratch = getattr(local, "scratch", None)
+        if scratch is None or scratch.nbytes < info.nbytes:
+            scratch = local.scratch = np.empty(info.nbytes, dtype=np.uint8)
+        return tensor_metrics(
+            ckpt.array(info.name, scratch), gain=is_gain(info.name, info.shape), srank=srank
+        )
+
+    small = [t for t in wanted if t.numel <= SMALL]
+    for i in range(0, len(small), 256):
+        chunk = small[i : i + 256]
+        items = [(ckpt.array(t.name), is_gain(t.name, t.shape)) for t in chunk]
+        for info, metrics in zip(chunk, batch_metrics(items, srank=srank), strict=True):
+            record(info, metrics)
+    large = [t for t in wanted if t.numel > SMALL]
+    ckpt.open_files()
+    with ThreadPoolExecutor(max_workers=STAT_THREADS) as pool:
+        for info, metrics in zip(large, pool.map(measure, large), strict=True):
+            record(info, metrics)
     for la in layers:
         main = main_tensor(la)
         la.stats_tensor = main.name if main else None
