@@ -85,3 +85,16 @@ def file_digests(folder: Path) -> dict[str, bytes]:
         for p in sorted(folder.rglob("*"))
         if p.is_file() and not p.is_symlink()
     }
+
+
+def run_light(*args: str | Path) -> str:
+    """``plastic ARGS`` in a fresh interpreter that must not import torch or timm; its stdout."""
+    code = (
+        f"import sys; sys.argv=['plastic', *{[str(a) for a in args]!r}]\n"
+        "from plastic.cli.app import main\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert e.code in (0, None), e.code\n"
+        "assert 'torch' not in sys.modules and 'timm' not in sys.modules, 'heavy import'\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout

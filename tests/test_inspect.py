@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 
 from plastic.inspection import inspect_checkpoint
 from plastic.weight_stats import stable_rank, tensor_metrics
-from tests.conftest import MOBILENET, RESNET, VIT_PT, Result, run_subprocess
+from tests.conftest import MOBILENET, RESNET, VIT_PT, Result, run_light, run_subprocess
 
 SAMPLES = [RESNET, VIT_PT, MOBILENET]
 
@@ -137,18 +137,7 @@ def test_no_stats_reads_no_data(cli: Callable[..., Result]) -> None:
 
 
 def test_header_only_inspect_does_not_import_torch() -> None:
-    code = (
-        f"import sys; sys.argv=['plastic','inspect','--no-stats','--json',{str(RESNET)!r}]\n"
-        "from plastic.cli.app import main\n"
-        "try:\n    main()\nexcept SystemExit:\n    pass\n"
-        "assert 'torch' not in sys.modules and 'timm' not in sys.modules, 'heavy import'\n"
-    )
-    import subprocess
-    import sys
-
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["totals"]["tensors"] > 0
+    assert json.loads(run_light("inspect", "--no-stats", "--json", RESNET))["totals"]["tensors"] > 0
 
 
 @pytest.mark.parametrize("args", [["--help"], ["inspect", "--help"]])
@@ -233,8 +222,6 @@ def test_skip_metric(cli: Callable[..., Result]) -> None:
 
 def test_full_stats_inspect_of_safetensors_never_imports_torch(tmp_path: Path) -> None:
     """The statistics run in numpy on the file's bytes, bfloat16 and float16 included."""
-    import subprocess
-    import sys
 
     from safetensors.torch import save_file
 
@@ -248,15 +235,8 @@ def test_full_stats_inspect_of_safetensors_never_imports_torch(tmp_path: Path) -
     }
     path = tmp_path / "mixed.safetensors"
     save_file(tensors, str(path))
-    code = (
-        f"import sys; sys.argv=['plastic','inspect','--json','--stable-rank',{str(path)!r}]\n"
-        "from plastic.cli.app import main\n"
-        "try:\n    main()\nexcept SystemExit:\n    pass\n"
-        "assert 'torch' not in sys.modules and 'timm' not in sys.modules, 'heavy import'\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    got = {t["name"]: t["metrics"] for la in json.loads(proc.stdout)["layers"] for t in la["tensors"]}
+    stdout = run_light("inspect", "--json", "--stable-rank", path)
+    got = {t["name"]: t["metrics"] for la in json.loads(stdout)["layers"] for t in la["tensors"]}
     for name, t in tensors.items():
         x = t.double().reshape(-1)
         assert got[name]["abs_mean"] == pytest.approx(float(x.abs().mean()), rel=1e-5)

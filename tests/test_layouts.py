@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from plastic.checkpoint import open_checkpoint
-from tests.conftest import CALIB, Result
+from tests.conftest import CALIB, Result, run_light
 
 SMALL = "test_efficientnet"  # a real timm architecture, tiny enough for CPU tests
 
@@ -311,15 +311,7 @@ def test_inspect_names_the_detected_architecture_without_importing_timm(tmp_path
         (wrapped, SMALL, "under the prefix 'model.'"),
         (twins, None, "2 architectures share this signature"),
     ]:
-        code = (
-            f"import sys; sys.argv=['plastic','inspect','--no-stats','--json',{str(path)!r}]\n"
-            "from plastic.cli.app import main\n"
-            "try:\n    main()\nexcept SystemExit:\n    pass\n"
-            "assert 'torch' not in sys.modules and 'timm' not in sys.modules, 'heavy import'\n"
-        )
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-        assert proc.returncode == 0, proc.stderr
-        arch = json.loads(proc.stdout)["arch"]
+        arch = json.loads(run_light("inspect", "--no-stats", "--json", path))["arch"]
         if timm.__version__ not in str(sorted(Path(__file__).parents[1].glob("src/plastic/data/*"))):
             assert arch["certainty"].startswith("not checked")  # another timm: only diagnose can tell
             continue

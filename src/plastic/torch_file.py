@@ -1,9 +1,10 @@
 """Reading PyTorch pickles safely: ``torch.load(weights_only=True)`` only, and zip records checked first.
 
-``torch.load(..., mmap=True)`` trusts the sizes in the pickle: a storage whose zip record is shorter than
-the storage (or lies past the end of the file) would be read from whatever bytes follow, or fault when
-touched. :func:`check_zip_records` compares every storage the pickle refers to with its record, without
-executing anything from the pickle: globals resolve to inert stand-ins, never to real code.
+torch's memory-mapped load (``mmap=True``) trusts the sizes in the pickle: a storage whose zip record
+is shorter than the storage (or lies past the end of the file) would be read from whatever bytes
+follow, or fault when touched. :func:`check_zip_records` compares every storage the pickle refers to
+with its record, without executing anything from the pickle: globals resolve to inert stand-ins,
+never to real code.
 """
 
 from __future__ import annotations
