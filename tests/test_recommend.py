@@ -76,7 +76,8 @@ def test_recommend_rule() -> None:
     assert "40 of 40 layers" in many.reason and "36 more" in many.reason
 
     dormant = recommend([_row("a", 0.4, dormant_units=[1, 2, 3])])
-    assert dormant.alternatives and "3 dormant units" in dormant.alternatives[0]
+    assert dormant.alternatives and "dormant-units" in dormant.alternatives[0]
+    assert "skipped" in dormant.alternatives[0]  # it does not promise to reset units it cannot
     assert recommend([]).action == "finetune"
 
 
@@ -159,3 +160,45 @@ def test_diagnose_prints_the_recommendation(cli: Callable[..., Result]) -> None:
     r = cli("diagnose", VIT_PT, "--data", CALIB, env={"NO_COLOR": "1"})
     assert r.code == 0, r.stderr
     assert "recommendation: no layer is saturated" in r.stdout
+
+
+def test_printed_commands_run_when_pasted(cli: Callable[..., Result], tmp_path: Path) -> None:
+    """Every command diagnose prints runs as printed, and does what --strategy auto does."""
+    import shlex
+    import shutil
+
+    src = tmp_path / "my model.safetensors"  # a space: the printed line must quote it
+    shutil.copy(RESNET, src)
+    r = cli("diagnose", src, "--data", CALIB, env={"NO_COLOR": "1", "COLUMNS": "300"})
+    assert r.code == 0, r.stderr
+    lines = [ln.strip() for ln in r.stdout.splitlines() if ln.strip().startswith("plastic reinit")]
+    assert lines, r.stdout
+    for line in lines:
+        args = shlex.split(line)
+        assert args[:2] == ["plastic", "reinit"]
+        out = Path(args[args.index("-o") + 1])
+        res = cli(*args[1:])
+        assert res.code == 0, (line, res.stderr)
+        assert out.exists()
+        out.unlink()
+    # the first line is the recommendation itself: the same tensors as --strategy auto on the report
+    report = tmp_path / "r.json"
+    report.write_text(cli("diagnose", src, "--data", CALIB, "--json").stdout)
+    auto = tmp_path / "auto.safetensors"
+    assert cli("reinit", "--report", report, "-s", "auto", "-o", auto).code == 0
+    first = shlex.split(lines[0])
+    assert cli(*first[1:]).code == 0
+    by_cmd, by_auto = _tensors(Path(first[first.index("-o") + 1])), _tensors(auto)
+    assert by_cmd.keys() == by_auto.keys() and all(torch.equal(by_cmd[k], by_auto[k]) for k in by_cmd)
+
+
+def test_few_images_lower_the_confidence(cli: Callable[..., Result]) -> None:
+    import json
+
+    doc = json.loads(cli("diagnose", RESNET, "--data", CALIB, "--max-images", "8", "--json").stdout)
+    assert doc["recommendation"]["confidence"] == "low"
+    assert any("tentative" in n for n in doc["notes"])
+    table = cli("diagnose", RESNET, "--data", CALIB, "--max-images", "8", env={"NO_COLOR": "1"})
+    assert "low confidence" in table.stdout
+    full = json.loads(cli("diagnose", RESNET, "--data", CALIB, "--json").stdout)
+    assert full["recommendation"]["confidence"] == "normal"

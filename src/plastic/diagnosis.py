@@ -20,7 +20,7 @@ from plastic.data_metrics import DEFAULT_TAU, attn_entropy, dormant_units, rank_
 from plastic.errors import DataError, DeviceError
 from plastic.gradients import grad_ratios, random_labels
 from plastic.models import build_model
-from plastic.recommend import Recommendation, recommend
+from plastic.recommend import Recommendation, recommend, reinit_commands
 from plastic.score import components, grad_median, saturation_score
 from plastic.validation import check_diagnose_options, pick_device
 
@@ -263,7 +263,7 @@ def _diagnose(
     }
     return DiagnoseReport(
         ckpt, built.arch, built.arch_source, built.candidates, str(dev), use_amp, cfg, calibration,
-        layers, blocks, timing, options, notes, recommend(vars(la) for la in layers),
+        layers, blocks, timing, options, notes, _recommendation(layers, calibration, built, ckpt, notes),
     )  # fmt: skip
 
 
@@ -298,6 +298,36 @@ def _stats_pass(
         if cap is None or act_sites is None:
             return Capture({}, {}, {}), {}, used, skipped
         return cap, act_sites, used, skipped
+
+
+MIN_IMAGES = 32  # fewer usable calibration images than this: scores too noisy to act on with confidence
+
+
+def _recommendation(
+    layers: list[LayerDiagnosis], cal: Calibration, built: Any, ckpt: Checkpoint, notes: list[str]
+) -> Recommendation:
+    """The rule's verdict, how sure it is given the calibration set, and commands that carry it out."""
+    rec = recommend(vars(la) for la in layers)
+    small = cal.images_used < MIN_IMAGES
+    few_per_class = cal.labels == "subfolders" and cal.images_used < 2 * max(len(cal.classes), 1)
+    if small or few_per_class:
+        rec.confidence = "low"
+        notes.append(
+            f"only {cal.images_used} usable calibration image(s)"
+            + (f" for {len(cal.classes)} classes" if few_per_class else "")
+            + f" (fewer than {MIN_IMAGES}, or 2 per class): the scores are noisy; treat the "
+            "recommendation as tentative and add images"
+        )
+    rec.commands = reinit_commands(
+        rec,
+        str(ckpt.path),
+        # --arch where reinit could not find it again by itself: the user named it, or the images did
+        arch=built.arch if built.arch_source == "option" or len(built.candidates) > 1 else None,
+        key=ckpt.container_key,
+        in_chans=ckpt.in_chans,
+        data=str(cal.path),
+    )
+    return rec
 
 
 def _layer_table(

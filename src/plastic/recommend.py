@@ -34,6 +34,8 @@ class Recommendation:
     threshold: float
     reason: str
     alternatives: list[str] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)  # shell lines that carry it out, pasteable as they are
+    confidence: str = "normal"  # "low" when the calibration set is too small to trust the scores
 
 
 def max_k(ranked: int) -> int:
@@ -75,11 +77,11 @@ def recommend(layers: Iterable[Mapping[str, Any]], threshold: float = RECOMMEND_
         + f"{more}. Re-initialize {'it' if k == 1 else 'them'} before fine-tuning"
     )
     alternatives = []
-    dormant = sum(len(la.get("dormant_units") or []) for la in chosen)
-    if dormant:
+    if any(la.get("dormant_units") for la in chosen):
         alternatives.append(
-            f"--strategy dormant-units resets only the {dormant} dormant units of these layers "
-            "(function-preserving; residual-path units are skipped)"
+            "--strategy dormant-units (ReDo) resets the dormant units of every layer instead of whole "
+            "layers, keeping the function; units whose output also feeds a residual sum, a norm or a "
+            "depthwise conv cannot be reset that way and are skipped (reinit lists them)"
         )
     return Recommendation(
         "reinit",
@@ -92,6 +94,65 @@ def recommend(layers: Iterable[Mapping[str, Any]], threshold: float = RECOMMEND_
     )
 
 
+def reinit_commands(
+    rec: Recommendation,
+    checkpoint: str,
+    *,
+    arch: str | None,
+    key: str | None,
+    in_chans: int | None,
+    data: str,
+) -> list[str]:
+    """Shell lines that carry out ``rec`` on ``checkpoint`` as they are: the chosen layers by name
+    (no report needed), and the dormant-units alternative (which measures again, so it needs --data)."""
+    import shlex
+
+    if rec.action != "reinit":
+        return []
+    out = _output_name(checkpoint)
+    common = []
+    if arch:
+        common += ["--arch", arch]
+    if key:
+        common += ["--key", key]
+    if in_chans and in_chans != 3:
+        common += ["--in-chans", str(in_chans)]
+    layers = [a for name in rec.layers for a in ("--layers", f"{name}.*")]
+    lines = [["plastic", "reinit", checkpoint, "--strategy", "layers", *layers, *common, "-o", out]]
+    if rec.alternatives:
+        lines.append(
+            [
+                "plastic",
+                "reinit",
+                checkpoint,
+                "--strategy",
+                "dormant-units",
+                "--data",
+                data,
+                *common,
+                "-o",
+                out,
+            ]
+        )
+    return [shlex.join(line) for line in lines]
+
+
+def _output_name(checkpoint: str) -> str:
+    """``m.safetensors`` -> ``m.reinit.safetensors`` beside it; a folder or index gives a .safetensors."""
+    from pathlib import Path
+
+    p = Path(checkpoint)
+    if p.is_dir():
+        return str(p / "model.reinit.safetensors")
+    name = p.name
+    if name.endswith(".safetensors.index.json"):
+        return str(p.with_name(name.removesuffix(".safetensors.index.json") + ".reinit.safetensors"))
+    for suffix in (".pth.tar", ".safetensors", ".pt", ".pth", ".bin", ".ckpt"):
+        if name.endswith(suffix):
+            return str(p.with_name(name.removesuffix(suffix) + ".reinit" + suffix))
+    return str(p.with_name(name + ".reinit.safetensors"))
+
+
 def recommendation_dict(rec: Recommendation) -> dict[str, Any]:
     return {
         "action": rec.action,
@@ -101,4 +162,6 @@ def recommendation_dict(rec: Recommendation) -> dict[str, Any]:
         "threshold": rec.threshold,
         "reason": rec.reason,
         "alternatives": rec.alternatives,
+        "commands": rec.commands,
+        "confidence": rec.confidence,
     }

@@ -100,7 +100,7 @@ def inspect_table(console: Console, doc: dict[str, Any]) -> None:
         table.add_row(*row)
     console.print(table)
     for line in _summary_lines(doc):
-        console.print(line, markup=False)
+        console.print(line, markup=False, soft_wrap=True)  # never break a command or a path
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
@@ -186,13 +186,16 @@ def _diag_summary(doc: dict[str, Any], show_all: bool) -> list[str]:
     rec = doc.get("recommendation")
     if rec:
         lines.append(f"recommendation: {rec['reason']}")
-        if rec["strategy"]:
-            opts = " ".join(f"--{k} {v}" for k, v in rec["options"].items() if k != "unit")
-            lines.append(
-                f"  plastic reinit {doc['checkpoint']['path']} --strategy auto -o OUT"
-                f"   (= --strategy {rec['strategy']} {opts})"
-            )
-        lines += [f"  or: {alt}" for alt in rec.get("alternatives", [])]
+        if rec.get("confidence") == "low":
+            lines.append("  (low confidence: too few calibration images; see the note)")
+        commands = rec.get("commands") or []
+        if commands:
+            lines.append("  to carry it out (or pipe diagnose --json into `plastic reinit --strategy auto`):")
+            lines.append(f"  {commands[0]}")
+        for alt, command in zip(rec.get("alternatives", []), commands[1:] or [None], strict=False):
+            lines.append(f"  or: {alt}")
+            if command:
+                lines.append(f"  {command}")
     return lines
 
 
@@ -218,7 +221,7 @@ def diagnose_table(console: Console, doc: dict[str, Any], show_all: bool) -> Non
         bh, br = _block_rows(doc)
         _table(console, "Blocks (timm group_matcher)", bh, br, {1})
     for line in _diag_summary(doc, show_all):
-        console.print(line, markup=False)
+        console.print(line, markup=False, soft_wrap=True)  # never break a command or a path
 
 
 def diagnose_markdown(doc: dict[str, Any], show_all: bool) -> str:
@@ -254,7 +257,7 @@ def reinit_table(console: Console, doc: dict[str, Any]) -> None:
     header, rows = _reinit_rows(doc)
     _table(console, "Re-initialized tensors", header, rows, {0, 1})
     for line in _reinit_summary(doc):
-        console.print(line, markup=False)
+        console.print(line, markup=False, soft_wrap=True)  # never break a command or a path
 
 
 def reinit_markdown(doc: dict[str, Any]) -> str:
