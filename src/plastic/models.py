@@ -141,16 +141,12 @@ def wrapper_prefixes(names: list[str]) -> list[str]:
 
 
 def _body_keys(arch: str) -> tuple[set[str], set[str]]:
-    """(state-dict keys without the classifier, classifier keys) of ``arch``, built on the meta device."""
-    import timm
-    import torch
-
+    """(state-dict keys without the classifier, classifier keys) of ``arch``, from its meta build."""
     from plastic.signatures import model_signature
 
-    with torch.device("meta"):
-        keys = set(timm.create_model(arch, pretrained=False).state_dict())
-    classifier = set(model_signature(arch).classifier)
-    return keys - classifier, classifier
+    sig = model_signature(arch)
+    classifier = set(sig.classifier)
+    return set(sig.keys) - classifier, classifier
 
 
 def first_conv_key(arch: str) -> str | None:

@@ -38,10 +38,13 @@ class ModelSignature:
     shapes: str  # signature_hash of non-classifier entries
     names: str  # names_hash of non-classifier keys
     classifier: tuple[str, ...]  # state-dict keys of the classifier
+    keys: tuple[str, ...] = ()  # every state-dict key, classifier included
 
 
+@cache
 def model_signature(arch: str) -> ModelSignature:
-    """Build ``arch`` on the meta device (no memory, no init) and describe its state dict."""
+    """Build ``arch`` on the meta device (no memory, no init) and describe its state dict (cached:
+    detection, alignment and classifier lookup all ask for the same architecture)."""
     import timm
     import torch
 
@@ -54,7 +57,7 @@ def model_signature(arch: str) -> ModelSignature:
     sd = model.state_dict()
     classifier = tuple(sorted(k for k in sd if any(k.startswith(p + ".") for p in prefixes)))
     body = [(k, tuple(v.shape)) for k, v in sd.items() if k not in classifier]
-    return ModelSignature(arch, signature_hash(body), names_hash(k for k, _ in body), classifier)
+    return ModelSignature(arch, signature_hash(body), names_hash(k for k, _ in body), classifier, tuple(sd))
 
 
 @dataclass
