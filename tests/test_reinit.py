@@ -400,3 +400,25 @@ def test_ctrl_c_exits_130_and_leaves_no_file(tmp_path: Path) -> None:
     assert proc.returncode == 130, stderr[-1000:]
     assert "Interrupted." in stderr and "Traceback" not in stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_gradient_probe_honours_device_and_workers(cli: Callable[..., Result], tmp_path: Path) -> None:
+    """reinit's gradient probe is diagnose's: --device and --workers apply; decoders change no byte."""
+    import shutil
+
+    calib = tmp_path / "calib"
+    shutil.copytree(CALIB, calib)
+    (calib / "cat" / "broken.png").parent.mkdir(exist_ok=True)
+    (calib / "cat" / "broken.png").write_bytes(b"not a png")  # unreadable: skipped, not counted
+    outs = []
+    for workers in ("0", "2"):
+        out = tmp_path / f"o{workers}.safetensors"
+        args = ["-s", "weights", "--utility", "gradient", "--data", calib, "--device", "cpu"]
+        res = cli("reinit", RESNET, *args, "--workers", workers, "--max-images", "24", "-o", out)
+        assert res.code == 0, res.stderr
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1]
+    args = ["-s", "weights", "--utility", "gradient", "--data", calib, "--device", "cuda:9"]
+    bad = cli("reinit", RESNET, *args, "-o", tmp_path / "x.safetensors")
+    assert bad.code == 2 and "cuda:9" in bad.stderr

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import stat
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ import torch
 from plastic import __version__
 from plastic.atomic import check_target
 from plastic.checkpoint import Checkpoint, TensorInfo, open_checkpoint
-from plastic.errors import ArchitectureError, UsageError
+from plastic.errors import ArchitectureError, DataError, UsageError
 from plastic.init_values import InitSource, fresh_model, mean_value
 from plastic.reports import validate_report
 from plastic.strategies import Change, Context, Options, Plan, get_strategy
@@ -116,6 +116,7 @@ def reinit(
         check_device(str(diagnose_options.get("device", "auto")))
         check_count("--max-images", diagnose_options.get("max_images", 256))
         check_tau(diagnose_options.get("tau", 0.025))
+        check_count("--workers", diagnose_options.get("workers", 0), low=0)
     if in_chans is not None:
         check_count("--in-chans", in_chans)
     if report is not None:
@@ -258,8 +259,10 @@ def _gradients(
     The preprocessing is the report's when there is one (what diagnose measured with), else the model's.
     """
     from plastic.calib import calib_batches, resolve_data_config, scan_folder
+    from plastic.diagnosis import full_float32
     from plastic.gradients import accumulate_gradients, random_labels
     from plastic.models import build_model
+    from plastic.validation import pick_device
 
     model = build_model(ckpt).model
     calib = scan_folder(data, max_images=diag.get("max_images", 256), seed=seed)
@@ -276,9 +279,24 @@ def _gradients(
     )
     labels = torch.tensor(calib.labels) if calib.labels is not None else random_labels(len(calib.files), seed)
     classes = max(len(calib.class_names), 2) if calib.labels is not None else 10
-    batches = ((x, labels[idx]) for idx, x, _bad in calib_batches(calib, cfg, 32) if x is not None)
-    accumulate_gradients(model, batches, n_images=len(calib.files), n_classes=classes, seed=seed)
-    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+    dev = pick_device(str(diag.get("device") or "auto"))
+    model.to(dev)
+    decoded = 0
+
+    def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        nonlocal decoded
+        for idx, x, _bad in calib_batches(calib, cfg, 32, int(diag.get("workers") or 0)):
+            if x is not None:
+                decoded += len(idx)
+                yield x.to(dev), labels[idx].to(dev)
+
+    # n_images=1: the loss is summed over images; dividing by the decoded count after gives the mean,
+    # so unreadable images do not dilute the gradient (as in diagnose's grad_ratio)
+    with full_float32():
+        accumulate_gradients(model, batches(), n_images=1, n_classes=classes, seed=seed)
+    if decoded == 0:
+        raise DataError(f"{calib.root}: none of the {len(calib.files)} images could be read")
+    grads = {n: (p.grad.detach() / decoded).cpu() for n, p in model.named_parameters() if p.grad is not None}
     del model
     return grads
 

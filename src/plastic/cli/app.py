@@ -244,6 +244,9 @@ def reinit(
         str, typer.Option("--device", help="For a diagnosis run here: auto, cuda or cpu.")
     ] = "auto",
     max_images: Annotated[int, typer.Option("--max-images", help="For a diagnosis run here.")] = 256,
+    workers: Annotated[
+        int, typer.Option("--workers", "-j", help="For a diagnosis or gradient probe run here: decoders.")
+    ] = 0,
     tau: Annotated[float, typer.Option("--tau", help="For a diagnosis run here: dormant threshold.")] = 0.025,
     fmt: FormatOpt = OutputFormat.table,
     as_json: JsonOpt = False,
@@ -263,7 +266,7 @@ def reinit(
     result = run_reinit(
         checkpoint, strategy=strategy, output=output, options=options, report=doc_in, data=data, key=key,
         arch=arch, force=force, dry_run=dry_run, keep_extra=keep_extra,
-        diagnose_options={"device": device, "max_images": max_images, "tau": tau},
+        diagnose_options={"device": device, "max_images": max_images, "tau": tau, "workers": workers},
         inputs=[report] if report is not None and str(report) != "-" else [], in_chans=in_chans,
     )  # fmt: skip
     doc = reinit_dict(result)
