@@ -204,3 +204,23 @@ def test_workers_decode_in_parallel_with_the_same_result(cli: Callable[..., Resu
     for doc in (one, two):
         doc.pop("timing"), doc.pop("options")
     assert one == two
+
+
+def test_fail_on_findings_in_every_format(cli: Callable[..., Result], tmp_path: Path) -> None:
+    """A CI job that fails says why in what it keeps: the JSON (and --out), the markdown, the table."""
+    out = tmp_path / "r.json"
+    res = cli("diagnose", RESNET, "--data", CALIB, *FAST, "--json", "--fail-on", "score>0.01", "--out", out)
+    assert res.code == 1
+    for doc in (json.loads(res.stdout), json.loads(out.read_text())):
+        assert doc["findings"] and all(
+            f["rule"] == "score>0.01" and f["value"] > 0.01 for f in doc["findings"]
+        )
+        assert {f["layer"] for f in doc["findings"]} == {
+            la["name"] for la in doc["layers"] if (la["score"] or 0) > 0.01
+        }
+    md = cli("diagnose", RESNET, "--data", CALIB, *FAST, "--format", "markdown", "--fail-on", "score>0.01")
+    assert md.code == 1 and "finding(s) over --fail-on" in md.stdout and "`score>0.01`" in md.stdout
+    table = cli("diagnose", RESNET, "--data", CALIB, *FAST, "--fail-on", "score>0.01", env={"NO_COLOR": "1"})
+    assert table.code == 1 and "fail-on score>0.01:" in table.stdout
+    calm = json.loads(cli("diagnose", RESNET, "--data", CALIB, *FAST, "--json").stdout)
+    assert calm["findings"] == []

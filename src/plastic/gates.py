@@ -54,3 +54,11 @@ def failing_layers(
             if value is not None and cond.holds(float(value)):
                 hits.append((str(la["name"]), cond, float(value)))
     return hits
+
+
+def findings(layers: Iterable[Mapping[str, Any]], conditions: Iterable[Condition]) -> list[dict[str, Any]]:
+    """The ``findings`` of a report: each layer that meets a ``--fail-on`` rule, as JSON-ready rows."""
+    return [
+        {"layer": layer, "metric": cond.metric, "value": value, "rule": str(cond)}
+        for layer, cond, value in failing_layers(layers, conditions)
+    ]

@@ -374,6 +374,7 @@ def diagnose(
             std=stds, progress=progress, in_chans=in_chans,
         )  # fmt: skip
     doc = diagnose_dict(report)
+    doc["findings"] = _findings(doc, conditions)  # the why of exit 1, in every format
     err = console.err()
     for note in report.notes:
         err.print(f"note: {printable(note)}", markup=False)
@@ -426,17 +427,19 @@ def _conditions(texts: list[str]) -> list[Any]:
     return [parse_condition(t, [*DATA_METRICS, "score"]) for t in texts]
 
 
+def _findings(doc: dict[str, Any], conditions: list[Any]) -> list[dict[str, Any]]:
+    from plastic.gates import findings
+
+    return findings(doc["layers"], conditions) if conditions else []
+
+
 def _gate(doc: dict[str, Any], conditions: list[Any]) -> None:
     """Exit 1 (after the report is out) when a layer meets a --fail-on condition; list them on stderr."""
-    if not conditions:
-        return
-    from plastic.gates import failing_layers
-
-    hits = failing_layers(doc["layers"], conditions)
+    hits = doc.get("findings") or []
     if hits:
         sys.stdout.flush()
-        for layer, cond, value in hits:
-            sys.stderr.write(f"fail-on {cond}: {layer} = {value:.4g}\n")
+        for hit in hits:
+            sys.stderr.write(f"fail-on {hit['rule']}: {hit['layer']} = {hit['value']:.4g}\n")
         sys.stderr.write(f"{len(hits)} finding(s) over the --fail-on threshold(s)\n")
         raise typer.Exit(1)
 

@@ -183,6 +183,8 @@ def _diag_summary(doc: dict[str, Any], show_all: bool) -> list[str]:
     ]
     if not show_all and ranked > DEFAULT_TOP:
         lines.append(f"showing the top {DEFAULT_TOP} of {ranked} ranked layers; --all shows every layer")
+    for f in doc.get("findings") or []:
+        lines.append(f"fail-on {f['rule']}: {f['layer']} = {f['value']:.4g}")
     rec = doc.get("recommendation")
     if rec:
         lines.append(f"recommendation: {rec['reason']}")
@@ -233,6 +235,12 @@ def diagnose_markdown(doc: dict[str, Any], show_all: bool) -> str:
     if doc["blocks"]:
         bh, br = _block_rows(doc)
         text += f"\n{markdown_table(bh, br)}\n"
+    if doc.get("findings"):
+        rows = [
+            [f"`{f['layer']}`", f["metric"], f"{f['value']:.4g}", f"`{f['rule']}`"] for f in doc["findings"]
+        ]
+        text += f"\n**{len(rows)} finding(s) over --fail-on** (the job fails on them):\n\n"
+        text += markdown_table(["layer", "metric", "value", "rule"], rows) + "\n"
     return text
 
 
