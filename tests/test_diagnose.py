@@ -224,3 +224,34 @@ def test_fail_on_findings_in_every_format(cli: Callable[..., Result], tmp_path: 
     assert table.code == 1 and "fail-on score>0.01:" in table.stdout
     calm = json.loads(cli("diagnose", RESNET, "--data", CALIB, *FAST, "--json").stdout)
     assert calm["findings"] == []
+
+
+@pytest.mark.parametrize("width", [80, 120, 200])
+def test_tables_fit_the_terminal(cli: Callable[..., Result], width: int) -> None:
+    """At 80, 120 and 200 columns no table line is wider than the terminal, no number is split across
+    lines, and the essential columns (rank, layer, score, why) are always there. Commands and summary
+    lines are printed whole (the terminal soft-wraps them), so that they paste as they are."""
+    env = {"NO_COLOR": "1", "COLUMNS": str(width)}
+    for args in (["diagnose", MOBILENET, "--data", CALIB, *FAST], ["inspect", MOBILENET]):
+        res = cli(*args, env=env)
+        assert res.code == 0, res.stderr
+        lines = res.stdout.splitlines()
+        table = [line for line in lines if line[:1] in "┏┃┡│└"]  # summary lines and commands never wrap
+        assert table and all(len(line) <= width for line in table), max(table, key=len)
+        first = lines[next(i for i, ln in enumerate(lines) if ln.startswith("┏")) :]
+        first = first[: next(i for i, ln in enumerate(first) if ln.startswith("└"))]  # the first table
+        header = next(line for line in first if line.startswith("┃"))
+        titles = [c.strip() for c in header.strip("┃").split("┃")]
+        rows = [[c.strip() for c in line.strip("│").split("│")] for line in first if line.startswith("│")]
+        assert rows and all(len(r) == len(titles) for r in rows)
+        numeric = [t for t in titles if t in ("score", "params", "abs_mean", "units", "std", "l2")]
+        for row in rows:
+            cells = dict(zip(titles, row, strict=True))
+            for t in numeric:
+                if cells[t] not in ("", "-"):
+                    float(cells[t].replace(",", ""))  # whole numbers, never a fragment
+        if args[0] == "diagnose":
+            assert {"rank", "layer", "score", "why"} <= set(titles)
+            assert len(rows) == 15  # one line per layer: nothing wrapped
+    wide = cli("diagnose", MOBILENET, "--data", CALIB, *FAST, "--wide", env=env)
+    assert "grad_ratio" in wide.stdout and "not shown" not in wide.stdout

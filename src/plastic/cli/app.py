@@ -90,6 +90,7 @@ InChansOpt = Annotated[
 ]
 FormatOpt = Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format on stdout.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Shortcut for --format json.")]
+WideOpt = Annotated[bool, typer.Option("--wide", help="Table: every column, whatever the terminal's width.")]
 
 
 @app.command()
@@ -113,6 +114,7 @@ def inspect(
     ] = False,
     fmt: FormatOpt = OutputFormat.table,
     as_json: JsonOpt = False,
+    wide: WideOpt = False,
 ) -> None:
     """Show the tensors, layers, dtypes, parameter counts and weight statistics of a checkpoint."""
     from plastic.cli import console, render
@@ -135,7 +137,7 @@ def inspect(
         doc,
         _resolve_format(fmt, as_json),
         lambda: render.inspect_markdown(doc),
-        lambda c: render.inspect_table(c, doc),
+        lambda c: render.inspect_table(c, doc, wide),
     )
 
 
@@ -250,6 +252,7 @@ def reinit(
     tau: Annotated[float, typer.Option("--tau", help="For a diagnosis run here: dormant threshold.")] = 0.025,
     fmt: FormatOpt = OutputFormat.table,
     as_json: JsonOpt = False,
+    wide: WideOpt = False,
 ) -> None:
     """Write a new checkpoint with the strategy's layers, units or weights re-initialized."""
     from plastic.cli import console, render
@@ -279,7 +282,7 @@ def reinit(
         doc,
         _resolve_format(fmt, as_json),
         lambda: render.reinit_markdown(doc),
-        lambda c: render.reinit_table(c, doc),
+        lambda c: render.reinit_table(c, doc, wide),
     )
 
 
@@ -354,6 +357,7 @@ def diagnose(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Name every skipped image.")] = False,
     fmt: FormatOpt = OutputFormat.table,
     as_json: JsonOpt = False,
+    wide: WideOpt = False,
 ) -> None:
     """Run calibration images through the model and report per-layer loss-of-plasticity statistics."""
     from plastic.checkpoint import checkpoint_files
@@ -393,7 +397,7 @@ def diagnose(
         doc,
         _resolve_format(fmt, as_json),
         lambda: render.diagnose_markdown(doc, show_all),
-        lambda c: render.diagnose_table(c, doc, show_all),
+        lambda c: render.diagnose_table(c, doc, show_all, wide),
     )
     _gate(doc, conditions)
 

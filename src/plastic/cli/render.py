@@ -21,11 +21,12 @@ WEIGHT_COLUMNS = [
 
 
 def fmt_num(v: float | None) -> str:
+    """Three significant digits: compact, and wide enough to rank and compare."""
     if v is None:
         return "-"
     if v == 0:
         return "0"
-    return f"{v:.4g}"
+    return f"{v:.3g}"
 
 
 def fmt_int(n: int) -> str:
@@ -91,14 +92,9 @@ def _summary_lines(doc: dict[str, Any]) -> list[str]:
     return lines
 
 
-def inspect_table(console: Console, doc: dict[str, Any]) -> None:
+def inspect_table(console: Console, doc: dict[str, Any], wide: bool = False) -> None:
     header, rows = _layer_rows(doc)
-    table = Table(title=f"{doc['checkpoint']['path']}", title_justify="left", show_lines=False)
-    for i, h in enumerate(header):
-        table.add_column(h, justify="left" if i in (0, 1, 3) else "right", overflow="fold")
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
+    _table(console, f"{doc['checkpoint']['path']}", header, rows, {0, 1, 3}, wide=wide)
     for line in _summary_lines(doc):
         console.print(line, markup=False, soft_wrap=True)  # never break a command or a path
 
@@ -142,17 +138,30 @@ def _diag_rows(doc: dict[str, Any], show_all: bool) -> tuple[list[str], list[lis
         chosen = ranked + unranked
     else:
         chosen = ranked[:DEFAULT_TOP]
-    header = ["rank", "layer", "type", "units", "score", *[t for _, t in DIAG_COLUMNS], "block"]
+    header = ["rank", "layer", "type", "units", "score", "why", *[t for _, t in DIAG_COLUMNS], "block"]
     rows = []
     for la in chosen:
         m = la["metrics"]
         rank = str(la["rank"]) if la["rank"] is not None else ("head" if la["classifier"] else "-")
         rows.append(
-            [rank, la["name"], la["type"], str(la["units"]), fmt_num(la["score"])]
+            [rank, la["name"], la["type"], str(la["units"]), fmt_num(la["score"]), _why(la)]
             + [fmt_num(m.get(code)) for code, _ in DIAG_COLUMNS]
             + [la["block"] or "-"]
         )
     return header, rows
+
+
+def _why(layer: dict[str, Any]) -> str:
+    """The score's two largest components, compactly: ``saturated 0.57 starved 0.19``."""
+    parts = sorted(
+        ((v, k) for k, v in (layer.get("components") or {}).items() if v and k != "collapse"), reverse=True
+    )
+    short = {"collapsed_attention": "attention"}
+    return " ".join(f"{short.get(k, k)} {v:.2f}" for v, k in parts[:2]) or "-"
+
+
+# Columns of the diagnose table, most important first: dropped from the end when the terminal is narrow.
+DIAG_ORDER = [0, 1, 4, 5, 3, 6, 8, 11, 2, 13, 7, 12, 9, 10]
 
 
 def _block_rows(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
@@ -201,27 +210,67 @@ def _diag_summary(doc: dict[str, Any], show_all: bool) -> list[str]:
     return lines
 
 
-def _table(console: Console, title: str, header: list[str], rows: list[list[str]], left: set[int]) -> None:
+def _table(
+    console: Console,
+    title: str,
+    header: list[str],
+    rows: list[list[str]],
+    left: set[int],
+    order: list[int] | None = None,
+    wide: bool = False,
+) -> None:
+    """A rich table that fits the console: columns are dropped from the end of ``order`` (most important
+    first; default: left to right) until the rest fit, unless ``wide``. Numbers never wrap; only the
+    left-aligned name columns may fold."""
+    keep = list(range(len(header)))
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) + 3 for i, h in enumerate(header)]  # + padding, rule
+    if not wide:
+        order = order or keep
+        chosen: list[int] = []
+        for i in order:
+            if sum(widths[j] for j in chosen) + widths[i] + 1 <= console.width or len(chosen) < 2:
+                chosen.append(i)
+        keep = sorted(chosen)
     table = Table(title=title, title_justify="left")
-    for i, h in enumerate(header):
-        table.add_column(h, justify="left" if i in left else "right", overflow="fold")
+    for i in keep:
+        folds = i in left
+        table.add_column(
+            header[i],
+            justify="left" if folds else "right",
+            overflow="fold" if folds else "ellipsis",  # "ignore" would also drop the justification
+            no_wrap=not folds,
+        )
     for row in rows:
-        table.add_row(*row)
-    console.print(table)
+        table.add_row(*(row[i] for i in keep))
+    # --wide: as wide as the columns need (the terminal wraps it), never squeezed into folded headers
+    saved = console.width
+    if wide:
+        console.width = max(saved, sum(widths) + 1)
+    try:
+        console.print(table)
+    finally:
+        console.width = saved
+    if len(keep) < len(header):
+        dropped = ", ".join(header[i] for i in range(len(header)) if i not in keep)
+        console.print(
+            f"(not shown at {console.width} columns: {dropped}; --wide or --json for all)", markup=False
+        )
 
 
-def diagnose_table(console: Console, doc: dict[str, Any], show_all: bool) -> None:
+def diagnose_table(console: Console, doc: dict[str, Any], show_all: bool, wide: bool = False) -> None:
     header, rows = _diag_rows(doc, show_all)
     _table(
         console,
         f"Layers by saturation score: {doc['checkpoint']['path']}",
         header,
         rows,
-        {1, 2, len(header) - 1},
+        {1, 2, 5, len(header) - 1},
+        DIAG_ORDER,
+        wide,
     )
     if doc["blocks"]:
         bh, br = _block_rows(doc)
-        _table(console, "Blocks (timm group_matcher)", bh, br, {1})
+        _table(console, "Blocks (timm group_matcher)", bh, br, {1}, wide=wide)
     for line in _diag_summary(doc, show_all):
         console.print(line, markup=False, soft_wrap=True)  # never break a command or a path
 
@@ -261,9 +310,9 @@ def _reinit_summary(doc: dict[str, Any]) -> list[str]:
     ]
 
 
-def reinit_table(console: Console, doc: dict[str, Any]) -> None:
+def reinit_table(console: Console, doc: dict[str, Any], wide: bool = False) -> None:
     header, rows = _reinit_rows(doc)
-    _table(console, "Re-initialized tensors", header, rows, {0, 1})
+    _table(console, "Re-initialized tensors", header, rows, {0, 1}, wide=wide)
     for line in _reinit_summary(doc):
         console.print(line, markup=False, soft_wrap=True)  # never break a command or a path
 
