@@ -255,3 +255,14 @@ def test_tables_fit_the_terminal(cli: Callable[..., Result], width: int) -> None
             assert len(rows) == 15  # one line per layer: nothing wrapped
     wide = cli("diagnose", MOBILENET, "--data", CALIB, *FAST, "--wide", env=env)
     assert "grad_ratio" in wide.stdout and "not shown" not in wide.stdout
+
+
+def test_json_keeps_the_answer_visible_on_stderr(cli: Callable[..., Result]) -> None:
+    """diagnose --json | ... : stdout is one JSON document; the person still sees the verdict on stderr."""
+    res = cli("diagnose", MOBILENET, "--data", CALIB, *FAST, "--json")
+    doc = json.loads(res.stdout)
+    assert f"model: {doc['arch']['name']}" in res.stderr and "recommendation:" in res.stderr
+    assert all(c in res.stderr for c in doc["recommendation"]["commands"])
+    quiet = cli("diagnose", MOBILENET, "--data", CALIB, *FAST, "--json", "-q")
+    assert json.loads(quiet.stdout)["recommendation"] == doc["recommendation"]
+    assert "recommendation:" not in quiet.stderr

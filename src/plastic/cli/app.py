@@ -355,6 +355,9 @@ def diagnose(
         Path | None, typer.Option("--out", "-o", help="Also write the JSON report to this file.")
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Name every skipped image.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="With --json: no summary and recommendation on stderr.")
+    ] = False,
     fmt: FormatOpt = OutputFormat.table,
     as_json: JsonOpt = False,
     wide: WideOpt = False,
@@ -393,12 +396,16 @@ def diagnose(
         inputs = [*report.checkpoint.input_files, *_image_files(data)]
         _check_report_target(out, inputs)
         write_text(out, render.dump_json(doc) + "\n")
+    chosen = _resolve_format(fmt, as_json)
     _emit(
         doc,
-        _resolve_format(fmt, as_json),
+        chosen,
         lambda: render.diagnose_markdown(doc, show_all),
         lambda c: render.diagnose_table(c, doc, show_all, wide),
     )
+    if chosen is OutputFormat.json and not quiet:  # the answer stays visible when stdout goes to a pipe
+        for line in render.diagnose_brief(doc):
+            err.print(printable(line), markup=False, soft_wrap=True)
     _gate(doc, conditions)
 
 

@@ -275,6 +275,16 @@ def diagnose_table(console: Console, doc: dict[str, Any], show_all: bool, wide: 
         console.print(line, markup=False, soft_wrap=True)  # never break a command or a path
 
 
+def diagnose_brief(doc: dict[str, Any]) -> list[str]:
+    """What a person in front of a pipe needs from diagnose --json: the model and the recommendation
+    (printed on stderr, so stdout stays one JSON document)."""
+    lines = _diag_summary(doc, show_all=True)
+    start = next(
+        (i for i, ln in enumerate(lines) if ln.startswith(("fail-on", "recommendation:"))), len(lines)
+    )
+    return [lines[0], *lines[start:]]
+
+
 def diagnose_markdown(doc: dict[str, Any], show_all: bool) -> str:
     header, rows = _diag_rows(doc, show_all)
     summary = "\n".join(f"- {line}" for line in _diag_summary(doc, show_all))
