@@ -202,3 +202,25 @@ def test_few_images_lower_the_confidence(cli: Callable[..., Result]) -> None:
     assert "low confidence" in table.stdout
     full = json.loads(cli("diagnose", RESNET, "--data", CALIB, "--json").stdout)
     assert full["recommendation"]["confidence"] == "normal"
+
+
+def test_output_records_only_the_options_that_applied(
+    tmp_path: Path, reports: dict[str, dict[str, Any]]
+) -> None:
+    """An auto run records the layers it chose, not --k's default; a head run records no --fraction."""
+    import json
+
+    from safetensors import safe_open
+
+    from plastic.reinit import reinit
+    from plastic.strategies import Options
+
+    auto = tmp_path / "auto.safetensors"
+    reinit(RESNET, strategy="auto", output=auto, options=Options(), report=reports["resnet"])
+    with safe_open(str(auto), framework="pt") as f:
+        recorded = json.loads(f.metadata()["plastic.options"])
+    assert recorded == {"value": "resample", "layers": reports["resnet"]["recommendation"]["layers"]}
+    head = tmp_path / "head.safetensors"
+    reinit(RESNET, strategy="head", output=head, options=Options(fraction=0.5, k=7))
+    with safe_open(str(head), framework="pt") as f:
+        assert json.loads(f.metadata()["plastic.options"]) == {"value": "resample"}

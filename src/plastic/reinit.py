@@ -398,7 +398,9 @@ def _apply(
         kinds = sorted({c.kind for c in changes})
         frac = float(mask.float().mean()) if mask.numel() else 0.0
         changed.append({"tensor": info.key, "kind": "+".join(kinds), "fraction": frac})
-    opts = {k: v for k, v in asdict(options).items() if k != "seed"}
+    uses = get_strategy(strategy).uses
+    opts = {k: v for k, v in asdict(options).items() if k in uses}  # only what this strategy reads
+    opts.update(plan.options)
     return ReinitResult(
         input=ckpt.path,
         output=out,

@@ -35,6 +35,7 @@ class Plan:
     changes: list[Change] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (what, why)
     notes: list[str] = field(default_factory=list)
+    options: dict[str, Any] = field(default_factory=dict)  # what the strategy decided (auto: its layers)
 
 
 @dataclass
@@ -108,16 +109,20 @@ class StrategyInfo:
     help: str
     fn: Strategy
     values: tuple[str, ...]  # which --value choices apply
+    uses: tuple[str, ...] = ("value",)  # the Options fields it reads: what its output records
 
 
 _REGISTRY: dict[str, StrategyInfo] = {}
 
 
 def register_strategy(
-    name: str, help: str, values: tuple[str, ...] = ("resample", "mean")
+    name: str,
+    help: str,
+    values: tuple[str, ...] = ("resample", "mean"),
+    uses: tuple[str, ...] = ("value",),
 ) -> Callable[[Strategy], Strategy]:
     def deco(fn: Strategy) -> Strategy:
-        _REGISTRY[name] = StrategyInfo(name, help, fn, values)
+        _REGISTRY[name] = StrategyInfo(name, help, fn, values, uses)
         return fn
 
     return deco
@@ -192,7 +197,11 @@ def weight_tensors(ctx: Context) -> list[str]:
 # --- the strategies ---------------------------------------------------------------------------------------
 
 
-@register_strategy("topk-layers", "the k layers (or blocks, --unit block) with the highest saturation score")
+@register_strategy(
+    "topk-layers",
+    "the k layers (or blocks, --unit block) with the highest saturation score",
+    uses=("value", "k", "unit", "include_head"),
+)
 def topk_layers(ctx: Context) -> Plan:
     report = ctx.need_report("topk-layers")
     plan, k = Plan(), ctx.options.k
@@ -232,10 +241,11 @@ def auto(ctx: Context) -> Plan:
         return plan  # nothing to do: reinit writes the checkpoint unchanged and says so
     reset_layers(ctx, plan, [str(x) for x in rec["layers"]])
     plan.notes.append(f"layers: {', '.join(rec['layers'])}")
+    plan.options["layers"] = [str(x) for x in rec["layers"]]  # what auto chose, not --k's default
     return plan
 
 
-@register_strategy("layers", "tensors whose names match --layers GLOB (repeatable)")
+@register_strategy("layers", "tensors whose names match --layers GLOB (repeatable)", uses=("value", "layers"))
 def layers_by_glob(ctx: Context) -> Plan:
     if not ctx.options.layers:
         raise UsageError("--strategy layers needs at least one --layers GLOB, e.g. --layers 'stages.3.*'")
@@ -263,7 +273,11 @@ def head(ctx: Context) -> Plan:
     return plan
 
 
-@register_strategy("from-block", "every layer from block --from NAME up, head included (timm group order)")
+@register_strategy(
+    "from-block",
+    "every layer from block --from NAME up, head included (timm group order)",
+    uses=("value", "from_block"),
+)
 def from_block(ctx: Context) -> Plan:
     structure = ctx.need_structure("from-block")
     start = ctx.options.from_block
@@ -323,7 +337,11 @@ def dormant_units(ctx: Context) -> Plan:
     return plan
 
 
-@register_strategy("weights", "per tensor, the --fraction of weights with the lowest --utility")
+@register_strategy(
+    "weights",
+    "per tensor, the --fraction of weights with the lowest --utility",
+    uses=("value", "fraction", "utility", "include_head", "layers"),
+)
 def weights(ctx: Context) -> Plan:
     opts = ctx.options
     if not 0.0 < opts.fraction <= 1.0:
@@ -363,7 +381,10 @@ def weights(ctx: Context) -> Plan:
 
 
 @register_strategy(
-    "shrink-perturb", "every parameter: shrink * theta + perturb * theta_init", values=("shrink-perturb",)
+    "shrink-perturb",
+    "every parameter: shrink * theta + perturb * theta_init",
+    values=("shrink-perturb",),
+    uses=("shrink", "perturb", "layers"),
 )
 def shrink_perturb(ctx: Context) -> Plan:
     plan = Plan()
