@@ -422,3 +422,24 @@ def test_gradient_probe_honours_device_and_workers(cli: Callable[..., Result], t
     args = ["-s", "weights", "--utility", "gradient", "--data", calib, "--device", "cuda:9"]
     bad = cli("reinit", RESNET, *args, "-o", tmp_path / "x.safetensors")
     assert bad.code == 2 and "cuda:9" in bad.stderr
+
+
+def test_people_output_says_what_happened(cli: Callable[..., Result], tmp_path: Path) -> None:
+    """--dry-run says "would change"; rows come in model order; nothing changed says so."""
+    dry = cli("reinit", RESNET, "-s", "layers", "--layers", "layer1.0.*", "--dry-run", env={"COLUMNS": "200"})
+    assert dry.code == 0 and "would change" in dry.stdout and "\nchanged" not in dry.stdout
+    rows = [ln.split("│")[1].strip() for ln in dry.stdout.splitlines() if ln.startswith("│")]
+    from plastic.inspection import natural_key
+
+    assert rows == sorted(rows, key=natural_key) and rows[0].startswith("layer1.0.bn1")
+    vit = cli("reinit", VIT_PT, "-s", "auto", "--report", _vit_report_file(tmp_path), "-o", tmp_path / "v.pt")
+    assert vit.code == 0 and "new values: none (nothing changed)" in vit.stdout
+
+
+def _vit_report_file(tmp_path: Path) -> Path:
+    from plastic.diagnosis import diagnose
+    from plastic.reports import diagnose_dict
+
+    rep = tmp_path / "vit.json"
+    rep.write_text(json.dumps(diagnose_dict(diagnose(VIT_PT, CALIB, max_images=20, device="cpu"))))
+    return rep

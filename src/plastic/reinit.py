@@ -407,7 +407,13 @@ def _apply(
         strategy=strategy,
         options=opts,
         seed=options.seed,
-        init_source=source.description if _needs_init(plan) else "none needed (mean values only)",
+        init_source=(
+            source.description
+            if _needs_init(plan)
+            else "none needed (mean values only)"
+            if plan.changes
+            else "none (nothing changed)"
+        ),
         changed=changed,
         unchanged_tensors=len(ckpt.tensors) - len(changed),
         skipped=plan.skipped,

@@ -307,15 +307,19 @@ def diagnose_markdown(doc: dict[str, Any], show_all: bool) -> str:
 
 
 def _reinit_rows(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    from plastic.inspection import natural_key
+
     header = ["tensor", "kind", "fraction"]
-    return header, [[c["tensor"], c["kind"], f"{c['fraction']:.3f}"] for c in doc["changed"]]
+    changed = sorted(doc["changed"], key=lambda c: natural_key(c["tensor"]))  # model order, not file order
+    return header, [[c["tensor"], c["kind"], f"{c['fraction']:.3f}"] for c in changed]
 
 
 def _reinit_summary(doc: dict[str, Any]) -> list[str]:
     where = "dry run: nothing written" if doc["dry_run"] else f"wrote {doc['output']}"
     return [
         f"{where} ({doc['strategy']}, seed {doc['seed']}) from {doc['input']}",
-        f"changed {len(doc['changed'])} tensors, {doc['unchanged_tensors']} unchanged (bit-identical)",
+        f"{'would change' if doc['dry_run'] else 'changed'} {len(doc['changed'])} tensors, "
+        f"{doc['unchanged_tensors']} unchanged (bit-identical)",
         f"new values: {doc['init_source']}",
     ]
 
