@@ -266,3 +266,12 @@ def test_json_keeps_the_answer_visible_on_stderr(cli: Callable[..., Result]) -> 
     quiet = cli("diagnose", MOBILENET, "--data", CALIB, *FAST, "--json", "-q")
     assert json.loads(quiet.stdout)["recommendation"] == doc["recommendation"]
     assert "recommendation:" not in quiet.stderr
+
+
+def test_block_names_say_what_they_hold() -> None:
+    from plastic.diagnosis import block_name
+
+    assert block_name(["layer1.0.conv1", "layer1.0.conv2", "layer1.0.downsample.0"]) == "layer1.0"
+    # a group spanning top-level modules (MobileNetV2's last stage and its head conv)
+    assert block_name(["blocks.6.0.conv_pw", "blocks.6.0.conv_dw", "conv_head"]) == "blocks.6.0+conv_head"
+    assert block_name(["conv_stem"]) == "conv_stem"

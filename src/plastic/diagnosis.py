@@ -370,16 +370,26 @@ def _layer_table(
     return rows
 
 
-def _block_name(members: list[str]) -> str:
+def _common_prefix(members: list[str]) -> str:
     parts = [m.split(".") for m in members]
     common: list[str] = []
     for level in zip(*parts, strict=False):
         if len(set(level)) != 1:
             break
         common.append(level[0])
-    if common:
-        return ".".join(common)
-    return "+".join(sorted({p[0] for p in parts}))
+    return ".".join(common)
+
+
+def block_name(members: list[str]) -> str:
+    """A timm group named after its layers: their common prefix (``blocks.6.0``), or, for a group that
+    spans top-level modules, each one's own common prefix joined (``blocks.6.0+conv_head``)."""
+    whole = _common_prefix(members)
+    if whole:
+        return whole
+    by_top: dict[str, list[str]] = {}
+    for m in members:
+        by_top.setdefault(m.split(".")[0], []).append(m)
+    return "+".join(_common_prefix(group) or top for top, group in by_top.items())  # model order
 
 
 def _block_table(model: nn.Module, layers: list[LayerDiagnosis]) -> list[BlockDiagnosis]:
@@ -399,7 +409,7 @@ def _block_table(model: nn.Module, layers: list[LayerDiagnosis]) -> list[BlockDi
         names = [m for m in members if m in by_name]
         if not names:
             continue
-        block = BlockDiagnosis(_block_name(names), int(gid), names)  # named after its conv/linear layers
+        block = BlockDiagnosis(block_name(names), int(gid), names)  # named after its conv/linear layers
         scores = [
             by_name[n].score for n in names if by_name[n].score is not None and not by_name[n].classifier
         ]
