@@ -19,7 +19,7 @@ from plastic.checkpoint import Checkpoint, open_checkpoint
 from plastic.data_metrics import DEFAULT_TAU, attn_entropy, dormant_units, rank_ceiling, site_metrics
 from plastic.errors import DataError, DeviceError
 from plastic.gradients import grad_ratios, random_labels
-from plastic.models import build_model
+from plastic.models import build_model, common_components
 from plastic.recommend import Recommendation, recommend, reinit_commands
 from plastic.score import components, grad_median, saturation_score
 from plastic.validation import check_diagnose_options, pick_device
@@ -371,13 +371,7 @@ def _layer_table(
 
 
 def _common_prefix(members: list[str]) -> str:
-    parts = [m.split(".") for m in members]
-    common: list[str] = []
-    for level in zip(*parts, strict=False):
-        if len(set(level)) != 1:
-            break
-        common.append(level[0])
-    return ".".join(common)
+    return ".".join(common_components(members))
 
 
 def block_name(members: list[str]) -> str:

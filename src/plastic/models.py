@@ -130,14 +130,18 @@ def wrapper_prefixes(names: list[str]) -> list[str]:
     """Dotted prefixes that every name shares, longest first: ``module.model.`` -> both it and ``module.``."""
     if not names:
         return []
-    parts = [n.split(".") for n in names]
+    common = common_components(names)[: min(n.count(".") for n in names)]  # never a whole name
+    return [".".join(common[:i]) + "." for i in range(len(common), 0, -1)]
+
+
+def common_components(names: list[str]) -> list[str]:
+    """The leading dotted components every name shares: ``[blocks, 6, 0]`` for ``blocks.6.0.*``."""
     common: list[str] = []
-    for comps in zip(*parts, strict=False):
+    for comps in zip(*(n.split(".") for n in names), strict=False):
         if len(set(comps)) != 1:
             break
         common.append(comps[0])
-    common = common[: min(len(p) for p in parts) - 1]  # never a whole name
-    return [".".join(common[:i]) + "." for i in range(len(common), 0, -1)]
+    return common
 
 
 def _body_keys(arch: str) -> tuple[set[str], set[str]]:

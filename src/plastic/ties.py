@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from plastic.capture import probe_forward
+
 DECISIVE = 2.0  # the runner-up's discrepancy must be at least this many times the winner's
 
 
@@ -53,13 +55,7 @@ def _bn_discrepancy(model: nn.Module, x: torch.Tensor) -> float | None:
         gap = (mean - rm) ** 2 / (rv + eps) + (torch.log(var + eps) - torch.log(rv + eps)) ** 2
         gaps.append(gap.mean())
 
-    handles = [m.register_forward_hook(hook) for m in norms]
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
+    probe_forward(model, x, dict.fromkeys(norms, hook))
     return float(torch.stack(gaps).mean()) if gaps else None
 
 
