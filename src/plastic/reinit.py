@@ -19,7 +19,7 @@ from plastic.init_values import InitSource, fresh_model, mean_value
 from plastic.reports import validate_report
 from plastic.strategies import Change, Context, Options, Plan, get_strategy
 from plastic.structure import Structure, analyse
-from plastic.validation import check_count, check_device, check_reinit_options, check_tau
+from plastic.validation import check_diagnose_options, check_reinit_options
 from plastic.writer import Target, write_safetensors, write_torch
 
 NEEDS_REPORT = ("topk-layers", "dormant-units", "auto")
@@ -112,13 +112,11 @@ def reinit(
     ``inputs`` are other files the caller read (the report file): the output may never replace one.
     """
     check_reinit_options(options)
-    if diagnose_options:
-        check_device(str(diagnose_options.get("device", "auto")))
-        check_count("--max-images", diagnose_options.get("max_images", 256))
-        check_tau(diagnose_options.get("tau", 0.025))
-        check_count("--workers", diagnose_options.get("workers", 0), low=0)
-    if in_chans is not None:
-        check_count("--in-chans", in_chans)
+    given = diagnose_options or {}
+    check_diagnose_options(  # the same checks as diagnose's, for a diagnosis or probe run here
+        device=str(given.get("device", "auto")), max_images=given.get("max_images", 256), batch_size=32,
+        workers=given.get("workers", 0), tau=given.get("tau", 0.025), seed=options.seed, in_chans=in_chans,
+    )  # fmt: skip
     if report is not None:
         validate_report(report)
     info = get_strategy(strategy)
