@@ -12,6 +12,7 @@ work); a layer followed by no such module is measured at its own output.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -82,8 +83,7 @@ class SiteStats:
     def add_saturation_sample(self, x: torch.Tensor) -> None:
         """Keep an evenly strided sample of the activation's input; derivatives come at the end."""
         flat = x.detach().reshape(-1)
-        step = max(1, -(-flat.numel() // SATURATION_SAMPLE))
-        self.sat_inputs.append(flat[::step].clone())
+        self.sat_inputs.append(flat[:: sample_step(tuple(x.shape))].clone())
 
     def saturation(self, module: nn.Module) -> float | None:
         """Fraction of sampled inputs where the module's own derivative is flat (|f'| < 0.01).
@@ -94,6 +94,18 @@ class SiteStats:
         if not self.sat_inputs:
             return None
         return flat_fraction(module, torch.cat(self.sat_inputs))
+
+
+def sample_step(shape: tuple[int, ...]) -> int:
+    """A stride that takes about ``SATURATION_SAMPLE`` values of a tensor of ``shape``, coprime with the
+    size of every trailing block of dims, so that the sample does not alias onto a few channels or
+    positions (a stride of 56 over 14x14 maps would visit 7 of the 196 positions)."""
+    n = math.prod(shape)
+    step = max(1, -(-n // SATURATION_SAMPLE))
+    blocks = {math.prod(shape[i:]) for i in range(1, len(shape))} - {0, 1}
+    while any(math.gcd(step, b) != 1 for b in blocks):
+        step += 1
+    return step
 
 
 def flat_fraction(module: nn.Module, x: torch.Tensor) -> float:
@@ -237,13 +249,22 @@ def capture(model: nn.Module, act_sites: dict[str, str], *, saturation: bool = T
 
         return hook
 
+    def fits(stats: SiteStats, t: object) -> bool:
+        dim = -1 if stats.channels_last else 1
+        return isinstance(t, torch.Tensor) and t.dim() >= 2 and t.shape[dim] == stats.units
+
     def on_act(stats: SiteStats):  # type: ignore[no-untyped-def]
-        def hook(m: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
-            dim = -1 if stats.channels_last else 1
-            if not isinstance(out, torch.Tensor) or out.dim() < 2 or out.shape[dim] != stats.units:
-                return
-            stats.add(out)
-            if saturation and inputs and isinstance(inputs[0], torch.Tensor):
+        def hook(_m: nn.Module, _i: object, out: torch.Tensor) -> None:
+            if fits(stats, out):
+                stats.add(out)
+
+        return hook
+
+    def on_act_input(stats: SiteStats):  # type: ignore[no-untyped-def]
+        # before the call: an in-place activation (ReLU(inplace=True), SiLU(inplace=True)) overwrites
+        # its input, so a hook after it would see f(x) where the derivative needs x
+        def hook(_m: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+            if inputs and fits(stats, inputs[0]):
                 stats.add_saturation_sample(inputs[0])
 
         return hook
@@ -261,6 +282,8 @@ def capture(model: nn.Module, act_sites: dict[str, str], *, saturation: bool = T
             target = modules[stats.site]
             hook = on_act(stats) if stats.site != name else on_output(stats)
             handles.append(target.register_forward_hook(hook))
+            if saturation and stats.site != name:
+                handles.append(target.register_forward_pre_hook(on_act_input(stats)))
         for name, m in modules.items():
             # timm attention: with fused_attn off, attn_drop receives the softmax probabilities
             drop = getattr(m, "attn_drop", None)

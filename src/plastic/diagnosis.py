@@ -13,13 +13,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from plastic.calib import CalibSet, DataConfig, calib_batches, resolve_data_config, scan_folder
-from plastic.capture import Capture, capture, find_act_sites, layers_of
+from plastic.calib import DataConfig, calib_batches, resolve_data_config, scan_folder
+from plastic.capture import layers_of
 from plastic.checkpoint import Checkpoint, open_checkpoint
 from plastic.data_metrics import DEFAULT_TAU, attn_entropy, dormant_units, rank_ceiling, site_metrics
 from plastic.errors import DataError, DeviceError
-from plastic.gradients import grad_ratios, random_labels
+from plastic.init_values import fresh_model
 from plastic.models import build_model, common_components
+from plastic.onepass import Measured, data_pass, random_labels
 from plastic.recommend import Recommendation, recommend, reinit_commands
 from plastic.score import components, grad_median, saturation_score
 from plastic.validation import check_diagnose_options, pick_device
@@ -41,6 +42,7 @@ class LayerDiagnosis:
     score: float | None = None
     rank: int | None = None
     dormant_units: list[int] = field(default_factory=list)
+    reference: dict[str, float | None] = field(default_factory=dict)  # the fresh model's metrics here
 
 
 @dataclass
@@ -98,13 +100,18 @@ def diagnose(
     std: tuple[float, ...] | None = None,
     progress: Progress | None = None,
     in_chans: int | None = None,
+    reference: bool = False,
 ) -> DiagnoseReport:
-    """Build the model, run the calibration images through it, and score every layer and block."""
+    """Build the model, run the calibration images through it, and score every layer and block.
+
+    ``reference``: also measure the same architecture freshly initialised (seeded) in the same pass,
+    and report its metrics beside each layer's.
+    """
     with full_float32():
         return _diagnose(
             path, data, key=key, arch=arch, device=device, amp=amp, max_images=max_images,
             batch_size=batch_size, workers=workers, tau=tau, seed=seed, input_size=input_size, mean=mean,
-            std=std, progress=progress, in_chans=in_chans,
+            std=std, progress=progress, in_chans=in_chans, with_reference=reference,
         )  # fmt: skip
 
 
@@ -144,6 +151,7 @@ def _diagnose(
     std: tuple[float, ...] | None,
     progress: Progress | None,
     in_chans: int | None,
+    with_reference: bool,
 ) -> DiagnoseReport:
     check_diagnose_options(
         device=device, max_images=max_images, batch_size=batch_size, workers=workers, tau=tau, seed=seed,
@@ -189,12 +197,31 @@ def _diagnose(
     def autocast() -> Any:
         return torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else contextlib.nullcontext()
 
-    # Pass 1: activation statistics (halving the batch on CUDA out-of-memory, restarting the pass).
+    # --reference: the same architecture freshly initialised with its own timm init (seeded), measured
+    # in the same pass on the same batches: what a healthy layer shows on these images (reported beside
+    # each layer's metrics; the score does not use it yet: README, "The saturation score")
+    reference: nn.Module | None = None
+    if with_reference:
+        t_ref = time.perf_counter()
+        reference = fresh_model(built.arch, built.num_classes, seed, ckpt.in_chans).to(dev)
+        t_build += time.perf_counter() - t_ref
+    models = [model] if reference is None else [model, reference]
+
+    # One pass: decode each batch once; per model one forward with the hooks and one backward of the
+    # probe loss (halving the batch on CUDA out-of-memory, restarting the pass).
     t1 = time.perf_counter()
     while True:
         try:
-            cap, act_sites, used, skipped = _stats_pass(
-                model, calib, cfg, batch_size, workers, dev, autocast, progress
+            done = data_pass(
+                models,
+                calib_batches(calib, cfg, batch_size, workers),
+                labels_all,
+                n_classes=n_classes,
+                seed=seed,
+                device=dev,
+                total=len(calib.files),
+                autocast=autocast,
+                progress=progress,
             )
             break
         except torch.cuda.OutOfMemoryError:
@@ -203,40 +230,15 @@ def _diagnose(
             batch_size //= 2
             torch.cuda.empty_cache()
             notes.append(f"CUDA out of memory: retried with --batch-size {batch_size}")
-    t_stats = time.perf_counter() - t1
-    calib.skipped = [(calib.files[i], why) for i, why in skipped]
+    t_pass = time.perf_counter() - t1
+    used = done.used
+    calib.skipped = [(calib.files[i], why) for i, why in done.skipped]
     if not used:
         raise DataError(f"{calib.root}: none of the {len(calib.files)} images could be read")
-    used_set = set(used)
+    measured, ref = done.measured[0], (done.measured[1] if reference is not None else None)
 
-    # Pass 2: one backward pass through a fresh head, for grad_ratio.
-    t2 = time.perf_counter()
-    layer_mods = layers_of(model)
-    weights = {n: f"{n}.weight" for n, m in layer_mods.items() if getattr(m, "weight", None) is not None}
-
-    def labelled() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        done = 0
-        for idx, x, _bad in calib_batches(calib, cfg, batch_size, workers):
-            keep = [i for i in idx if i in used_set]
-            if x is None or not keep:
-                continue
-            done += len(idx)
-            if progress is not None:
-                progress("gradients", done, len(used))
-            yield x.to(dev, non_blocking=True), labels_all[idx].to(dev)
-
-    grads = grad_ratios(
-        model,
-        labelled(),
-        n_images=len(used),
-        n_classes=n_classes,
-        weights=weights,
-        seed=seed,
-        autocast=autocast,
-    )
-    t_grad = time.perf_counter() - t2
-
-    layers = _layer_table(model, cap, act_sites, grads, built.classifier_keys, tau, len(used))
+    t3 = time.perf_counter()
+    layers = _layer_table(model, reference, measured, ref, built.classifier_keys, tau, len(used))
     blocks = _block_table(model, layers)
     calibration = Calibration(
         calib.root,
@@ -246,13 +248,17 @@ def _diagnose(
         "subfolders" if calib.labels is not None else "random",
         calib.class_names,
     )
+    del reference, models
+    t_metrics = time.perf_counter() - t3
     total = time.perf_counter() - t0
     timing = {
-        "build_s": t_build,
-        "stats_s": t_stats,
-        "gradients_s": t_grad,
+        "build_s": t_build,  # checkpoint read, architecture, model and reference built
+        "pass_s": t_pass,  # decode + both models' forward and backward
+        "stats_s": t_pass,  # schema 1 name: statistics and gradients are now measured in one pass
+        "gradients_s": 0.0,  # schema 1 name: no separate gradient pass any more
+        "metrics_s": t_metrics,  # reductions, ranks, saturation derivatives, scores, blocks
         "total_s": total,
-        "images_per_s": len(used) / t_stats if t_stats > 0 else 0.0,
+        "images_per_s": len(used) / t_pass if t_pass > 0 else 0.0,
     }
     options = {
         "tau": tau,
@@ -260,44 +266,12 @@ def _diagnose(
         "batch_size": batch_size,
         "max_images": max_images,
         "workers": workers,
+        "reference": with_reference,
     }
     return DiagnoseReport(
         ckpt, built.arch, built.arch_source, built.candidates, str(dev), use_amp, cfg, calibration,
         layers, blocks, timing, options, notes, _recommendation(layers, calibration, built, ckpt, notes),
     )  # fmt: skip
-
-
-def _stats_pass(
-    model: nn.Module,
-    calib: CalibSet,
-    cfg: DataConfig,
-    batch_size: int,
-    workers: int,
-    dev: torch.device,
-    autocast: Callable[[], Any],
-    progress: Progress | None,
-) -> tuple[Capture, dict[str, str], list[int], list[tuple[int, str]]]:
-    used: list[int] = []
-    skipped: list[tuple[int, str]] = []
-    act_sites: dict[str, str] | None = None
-    with contextlib.ExitStack() as stack:
-        cap: Capture | None = None
-        for idx, x, bad in calib_batches(calib, cfg, batch_size, workers):
-            skipped += bad
-            if x is None:
-                continue
-            x = x.to(dev, non_blocking=True)
-            with torch.no_grad(), autocast():
-                if act_sites is None:
-                    act_sites = find_act_sites(model, x[:2])  # attribution needs one tiny forward
-                    cap = stack.enter_context(capture(model, act_sites))
-                model(x)
-            used += idx
-            if progress is not None:
-                progress("statistics", len(used) + len(skipped), len(calib.files))
-        if cap is None or act_sites is None:
-            return Capture({}, {}, {}), {}, used, skipped
-        return cap, act_sites, used, skipped
 
 
 MIN_IMAGES = 32  # fewer usable calibration images than this: scores too noisy to act on with confidence
@@ -332,30 +306,30 @@ def _recommendation(
 
 def _layer_table(
     model: nn.Module,
-    cap: Capture,
-    act_sites: dict[str, str],
-    grads: dict[str, float | None],
+    reference: nn.Module | None,
+    measured: Measured,
+    ref: Measured | None,
     classifier_keys: list[str],
     tau: float,
     n_images: int,
 ) -> list[LayerDiagnosis]:
     mods = layers_of(model)
     all_modules = dict(model.named_modules())
+    ref_modules = dict(reference.named_modules()) if reference is not None else {}
     head_layers = {k.rpartition(".")[0] for k in classifier_keys}
     rows: list[LayerDiagnosis] = []
     for name, m in mods.items():
-        site = cap.sites.get(name)
-        act = all_modules.get(act_sites[name]) if name in act_sites else None
-        metrics = site_metrics(site, act, tau) if site is not None else {}
-        metrics["grad_ratio"] = grads.get(name)
-        attn = cap.attention.get(name)
-        metrics["attn_entropy"] = attn_entropy(attn) if attn is not None else None
+        metrics = _metrics(name, measured, all_modules, tau)
+        # the same layer of the fresh model, measured at the same site on the same images
+        ref_metrics = _metrics(name, ref, ref_modules, tau) if ref is not None and name in ref_modules else {}
+        site = measured.capture.sites.get(name)
         units = site.units if site is not None else 0
         params = sum(p.numel() for p in m.parameters(recurse=False))
-        site_name = act_sites.get(name, name)
+        site_name = measured.act_sites.get(name, name)
         row = LayerDiagnosis(
             name, type(m).__name__, units, params, site_name, None, name in head_layers, metrics
         )
+        row.reference = ref_metrics
         row.dormant_units = dormant_units(site, tau) if site is not None else []
         rows.append(row)
     body = [r for r in rows if not r.classifier]
@@ -368,6 +342,19 @@ def _layer_table(
     for i, r in enumerate(ranked, 1):
         r.rank = i
     return rows
+
+
+def _metrics(
+    name: str, measured: Measured, modules: dict[str, nn.Module], tau: float
+) -> dict[str, float | None]:
+    """One layer's data metrics from one model's pass."""
+    site = measured.capture.sites.get(name)
+    act = modules.get(measured.act_sites[name]) if name in measured.act_sites else None
+    metrics = site_metrics(site, act, tau) if site is not None else {}
+    metrics["grad_ratio"] = measured.grad_ratios.get(name)
+    attn = measured.capture.attention.get(name)
+    metrics["attn_entropy"] = attn_entropy(attn) if attn is not None else None
+    return metrics
 
 
 def _common_prefix(members: list[str]) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -258,8 +258,8 @@ def _gradients(
     """
     from plastic.calib import calib_batches, resolve_data_config, scan_folder
     from plastic.diagnosis import full_float32
-    from plastic.gradients import accumulate_gradients, random_labels
     from plastic.models import build_model
+    from plastic.onepass import data_pass, random_labels
     from plastic.validation import pick_device
 
     model = build_model(ckpt).model
@@ -279,23 +279,21 @@ def _gradients(
     classes = max(len(calib.class_names), 2) if calib.labels is not None else 10
     dev = pick_device(str(diag.get("device") or "auto"))
     model.to(dev)
-    decoded = 0
-
-    def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        nonlocal decoded
-        for idx, x, _bad in calib_batches(calib, cfg, 32, int(diag.get("workers") or 0)):
-            if x is not None:
-                decoded += len(idx)
-                yield x.to(dev), labels[idx].to(dev)
-
-    # n_images=1: the loss is summed over images; dividing by the decoded count after gives the mean,
-    # so unreadable images do not dilute the gradient (as in diagnose's grad_ratio)
-    with full_float32():
-        accumulate_gradients(model, batches(), n_images=1, n_classes=classes, seed=seed)
-    if decoded == 0:
+    with full_float32():  # the same pass as diagnose's: its grad_ratio and these grads agree
+        done = data_pass(
+            [model],
+            calib_batches(calib, cfg, int(diag.get("batch_size") or 32), int(diag.get("workers") or 0)),
+            labels,
+            n_classes=classes,
+            seed=seed,
+            device=dev,
+            total=len(calib.files),
+            keep_grads=True,
+        )
+    if not done.used:
         raise DataError(f"{calib.root}: none of the {len(calib.files)} images could be read")
-    grads = {n: (p.grad.detach() / decoded).cpu() for n, p in model.named_parameters() if p.grad is not None}
-    del model
+    grads = done.measured[0].grads or {}
+    del model, done
     return grads
 
 

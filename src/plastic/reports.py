@@ -212,6 +212,7 @@ def diagnose_dict(report: DiagnoseReport) -> dict[str, Any]:
             "block": la.block,
             "classifier": la.classifier,
             "metrics": {k: clean_float(v) for k, v in la.metrics.items()},
+            "reference": {k: clean_float(v) for k, v in la.reference.items()} or None,
             "components": {k: clean_float(v) for k, v in la.components.items()},
             "score": clean_float(la.score),
             "rank": la.rank,

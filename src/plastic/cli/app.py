@@ -332,6 +332,14 @@ def diagnose(
         str, typer.Option("--device", help="auto (CUDA when available), cuda or cpu.")
     ] = "auto",
     amp: Annotated[bool, typer.Option("--amp", help="bf16 autocast on CUDA.")] = False,
+    reference: Annotated[
+        bool,
+        typer.Option(
+            "--reference",
+            help="Also measure the architecture freshly initialised (seeded) in the same pass; its metrics "
+            "go beside each layer's in the JSON.",
+        ),
+    ] = False,
     max_images: Annotated[int, typer.Option("--max-images", help="Use at most this many images.")] = 256,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Images per forward pass.")] = 32,
     workers: Annotated[int, typer.Option("--workers", "-j", help="DataLoader worker processes.")] = 0,
@@ -378,7 +386,7 @@ def diagnose(
         report = run_diagnose(
             checkpoint, data, key=key, arch=arch, device=device, amp=amp, max_images=max_images,
             batch_size=batch_size, workers=workers, tau=tau, seed=seed, input_size=sizes, mean=means,
-            std=stds, progress=progress, in_chans=in_chans,
+            std=stds, progress=progress, in_chans=in_chans, reference=reference,
         )  # fmt: skip
     doc = diagnose_dict(report)
     doc["findings"] = _findings(doc, conditions)  # the why of exit 1, in every format

@@ -178,6 +178,17 @@ def _block_rows(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def _timing_line(t: dict[str, float], reference: bool) -> str:
+    """Where the time went; older reports (two passes) have no ``pass_s``."""
+    if "pass_s" not in t:
+        return f"stats pass {t['stats_s']:.2f} s, gradient pass {t['gradients_s']:.2f} s"
+    what = "checkpoint + fresh reference" if reference else "checkpoint"
+    return (
+        f"time: build {t['build_s']:.2f} s, one pass ({what}: forward + backward) {t['pass_s']:.2f} s "
+        f"({t['images_per_s']:.1f} images/s), metrics {t['metrics_s']:.2f} s, total {t['total_s']:.2f} s"
+    )
+
+
 def _diag_summary(doc: dict[str, Any], show_all: bool) -> list[str]:
     cal, arch, cfg = doc["calibration"], doc["arch"], doc["data_config"]
     ranked = sum(1 for la in doc["layers"] if la["rank"] is not None)
@@ -187,8 +198,7 @@ def _diag_summary(doc: dict[str, Any], show_all: bool) -> list[str]:
         f"calibration: {cal['images_used']} images from {cal['path']} "
         f"({cal['images_skipped']} skipped, labels: {cal['labels']}), "
         f"input {'x'.join(map(str, cfg['input_size']))}",
-        f"stats pass {doc['timing']['stats_s']:.2f} s ({doc['timing']['images_per_s']:.1f} images/s), "
-        f"gradient pass {doc['timing']['gradients_s']:.2f} s",
+        _timing_line(doc["timing"], bool(doc["options"].get("reference"))),
     ]
     if not show_all and ranked > DEFAULT_TOP:
         lines.append(f"showing the top {DEFAULT_TOP} of {ranked} ranked layers; --all shows every layer")

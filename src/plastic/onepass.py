@@ -1,0 +1,205 @@
+"""One data pass: every calibration batch is decoded once and, for each model measured, run through one
+forward with the statistics hooks on and one backward of the probe loss from that same forward.
+
+diagnose measures two models in this pass: the checkpoint's, and the same architecture freshly
+initialised (the *reference*, what "healthy" means: README, "The saturation score"). Both see the same
+images in the same batches. Per model the pass keeps, on the device:
+
+- the :class:`~plastic.capture.Capture` sums (dormant/dead/saturation/pooled features/attention);
+- dL/dW in each layer weight's ``.grad``, where L is the summed cross-entropy of a fresh seeded linear
+  probe head on the classifier's input (the pre-logits features) for the calibration labels (class
+  subfolders, else fixed random labels over 10 classes). ``grad_ratio`` = ||mean dL/dW|| / ||W||: how
+  much each layer's weights would move, relative to their size, under a fresh task.
+
+The backward runs in chunks of at most ``chunk`` images, so its memory is bounded by the chunk, not the
+batch. Only at the end do scalars come back to the host (one transfer per model for all grad ratios).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from plastic.capture import Capture, capture, find_act_sites, layers_of
+
+Progress = Callable[[str, int, int], None]  # (phase, done, total) in images
+Batches = Iterable[tuple[list[int], torch.Tensor | None, list[tuple[int, str]]]]
+
+CPU_CHUNK = 16  # images per forward+backward on the CPU: bounds the autograd graph's memory
+RANDOM_LABEL_CLASSES = 10  # a flat folder's images get fixed random labels over this many classes
+
+
+@dataclass
+class Measured:
+    """What one model's pass left: the capture sums, where each layer was measured, the grad ratios."""
+
+    capture: Capture
+    act_sites: dict[str, str]
+    grad_ratios: dict[str, float | None]  # layer -> ||mean dL/dW|| / ||W||
+    grads: dict[str, torch.Tensor] | None = None  # parameter -> mean dL/dW (on the CPU), when kept
+
+
+@dataclass
+class PassResult:
+    measured: list[Measured]  # in the order of the models given
+    used: list[int]  # indices of the decoded images
+    skipped: list[tuple[int, str]]  # (index, why) of the images that could not be read
+
+
+def random_labels(n: int, seed: int) -> torch.Tensor:
+    """(n,) int64 seeded labels for a folder without class subfolders: fitting random labels is the
+    standard plasticity probe."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randint(0, RANDOM_LABEL_CLASSES, (n,), generator=gen)
+
+
+def classifier_of(model: nn.Module) -> nn.Module | None:
+    """The module whose input is the pre-logits feature vector (timm ``get_classifier``)."""
+    get = getattr(model, "get_classifier", None)
+    if get is None:
+        return None
+    try:
+        head = get()
+    except Exception:  # a model whose classifier accessor does not apply to this configuration
+        return None
+    if isinstance(head, tuple | list):  # distilled models: (head, head_dist); the class head is first
+        head = head[0] if head else None
+    return head if isinstance(head, nn.Module) else None
+
+
+class _Probe:
+    """One model's part of the pass: its hooks, its pre-logits stash and its seeded probe head."""
+
+    def __init__(self, model: nn.Module, seed: int, n_classes: int, weights: dict[str, str]) -> None:
+        self.model = model
+        self.seed = seed
+        self.n_classes = n_classes
+        self.weights = weights  # layer -> weight parameter name
+        self.head: nn.Linear | None = None
+        self.stash: list[torch.Tensor] = []
+        self.classifier = classifier_of(model)
+        self.capture: Capture | None = None
+        self.act_sites: dict[str, str] = {}
+
+    def start(self, stack: contextlib.ExitStack, x: torch.Tensor) -> None:
+        """Find the activation sites on two images, then hook the model for the rest of the pass."""
+        self.act_sites = find_act_sites(self.model, x[:2])
+        self.capture = stack.enter_context(capture(self.model, self.act_sites))
+        if self.classifier is not None:
+            handle = self.classifier.register_forward_pre_hook(self._keep)
+            stack.callback(handle.remove)
+
+    def _keep(self, _m: nn.Module, inputs: tuple[Any, ...]) -> None:
+        if inputs and isinstance(inputs[0], torch.Tensor):
+            self.stash.append(inputs[0])
+
+    def step(self, x: torch.Tensor, y: torch.Tensor, autocast: Callable[[], Any]) -> None:
+        """Forward (hooks fill the sums), then backward of the summed probe loss from that forward."""
+        self.stash.clear()
+        with autocast():
+            out = self.model(x)
+        feats = self.stash[0] if self.stash else out  # no classifier hook: the output is the feature
+        self.stash.clear()
+        if not isinstance(feats, torch.Tensor) or not feats.requires_grad:
+            return  # nothing upstream needs a gradient (a model with no layer weights)
+        feats = feats.flatten(1).float()  # (B, D)
+        if self.head is None:
+            state = torch.random.get_rng_state()
+            torch.manual_seed(self.seed)  # the same probe head for the same seed, on every device
+            self.head = nn.Linear(feats.shape[1], self.n_classes).to(feats.device)
+            torch.random.set_rng_state(state)
+        F.cross_entropy(self.head(feats), y, reduction="sum").backward()
+
+    def finish(self, n_images: int, keep_grads: bool) -> Measured:
+        params = dict(self.model.named_parameters())
+        names = [layer for layer, w in self.weights.items() if params[w].grad is not None]
+        ratios: dict[str, float | None] = dict.fromkeys(self.weights)
+        if names:
+            g = torch.stack([params[self.weights[n]].grad.float().norm() for n in names])  # type: ignore[union-attr]
+            w = torch.stack([params[self.weights[n]].detach().float().norm() for n in names])
+            r = torch.where(w > 0, g / n_images / w.clamp_min(1e-30), torch.full_like(w, float("nan")))
+            for n, v in zip(names, r.tolist(), strict=True):  # one transfer for every layer
+                ratios[n] = None if v != v else v  # NaN: an all-zero weight has no ratio
+        grads = None
+        if keep_grads:  # every parameter a gradient reached
+            grads = {n: (p.grad.detach() / n_images).cpu() for n, p in params.items() if p.grad is not None}
+        assert self.capture is not None
+        return Measured(self.capture, self.act_sites, ratios, grads)
+
+
+def layer_weights(model: nn.Module) -> dict[str, str]:
+    """{layer: its weight parameter's name} for every conv/linear layer with a weight."""
+    return {n: f"{n}.weight" for n, m in layers_of(model).items() if getattr(m, "weight", None) is not None}
+
+
+def data_pass(
+    models: Sequence[nn.Module],
+    batches: Batches,
+    labels: torch.Tensor,
+    *,
+    n_classes: int,
+    seed: int,
+    device: torch.device,
+    total: int,
+    autocast: Callable[[], Any] = contextlib.nullcontext,
+    chunk: int | None = None,
+    progress: Progress | None = None,
+    keep_grads: bool = False,
+) -> PassResult:
+    """Run every batch once through each of ``models`` (eval mode; running statistics untouched).
+
+    ``labels`` holds one class per image index; ``chunk`` caps the images per forward+backward
+    (default: the whole batch on CUDA, ``CPU_CHUNK`` on the CPU). ``keep_grads``: also return the mean
+    dL/dW of every parameter (reinit's ``--utility gradient``). Hooks, requires_grad flags, grads and
+    train/eval modes are restored however the pass ends.
+    """
+    if chunk is None:
+        chunk = 1 << 30 if device.type == "cuda" else CPU_CHUNK
+    probes = [_Probe(m, seed, n_classes, layer_weights(m)) for m in models]
+    used: list[int] = []
+    skipped: list[tuple[int, str]] = []
+    saved = [(p, p.requires_grad) for m in models for p in m.parameters()]
+    modes = [m.training for m in models]
+    try:
+        for pr in probes:
+            pr.model.eval()
+            pr.model.zero_grad(set_to_none=True)
+            wanted = set(pr.weights.values())
+            for name, p in pr.model.named_parameters():
+                # grads only where they are read (ratios: layer weights): less backward work
+                p.requires_grad_(p.is_floating_point() and (keep_grads or name in wanted))
+        with contextlib.ExitStack() as stack:
+            started = False
+            for idx, x, bad in batches:
+                skipped += bad
+                if x is None:
+                    continue
+                x = x.to(device, non_blocking=True)
+                y = labels[idx].to(device, non_blocking=True)
+                if not started:
+                    with autocast():
+                        for pr in probes:
+                            pr.start(stack, x)
+                    started = True
+                for xs, ys in zip(x.split(chunk), y.split(chunk), strict=True):
+                    for pr in probes:
+                        pr.step(xs, ys, autocast)
+                used += idx
+                if progress is not None:
+                    progress("measuring", len(used) + len(skipped), total)
+            if not started:
+                return PassResult([], used, skipped)
+            measured = [pr.finish(len(used), keep_grads) for pr in probes]
+        return PassResult(measured, used, skipped)
+    finally:
+        for m, mode in zip(models, modes, strict=True):
+            m.zero_grad(set_to_none=True)
+            m.train(mode)
+        for p, flag in saved:
+            p.requires_grad_(flag)
