@@ -31,7 +31,7 @@ from plastic.capture import Capture, capture, find_act_sites, layers_of
 Progress = Callable[[str, int, int], None]  # (phase, done, total) in images
 Batches = Iterable[tuple[list[int], torch.Tensor | None, list[tuple[int, str]]]]
 
-CPU_CHUNK = 16  # images per forward+backward on the CPU: bounds the autograd graph's memory
+CPU_CHUNK = 4  # images per forward+backward on the CPU: bounds the autograd graph's memory
 RANDOM_LABEL_CLASSES = 10  # a flat folder's images get fixed random labels over this many classes
 
 
