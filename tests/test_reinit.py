@@ -387,16 +387,35 @@ def test_sharded_and_bare_inputs(tmp_path: Path) -> None:
 
 def test_ctrl_c_exits_130_and_leaves_no_file(tmp_path: Path) -> None:
     """A real SIGINT during a long run: exit 130, 'Interrupted.', no output and no temp file."""
+    import os
+    import pty
     import signal
     import time
 
     out = tmp_path / "o.safetensors"
     cmd = [sys.executable, "-m", "plastic", "reinit", str(MOBILENET), "-s", "weights",
            "--utility", "gradient", "--data", str(CALIB), "-o", str(out)]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(8)  # past start-up, inside the gradient pass
+    # stderr on a terminal, so that the progress bar shows: interrupt once the gradient pass is running
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=slave, stdin=subprocess.DEVNULL)
+    os.close(slave)
+    seen = b""
+    deadline = time.monotonic() + 120
+    while b"measuring" not in seen and time.monotonic() < deadline and proc.poll() is None:
+        try:
+            seen += os.read(master, 4096)
+        except OSError:
+            break
+    assert b"measuring" in seen, seen[-500:]
     proc.send_signal(signal.SIGINT)
-    _stdout, stderr = proc.communicate(timeout=120)
+    proc.wait(timeout=120)
+    try:
+        while chunk := os.read(master, 4096):
+            seen += chunk
+    except OSError:  # the terminal's other end closed
+        pass
+    os.close(master)
+    stderr = seen.decode(errors="replace")
     assert proc.returncode == 130, stderr[-1000:]
     assert "Interrupted." in stderr and "Traceback" not in stderr
     assert list(tmp_path.iterdir()) == []
@@ -443,3 +462,17 @@ def _vit_report_file(tmp_path: Path) -> Path:
     rep = tmp_path / "vit.json"
     rep.write_text(json.dumps(diagnose_dict(diagnose(VIT_PT, CALIB, max_images=20, device="cpu"))))
     return rep
+
+
+def test_strategies_declare_what_they_need() -> None:
+    """reinit builds what ``StrategyInfo.needs`` says, never by branching on strategy names."""
+    from plastic.strategies import Options, get_strategy, list_strategies
+
+    plain, grad = Options(), Options(utility="gradient")
+    assert {s.name for s in list_strategies() if s.wants("report", plain)} == {
+        "auto", "topk-layers", "dormant-units",
+    }  # fmt: skip
+    assert get_strategy("dormant-units").wants("loaded", plain)
+    assert not get_strategy("weights").wants("gradients", plain)
+    assert get_strategy("weights").wants("gradients", grad)
+    assert not get_strategy("head").wants("gradients", grad)

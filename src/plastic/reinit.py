@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,6 @@ from plastic.structure import Structure, analyse
 from plastic.validation import check_diagnose_options, check_reinit_options
 from plastic.writer import Target, write_safetensors, write_torch
 
-NEEDS_REPORT = ("topk-layers", "dormant-units", "auto")
 SAFETENSORS_SUFFIX = ".safetensors"
 
 
@@ -106,10 +105,12 @@ def reinit(
     diagnose_options: dict[str, Any] | None = None,
     inputs: Sequence[Path] = (),
     in_chans: int | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> ReinitResult:
     """Apply ``strategy`` to ``checkpoint`` (or the report's checkpoint) and write ``output``.
 
     ``inputs`` are other files the caller read (the report file): the output may never replace one.
+    ``progress`` gets (phase, done, total) image counts from a diagnosis or gradient pass run here.
     """
     check_reinit_options(options)
     given = diagnose_options or {}
@@ -120,7 +121,7 @@ def reinit(
     if report is not None:
         validate_report(report)
     info = get_strategy(strategy)
-    if strategy != "shrink-perturb" and options.value not in info.values:
+    if "shrink-perturb" not in info.values and options.value not in info.values:
         raise UsageError(
             f"--value {options.value!r} does not apply to {strategy}; choose {', '.join(info.values)}"
         )
@@ -141,10 +142,12 @@ def reinit(
     if out is None and not dry_run:
         raise UsageError("-o OUT is required (or --dry-run)")
     data_path = Path(data) if data is not None else None
-    if data_path is None and report is not None and strategy == "weights" and options.utility == "gradient":
+    if data_path is None and report is not None and info.wants("gradients", options):
         data_path = Path(report["calibration"]["path"])
-    diag = dict(diagnose_options or {}, key=key, arch=arch, seed=options.seed, in_chans=in_chans)
-    if strategy in NEEDS_REPORT:
+    diag = dict(
+        diagnose_options or {}, key=key, arch=arch, seed=options.seed, in_chans=in_chans, progress=progress
+    )
+    if info.wants("report", options):
         report = _report_for(path, data_path, report, **diag)
 
     notes: list[str] = []
@@ -159,11 +162,11 @@ def reinit(
         _check_report(report, ckpt, notes)
         structure: Structure | None = None
         gradients = None
-        if arch_name is not None and strategy == "dormant-units":
+        if arch_name is not None and info.wants("loaded", options):
             from plastic.models import build_model
 
             structure = analyse(build_model(ckpt).model)  # completeness needs the real weights
-        if arch_name is not None and strategy == "weights" and options.utility == "gradient":
+        if arch_name is not None and info.wants("gradients", options):
             if data_path is None:
                 raise UsageError("--utility gradient needs --data DIR (or a diagnose report)")
             gradients = _gradients(ckpt, data_path, options.seed, diag, report)
@@ -289,6 +292,7 @@ def _gradients(
             device=dev,
             total=len(calib.files),
             keep_grads=True,
+            progress=diag.get("progress"),
         )
     if not done.used:
         raise DataError(f"{calib.root}: none of the {len(calib.files)} images could be read")

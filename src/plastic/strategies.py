@@ -110,6 +110,16 @@ class StrategyInfo:
     fn: Strategy
     values: tuple[str, ...]  # which --value choices apply
     uses: tuple[str, ...] = ("value",)  # the Options fields it reads: what its output records
+    # what reinit must build for it before it runs: "report" (layer statistics: a diagnose report, or a
+    # diagnosis run on --data), "loaded" (the model with the checkpoint's own weights, not a fresh one),
+    # "gradients" (dL/dW on the calibration images, when its options ask for them: --utility gradient)
+    needs: frozenset[str] = frozenset()
+
+    def wants(self, need: str, options: Options) -> bool:
+        """Does this run need ``need``? (gradients only when --utility gradient asks for them)"""
+        if need == "gradients":
+            return need in self.needs and options.utility == "gradient"
+        return need in self.needs
 
 
 _REGISTRY: dict[str, StrategyInfo] = {}
@@ -120,9 +130,10 @@ def register_strategy(
     help: str,
     values: tuple[str, ...] = ("resample", "mean"),
     uses: tuple[str, ...] = ("value",),
+    needs: tuple[str, ...] = (),
 ) -> Callable[[Strategy], Strategy]:
     def deco(fn: Strategy) -> Strategy:
-        _REGISTRY[name] = StrategyInfo(name, help, fn, values, uses)
+        _REGISTRY[name] = StrategyInfo(name, help, fn, values, uses, frozenset(needs))
         return fn
 
     return deco
@@ -201,6 +212,7 @@ def weight_tensors(ctx: Context) -> list[str]:
     "topk-layers",
     "the k layers (or blocks, --unit block) with the highest saturation score",
     uses=("value", "k", "unit", "include_head"),
+    needs=("report",),
 )
 def topk_layers(ctx: Context) -> Plan:
     report = ctx.need_report("topk-layers")
@@ -225,7 +237,9 @@ def topk_layers(ctx: Context) -> Plan:
 
 
 @register_strategy(
-    "auto", "follow diagnose's recommendation: its flagged layers, or nothing (fine-tune as is)"
+    "auto",
+    "follow diagnose's recommendation: its flagged layers, or nothing (fine-tune as is)",
+    needs=("report",),
 )
 def auto(ctx: Context) -> Plan:
     """The layers ``diagnose`` recommended (from the report, else recomputed from its scores)."""
@@ -301,7 +315,11 @@ def from_block(ctx: Context) -> Plan:
     return plan
 
 
-@register_strategy("dormant-units", "ReDo: tau-dormant units re-initialized, their outgoing weights zeroed")
+@register_strategy(
+    "dormant-units",
+    "ReDo: tau-dormant units re-initialized, their outgoing weights zeroed",
+    needs=("report", "loaded"),  # completeness is checked on the real weights
+)
 def dormant_units(ctx: Context) -> Plan:
     report = ctx.need_report("dormant-units")
     structure = ctx.need_structure("dormant-units")
@@ -341,6 +359,7 @@ def dormant_units(ctx: Context) -> Plan:
     "weights",
     "per tensor, the --fraction of weights with the lowest --utility",
     uses=("value", "fraction", "utility", "include_head", "layers"),
+    needs=("gradients",),
 )
 def weights(ctx: Context) -> Plan:
     opts = ctx.options

@@ -266,12 +266,14 @@ def reinit(
         fraction=fraction, utility=utility.value, shrink=shrink, perturb=perturb,
         include_head=include_head, seed=seed,
     )  # fmt: skip
-    result = run_reinit(
-        checkpoint, strategy=strategy, output=output, options=options, report=doc_in, data=data, key=key,
-        arch=arch, force=force, dry_run=dry_run, keep_extra=keep_extra,
-        diagnose_options={"device": device, "max_images": max_images, "tau": tau, "workers": workers},
-        inputs=[report] if report is not None and str(report) != "-" else [], in_chans=in_chans,
-    )  # fmt: skip
+    with console.image_progress() as progress:  # a diagnosis or gradient pass run here shows its images
+        result = run_reinit(
+            checkpoint, strategy=strategy, output=output, options=options, report=doc_in, data=data,
+            key=key, arch=arch, force=force, dry_run=dry_run, keep_extra=keep_extra,
+            diagnose_options={"device": device, "max_images": max_images, "tau": tau, "workers": workers},
+            inputs=[report] if report is not None and str(report) != "-" else [], in_chans=in_chans,
+            progress=progress,
+        )  # fmt: skip
     doc = reinit_dict(result)
     err = console.err()
     for note in result.notes:
