@@ -20,7 +20,7 @@ from plastic.data_metrics import DEFAULT_TAU, attn_entropy, dormant_units, rank_
 from plastic.errors import DataError, DeviceError
 from plastic.init_values import fresh_model
 from plastic.models import build_model, common_components
-from plastic.onepass import Measured, data_pass, random_labels
+from plastic.onepass import Measured, data_pass, probe_targets
 from plastic.recommend import Recommendation, recommend, reinit_commands
 from plastic.score import components, grad_median, saturation_score
 from plastic.validation import check_diagnose_options, pick_device
@@ -189,10 +189,7 @@ def _diagnose(
     model.to(dev)
     t_build = time.perf_counter() - t0
 
-    labels_all = (
-        torch.tensor(calib.labels) if calib.labels is not None else random_labels(len(calib.files), seed)
-    )
-    n_classes = max(len(calib.class_names), 2) if calib.labels is not None else 10
+    labels_all, n_classes = probe_targets(calib.labels, calib.class_names, len(calib.files), seed)
 
     def autocast() -> Any:
         return torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else contextlib.nullcontext()

@@ -59,6 +59,15 @@ def random_labels(n: int, seed: int) -> torch.Tensor:
     return torch.randint(0, RANDOM_LABEL_CLASSES, (n,), generator=gen)
 
 
+def probe_targets(
+    labels: list[int] | None, class_names: list[str], n: int, seed: int
+) -> tuple[torch.Tensor, int]:
+    """(labels per image index, class count) for the probe: the folder's classes, else seeded random ones."""
+    if labels is not None:
+        return torch.tensor(labels), max(len(class_names), 2)
+    return random_labels(n, seed), RANDOM_LABEL_CLASSES
+
+
 def classifier_of(model: nn.Module) -> nn.Module | None:
     """The module whose input is the pre-logits feature vector (timm ``get_classifier``)."""
     get = getattr(model, "get_classifier", None)

@@ -262,7 +262,7 @@ def _gradients(
     from plastic.calib import calib_batches, resolve_data_config, scan_folder
     from plastic.diagnosis import full_float32
     from plastic.models import build_model
-    from plastic.onepass import data_pass, random_labels
+    from plastic.onepass import data_pass, probe_targets
     from plastic.validation import pick_device
 
     model = build_model(ckpt).model
@@ -278,8 +278,7 @@ def _gradients(
         hub=ckpt.hub,
         in_chans=ckpt.in_chans,
     )
-    labels = torch.tensor(calib.labels) if calib.labels is not None else random_labels(len(calib.files), seed)
-    classes = max(len(calib.class_names), 2) if calib.labels is not None else 10
+    labels, classes = probe_targets(calib.labels, calib.class_names, len(calib.files), seed)
     dev = pick_device(str(diag.get("device") or "auto"))
     model.to(dev)
     with full_float32():  # the same pass as diagnose's: its grad_ratio and these grads agree
