@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,12 +20,10 @@ from plastic.data_metrics import DEFAULT_TAU, attn_entropy, dormant_units, rank_
 from plastic.errors import DataError, DeviceError
 from plastic.init_values import fresh_model
 from plastic.models import build_model, common_components
-from plastic.onepass import Measured, data_pass, probe_targets
+from plastic.onepass import Measured, Progress, data_pass, probe_targets
 from plastic.recommend import Recommendation, recommend, reinit_commands
 from plastic.score import components, grad_median, saturation_score
 from plastic.validation import check_diagnose_options, pick_device
-
-Progress = Callable[[str, int, int], None]  # (phase, done, total) in images
 
 
 @dataclass
@@ -249,8 +247,8 @@ def _diagnose(
     t_metrics = time.perf_counter() - t3
     total = time.perf_counter() - t0
     timing = {
-        "build_s": t_build,  # checkpoint read, architecture, model and reference built
-        "pass_s": t_pass,  # decode + both models' forward and backward
+        "build_s": t_build,  # checkpoint read, architecture decided, model (and reference) built
+        "pass_s": t_pass,  # decode + each model's forward and backward
         "stats_s": t_pass,  # schema 1 name: statistics and gradients are now measured in one pass
         "gradients_s": 0.0,  # schema 1 name: no separate gradient pass any more
         "metrics_s": t_metrics,  # reductions, ranks, saturation derivatives, scores, blocks

@@ -1,9 +1,9 @@
 """One data pass: every calibration batch is decoded once and, for each model measured, run through one
 forward with the statistics hooks on and one backward of the probe loss from that same forward.
 
-diagnose measures two models in this pass: the checkpoint's, and the same architecture freshly
-initialised (the *reference*, what "healthy" means: README, "The saturation score"). Both see the same
-images in the same batches. Per model the pass keeps, on the device:
+diagnose measures the checkpoint's model in this pass and, with ``--reference``, the same architecture
+freshly initialised beside it (README, "The saturation score"); all models see the same images in the
+same batches. reinit's ``--utility gradient`` runs it too. Per model the pass keeps, on the device:
 
 - the :class:`~plastic.capture.Capture` sums (dormant/dead/saturation/pooled features/attention);
 - dL/dW in each layer weight's ``.grad``, where L is the summed cross-entropy of a fresh seeded linear
@@ -138,8 +138,7 @@ class _Probe:
         grads = None
         if keep_grads:  # every parameter a gradient reached
             grads = {n: (p.grad.detach() / n_images).cpu() for n, p in params.items() if p.grad is not None}
-        assert self.capture is not None
-        return Measured(self.capture, self.act_sites, ratios, grads)
+        return Measured(self.capture or Capture({}, {}, {}), self.act_sites, ratios, grads)
 
 
 def layer_weights(model: nn.Module) -> dict[str, str]:

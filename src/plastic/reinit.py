@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import stat
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ from plastic.atomic import check_target
 from plastic.checkpoint import Checkpoint, TensorInfo, open_checkpoint
 from plastic.errors import ArchitectureError, DataError, UsageError
 from plastic.init_values import InitSource, fresh_model, mean_value
+from plastic.onepass import Progress
 from plastic.reports import validate_report
 from plastic.strategies import Change, Context, Options, Plan, get_strategy
 from plastic.structure import Structure, analyse
@@ -105,7 +106,7 @@ def reinit(
     diagnose_options: dict[str, Any] | None = None,
     inputs: Sequence[Path] = (),
     in_chans: int | None = None,
-    progress: Callable[[str, int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> ReinitResult:
     """Apply ``strategy`` to ``checkpoint`` (or the report's checkpoint) and write ``output``.
 
@@ -121,7 +122,7 @@ def reinit(
     if report is not None:
         validate_report(report)
     info = get_strategy(strategy)
-    if "shrink-perturb" not in info.values and options.value not in info.values:
+    if "value" in info.uses and options.value not in info.values:  # --value applies where it is read
         raise UsageError(
             f"--value {options.value!r} does not apply to {strategy}; choose {', '.join(info.values)}"
         )
