@@ -50,17 +50,31 @@ def test_dormant_threshold() -> None:
     assert dormant_frac(torch.zeros(3, dtype=torch.float64), 5) == 1.0
 
 
-def test_saturated_tanh_reads_near_one() -> None:
+def test_saturated_tanh_reads_one_and_calm_tanh_reads_zero() -> None:
+    # Known answer without sampling luck: the bias alone sets the pre-activation.
     lin = nn.Linear(8, 16)
     with torch.no_grad():
-        lin.weight.mul_(1e3)  # |pre-activation| in the hundreds: tanh is flat
+        lin.weight.zero_()
+        lin.bias[:8] = 50.0  # tanh'(50) ~ 1e-43: flat
+        lin.bias[8:] = -50.0
     m = _measure(nn.Sequential(lin, nn.Tanh()), torch.randn(64, 8))["0"]
-    assert m["saturated_frac"] is not None and m["saturated_frac"] > 0.99
+    assert m["saturated_frac"] == 1.0
     calm = nn.Linear(8, 16)
     with torch.no_grad():
-        calm.weight.mul_(1e-3)
+        calm.weight.mul_(1e-3)  # |pre-activation| < 0.01: tanh' ~ 1
     m = _measure(nn.Sequential(calm, nn.Tanh()), torch.randn(64, 8))["0"]
     assert m["saturated_frac"] == 0.0
+
+
+def test_large_weights_saturate_most_of_a_tanh() -> None:
+    gen = torch.Generator().manual_seed(0)
+    lin = nn.Linear(8, 16)
+    with torch.no_grad():
+        lin.weight.copy_(torch.randn(16, 8, generator=gen) * 1e3)
+        lin.bias.zero_()
+    m = _measure(nn.Sequential(lin, nn.Tanh()), torch.randn(64, 8, generator=gen))["0"]
+    # |pre-activation| ~ N(0, 2.8e3): only draws within a few units of 0 stay responsive
+    assert m["saturated_frac"] is not None and m["saturated_frac"] > 0.95
 
 
 @pytest.mark.parametrize(
