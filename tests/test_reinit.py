@@ -16,7 +16,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from plastic.checkpoint import open_checkpoint
-from plastic.init_values import fresh_model
+from plastic.init_values import recorded_model
 from plastic.reinit import reinit
 from plastic.strategies import Options, list_strategies
 from tests.conftest import CALIB, MOBILENET, RESNET, VIT_PT, Result
@@ -128,8 +128,9 @@ def test_shrink_perturb_is_exact(tmp_path: Path) -> None:
     out = tmp_path / "sp.safetensors"
     _run(RESNET, out, "shrink-perturb", shrink=0.4, perturb=0.1, seed=5)
     before, after = load_file(RESNET), load_file(out)
-    init = fresh_model("test_resnet", 10, seed=5).state_dict()
-    for name in ("conv1.0.weight", "layer3.0.bn2.weight", "fc.bias"):
+    names = ("conv1.0.weight", "layer3.0.bn2.weight", "fc.bias")
+    init = recorded_model("test_resnet", 10).values(names, seed=5)  # the architecture's init, per tensor
+    for name in names:
         assert torch.equal(after[name], 0.4 * before[name] + 0.1 * init[name]), name
     assert torch.equal(after["layer1.0.bn1.running_var"], before["layer1.0.bn1.running_var"])  # buffers kept
 
@@ -138,8 +139,8 @@ def test_layer_reset_uses_the_architecture_init_and_resets_the_norm(tmp_path: Pa
     out = tmp_path / "l.safetensors"
     result = _run(RESNET, out, "layers", layers=["layer2.0.conv1.weight"], seed=3)
     after = load_file(out)
-    init = fresh_model("test_resnet", 10, seed=3).state_dict()
-    assert torch.equal(after["layer2.0.conv1.weight"], init["layer2.0.conv1.weight"])
+    init = recorded_model("test_resnet", 10).value("layer2.0.conv1.weight", seed=3)
+    assert torch.equal(after["layer2.0.conv1.weight"], init)
     assert torch.equal(after["layer2.0.bn1.weight"], torch.ones(48))
     assert torch.equal(after["layer2.0.bn1.running_var"], torch.ones(48))
     assert int(after["layer2.0.bn1.num_batches_tracked"]) == 0

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +19,11 @@ from torch import nn
 
 from plastic.checkpoint import TensorInfo
 from plastic.errors import UsageError
+from plastic.init_replay import InitRecording, record_init, tensor_seed
+
+# Bumped when the same (checkpoint, strategy, options, seed) starts giving other values.
+# 2: resampled tensors are replayed one by one, each seeded by (seed, name); 1 drew a full fresh model.
+INIT_SCHEME = "init scheme 2"
 
 GAIN_LEAVES = ("weight", "gamma")
 ONE_BUFFERS = ("running_var",)
@@ -44,8 +48,7 @@ def mean_value(info: TensorInfo, shapes: dict[str, tuple[int, ...]]) -> torch.Te
 
 def tensor_generator(seed: int, name: str) -> torch.Generator:
     """One generator per (seed, tensor): values do not depend on which other tensors are drawn."""
-    digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
-    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
+    return torch.Generator().manual_seed(tensor_seed(seed, name))
 
 
 def default_value(info: TensorInfo, shapes: dict[str, tuple[int, ...]], seed: int) -> torch.Tensor | None:
@@ -69,32 +72,58 @@ def default_value(info: TensorInfo, shapes: dict[str, tuple[int, ...]], seed: in
 
 @dataclass
 class InitSource:
-    """Where resampled values come from: the needed tensors of a fresh, seeded timm model when the
-    architecture is known (the rest of that model is dropped), else PyTorch's role defaults."""
+    """Where resampled values come from, best first:
+
+    - ``recording``: the architecture's own init replayed for each needed tensor alone, seeded per
+      (seed, tensor name) (``init_replay``): nothing else of the model is ever initialised;
+    - ``init``: the needed tensors of a full fresh seeded model (when a tensor cannot be replayed);
+    - neither (architecture unknown): PyTorch's default for the tensor's role.
+    """
 
     arch: str | None
     seed: int
-    init: dict[str, torch.Tensor] | None  # tensor name -> its value at init
     shapes: dict[str, tuple[int, ...]]
+    recording: InitRecording | None = None
+    init: dict[str, torch.Tensor] | None = None  # tensor name -> its value at init
 
     @classmethod
     def from_model(
         cls, arch: str, seed: int, model: nn.Module, needed: set[str], shapes: dict[str, tuple[int, ...]]
     ) -> InitSource:
         state = model.state_dict()
-        return cls(arch, seed, {k: v.detach().clone() for k, v in state.items() if k in needed}, shapes)
+        return cls(arch, seed, shapes, init={k: v.detach().clone() for k, v in state.items() if k in needed})
 
     @property
     def description(self) -> str:
+        if self.recording is not None:
+            return f"timm {self.arch} init, replayed per tensor (seed {self.seed}, {INIT_SCHEME})"
         if self.init is not None:
             return f"timm {self.arch} init (fresh model, seed {self.seed})"
         return "PyTorch default init for each tensor's role (no architecture known)"
 
     def resample(self, info: TensorInfo) -> torch.Tensor | None:
+        if self.recording is not None:
+            if info.name not in self.recording.names:
+                return None
+            return self.recording.value(info.name, self.seed).float()
         if self.init is not None:
             t = self.init.get(info.name)
             return None if t is None else t.float()
         return default_value(info, self.shapes, self.seed)
+
+
+def recorded_model(arch: str, num_classes: int, in_chans: int | None = None) -> InitRecording:
+    """``timm.create_model(arch)`` on the meta device with its init recorded: names, shapes, module
+    types, and any tensor's init on demand, at the cost of building the model without its values."""
+    import timm
+
+    extra: dict[str, Any] = {"in_chans": in_chans} if in_chans not in (None, 3) else {}
+    try:
+        return record_init(
+            lambda: timm.create_model(arch, pretrained=False, num_classes=num_classes, **extra)
+        )
+    except Exception as e:
+        raise UsageError(f"cannot build timm model {arch!r}: {e}") from None
 
 
 def fresh_model(arch: str, num_classes: int, seed: int, in_chans: int | None = None) -> nn.Module:

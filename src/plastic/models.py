@@ -47,19 +47,19 @@ def _create(arch: str, num_classes: int, device: str = "cpu", in_chans: int | No
         return timm.create_model(arch, pretrained=False, num_classes=num_classes, **extra)
 
 
-def _classifier_keys(arch: str, keys: set[str]) -> list[str]:
+def classifier_keys(arch: str, keys: set[str]) -> list[str]:
     from plastic.signatures import model_signature
 
     return [k for k in model_signature(arch).classifier if k in keys]
 
 
-def _num_classes(ckpt: Checkpoint, classifier_keys: list[str]) -> int:
+def num_classes_of(ckpt: Checkpoint, classifier_keys: list[str]) -> int:
     shapes = {t.name: t.shape for t in ckpt.tensors}
     weights = [shapes[k] for k in classifier_keys if k.endswith("weight") and len(shapes[k]) >= 2]
     return int(weights[0][0]) if weights else 0
 
 
-def _compare(model: nn.Module, ckpt: Checkpoint) -> tuple[list[str], list[str], list[str]]:
+def compare_names(model: nn.Module, ckpt: Checkpoint) -> tuple[list[str], list[str], list[str]]:
     """Missing, unexpected and mis-shaped keys of ``ckpt`` against ``model``."""
     want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     have = {t.name: t.shape for t in ckpt.tensors}
@@ -69,7 +69,7 @@ def _compare(model: nn.Module, ckpt: Checkpoint) -> tuple[list[str], list[str], 
     return missing, unexpected, shaped
 
 
-def _mismatch_message(arch: str, missing: list[str], unexpected: list[str], shaped: list[str]) -> str:
+def mismatch_message(arch: str, missing: list[str], unexpected: list[str], shaped: list[str]) -> str:
     parts = []
     for label, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shaped)):
         if items:
@@ -229,7 +229,7 @@ def resolve_arch(
         )
     if len(found.candidates) == 1:
         return found.candidates[0], "detected", found.candidates, notes
-    num_classes = _num_classes(ckpt, list(found.classifier))
+    num_classes = num_classes_of(ckpt, list(found.classifier))
     if _same_function(found.candidates, ckpt, num_classes):
         pick = found.candidates[0]
         note = (
@@ -276,19 +276,19 @@ def build_model(
     """
     arch, source, candidates, notes = resolve_arch(ckpt, images)
     keys = {t.name for t in ckpt.tensors}
-    classifier = _classifier_keys(arch, keys)
-    num_classes = _num_classes(ckpt, classifier)
+    classifier = classifier_keys(arch, keys)
+    num_classes = num_classes_of(ckpt, classifier)
     model = _create(arch, num_classes, in_chans=ckpt.in_chans)
-    missing, unexpected, shaped = _compare(model, ckpt)
+    missing, unexpected, shaped = compare_names(model, ckpt)
     if missing or unexpected or shaped:
         positional = source == "option" if allow_position_mapping is None else allow_position_mapping
         mapped = (
             _map_by_position(arch, ckpt) if positional and len(missing) == len(model.state_dict()) else None
         )
         if mapped is None:
-            raise ArchitectureError(_mismatch_message(arch, missing, unexpected, shaped))
+            raise ArchitectureError(mismatch_message(arch, missing, unexpected, shaped))
         model, state, num_classes = mapped
-        classifier = _classifier_keys(arch, set(state))
+        classifier = classifier_keys(arch, set(state))
         notes.append(
             f"checkpoint keys do not follow timm's {arch} naming; mapped all {len(state)} tensors by "
             "position (every shape matches in order)"

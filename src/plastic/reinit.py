@@ -15,7 +15,8 @@ from plastic import __version__
 from plastic.atomic import check_target
 from plastic.checkpoint import Checkpoint, TensorInfo, open_checkpoint
 from plastic.errors import ArchitectureError, DataError, UsageError
-from plastic.init_values import InitSource, fresh_model, mean_value
+from plastic.init_replay import InitRecording, ReplayError
+from plastic.init_values import InitSource, fresh_model, mean_value, recorded_model
 from plastic.onepass import Progress
 from plastic.reports import validate_report
 from plastic.strategies import Change, Context, Options, Plan, get_strategy
@@ -54,7 +55,7 @@ def output_format(ckpt: Checkpoint, out: Path) -> str:
 def _architecture(ckpt: Checkpoint, notes: list[str]) -> tuple[str | None, int]:
     """The architecture (the option's or the report's, else detected) and the class count; None when
     unknown, which makes new values fall back to PyTorch's defaults per tensor role."""
-    from plastic.models import _classifier_keys, _num_classes, resolve_arch
+    from plastic.models import classifier_keys, num_classes_of, resolve_arch
 
     try:
         arch, _src, _cands, more = resolve_arch(ckpt)  # also strips a wrapper prefix (Lightning's model.)
@@ -65,16 +66,16 @@ def _architecture(ckpt: Checkpoint, notes: list[str]) -> tuple[str | None, int]:
         notes.append(f"architecture unknown ({e}); new values use PyTorch's default init per tensor role")
         return None, 0
     keys = {t.name for t in ckpt.tensors}
-    return arch, _num_classes(ckpt, _classifier_keys(arch, keys))
+    return arch, num_classes_of(ckpt, classifier_keys(arch, keys))
 
 
 def _check_names(model: torch.nn.Module, ckpt: Checkpoint, arch: str) -> None:
-    from plastic.models import _compare, _mismatch_message
+    from plastic.models import compare_names, mismatch_message
 
-    missing, unexpected, shaped = _compare(model, ckpt)
+    missing, unexpected, shaped = compare_names(model, ckpt)
     if missing or unexpected or shaped:
         raise ArchitectureError(
-            _mismatch_message(arch, missing, unexpected, shaped)
+            mismatch_message(arch, missing, unexpected, shaped)
             + "; reinit writes tensors under their own names, so they must follow timm's naming"
         )
 
@@ -171,27 +172,23 @@ def reinit(
             if data_path is None:
                 raise UsageError("--utility gradient needs --data DIR (or a diagnose report)")
             gradients = _gradients(ckpt, data_path, options.seed, diag, report)
-        fresh = None
-        if arch_name is not None and structure is None:
-            fresh = fresh_model(arch_name, num_classes, options.seed, ckpt.in_chans)
-            _check_names(fresh, ckpt, arch_name)
-            structure = analyse(fresh)
+        recording = None
+        if arch_name is not None:  # the model on meta: names, shapes, module tree; no values drawn
+            recording = recorded_model(arch_name, num_classes, ckpt.in_chans)
+            _check_names(recording.model, ckpt, arch_name)
+            if structure is None:
+                name, classes, chans = arch_name, num_classes, ckpt.in_chans
+                structure = analyse(
+                    recording.model, materialise=lambda: fresh_model(name, classes, options.seed, chans)
+                )
         ctx = Context(
             ckpt, options, report, structure, (lambda: gradients) if gradients is not None else None
         )
         plan = info.fn(ctx)
         _check_dtypes(ckpt, plan)
         if structure is not None:
-            structure.release()  # drop the probe model before building the init source
-        if fresh is None and arch_name is not None and _needs_init(plan):
-            fresh = fresh_model(arch_name, num_classes, options.seed, ckpt.in_chans)
-        shapes = {t.name: t.shape for t in ckpt.tensors}
-        if fresh is not None and arch_name is not None:
-            needed = {c.tensor for c in plan.changes if c.value in ("resample", "shrink-perturb")}
-            source = InitSource.from_model(arch_name, options.seed, fresh, needed, shapes)
-            del fresh  # only the needed init tensors stay in memory while writing
-        else:
-            source = InitSource(None, options.seed, None, shapes)
+            structure.release()  # drop the probe model before writing
+        source = _init_source(arch_name, num_classes, ckpt, plan, recording, options.seed, notes)
         result = _apply(ckpt, plan, source, options, strategy, out, notes, dry_run)
         if not plan.changes:
             result.notes.append("the strategy selected nothing: the output equals the input")
@@ -209,6 +206,27 @@ def reinit(
                     )
                 write_torch(ckpt, target, values, meta, keep_extra=keep_extra)
     return result
+
+
+def _init_source(
+    arch: str | None, num_classes: int, ckpt: Checkpoint, plan: Plan, recording: InitRecording | None,
+    seed: int, notes: list[str],
+) -> InitSource:  # fmt: skip
+    """Replay the architecture's init for the tensors the plan resamples; a full fresh model when one
+    cannot be replayed; PyTorch's role defaults without an architecture."""
+    shapes = {t.name: t.shape for t in ckpt.tensors}
+    if arch is None or recording is None or not _needs_init(plan):
+        return InitSource(arch if recording is not None else None, seed, shapes)
+    needed = {c.tensor for c in plan.changes if c.value in ("resample", "shrink-perturb")}
+    try:
+        recording.check(needed)
+        return InitSource(arch, seed, shapes, recording=recording)
+    except ReplayError as e:
+        notes.append(f"the init of {arch} could not be replayed per tensor ({e}): drew a full fresh model")
+    fresh = fresh_model(arch, num_classes, seed, ckpt.in_chans)
+    source = InitSource.from_model(arch, seed, fresh, needed, shapes)
+    del fresh  # only the needed init tensors stay in memory while writing
+    return source
 
 
 def _needs_init(plan: Plan) -> bool:

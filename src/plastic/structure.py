@@ -11,6 +11,7 @@ and timm's block groups. Learned from one probe forward of the fresh model on a 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +38,7 @@ class Structure:
     groups: dict[int, list[str]] = field(default_factory=dict)  # timm group id -> module names
     classifier: list[str] = field(default_factory=list)  # classifier module names
     model: nn.Module | None = None
+    materialise: Callable[[], nn.Module] | None = None  # a real model for the probe when ``model`` is meta
     _probed: Probed | None = None
     _probe: torch.Tensor | None = None
     _complete: dict[tuple[str, tuple[int, ...]], bool] = field(default_factory=dict)
@@ -44,6 +46,8 @@ class Structure:
     def _run(self) -> Probed:
         if self._probed is None:
             assert self.model is not None, "the probe model was released"
+            if self.materialise is not None and any(p.is_meta for p in self.model.parameters()):
+                self.model = self.materialise().eval()  # the probe forward needs values
             self._probe = _probe_input(self.model)
             self._probed = _probe(self.model, self._probe)
         return self._probed
@@ -99,10 +103,14 @@ def input_channels(model: nn.Module) -> int:
     return 3
 
 
-def analyse(model: nn.Module) -> Structure:
-    """Describe ``model`` (kept on the CPU, eval mode); the probe forward waits until it is needed."""
+def analyse(model: nn.Module, materialise: Callable[[], nn.Module] | None = None) -> Structure:
+    """Describe ``model`` (kept on the CPU, eval mode); the probe forward waits until it is needed.
+
+    ``model`` may live on the meta device: the module tree is all most strategies read; a probe
+    forward then runs on ``materialise()``.
+    """
     model.eval()
-    return Structure(layers_of(model), _groups(model), _classifier(model), model)
+    return Structure(layers_of(model), _groups(model), _classifier(model), model, materialise)
 
 
 def _probe(model: nn.Module, x: torch.Tensor) -> Probed:
