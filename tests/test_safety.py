@@ -493,3 +493,42 @@ def test_decompression_bomb_is_a_skipped_image(
     assert res.code == 0, res.stderr
     assert "DecompressionBomb" not in res.stderr and "too large" in res.stderr
     assert json.loads(res.stdout)["calibration"]["images_skipped"] == 1
+
+
+def test_source_truncated_while_copying_leaves_no_output(tmp_path: Path) -> None:
+    from plastic.writer import write_safetensors
+
+    src, out = tmp_path / "m.safetensors", tmp_path / "out.safetensors"
+    shutil.copy(RESNET, src)
+    with open_checkpoint(src) as ckpt:
+        os.truncate(src, src.stat().st_size // 2)
+        with pytest.raises(CheckpointError, match="truncated or replaced"):
+            write_safetensors(ckpt, out, lambda _info: None, {})
+    assert not out.exists() and not list(tmp_path.glob(".*tmp*"))
+
+
+@pytest.mark.parametrize("kernel", ["copy_file_range", "sendfile", "neither"])
+def test_raw_copy_is_byte_exact_whichever_kernel_call_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kernel: str
+) -> None:
+    """Filesystems without copy_file_range (EXDEV, EINVAL...) fall back to sendfile, then to read/write."""
+    import errno
+
+    from plastic.writer import write_safetensors
+
+    def refuse(*_a: object, **_k: object) -> int:
+        raise OSError(errno.EXDEV, "not here")
+
+    if kernel != "copy_file_range":
+        monkeypatch.setattr(os, "copy_file_range", refuse)
+    if kernel == "neither":
+        monkeypatch.setattr(os, "sendfile", refuse)
+    out = tmp_path / "out.safetensors"
+    with open_checkpoint(RESNET) as ckpt:
+        write_safetensors(ckpt, out, lambda _info: None, dict(ckpt.metadata))
+
+    def data(p: Path) -> bytes:  # the bytes after the header (the header's JSON spacing is ours)
+        raw = p.read_bytes()
+        return raw[8 + int.from_bytes(raw[:8], "little") :]
+
+    assert data(out) == data(RESNET) and len(data(RESNET)) > 1_000_000

@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +70,32 @@ class TensorInfo:
         return self.is_float and not self.name.endswith(BUFFER_SUFFIXES)
 
 
+class _Hashing(threading.Thread):
+    """The fingerprint computed off the main thread; its result (or error) is read after ``join``."""
+
+    def __init__(self, files: list[Path]) -> None:
+        super().__init__(name="plastic-sha256", daemon=True)
+        self.files = files
+        self.digest: str | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.digest = sha256_of(self.files)
+        except BaseException as e:  # re-raised on the main thread by compute_sha256
+            self.error = e
+
+
+def sha256_of(files: list[Path]) -> str:
+    """SHA-256 over the files' bytes, one after the other."""
+    h = hashlib.sha256()
+    for path in files:
+        with open(path, "rb") as f:
+            while chunk := f.read(16 << 20):
+                h.update(chunk)
+    return h.hexdigest()
+
+
 @dataclass
 class Checkpoint:
     """A lazy view of a checkpoint. Use as a context manager, or call :meth:`close`."""
@@ -92,6 +119,7 @@ class Checkpoint:
     _fds: dict[str, int] = field(default_factory=dict, repr=False)
     _state: dict[str, Any] | None = field(default=None, repr=False)  # torch formats: name -> tensor
     _by_name: dict[str, TensorInfo] | None = field(default=None, repr=False)
+    _hashing: _Hashing | None = field(default=None, repr=False)
 
     def __enter__(self) -> Checkpoint:
         return self
@@ -114,13 +142,24 @@ class Checkpoint:
     def compute_sha256(self) -> str:
         """The checkpoint's fingerprint: SHA-256 over every input file (index first, then shards)."""
         if self.sha256 is None:
-            h = hashlib.sha256()
-            for path in sorted(self.input_files, key=lambda p: (p != self.path, str(p))):
-                with open(path, "rb") as f:
-                    while chunk := f.read(16 << 20):
-                        h.update(chunk)
-            self.sha256 = h.hexdigest()
+            job, self._hashing = self._hashing, None
+            if job is not None:
+                job.join()
+                if job.error is not None:
+                    raise job.error
+            self.sha256 = job.digest if job is not None and job.digest else sha256_of(self._hash_order)
         return self.sha256
+
+    def hash_in_background(self) -> None:
+        """Start :meth:`compute_sha256` in a thread: hashlib releases the GIL while it hashes, so the
+        fingerprint of a 1 GB file is ready by the time a writer needs it instead of costing a second."""
+        if self.sha256 is None and self._hashing is None:
+            self._hashing = _Hashing(self._hash_order)
+            self._hashing.start()
+
+    @property
+    def _hash_order(self) -> list[Path]:
+        return sorted(self.input_files, key=lambda p: (p != self.path, str(p)))
 
     def strip_prefix(self, prefix: str) -> None:
         """Drop a wrapper's prefix (``model.``, ``backbone.``...) from every tensor name.

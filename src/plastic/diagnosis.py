@@ -174,8 +174,9 @@ def _diagnose(
                     return x
             return None
 
+        ckpt.hash_in_background()  # the report's identity: reinit refuses it for a file with other contents
         built = build_model(ckpt, images=tie_images)
-        ckpt.compute_sha256()  # the report's identity: reinit refuses it for a file with other contents
+        ckpt.compute_sha256()
     model = built.model
     notes = [*ckpt.notes, *built.notes]
     cfg = resolve_data_config(

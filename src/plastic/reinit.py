@@ -160,6 +160,8 @@ def reinit(
         if out is not None:
             check_target(out, inputs=[*ckpt.input_files, *inputs], force=force)
             fmt = output_format(ckpt, out)
+        if report is not None or (out is not None and not dry_run):
+            ckpt.hash_in_background()  # the manifest's source_sha256, ready when the header is written
         arch_name, num_classes = _architecture(ckpt, notes)
         _check_report(report, ckpt, notes)
         structure: Structure | None = None

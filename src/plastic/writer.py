@@ -8,7 +8,9 @@ whose untouched entries are the input's own (memory-mapped) tensors.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -61,31 +63,75 @@ def write_safetensors(
     with atomic_writer(out.path, replace=out.replace, mode=out.mode) as f:
         f.write(struct.pack("<Q", len(raw)))
         f.write(raw)
+        run: list[TensorInfo] = []  # untouched tensors that lie back to back in one input file
         for info in ckpt.tensors:
             new = new_value(info)
-            if new is not None:
-                f.write(tensor_bytes(new.to(getattr(torch, info.dtype))))
-            elif ckpt.format.startswith("safetensors"):
-                _copy_raw(ckpt, info, f)
-            else:
-                f.write(tensor_bytes(ckpt.tensor(info.name)))
+            if new is None and ckpt.format.startswith("safetensors"):
+                if run and not _follows(ckpt, run[-1], info):
+                    _copy_raw(ckpt, run, f)
+                    run = []
+                run.append(info)
+                continue
+            if run:
+                _copy_raw(ckpt, run, f)
+                run = []
+            f.write(
+                tensor_bytes(
+                    new.to(getattr(torch, info.dtype)) if new is not None else ckpt.tensor(info.name)
+                )
+            )
+        if run:
+            _copy_raw(ckpt, run, f)
 
 
-def _copy_raw(ckpt: Checkpoint, info: TensorInfo, f: BinaryIO) -> None:
-    entry = ckpt.entries[info.name]
-    path = ckpt.file_of(info)
+def _follows(ckpt: Checkpoint, prev: TensorInfo, info: TensorInfo) -> bool:
+    a, b = ckpt.entries[prev.name], ckpt.entries[info.name]
+    return ckpt.file_of(prev) == ckpt.file_of(info) and a.end == b.start
+
+
+def _copy_raw(ckpt: Checkpoint, run: list[TensorInfo], f: BinaryIO) -> None:
+    """Copy the input bytes of back-to-back tensors in the kernel (``copy_file_range``, else
+    ``sendfile``, else read/write), without passing them through Python."""
+    first, last = ckpt.entries[run[0].name], ckpt.entries[run[-1].name]
+    path = ckpt.file_of(run[0])
+    f.flush()  # the buffered header and tensors go first; the copy then writes at the fd's position
+    out_fd = f.fileno()
     with open(path, "rb") as src:
-        src.seek(entry.start)
-        left = entry.end - entry.start
+        start, left = first.start, last.end - first.start
         while left:
-            chunk = src.read(min(COPY_CHUNK, left))
-            if not chunk:
+            n = _kernel_copy(src.fileno(), out_fd, start, min(left, COPY_CHUNK))
+            if n == 0:
                 raise CheckpointError(
-                    f"{path}: ended early while copying {info.key}: the file was truncated or replaced "
+                    f"{path}: ended early while copying {run[0].key}: the file was truncated or replaced "
                     "while plastic was reading it"
                 )
-            f.write(chunk)
-            left -= len(chunk)
+            start += n
+            left -= n
+
+
+def _kernel_copy(src: int, dst: int, offset: int, count: int) -> int:
+    """Copy up to ``count`` bytes from ``src`` at ``offset`` to ``dst`` at its position; bytes copied."""
+    for copy in (_copy_file_range, _sendfile):
+        try:
+            return copy(src, dst, offset, count)
+        except OSError as e:
+            if e.errno not in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EBADF):
+                raise
+    data = os.pread(src, count, offset)
+    os.write(dst, data)  # a regular file: one write takes all of it
+    return len(data)
+
+
+def _copy_file_range(src: int, dst: int, offset: int, count: int) -> int:
+    if not hasattr(os, "copy_file_range"):
+        raise OSError(errno.ENOSYS, "no copy_file_range")
+    return os.copy_file_range(src, dst, count, offset_src=offset)
+
+
+def _sendfile(src: int, dst: int, offset: int, count: int) -> int:
+    if not hasattr(os, "sendfile"):
+        raise OSError(errno.ENOSYS, "no sendfile")
+    return os.sendfile(dst, src, offset, count)
 
 
 # Entries of a training checkpoint that describe the run, not the model: stale after a re-initialization.
