@@ -113,3 +113,24 @@ def test_reinit_draws_a_full_model_when_a_tensor_cannot_be_replayed(
     assert torch.equal(
         load_file(out)["fc.weight"], fresh_model("test_resnet", 10, seed=4).state_dict()["fc.weight"]
     )
+
+
+@pytest.mark.parametrize("arch", ["test_resnet", "convnext_atto", "mobilenetv3_small_050"])
+def test_structure_probe_on_the_meta_model_equals_the_real_one(arch: str) -> None:
+    from plastic.init_values import fresh_model
+    from plastic.structure import analyse
+
+    drawn: list[str] = []
+
+    def materialise() -> nn.Module:
+        drawn.append(arch)
+        return fresh_model(arch, 10, seed=0)
+
+    meta = analyse(recorded_model(arch, 10).model, materialise=materialise)
+    real = analyse(fresh_model(arch, 10, seed=0))
+    assert meta.norm_after == real.norm_after and meta.norm_after
+    assert meta.consumers == real.consumers
+    assert not drawn  # shapes and storages were enough
+    layer = next(la for la, cs in real.consumers.items() if cs)
+    assert meta.complete(layer, [0]) == real.complete(layer, [0])  # values needed: drawn now
+    assert drawn == [arch]

@@ -5,8 +5,6 @@ Every function here reduces on the device and returns Python floats.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
@@ -98,7 +96,3 @@ def attn_entropy(stats: AttnStats) -> float | None:
 def rank_ceiling(n_images: int, units: int) -> int:
     """The largest rank the pooled features can have: min(images, units measured)."""
     return max(1, min(n_images, units, 1024))
-
-
-def finite(x: float | None) -> float | None:
-    return None if x is None or math.isnan(x) or math.isinf(x) else x

@@ -43,8 +43,8 @@ class ReinitResult:
     dry_run: bool = False
 
 
-def output_format(ckpt: Checkpoint, out: Path) -> str:
-    """``safetensors`` or ``torch``, from the output's extension, else the input's format."""
+def output_format(out: Path) -> str:
+    """``safetensors`` or ``torch``, from the output's extension."""
     if out.suffix == SAFETENSORS_SUFFIX:
         return "safetensors"
     if out.suffix in (".pt", ".pth", ".bin", ".ckpt", ".tar"):
@@ -159,7 +159,7 @@ def reinit(
             ckpt.in_chans = in_chans
         if out is not None:
             check_target(out, inputs=[*ckpt.input_files, *inputs], force=force)
-            fmt = output_format(ckpt, out)
+            fmt = output_format(out)
         if report is not None or (out is not None and not dry_run):
             ckpt.hash_in_background()  # the manifest's source_sha256, ready when the header is written
         arch_name, num_classes = _architecture(ckpt, notes)
@@ -191,7 +191,7 @@ def reinit(
         if structure is not None:
             structure.release()  # drop the probe model before writing
         source = _init_source(arch_name, num_classes, ckpt, plan, recording, options.seed, notes)
-        result = _apply(ckpt, plan, source, options, strategy, out, notes, dry_run)
+        result = _manifest(ckpt, plan, source, options, strategy, out, notes, dry_run)
         if not plan.changes:
             result.notes.append("the strategy selected nothing: the output equals the input")
         if not dry_run and out is not None:
@@ -401,10 +401,12 @@ def _touched(c: Change, shape: tuple[int, ...]) -> torch.Tensor:
     return torch.ones(shape, dtype=torch.bool)
 
 
-def _apply(
+def _manifest(
     ckpt: Checkpoint, plan: Plan, source: InitSource, options: Options, strategy: str,
     out: Path | None, notes: list[str], dry_run: bool,
 ) -> ReinitResult:  # fmt: skip
+    """What the plan changes, how and with which options: the manifest ``--json`` prints and the
+    output's ``plastic.*`` metadata record."""
     infos = {t.name: t for t in ckpt.tensors}
     by_tensor: dict[str, list[Change]] = {}
     for c in plan.changes:

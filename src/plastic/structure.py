@@ -46,19 +46,20 @@ class Structure:
     def _run(self) -> Probed:
         if self._probed is None:
             assert self.model is not None, "the probe model was released"
-            if self.materialise is not None and any(p.is_meta for p in self.model.parameters()):
-                self.model = self.materialise().eval()  # the probe forward needs values
             self._probe = _probe_input(self.model)
-            self._probed = _probe(self.model, self._probe)
+            try:  # who feeds whom needs shapes and storages, not values: meta runs it at no cost
+                self._probed = _probe(self.model, self._probe)
+            except Exception:
+                if self.materialise is None or not self._probe.is_meta:
+                    raise
+                self.model = self.materialise().eval()  # an op without a meta kernel: draw the model
+                self._probe = _probe_input(self.model)
+                self._probed = _probe(self.model, self._probe)
         return self._probed
 
     @property
     def norm_after(self) -> dict[str, str]:
         return self._run().norm_after
-
-    @property
-    def act_sites(self) -> dict[str, str]:
-        return self._run().act_sites
 
     @property
     def consumers(self) -> dict[str, list[str]]:
@@ -76,6 +77,10 @@ class Structure:
         if key not in self._complete:
             probed = self._run()
             assert self.model is not None and self._probe is not None
+            if self._probe.is_meta:  # the completeness check compares output values
+                assert self.materialise is not None, "a meta structure needs a way to materialise"
+                self.model = self.materialise().eval()
+                self._probe = _probe_input(self.model)
             self._complete[key] = _consumers_complete(
                 self.model, self._probe, layer, units, probed.act_sites, probed.consumers.get(layer, [])
             )
@@ -83,8 +88,9 @@ class Structure:
 
 
 def _storage(t: Any) -> int | None:
-    if isinstance(t, torch.Tensor) and t.device.type != "meta":
-        return int(t.untyped_storage().data_ptr())
+    """The identity of the storage under ``t`` (views share it); meta tensors have one too."""
+    if isinstance(t, torch.Tensor):
+        return int(t.untyped_storage()._cdata)
     return None
 
 
@@ -92,6 +98,8 @@ def _probe_input(model: nn.Module) -> torch.Tensor:
     from timm.data.config import resolve_model_data_config
 
     size = tuple(resolve_model_data_config(model)["input_size"])
+    if any(p.is_meta for p in model.parameters()):
+        return torch.empty(1, input_channels(model), *size[1:], device="meta")
     return torch.randn(1, input_channels(model), *size[1:], generator=torch.Generator().manual_seed(0))
 
 
