@@ -54,12 +54,18 @@ def bench_model(ckpt: Path, dev: torch.device, repeats: int, batch: int) -> dict
     plain timm eval loop and a plain forward+backward loop over the same images, same batch size."""
     import torch.nn.functional as F
 
-    from plastic.calib import CalibDataset, calib_batches, make_transform, resolve_data_config, scan_folder
-    from plastic.capture import capture, find_act_sites
-    from plastic.checkpoint import open_checkpoint
-    from plastic.diagnosis import diagnose, full_float32
-    from plastic.models import build_model
-    from plastic.onepass import CPU_CHUNK
+    from plastic.files.checkpoint import open_checkpoint
+    from plastic.measure.calib import (
+        CalibDataset,
+        calib_batches,
+        make_transform,
+        resolve_data_config,
+        scan_folder,
+    )
+    from plastic.measure.capture import capture, find_act_sites
+    from plastic.measure.diagnosis import diagnose, full_float32
+    from plastic.measure.onepass import CPU_CHUNK
+    from plastic.model.build import build_model
 
     with open_checkpoint(ckpt) as c:
         model = build_model(c).model.to(dev).eval()
@@ -137,10 +143,10 @@ def bench_model(ckpt: Path, dev: torch.device, repeats: int, batch: int) -> dict
 
 
 def bench_detect() -> list[tuple[str, float, str]]:
-    from plastic.checkpoint import open_checkpoint
     from plastic.errors import ArchitectureError
-    from plastic.models import resolve_arch
-    from plastic.signatures import load_index
+    from plastic.files.checkpoint import open_checkpoint
+    from plastic.model.build import resolve_arch
+    from plastic.model.signatures import load_index
 
     load_index()  # the index is read once per process; count that separately below
     out = []
@@ -168,7 +174,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
-    from plastic.validation import pick_device
+    from plastic.documents.validation import pick_device
 
     dev = pick_device(args.device)
     models = {

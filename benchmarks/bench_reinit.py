@@ -27,7 +27,7 @@ from bench_inspect import build_checkpoint  # noqa: E402
 
 RUNNER = """
 import json, resource, sys, time
-import torch, timm, plastic.reinit, safetensors.torch
+import torch, timm, plastic.reinit.run, safetensors.torch
 src, out, what = sys.argv[1], sys.argv[2], sys.argv[3]
 t0 = time.perf_counter()
 if what == "copyfile":
@@ -35,10 +35,10 @@ if what == "copyfile":
 elif what == "load+save":
     sd = safetensors.torch.load_file(src); safetensors.torch.save_file(sd, out)
 elif what != "imports":
-    from plastic.strategies import Options
+    from plastic.reinit.strategies import Options
     strategy, _, extra = what.partition(":")
     opts = Options(**json.loads(extra or "{}"))
-    plastic.reinit.reinit(src, strategy=strategy, output=out, options=opts, force=True)
+    plastic.reinit.run.reinit(src, strategy=strategy, output=out, options=opts, force=True)
 dt = time.perf_counter() - t0
 print(json.dumps({"s": dt, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """

@@ -115,7 +115,7 @@ def build(arch: str, ckpt: Path | None, num_classes: int, seed: int) -> torch.nn
     """The model a user would fine-tune: the checkpoint loaded strictly, then a new seeded 10-way head."""
     import timm
 
-    from plastic.checkpoint import open_checkpoint
+    from plastic.files.checkpoint import open_checkpoint
 
     torch.manual_seed(seed)
     model = timm.create_model(arch, pretrained=False, num_classes=num_classes)
@@ -161,10 +161,10 @@ def run_scenario(
 ) -> dict[str, Any]:
     from timm.data.config import resolve_model_data_config
 
-    from plastic.diagnosis import diagnose
-    from plastic.reinit import reinit
-    from plastic.reports import diagnose_dict
-    from plastic.strategies import Options
+    from plastic.documents.reports import diagnose_dict
+    from plastic.measure.diagnosis import diagnose
+    from plastic.reinit.run import reinit
+    from plastic.reinit.strategies import Options
 
     sc = SCENARIOS[n]
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))

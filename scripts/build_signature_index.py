@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 
 def describe(arch: str) -> tuple[str, str, str, list[str]] | tuple[str, str]:
-    from plastic.signatures import model_signature
+    from plastic.model.signatures import model_signature
 
     try:
         sig = model_signature(arch)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from plastic.calib import IMAGE_EXTENSIONS, load_image, scan_folder, to_rgb
 from plastic.errors import DataError
+from plastic.measure.calib import IMAGE_EXTENSIONS, load_image, scan_folder, to_rgb
 from tests.conftest import CALIB
 
 

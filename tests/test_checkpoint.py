@@ -9,8 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from plastic.checkpoint import open_checkpoint
 from plastic.errors import UsageError
+from plastic.files.checkpoint import open_checkpoint
 from tests.conftest import MOBILENET, RESNET, VIT_PT
 
 

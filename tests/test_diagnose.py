@@ -165,8 +165,8 @@ def test_ambiguous_signature_asks_for_arch(cli: Callable[..., Result], tmp_path:
 
 
 def test_same_function_candidates_pick_one_and_say_so(tmp_path: Path) -> None:
-    from plastic.checkpoint import open_checkpoint
-    from plastic.models import resolve_arch
+    from plastic.files.checkpoint import open_checkpoint
+    from plastic.model.build import resolve_arch
 
     torch.manual_seed(0)
     sd = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=3).state_dict()
@@ -269,7 +269,7 @@ def test_json_keeps_the_answer_visible_on_stderr(cli: Callable[..., Result]) -> 
 
 
 def test_block_names_say_what_they_hold() -> None:
-    from plastic.diagnosis import block_name
+    from plastic.measure.diagnosis import block_name
 
     assert block_name(["layer1.0.conv1", "layer1.0.conv2", "layer1.0.downsample.0"]) == "layer1.0"
     # a group spanning top-level modules (MobileNetV2's last stage and its head conv)

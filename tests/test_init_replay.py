@@ -12,10 +12,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from plastic.init_replay import ReplayError, record_init
-from plastic.init_values import recorded_model
-from plastic.reinit import reinit
-from plastic.strategies import Options
+from plastic.model.init_replay import ReplayError, record_init
+from plastic.model.init_values import recorded_model
+from plastic.reinit.run import reinit
+from plastic.reinit.strategies import Options
 
 
 @pytest.mark.parametrize(
@@ -94,8 +94,8 @@ def test_reinit_replays_only_the_needed_tensors(tmp_path: Path) -> None:
 def test_reinit_draws_a_full_model_when_a_tensor_cannot_be_replayed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from plastic.init_replay import InitRecording
-    from plastic.init_values import fresh_model
+    from plastic.model.init_replay import InitRecording
+    from plastic.model.init_values import fresh_model
 
     def refuse(self: InitRecording, names: object) -> None:
         raise ReplayError("an operation on a tensor of unseen origin")
@@ -117,8 +117,8 @@ def test_reinit_draws_a_full_model_when_a_tensor_cannot_be_replayed(
 
 @pytest.mark.parametrize("arch", ["test_resnet", "convnext_atto", "mobilenetv3_small_050"])
 def test_structure_probe_on_the_meta_model_equals_the_real_one(arch: str) -> None:
-    from plastic.init_values import fresh_model
-    from plastic.structure import analyse
+    from plastic.model.init_values import fresh_model
+    from plastic.model.structure import analyse
 
     drawn: list[str] = []
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from plastic.inspection import inspect_checkpoint
-from plastic.weight_stats import stable_rank, tensor_metrics
+from plastic.measure.inspection import inspect_checkpoint
+from plastic.measure.weight_stats import stable_rank, tensor_metrics
 from tests.conftest import MOBILENET, RESNET, VIT_PT, Result, run_light, run_subprocess
 
 SAMPLES = [RESNET, VIT_PT, MOBILENET]
@@ -174,7 +174,7 @@ def test_subprocess_pipe_is_clean() -> None:
 
 
 def test_batch_metrics_equal_single_tensor_metrics() -> None:
-    from plastic.weight_stats import SMALL, batch_metrics
+    from plastic.measure.weight_stats import SMALL, batch_metrics
 
     gen = torch.Generator().manual_seed(4)
     items = [

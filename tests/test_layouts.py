@@ -16,7 +16,7 @@ import timm
 import torch
 from safetensors.torch import load_file, save_file
 
-from plastic.checkpoint import open_checkpoint
+from plastic.files.checkpoint import open_checkpoint
 from tests.conftest import CALIB, Result, run_light
 
 SMALL = "test_efficientnet"  # a real timm architecture, tiny enough for CPU tests
@@ -107,8 +107,8 @@ def test_lightning_output_loads_with_load_from_checkpoint(tmp_path: Path) -> Non
     src = tmp_path / "m.ckpt"
     _lightning_checkpoint(src)
     out = tmp_path / "o.ckpt"
-    from plastic.reinit import reinit
-    from plastic.strategies import Options
+    from plastic.reinit.run import reinit
+    from plastic.reinit.strategies import Options
 
     reinit(src, strategy="head", output=out, options=Options())
     script = f"""
@@ -253,7 +253,7 @@ def _remembering(arch: str) -> dict[str, torch.Tensor]:
     import numpy as np
     from PIL import Image
 
-    from plastic.calib import make_transform, resolve_data_config, to_rgb
+    from plastic.measure.calib import make_transform, resolve_data_config, to_rgb
     from tests.conftest import SAMPLES
 
     torch.manual_seed(0)

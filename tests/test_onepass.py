@@ -15,9 +15,9 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import nn
 
-from plastic.capture import SATURATION_SAMPLE, capture, find_act_sites, sample_step
-from plastic.data_metrics import site_metrics
-from plastic.onepass import classifier_of, data_pass, random_labels
+from plastic.measure.capture import SATURATION_SAMPLE, capture, find_act_sites, sample_step
+from plastic.measure.data_metrics import site_metrics
+from plastic.measure.onepass import classifier_of, data_pass, random_labels
 from tests.conftest import CALIB
 
 
@@ -132,7 +132,7 @@ def test_in_place_activation_reads_its_input() -> None:
 @pytest.fixture(scope="module")
 def fresh_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A checkpoint that is exactly timm's fresh init of test_resnet with seed 0 (10 classes)."""
-    from plastic.init_values import fresh_model
+    from plastic.model.init_values import fresh_model
 
     model = fresh_model("test_resnet", 10, seed=0)
     path = tmp_path_factory.mktemp("fresh") / "fresh.safetensors"
@@ -145,7 +145,7 @@ def fresh_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_reference_of_the_reference_is_itself(fresh_ckpt: Path) -> None:
     """The null case, exact: with --seed 0 the reference is the checkpoint itself, so every metric of
     every layer equals its reference value."""
-    from plastic.diagnosis import diagnose
+    from plastic.measure.diagnosis import diagnose
 
     rep = diagnose(fresh_ckpt, CALIB, max_images=16, seed=0, reference=True)
     assert rep.options["reference"] is True

@@ -13,9 +13,9 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from plastic.capture import reference_saturation
-from plastic.recommend import RECOMMEND_AT, max_k, recommend
-from plastic.score import components, grad_median, saturation_score
+from plastic.decide.recommend import RECOMMEND_AT, max_k, recommend
+from plastic.decide.score import components, grad_median, saturation_score
+from plastic.measure.capture import reference_saturation
 from tests.conftest import CALIB, RESNET, VIT_PT, Result, run_subprocess
 
 
@@ -83,8 +83,8 @@ def test_recommend_rule() -> None:
 
 @pytest.fixture(scope="module")
 def reports() -> dict[str, dict[str, Any]]:
-    from plastic.diagnosis import diagnose
-    from plastic.reports import diagnose_dict
+    from plastic.documents.reports import diagnose_dict
+    from plastic.measure.diagnosis import diagnose
 
     return {"resnet": diagnose_dict(diagnose(RESNET, CALIB)), "vit": diagnose_dict(diagnose(VIT_PT, CALIB))}
 
@@ -136,7 +136,7 @@ def test_auto_without_saturation_writes_the_input_unchanged(
     assert r.code == 0, r.stderr
     assert json.loads(r.stdout)["changed"] == []
     assert "fine-tune as is" in r.stderr
-    from plastic.checkpoint import open_checkpoint
+    from plastic.files.checkpoint import open_checkpoint
 
     with open_checkpoint(VIT_PT) as ckpt:
         src = {i.name: t for i, t in ckpt.iter_tensors()}
@@ -148,8 +148,8 @@ def test_auto_recomputes_from_an_old_report(tmp_path: Path, reports: dict[str, d
     """A report without the ``recommendation`` key (older plastic) still drives auto via its scores."""
     doc = dict(reports["resnet"])
     del doc["recommendation"]
-    from plastic.reinit import reinit
-    from plastic.strategies import Options
+    from plastic.reinit.run import reinit
+    from plastic.reinit.strategies import Options
 
     res = reinit(RESNET, strategy="auto", output=None, options=Options(), report=doc, dry_run=True)
     layers = {c["tensor"].rpartition(".")[0] for c in res.changed}
@@ -212,8 +212,8 @@ def test_output_records_only_the_options_that_applied(
 
     from safetensors import safe_open
 
-    from plastic.reinit import reinit
-    from plastic.strategies import Options
+    from plastic.reinit.run import reinit
+    from plastic.reinit.strategies import Options
 
     auto = tmp_path / "auto.safetensors"
     reinit(RESNET, strategy="auto", output=auto, options=Options(), report=reports["resnet"])

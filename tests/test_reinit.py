@@ -15,10 +15,10 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from plastic.checkpoint import open_checkpoint
-from plastic.init_values import recorded_model
-from plastic.reinit import reinit
-from plastic.strategies import Options, list_strategies
+from plastic.files.checkpoint import open_checkpoint
+from plastic.model.init_values import recorded_model
+from plastic.reinit.run import reinit
+from plastic.reinit.strategies import Options, list_strategies
 from tests.conftest import CALIB, MOBILENET, RESNET, VIT_PT, Result
 
 ALL = [s.name for s in list_strategies()]
@@ -38,24 +38,24 @@ def _load_strict(path: Path, arch: str, num_classes: int) -> torch.nn.Module:
 
 @pytest.fixture(scope="module")
 def vit_report() -> dict[str, Any]:
-    from plastic.diagnosis import diagnose
-    from plastic.reports import diagnose_dict
+    from plastic.documents.reports import diagnose_dict
+    from plastic.measure.diagnosis import diagnose
 
     return diagnose_dict(diagnose(VIT_PT, CALIB, max_images=20))
 
 
 @pytest.fixture(scope="module")
 def mobilenet_report() -> dict[str, Any]:
-    from plastic.diagnosis import diagnose
-    from plastic.reports import diagnose_dict
+    from plastic.documents.reports import diagnose_dict
+    from plastic.measure.diagnosis import diagnose
 
     return diagnose_dict(diagnose(MOBILENET, CALIB, max_images=8, batch_size=8))
 
 
 @pytest.fixture(scope="module")
 def resnet_report() -> dict[str, Any]:
-    from plastic.diagnosis import diagnose
-    from plastic.reports import diagnose_dict
+    from plastic.documents.reports import diagnose_dict
+    from plastic.measure.diagnosis import diagnose
 
     return diagnose_dict(diagnose(RESNET, CALIB, max_images=20))
 
@@ -204,7 +204,7 @@ def test_dormant_units_preserve_function(cli: Callable[..., Result], tmp_path: P
     consumer = "layer1.0.conv2.weight" if arch == "test_resnet" else "blocks.2.mlp.fc2.weight"
     assert "zero-outgoing" in changed[consumer]["kind"] and torch.all(after[consumer][:, units] == 0)
     # function preserved at reset: same outputs on the calibration images
-    from plastic.calib import CalibDataset, make_transform, resolve_data_config, scan_folder
+    from plastic.measure.calib import CalibDataset, make_transform, resolve_data_config, scan_folder
 
     m0, m1 = _load_strict(dead, arch, 10), _load_strict(out, arch, 10)
     with open_checkpoint(dead) as ck:
@@ -281,7 +281,7 @@ def test_refuses_to_overwrite(cli: Callable[..., Result], tmp_path: Path) -> Non
 
 
 def test_interrupt_leaves_no_partial_file(tmp_path: Path) -> None:
-    from plastic import writer
+    from plastic.files import writer
 
     out = tmp_path / "o.safetensors"
     calls = 0
@@ -449,7 +449,7 @@ def test_people_output_says_what_happened(cli: Callable[..., Result], tmp_path: 
     dry = cli("reinit", RESNET, "-s", "layers", "--layers", "layer1.0.*", "--dry-run", env={"COLUMNS": "200"})
     assert dry.code == 0 and "would change" in dry.stdout and "\nchanged" not in dry.stdout
     rows = [ln.split("│")[1].strip() for ln in dry.stdout.splitlines() if ln.startswith("│")]
-    from plastic.inspection import natural_key
+    from plastic.measure.inspection import natural_key
 
     assert rows == sorted(rows, key=natural_key) and rows[0].startswith("layer1.0.bn1")
     vit = cli("reinit", VIT_PT, "-s", "auto", "--report", _vit_report_file(tmp_path), "-o", tmp_path / "v.pt")
@@ -457,8 +457,8 @@ def test_people_output_says_what_happened(cli: Callable[..., Result], tmp_path: 
 
 
 def _vit_report_file(tmp_path: Path) -> Path:
-    from plastic.diagnosis import diagnose
-    from plastic.reports import diagnose_dict
+    from plastic.documents.reports import diagnose_dict
+    from plastic.measure.diagnosis import diagnose
 
     rep = tmp_path / "vit.json"
     rep.write_text(json.dumps(diagnose_dict(diagnose(VIT_PT, CALIB, max_images=20, device="cpu"))))
@@ -467,13 +467,14 @@ def _vit_report_file(tmp_path: Path) -> Path:
 
 def test_strategies_declare_what_they_need() -> None:
     """reinit builds what ``StrategyInfo.needs`` says, never by branching on strategy names."""
-    from plastic.strategies import Options, get_strategy, list_strategies
+    from plastic.reinit.options import Need, Utility
+    from plastic.reinit.strategies import Options, get_strategy, list_strategies
 
-    plain, grad = Options(), Options(utility="gradient")
-    assert {s.name for s in list_strategies() if s.wants("report", plain)} == {
+    plain, grad = Options(), Options(utility=Utility.GRADIENT)
+    assert {s.name for s in list_strategies() if s.wants(Need.REPORT, plain)} == {
         "auto", "topk-layers", "dormant-units",
     }  # fmt: skip
-    assert get_strategy("dormant-units").wants("loaded", plain)
-    assert not get_strategy("weights").wants("gradients", plain)
-    assert get_strategy("weights").wants("gradients", grad)
-    assert not get_strategy("head").wants("gradients", grad)
+    assert get_strategy("dormant-units").wants(Need.LOADED, plain)
+    assert not get_strategy("weights").wants(Need.GRADIENTS, plain)
+    assert get_strategy("weights").wants(Need.GRADIENTS, grad)
+    assert not get_strategy("head").wants(Need.GRADIENTS, grad)

@@ -19,17 +19,17 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from plastic.atomic import atomic_writer
-from plastic.calib import scan_folder
-from plastic.checkpoint import open_checkpoint
 from plastic.errors import CheckpointError, OutputError
+from plastic.files.atomic import atomic_writer
+from plastic.files.checkpoint import open_checkpoint
+from plastic.measure.calib import scan_folder
 from tests.conftest import CALIB, RESNET, Result, expect_error, file_digests
 
 
 @pytest.fixture(scope="module")
 def resnet_report() -> dict[str, Any]:
-    from plastic.diagnosis import diagnose
-    from plastic.reports import diagnose_dict
+    from plastic.documents.reports import diagnose_dict
+    from plastic.measure.diagnosis import diagnose
 
     return diagnose_dict(diagnose(RESNET, CALIB, max_images=8, device="cpu"))
 
@@ -300,7 +300,7 @@ def test_shortened_zip_record_is_refused(cli: Callable[..., Result], tmp_path: P
 
 def _write_hook(monkeypatch: pytest.MonkeyPatch, signum: int) -> None:
     """Deliver ``signum`` to this process from inside the output's write loop."""
-    import plastic.writer as writer
+    import plastic.files.writer as writer
 
     real = writer.tensor_bytes
 
@@ -329,7 +329,7 @@ def test_sigterm_and_sighup_clean_up(
 def test_sigint_inside_torch_save_exits_130(
     cli: Callable[..., Result], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import plastic.writer as writer
+    import plastic.files.writer as writer
 
     real_save = torch.save
 
@@ -424,8 +424,8 @@ def test_random_utility_masks_differ_between_tensors(tmp_path: Path) -> None:
     src = tmp_path / "m.safetensors"
     save_file({"a.weight": torch.randn(8, 8), "b.weight": torch.randn(8, 8)}, str(src))
     out = tmp_path / "o.safetensors"
-    from plastic.reinit import reinit
-    from plastic.strategies import Options
+    from plastic.reinit.run import reinit
+    from plastic.reinit.strategies import Options
 
     reinit(src, strategy="weights", output=out, options=Options(utility="random", fraction=0.5, value="mean"))
     new = load_file(out)
@@ -496,7 +496,7 @@ def test_decompression_bomb_is_a_skipped_image(
 
 
 def test_source_truncated_while_copying_leaves_no_output(tmp_path: Path) -> None:
-    from plastic.writer import write_safetensors
+    from plastic.files.writer import write_safetensors
 
     src, out = tmp_path / "m.safetensors", tmp_path / "out.safetensors"
     shutil.copy(RESNET, src)
@@ -514,7 +514,7 @@ def test_raw_copy_is_byte_exact_whichever_kernel_call_works(
     """Filesystems without copy_file_range (EXDEV, EINVAL...) fall back to sendfile, then to read/write."""
     import errno
 
-    from plastic.writer import write_safetensors
+    from plastic.files.writer import write_safetensors
 
     def refuse(*_a: object, **_k: object) -> int:
         raise OSError(errno.EXDEV, "not here")

@@ -20,6 +20,10 @@ import typer
 
 from plastic import __version__
 from plastic.errors import PlasticError
+from plastic.measure.defaults import DEFAULT_BATCH_SIZE, DEFAULT_MAX_IMAGES, DEFAULT_TAU
+from plastic.reinit.options import Options, Unit, Utility, Value
+
+DEFAULT_OPTIONS = Options()
 
 app = typer.Typer(
     name="plastic",
@@ -118,8 +122,8 @@ def inspect(
 ) -> None:
     """Show the tensors, layers, dtypes, parameter counts and weight statistics of a checkpoint."""
     from plastic.cli import console, render
-    from plastic.inspection import inspect_checkpoint
-    from plastic.reports import inspect_dict
+    from plastic.documents.reports import inspect_dict
+    from plastic.measure.inspection import inspect_checkpoint
 
     with console.byte_progress("reading tensors") as progress:
         report = inspect_checkpoint(
@@ -141,26 +145,10 @@ def inspect(
     )
 
 
-class Value(str, Enum):
-    resample = "resample"
-    mean = "mean"
-
-
-class Unit(str, Enum):
-    layer = "layer"
-    block = "block"
-
-
-class Utility(str, Enum):
-    magnitude = "magnitude"
-    gradient = "gradient"
-    random = "random"
-
-
 @app.command()
 def strategies() -> None:
     """List the re-initialization strategies, one line each."""
-    import plastic.strategies as registry
+    import plastic.reinit.strategies as registry
 
     for info in registry.list_strategies():
         sys.stdout.write(f"{info.name:15s} {info.help}\n")
@@ -168,8 +156,8 @@ def strategies() -> None:
 
 def _read_report(report: Path | None, checkpoint: Path | None) -> dict[str, Any] | None:
     """The diagnose document: --report FILE (or -), else stdin when no CKPT is given and stdin is a pipe."""
+    from plastic.documents.reports import parse_report, read_report_text
     from plastic.errors import UsageError
-    from plastic.reports import parse_report, read_report_text
 
     if report is not None and str(report) != "-":
         try:
@@ -209,11 +197,13 @@ def reinit(
     in_chans: InChansOpt = None,
     value: Annotated[
         Value, typer.Option("--value", help="New value: the architecture's init, or its mean.")
-    ] = Value.resample,
-    k: Annotated[int, typer.Option("--k", help="topk-layers: how many layers or blocks.")] = 3,
+    ] = DEFAULT_OPTIONS.value,
+    k: Annotated[
+        int, typer.Option("--k", help="topk-layers: how many layers or blocks.")
+    ] = DEFAULT_OPTIONS.k,
     unit: Annotated[
         Unit, typer.Option("--unit", help="topk-layers: rank single layers or timm blocks.")
-    ] = Unit.layer,
+    ] = DEFAULT_OPTIONS.unit,
     layers: Annotated[
         list[str] | None,
         typer.Option(
@@ -223,16 +213,22 @@ def reinit(
     from_block: Annotated[
         str | None, typer.Option("--from", help="from-block: first block, e.g. stages.2.")
     ] = None,
-    fraction: Annotated[float, typer.Option("--fraction", help="weights: fraction of each tensor.")] = 0.25,
+    fraction: Annotated[
+        float, typer.Option("--fraction", help="weights: fraction of each tensor.")
+    ] = DEFAULT_OPTIONS.fraction,
     utility: Annotated[
         Utility, typer.Option("--utility", help="weights: which weights count as least useful.")
-    ] = Utility.magnitude,
-    shrink: Annotated[float, typer.Option("--shrink", help="shrink-perturb: lambda.")] = 0.4,
-    perturb: Annotated[float, typer.Option("--perturb", help="shrink-perturb: sigma.")] = 0.1,
+    ] = DEFAULT_OPTIONS.utility,
+    shrink: Annotated[
+        float, typer.Option("--shrink", help="shrink-perturb: lambda.")
+    ] = DEFAULT_OPTIONS.shrink,
+    perturb: Annotated[
+        float, typer.Option("--perturb", help="shrink-perturb: sigma.")
+    ] = DEFAULT_OPTIONS.perturb,
     include_head: Annotated[
         bool, typer.Option("--include-head", help="Let the classifier be selected too.")
     ] = False,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the new values.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the new values.")] = DEFAULT_OPTIONS.seed,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print what would change; write nothing.")
     ] = False,
@@ -245,25 +241,29 @@ def reinit(
     device: Annotated[
         str, typer.Option("--device", help="For a diagnosis run here: auto, cuda or cpu.")
     ] = "auto",
-    max_images: Annotated[int, typer.Option("--max-images", help="For a diagnosis run here.")] = 256,
+    max_images: Annotated[
+        int, typer.Option("--max-images", help="For a diagnosis run here.")
+    ] = DEFAULT_MAX_IMAGES,
     workers: Annotated[
         int, typer.Option("--workers", "-j", help="For a diagnosis or gradient probe run here: decoders.")
     ] = 0,
-    tau: Annotated[float, typer.Option("--tau", help="For a diagnosis run here: dormant threshold.")] = 0.025,
+    tau: Annotated[
+        float, typer.Option("--tau", help="For a diagnosis run here: dormant threshold.")
+    ] = DEFAULT_TAU,
     fmt: FormatOpt = OutputFormat.table,
     as_json: JsonOpt = False,
     wide: WideOpt = False,
 ) -> None:
     """Write a new checkpoint with the strategy's layers, units or weights re-initialized."""
     from plastic.cli import console, render
-    from plastic.reinit import reinit as run_reinit
-    from plastic.reports import reinit_dict
-    from plastic.strategies import Options
+    from plastic.documents.reports import reinit_dict
+    from plastic.reinit.options import Options
+    from plastic.reinit.run import reinit as run_reinit
 
     doc_in = _read_report(report, checkpoint)
     options = Options(
-        value=value.value, k=k, unit=unit.value, layers=layers or [], from_block=from_block,
-        fraction=fraction, utility=utility.value, shrink=shrink, perturb=perturb,
+        value=value, k=k, unit=unit, layers=layers or [], from_block=from_block,
+        fraction=fraction, utility=utility, shrink=shrink, perturb=perturb,
         include_head=include_head, seed=seed,
     )  # fmt: skip
     with console.image_progress() as progress:  # a diagnosis or gradient pass run here shows its images
@@ -342,10 +342,16 @@ def diagnose(
             "go beside each layer's in the JSON.",
         ),
     ] = False,
-    max_images: Annotated[int, typer.Option("--max-images", help="Use at most this many images.")] = 256,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Images per forward pass.")] = 32,
+    max_images: Annotated[
+        int, typer.Option("--max-images", help="Use at most this many images.")
+    ] = DEFAULT_MAX_IMAGES,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", "-b", help="Images per forward pass.")
+    ] = DEFAULT_BATCH_SIZE,
     workers: Annotated[int, typer.Option("--workers", "-j", help="DataLoader worker processes.")] = 0,
-    tau: Annotated[float, typer.Option("--tau", help="Dormant threshold of the ReDo unit score.")] = 0.025,
+    tau: Annotated[
+        float, typer.Option("--tau", help="Dormant threshold of the ReDo unit score.")
+    ] = DEFAULT_TAU,
     seed: Annotated[
         int, typer.Option("--seed", help="Seed for sampling, random labels and the probe head.")
     ] = 0,
@@ -373,16 +379,16 @@ def diagnose(
     wide: WideOpt = False,
 ) -> None:
     """Run calibration images through the model and report per-layer loss-of-plasticity statistics."""
-    from plastic.checkpoint import checkpoint_files
     from plastic.cli import console, render
+    from plastic.files.checkpoint import checkpoint_files
 
     conditions = _conditions(fail_on or [])
     sizes = _input_size(input_size)
     means, stds = _channels(_floats(mean, "--mean"), "--mean"), _channels(_floats(std, "--std"), "--std")
     if out is not None:
         _check_report_target(out, [*checkpoint_files(checkpoint), *_image_files(data)])
-    from plastic.diagnosis import diagnose as run_diagnose
-    from plastic.reports import diagnose_dict
+    from plastic.documents.reports import diagnose_dict
+    from plastic.measure.diagnosis import diagnose as run_diagnose
 
     with console.image_progress() as progress:
         report = run_diagnose(
@@ -401,7 +407,7 @@ def diagnose(
             for path, why in report.calibration.skipped:
                 err.print(printable(f"  skipped {path}: {why}"), markup=False)
     if out is not None:
-        from plastic.atomic import write_text
+        from plastic.files.atomic import write_text
 
         inputs = [*report.checkpoint.input_files, *_image_files(data)]
         _check_report_target(out, inputs)
@@ -421,8 +427,8 @@ def diagnose(
 
 def _check_report_target(out: Path, inputs: list[Path]) -> None:
     """``diagnose --out`` writes JSON: never over an input (there is no --force), never a checkpoint name."""
-    from plastic.atomic import check_target
     from plastic.errors import UsageError
+    from plastic.files.atomic import check_target
 
     name = out.name.lower()
     if name.endswith((".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".tar")):
@@ -432,7 +438,7 @@ def _check_report_target(out: Path, inputs: list[Path]) -> None:
 
 def _image_files(data: Path) -> list[Path]:
     """The calibration images, so that --out cannot name one of them (cheap: one folder walk)."""
-    from plastic.calib import IMAGE_EXTENSIONS
+    from plastic.measure.calib import IMAGE_EXTENSIONS
 
     if not data.is_dir():
         return []
@@ -442,14 +448,14 @@ def _image_files(data: Path) -> list[Path]:
 def _conditions(texts: list[str]) -> list[Any]:
     if not texts:
         return []
-    from plastic.data_metrics import DATA_METRICS
-    from plastic.gates import parse_condition
+    from plastic.decide.gates import parse_condition
+    from plastic.measure.data_metrics import DATA_METRICS
 
     return [parse_condition(t, [*DATA_METRICS, "score"]) for t in texts]
 
 
 def _findings(doc: dict[str, Any], conditions: list[Any]) -> list[dict[str, Any]]:
-    from plastic.gates import findings
+    from plastic.decide.gates import findings
 
     return findings(doc["layers"], conditions) if conditions else []
 

@@ -317,7 +317,7 @@ def diagnose_markdown(doc: dict[str, Any], show_all: bool) -> str:
 
 
 def _reinit_rows(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    from plastic.inspection import natural_key
+    from plastic.measure.inspection import natural_key
 
     header = ["tensor", "kind", "fraction"]
     changed = sorted(doc["changed"], key=lambda c: natural_key(c["tensor"]))  # model order, not file order

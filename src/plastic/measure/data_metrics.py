@@ -1,4 +1,4 @@
-"""Data metrics (METHODS.md, "Data metrics") from the sums that :mod:`plastic.capture` accumulated.
+"""Data metrics (METHODS.md, "Data metrics") from the sums that :mod:`plastic.measure.capture` accumulated.
 
 Every function here reduces on the device and returns Python floats.
 """
@@ -8,7 +8,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from plastic.capture import AttnStats, SiteStats, reference_saturation
+from plastic.measure.capture import AttnStats, SiteStats, reference_saturation
+from plastic.measure.defaults import DEFAULT_TAU
 
 DATA_METRICS = (
     "dormant_frac",
@@ -21,7 +22,6 @@ DATA_METRICS = (
     "grad_ratio",
     "attn_entropy",
 )
-DEFAULT_TAU = 0.025
 
 
 def dormant_mask(abs_sum: torch.Tensor, count: int, tau: float = DEFAULT_TAU) -> torch.Tensor:

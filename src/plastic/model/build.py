@@ -7,8 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from plastic.checkpoint import Checkpoint
 from plastic.errors import ArchitectureError
+from plastic.files.checkpoint import Checkpoint
 
 if TYPE_CHECKING:
     import torch
@@ -48,7 +48,7 @@ def _create(arch: str, num_classes: int, device: str = "cpu", in_chans: int | No
 
 
 def classifier_keys(arch: str, keys: set[str]) -> list[str]:
-    from plastic.signatures import model_signature
+    from plastic.model.signatures import model_signature
 
     return [k for k in model_signature(arch).classifier if k in keys]
 
@@ -146,7 +146,7 @@ def common_components(names: list[str]) -> list[str]:
 
 def _body_keys(arch: str) -> tuple[set[str], set[str]]:
     """(state-dict keys without the classifier, classifier keys) of ``arch``, from its meta build."""
-    from plastic.signatures import model_signature
+    from plastic.model.signatures import model_signature
 
     sig = model_signature(arch)
     classifier = set(sig.classifier)
@@ -199,7 +199,7 @@ def resolve_arch(
         note = _align_to(ckpt, ckpt.arch)
         ckpt.in_chans = ckpt.in_chans or stem_channels(ckpt, ckpt.arch)
         return ckpt.arch, ckpt.arch_source or "option", [ckpt.arch], [note] if note else []
-    from plastic.signatures import detect
+    from plastic.model.signatures import detect
 
     notes: list[str] = []
     shapes = {t.name: t.shape for t in ckpt.tensors}
@@ -239,7 +239,7 @@ def resolve_arch(
         return pick, "detected", found.candidates, [*notes, note]
     evidence = None
     if images is not None:
-        from plastic.ties import weigh_candidates
+        from plastic.model.ties import weigh_candidates
 
         state = {i.name: t for i, t in ckpt.iter_tensors()}
 

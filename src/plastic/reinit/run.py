@@ -12,19 +12,22 @@ from typing import Any
 import torch
 
 from plastic import __version__
-from plastic.atomic import check_target
-from plastic.checkpoint import Checkpoint, TensorInfo, open_checkpoint
+from plastic.documents.reports import validate_report
+from plastic.documents.validation import check_diagnose_options, check_reinit_options
 from plastic.errors import ArchitectureError, DataError, UsageError
-from plastic.init_replay import InitRecording, ReplayError
-from plastic.init_values import InitSource, fresh_model, mean_value, recorded_model
-from plastic.onepass import Progress
-from plastic.reports import validate_report
-from plastic.strategies import Change, Context, Options, Plan, get_strategy
-from plastic.structure import Structure, analyse
-from plastic.validation import check_diagnose_options, check_reinit_options
-from plastic.writer import Target, write_safetensors, write_torch
+from plastic.files.atomic import check_target
+from plastic.files.checkpoint import Checkpoint, TensorInfo, open_checkpoint
+from plastic.files.writer import Target, write_safetensors, write_torch
+from plastic.measure.defaults import DEFAULT_BATCH_SIZE, DEFAULT_DEVICE, DEFAULT_MAX_IMAGES, DEFAULT_TAU
+from plastic.measure.onepass import Progress
+from plastic.model.init_replay import InitRecording, ReplayError
+from plastic.model.init_values import InitSource, fresh_model, mean_value, recorded_model
+from plastic.model.structure import Structure, analyse
+from plastic.reinit.options import Fill, Kind, Need, Options
+from plastic.reinit.strategies import Change, Context, Plan, get_strategy
 
 SAFETENSORS_SUFFIX = ".safetensors"
+RESAMPLED = (Fill.RESAMPLE, Fill.SHRINK_PERTURB)  # changes whose values need the architecture's init
 
 
 @dataclass
@@ -55,7 +58,7 @@ def output_format(out: Path) -> str:
 def _architecture(ckpt: Checkpoint, notes: list[str]) -> tuple[str | None, int]:
     """The architecture (the option's or the report's, else detected) and the class count; None when
     unknown, which makes new values fall back to PyTorch's defaults per tensor role."""
-    from plastic.models import classifier_keys, num_classes_of, resolve_arch
+    from plastic.model.build import classifier_keys, num_classes_of, resolve_arch
 
     try:
         arch, _src, _cands, more = resolve_arch(ckpt)  # also strips a wrapper prefix (Lightning's model.)
@@ -70,7 +73,7 @@ def _architecture(ckpt: Checkpoint, notes: list[str]) -> tuple[str | None, int]:
 
 
 def _check_names(model: torch.nn.Module, ckpt: Checkpoint, arch: str) -> None:
-    from plastic.models import compare_names, mismatch_message
+    from plastic.model.build import compare_names, mismatch_message
 
     missing, unexpected, shaped = compare_names(model, ckpt)
     if missing or unexpected or shaped:
@@ -85,8 +88,8 @@ def _report_for(
 ) -> dict[str, Any] | None:
     if report is not None or data is None:
         return report
-    from plastic.diagnosis import diagnose
-    from plastic.reports import diagnose_dict
+    from plastic.documents.reports import diagnose_dict
+    from plastic.measure.diagnosis import diagnose
 
     return diagnose_dict(diagnose(ckpt_path, data, **diag))
 
@@ -117,15 +120,17 @@ def reinit(
     check_reinit_options(options)
     given = diagnose_options or {}
     check_diagnose_options(  # the same checks as diagnose's, for a diagnosis or probe run here
-        device=str(given.get("device", "auto")), max_images=given.get("max_images", 256), batch_size=32,
-        workers=given.get("workers", 0), tau=given.get("tau", 0.025), seed=options.seed, in_chans=in_chans,
+        device=str(given.get("device", DEFAULT_DEVICE)),
+        max_images=given.get("max_images", DEFAULT_MAX_IMAGES), batch_size=DEFAULT_BATCH_SIZE,
+        workers=given.get("workers", 0), tau=given.get("tau", DEFAULT_TAU), seed=options.seed,
+        in_chans=in_chans,
     )  # fmt: skip
     if report is not None:
         validate_report(report)
     info = get_strategy(strategy)
     if "value" in info.uses and options.value not in info.values:  # --value applies where it is read
         raise UsageError(
-            f"--value {options.value!r} does not apply to {strategy}; choose {', '.join(info.values)}"
+            f"--value {str(options.value)!r} does not apply to {strategy}; choose {', '.join(info.values)}"
         )
     if checkpoint is None:
         if report is None:
@@ -144,12 +149,12 @@ def reinit(
     if out is None and not dry_run:
         raise UsageError("-o OUT is required (or --dry-run)")
     data_path = Path(data) if data is not None else None
-    if data_path is None and report is not None and info.wants("gradients", options):
+    if data_path is None and report is not None and info.wants(Need.GRADIENTS, options):
         data_path = Path(report["calibration"]["path"])
     diag = dict(
         diagnose_options or {}, key=key, arch=arch, seed=options.seed, in_chans=in_chans, progress=progress
     )
-    if info.wants("report", options):
+    if info.wants(Need.REPORT, options):
         report = _report_for(path, data_path, report, **diag)
 
     notes: list[str] = []
@@ -166,11 +171,11 @@ def reinit(
         _check_report(report, ckpt, notes)
         structure: Structure | None = None
         gradients = None
-        if arch_name is not None and info.wants("loaded", options):
-            from plastic.models import build_model
+        if arch_name is not None and info.wants(Need.LOADED, options):
+            from plastic.model.build import build_model
 
             structure = analyse(build_model(ckpt).model)  # completeness needs the real weights
-        if arch_name is not None and info.wants("gradients", options):
+        if arch_name is not None and info.wants(Need.GRADIENTS, options):
             if data_path is None:
                 raise UsageError("--utility gradient needs --data DIR (or a diagnose report)")
             gradients = _gradients(ckpt, data_path, options.seed, diag, report)
@@ -219,7 +224,7 @@ def _init_source(
     shapes = {t.name: t.shape for t in ckpt.tensors}
     if arch is None or recording is None or not _needs_init(plan):
         return InitSource(arch if recording is not None else None, seed, shapes)
-    needed = {c.tensor for c in plan.changes if c.value in ("resample", "shrink-perturb")}
+    needed = {c.tensor for c in plan.changes if c.value in RESAMPLED}
     try:
         recording.check(needed)
         return InitSource(arch, seed, shapes, recording=recording)
@@ -232,7 +237,7 @@ def _init_source(
 
 
 def _needs_init(plan: Plan) -> bool:
-    return any(c.value in ("resample", "shrink-perturb") for c in plan.changes)
+    return any(c.value in RESAMPLED for c in plan.changes)
 
 
 def _check_dtypes(ckpt: Checkpoint, plan: Plan) -> None:
@@ -280,11 +285,11 @@ def _gradients(
 
     The preprocessing is the report's when there is one (what diagnose measured with), else the model's.
     """
-    from plastic.calib import calib_batches, resolve_data_config, scan_folder
-    from plastic.diagnosis import full_float32
-    from plastic.models import build_model
-    from plastic.onepass import data_pass, probe_targets
-    from plastic.validation import pick_device
+    from plastic.documents.validation import pick_device
+    from plastic.measure.calib import calib_batches, resolve_data_config, scan_folder
+    from plastic.measure.diagnosis import full_float32
+    from plastic.measure.onepass import data_pass, probe_targets
+    from plastic.model.build import build_model
 
     model = build_model(ckpt).model
     calib = scan_folder(data, max_images=diag.get("max_images", 256), seed=seed)
@@ -300,12 +305,14 @@ def _gradients(
         in_chans=ckpt.in_chans,
     )
     labels, classes = probe_targets(calib.labels, calib.class_names, len(calib.files), seed)
-    dev = pick_device(str(diag.get("device") or "auto"))
+    dev = pick_device(str(diag.get("device") or DEFAULT_DEVICE))
     model.to(dev)
     with full_float32():  # the same pass as diagnose's: its grad_ratio and these grads agree
         done = data_pass(
             [model],
-            calib_batches(calib, cfg, int(diag.get("batch_size") or 32), int(diag.get("workers") or 0)),
+            calib_batches(
+                calib, cfg, int(diag.get("batch_size") or DEFAULT_BATCH_SIZE), int(diag.get("workers") or 0)
+            ),
             labels,
             n_classes=classes,
             seed=seed,
@@ -352,9 +359,9 @@ def _values(ckpt: Checkpoint, plan: Plan, source: InitSource, options: Options):
 def _replacement(
     c: Change, info: TensorInfo, source: InitSource, shapes: dict[str, tuple[int, ...]]
 ) -> torch.Tensor:
-    if c.value == "mean" or c.kind == "norm-reset":
+    if c.value == Fill.MEAN or c.kind == Kind.NORM_RESET:
         return mean_value(info, shapes)
-    if c.value == "zero":
+    if c.value == Fill.ZERO:
         return torch.zeros(info.shape)
     new = source.resample(info)
     if new is None:
@@ -372,30 +379,30 @@ def _apply_one(
     shapes: dict[str, tuple[int, ...]],
     options: Options,
 ) -> torch.Tensor:
-    if c.kind == "shrink-perturb":
+    if c.kind == Kind.SHRINK_PERTURB:
         init = source.resample(info)
         if init is None:
             raise UsageError(f"no initial value for {info.name} to perturb with; pass --arch")
         return options.shrink * t + options.perturb * init
     new = _replacement(c, info, source, shapes)
-    if c.kind in ("tensor", "norm-reset"):
+    if c.kind in (Kind.TENSOR, Kind.NORM_RESET):
         return new
-    if c.kind in ("units", "zero-outgoing"):
+    if c.kind in (Kind.UNITS, Kind.ZERO_OUTGOING):
         assert c.index is not None
         return t.index_copy(c.dim, c.index, new.index_select(c.dim, c.index))
-    if c.kind == "weights":
+    if c.kind == Kind.WEIGHTS:
         assert c.mask is not None
         return torch.where(c.mask, new, t)
     raise AssertionError(c.kind)
 
 
 def _touched(c: Change, shape: tuple[int, ...]) -> torch.Tensor:
-    if c.kind in ("units", "zero-outgoing"):
+    if c.kind in (Kind.UNITS, Kind.ZERO_OUTGOING):
         assert c.index is not None
         m = torch.zeros(shape, dtype=torch.bool)
         m.index_fill_(c.dim, c.index, True)
         return m
-    if c.kind == "weights":
+    if c.kind == Kind.WEIGHTS:
         assert c.mask is not None
         return c.mask
     return torch.ones(shape, dtype=torch.bool)

@@ -19,11 +19,11 @@ from typing import Any, BinaryIO
 
 import torch
 
-from plastic.atomic import atomic_writer
-from plastic.checkpoint import Checkpoint, TensorInfo, resolve_container
 from plastic.errors import CheckpointError
-from plastic.st_header import DTYPE_TO_ST
-from plastic.torch_file import torch_load
+from plastic.files.atomic import atomic_writer
+from plastic.files.checkpoint import Checkpoint, TensorInfo, resolve_container
+from plastic.files.st_header import DTYPE_TO_ST
+from plastic.files.torch_file import torch_load
 
 
 @dataclass(frozen=True)

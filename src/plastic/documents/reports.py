@@ -11,14 +11,14 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from plastic.checkpoint import Checkpoint
+from plastic.decide.recommend import recommendation_dict
 from plastic.errors import UsageError
-from plastic.inspection import InspectReport
-from plastic.recommend import recommendation_dict
+from plastic.files.checkpoint import Checkpoint
+from plastic.measure.inspection import InspectReport
 
 if TYPE_CHECKING:
-    from plastic.diagnosis import DiagnoseReport  # imports torch: only for type checking
-    from plastic.reinit import ReinitResult
+    from plastic.measure.diagnosis import DiagnoseReport  # imports torch: only for type checking
+    from plastic.reinit.run import ReinitResult
 
 SCHEMA_VERSION = 1
 

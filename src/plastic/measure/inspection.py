@@ -9,8 +9,8 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from plastic.checkpoint import Checkpoint, TensorInfo, open_checkpoint
 from plastic.errors import UsageError
+from plastic.files.checkpoint import Checkpoint, TensorInfo, open_checkpoint
 
 Progress = Callable[[int, int], None]  # (done, total) in bytes
 
@@ -52,8 +52,8 @@ class InspectReport:
 
 def detect_for_inspect(ckpt: Checkpoint) -> tuple[list[str] | None, str]:
     """Candidates from the shipped signature index (cheap: no timm import); None when not checkable."""
-    from plastic.models import wrapper_prefixes
-    from plastic.signatures import quick_detect
+    from plastic.model.build import wrapper_prefixes
+    from plastic.model.signatures import quick_detect
 
     shapes = {t.name: t.shape for t in ckpt.tensors}
     for prefix in ["", *wrapper_prefixes(list(shapes))]:
@@ -136,7 +136,7 @@ def inspect_checkpoint(
     computed only with ``stable_rank=True`` (``inspect --stable-rank``).
     """
     if skip:
-        from plastic.weight_stats import METRIC_NAMES
+        from plastic.measure.weight_stats import METRIC_NAMES
 
         unknown = sorted(set(skip) - set(METRIC_NAMES))
         if unknown:
@@ -172,7 +172,7 @@ def _compute_stats(ckpt: Checkpoint, layers: list[Layer], skip: set[str], progre
 
     import numpy as np
 
-    from plastic.weight_stats import SMALL, batch_metrics, is_gain, tensor_metrics  # numpy only
+    from plastic.measure.weight_stats import SMALL, batch_metrics, is_gain, tensor_metrics  # numpy only
 
     wanted = wanted_in_file_order(ckpt, [t for la in layers for t in la.tensors if t.is_float])
     owner = {t.name: la for la in layers for t in la.tensors}

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from plastic.errors import CheckpointError, UsageError
-from plastic.hub_config import CONFIG_NAME, HubConfig, read_hub_config
-from plastic.st_header import StEntry, StHeader, read_header
-from plastic.torch_file import torch_load
+from plastic.files.hub_config import CONFIG_NAME, HubConfig, read_hub_config
+from plastic.files.st_header import StEntry, StHeader, read_header
+from plastic.files.torch_file import torch_load
 
 if TYPE_CHECKING:
     import torch
@@ -115,7 +115,7 @@ class Checkpoint:
     sha256: str | None = None  # of every input file's bytes, in order; set by compute_sha256()
     hub: HubConfig | None = None  # timm's config.json beside the weights
     in_chans: int | None = None  # input channels when not 3: the option, config.json, or the stem's shape
-    tie_evidence: Any = None  # plastic.ties.TieEvidence when the images decided between look-alikes
+    tie_evidence: Any = None  # plastic.model.ties.TieEvidence when the images decided between look-alikes
     _fds: dict[str, int] = field(default_factory=dict, repr=False)
     _state: dict[str, Any] | None = field(default=None, repr=False)  # torch formats: name -> tensor
     _by_name: dict[str, TensorInfo] | None = field(default=None, repr=False)
@@ -246,7 +246,7 @@ class Checkpoint:
             read_exactly(self._fd(info), buf, self.entries[name].start, self.file_of(info), info.key)
         shaped = buf.reshape(info.shape)
         if info.dtype == "bfloat16":
-            from plastic.weight_stats import Bf16
+            from plastic.measure.weight_stats import Bf16
 
             return Bf16(shaped)
         return shaped

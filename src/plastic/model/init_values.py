@@ -17,9 +17,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from plastic.checkpoint import TensorInfo
 from plastic.errors import UsageError
-from plastic.init_replay import InitRecording, record_init, tensor_seed
+from plastic.files.checkpoint import TensorInfo
+from plastic.model.init_replay import InitRecording, record_init, tensor_seed
 
 # Bumped when the same (checkpoint, strategy, options, seed) starts giving other values.
 # 2: resampled tensors are replayed one by one, each seeded by (seed, name); 1 drew a full fresh model.

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     import torch
     from PIL import Image
 
-    from plastic.hub_config import HubConfig
+    from plastic.files.hub_config import HubConfig
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 

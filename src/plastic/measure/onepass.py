@@ -5,7 +5,7 @@ diagnose measures the checkpoint's model in this pass and, with ``--reference``,
 freshly initialised beside it (README, "The saturation score"); all models see the same images in the
 same batches. reinit's ``--utility gradient`` runs it too. Per model the pass keeps, on the device:
 
-- the :class:`~plastic.capture.Capture` sums (dormant/dead/saturation/pooled features/attention);
+- the :class:`~plastic.measure.capture.Capture` sums (dormant/dead/saturation/pooled features/attention);
 - dL/dW in each layer weight's ``.grad``, where L is the summed cross-entropy of a fresh seeded linear
   probe head on the classifier's input (the pre-logits features) for the calibration labels (class
   subfolders, else fixed random labels over 10 classes). ``grad_ratio`` = ||mean dL/dW|| / ||W||: how
@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from plastic.capture import Capture, capture, find_act_sites, layers_of
+from plastic.measure.capture import Capture, capture, find_act_sites, layers_of
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total) in images
 Batches = Iterable[tuple[list[int], torch.Tensor | None, list[tuple[int, str]]]]

@@ -1,7 +1,7 @@
 """Re-initialization strategies: a registry of *selections* (which tensors, units or weights change).
 
 A strategy is one function decorated with :func:`register_strategy`; it returns a :class:`Plan` of
-:class:`Change` entries, and :mod:`plastic.reinit` supplies the new values and writes the file
+:class:`Change` entries, and :mod:`plastic.reinit.run` supplies the new values and writes the file
 (``--value resample|mean``, or ``shrink-perturb``'s mix). Adding a strategy is one function here.
 """
 
@@ -14,17 +14,18 @@ from typing import Any
 
 import torch
 
-from plastic.checkpoint import Checkpoint
 from plastic.errors import UsageError
-from plastic.init_values import tensor_generator
-from plastic.structure import Structure
+from plastic.files.checkpoint import Checkpoint
+from plastic.model.init_values import tensor_generator
+from plastic.model.structure import Structure
+from plastic.reinit.options import Fill, Kind, Need, Options, Unit, Utility, Value
 
 
 @dataclass
 class Change:
     tensor: str
-    kind: str  # "tensor" | "units" | "weights" | "shrink-perturb" | "norm-reset" | "zero-outgoing"
-    value: str  # "resample" | "mean" | "zero" | "shrink-perturb"
+    kind: Kind
+    value: Fill
     index: torch.Tensor | None = None  # units: indices along ``dim``
     dim: int = 0
     mask: torch.Tensor | None = None  # weights: bool mask, the tensor's shape
@@ -36,21 +37,6 @@ class Plan:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (what, why)
     notes: list[str] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)  # what the strategy decided (auto: its layers)
-
-
-@dataclass
-class Options:
-    value: str = "resample"
-    k: int = 3
-    unit: str = "layer"
-    layers: list[str] = field(default_factory=list)
-    from_block: str | None = None
-    fraction: float = 0.25
-    utility: str = "magnitude"
-    shrink: float = 0.4
-    perturb: float = 0.1
-    include_head: bool = False
-    seed: int = 0
 
 
 @dataclass
@@ -108,17 +94,14 @@ class StrategyInfo:
     name: str
     help: str
     fn: Strategy
-    values: tuple[str, ...]  # which --value choices apply
+    values: tuple[Value, ...]  # which --value choices apply
     uses: tuple[str, ...] = ("value",)  # the Options fields it reads: what its output records
-    # what reinit must build for it before it runs: "report" (layer statistics: a diagnose report, or a
-    # diagnosis run on --data), "loaded" (the model with the checkpoint's own weights, not a fresh one),
-    # "gradients" (dL/dW on the calibration images, when its options ask for them: --utility gradient)
-    needs: frozenset[str] = frozenset()
+    needs: frozenset[Need] = frozenset()  # what reinit must build for it before it runs
 
-    def wants(self, need: str, options: Options) -> bool:
+    def wants(self, need: Need, options: Options) -> bool:
         """Does this run need ``need``? (gradients only when --utility gradient asks for them)"""
-        if need == "gradients":
-            return need in self.needs and options.utility == "gradient"
+        if need == Need.GRADIENTS:
+            return need in self.needs and options.utility == Utility.GRADIENT
         return need in self.needs
 
 
@@ -128,9 +111,9 @@ _REGISTRY: dict[str, StrategyInfo] = {}
 def register_strategy(
     name: str,
     help: str,
-    values: tuple[str, ...] = ("resample", "mean"),
+    values: tuple[Value, ...] = (Value.RESAMPLE, Value.MEAN),
     uses: tuple[str, ...] = ("value",),
-    needs: tuple[str, ...] = (),
+    needs: tuple[Need, ...] = (),
 ) -> Callable[[Strategy], Strategy]:
     def deco(fn: Strategy) -> Strategy:
         _REGISTRY[name] = StrategyInfo(name, help, fn, values, uses, frozenset(needs))
@@ -159,13 +142,13 @@ def reset_layers(ctx: Context, plan: Plan, layers: list[str]) -> None:
     for layer in layers:
         for t in ctx.tensors_of(layer):
             if t not in seen:
-                plan.changes.append(Change(t, "tensor", value))
+                plan.changes.append(Change(t, Kind.TENSOR, Fill(value)))
                 seen.add(t)
         norm = ctx.structure.norm_after.get(layer) if ctx.structure is not None else None
         if norm is not None:
             for t in ctx.tensors_of(norm):
                 if t not in seen:
-                    plan.changes.append(Change(t, "norm-reset", "mean"))
+                    plan.changes.append(Change(t, Kind.NORM_RESET, Fill.MEAN))
                     seen.add(t)
     if ctx.structure is None and layers:
         plan.notes.append("no architecture: norms after the re-initialized layers were not located or reset")
@@ -177,7 +160,7 @@ def reset_modules(ctx: Context, plan: Plan, modules: list[str]) -> None:
     for m in modules:
         for t in ctx.tensors_of(m) or ctx.under(m):
             if t not in seen:
-                plan.changes.append(Change(t, "tensor", ctx.options.value))
+                plan.changes.append(Change(t, Kind.TENSOR, Fill(ctx.options.value)))
                 seen.add(t)
 
 
@@ -212,12 +195,12 @@ def weight_tensors(ctx: Context) -> list[str]:
     "topk-layers",
     "the k layers (or blocks, --unit block) with the highest saturation score",
     uses=("value", "k", "unit", "include_head"),
-    needs=("report",),
+    needs=(Need.REPORT,),
 )
 def topk_layers(ctx: Context) -> Plan:
     report = ctx.need_report("topk-layers")
     plan, k = Plan(), ctx.options.k
-    if ctx.options.unit == "block":
+    if ctx.options.unit == Unit.BLOCK:
         blocks = [b for b in report["blocks"] if b.get("rank") is not None]
         chosen = sorted(blocks, key=lambda b: b["rank"])[:k]
         if ctx.options.include_head:  # the classifier's group is not ranked: --include-head adds it
@@ -239,11 +222,11 @@ def topk_layers(ctx: Context) -> Plan:
 @register_strategy(
     "auto",
     "follow diagnose's recommendation: its flagged layers, or nothing (fine-tune as is)",
-    needs=("report",),
+    needs=(Need.REPORT,),
 )
 def auto(ctx: Context) -> Plan:
     """The layers ``diagnose`` recommended (from the report, else recomputed from its scores)."""
-    from plastic.recommend import recommend, recommendation_dict
+    from plastic.decide.recommend import recommend, recommendation_dict
 
     report = ctx.need_report("auto")
     rec = report.get("recommendation")
@@ -268,7 +251,7 @@ def layers_by_glob(ctx: Context) -> Plan:
     if not matched:
         raise UsageError(f"--layers {ctx.options.layers} match no tensor")
     for n in matched:
-        plan.changes.append(Change(n, "tensor", ctx.options.value))
+        plan.changes.append(Change(n, Kind.TENSOR, Fill(ctx.options.value)))
     if ctx.structure is not None:  # a fully re-initialized conv/linear also resets the norm after it
         whole = [la for la in ctx.structure.layers if f"{la}.weight" in matched]
         reset_layers(ctx, plan, whole)
@@ -318,7 +301,7 @@ def from_block(ctx: Context) -> Plan:
 @register_strategy(
     "dormant-units",
     "ReDo: tau-dormant units re-initialized, their outgoing weights zeroed",
-    needs=("report", "loaded"),  # completeness is checked on the real weights
+    needs=(Need.REPORT, Need.LOADED),  # completeness is checked on the real weights
 )
 def dormant_units(ctx: Context) -> Plan:
     report = ctx.need_report("dormant-units")
@@ -343,15 +326,15 @@ def dormant_units(ctx: Context) -> Plan:
         idx = torch.tensor(units, dtype=torch.long)
         for t in ctx.tensors_of(name):
             leaf = t.rpartition(".")[2]
-            value = "zero" if leaf == "bias" else ctx.options.value
-            plan.changes.append(Change(t, "units", value, index=idx, dim=0))
+            value = Fill.ZERO if leaf == "bias" else Fill(ctx.options.value)
+            plan.changes.append(Change(t, Kind.UNITS, value, index=idx, dim=0))
         norm = structure.norm_after.get(name)
         if norm is not None:
             for t in ctx.tensors_of(norm):
                 if t.rpartition(".")[2] != "num_batches_tracked":
-                    plan.changes.append(Change(t, "units", "mean", index=idx, dim=0))
+                    plan.changes.append(Change(t, Kind.UNITS, Fill.MEAN, index=idx, dim=0))
         for consumer in structure.consumers[name]:
-            plan.changes.append(Change(f"{consumer}.weight", "zero-outgoing", "zero", index=idx, dim=1))
+            plan.changes.append(Change(f"{consumer}.weight", Kind.ZERO_OUTGOING, Fill.ZERO, index=idx, dim=1))
     return plan
 
 
@@ -359,33 +342,33 @@ def dormant_units(ctx: Context) -> Plan:
     "weights",
     "per tensor, the --fraction of weights with the lowest --utility",
     uses=("value", "fraction", "utility", "include_head", "layers"),
-    needs=("gradients",),
+    needs=(Need.GRADIENTS,),
 )
 def weights(ctx: Context) -> Plan:
     opts = ctx.options
     if not 0.0 < opts.fraction <= 1.0:
         raise UsageError("--fraction must be in (0, 1]")
     plan = Plan()
-    grads = ctx.gradients() if opts.utility == "gradient" and ctx.gradients is not None else None
-    if opts.utility == "gradient" and grads is None:
+    grads = ctx.gradients() if opts.utility == Utility.GRADIENT and ctx.gradients is not None else None
+    if opts.utility == Utility.GRADIENT and grads is None:
         raise UsageError(
             "--utility gradient needs --data DIR (or a diagnose report naming its calibration folder)"
         )
     for name in weight_tensors(ctx):
         w = ctx.ckpt.tensor(name).detach().float()
-        if opts.utility == "magnitude":
+        if opts.utility == Utility.MAGNITUDE:
             utility = w.abs()
-        elif opts.utility == "gradient":
+        elif opts.utility == Utility.GRADIENT:
             assert grads is not None
             g = grads.get(name)
             if g is None:
                 plan.skipped.append((name, "no gradient reached it"))
                 continue
             utility = (w * g.float()).abs()
-        elif opts.utility == "random":
+        elif opts.utility == Utility.RANDOM:
             utility = torch.rand(w.shape, generator=tensor_generator(opts.seed, f"utility:{name}"))
         else:
-            raise UsageError(f"--utility must be magnitude, gradient or random, not {opts.utility!r}")
+            raise UsageError(f"--utility must be magnitude, gradient or random, not {str(opts.utility)!r}")
         n = w.numel()
         k = round(opts.fraction * n)
         if k == 0:
@@ -395,14 +378,14 @@ def weights(ctx: Context) -> Plan:
         ]  # lowest utility first; ties by position
         mask = torch.zeros(n, dtype=torch.bool)
         mask[order] = True
-        plan.changes.append(Change(name, "weights", opts.value, mask=mask.view(w.shape)))
+        plan.changes.append(Change(name, Kind.WEIGHTS, Fill(opts.value), mask=mask.view(w.shape)))
     return plan
 
 
 @register_strategy(
     "shrink-perturb",
     "every parameter: shrink * theta + perturb * theta_init",
-    values=("shrink-perturb",),
+    values=(),
     uses=("shrink", "perturb", "layers"),
 )
 def shrink_perturb(ctx: Context) -> Plan:
@@ -415,5 +398,5 @@ def shrink_perturb(ctx: Context) -> Plan:
             continue  # running statistics and integer buffers are not shrunk
         if patterns and name not in selected:
             continue
-        plan.changes.append(Change(name, "shrink-perturb", "shrink-perturb"))
+        plan.changes.append(Change(name, Kind.SHRINK_PERTURB, Fill.SHRINK_PERTURB))
     return plan

@@ -13,17 +13,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from plastic.calib import DataConfig, calib_batches, resolve_data_config, scan_folder
-from plastic.capture import layers_of
-from plastic.checkpoint import Checkpoint, open_checkpoint
-from plastic.data_metrics import DEFAULT_TAU, attn_entropy, dormant_units, rank_ceiling, site_metrics
+from plastic.decide.recommend import Recommendation, recommend, reinit_commands
+from plastic.decide.score import components, grad_median, saturation_score
+from plastic.documents.validation import check_diagnose_options, pick_device
 from plastic.errors import DataError, DeviceError
-from plastic.init_values import fresh_model
-from plastic.models import build_model, common_components
-from plastic.onepass import Measured, Progress, data_pass, probe_targets
-from plastic.recommend import Recommendation, recommend, reinit_commands
-from plastic.score import components, grad_median, saturation_score
-from plastic.validation import check_diagnose_options, pick_device
+from plastic.files.checkpoint import Checkpoint, open_checkpoint
+from plastic.measure.calib import DataConfig, calib_batches, resolve_data_config, scan_folder
+from plastic.measure.capture import layers_of
+from plastic.measure.data_metrics import attn_entropy, dormant_units, rank_ceiling, site_metrics
+from plastic.measure.defaults import DEFAULT_BATCH_SIZE, DEFAULT_DEVICE, DEFAULT_MAX_IMAGES, DEFAULT_TAU
+from plastic.measure.onepass import Measured, Progress, data_pass, probe_targets
+from plastic.model.build import build_model, common_components
+from plastic.model.init_values import fresh_model
 
 
 @dataclass
@@ -86,10 +87,10 @@ def diagnose(
     *,
     key: str | None = None,
     arch: str | None = None,
-    device: str = "auto",
+    device: str = DEFAULT_DEVICE,
     amp: bool = False,
-    max_images: int = 256,
-    batch_size: int = 32,
+    max_images: int = DEFAULT_MAX_IMAGES,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     workers: int = 0,
     tau: float = DEFAULT_TAU,
     seed: int = 0,

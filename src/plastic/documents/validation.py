@@ -16,7 +16,7 @@ from plastic.errors import DeviceError, UsageError
 if TYPE_CHECKING:
     import torch
 
-    from plastic.strategies import Options
+    from plastic.reinit.options import Options
 
 MAX_SEED = 2**63 - 1  # every generator plastic seeds (torch, random) accepts 0..2**63-1
 

@@ -1,0 +1,1 @@
+"""Turning measurements into decisions: the score, the recommendation, CI gates."""

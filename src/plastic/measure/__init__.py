@@ -1,0 +1,1 @@
+"""Measuring a checkpoint: weights without data, activations and gradients with it."""

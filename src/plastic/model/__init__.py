@@ -1,0 +1,1 @@
+"""What plastic knows about timm architectures."""

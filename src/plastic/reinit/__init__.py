@@ -1,0 +1,1 @@
+"""Re-initialization: the strategy registry and the pipeline that writes the new checkpoint."""

@@ -1,0 +1,88 @@
+"""The words of a re-initialization, as enums the library and the CLI share (no torch here: the CLI
+reads the choices and defaults at ``--help`` time).
+
+They are string enums: a member equals, prints and JSON-encodes as its string, so documents and
+manifests read the same as when these were bare strings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class StrEnum(str, Enum):
+    """``enum.StrEnum`` for Python 3.10: the member is its value wherever a string is expected."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+
+class Value(StrEnum):
+    """``--value``: where re-initialized values come from."""
+
+    RESAMPLE = "resample"  # the architecture's own init
+    MEAN = "mean"  # the init distribution's mean
+
+
+class Fill(StrEnum):
+    """Where one planned change takes its new values (the ``--value`` choices and the fixed ones)."""
+
+    RESAMPLE = "resample"
+    MEAN = "mean"
+    ZERO = "zero"  # dormant-units' outgoing weights
+    SHRINK_PERTURB = "shrink-perturb"  # shrink x old + perturb x init
+
+
+class Kind(StrEnum):
+    """What one planned change does to its tensor."""
+
+    TENSOR = "tensor"  # the whole tensor
+    UNITS = "units"  # rows (output units) along a dim
+    ZERO_OUTGOING = "zero-outgoing"  # consumers' columns that read re-initialized units
+    WEIGHTS = "weights"  # a boolean mask of single weights
+    NORM_RESET = "norm-reset"  # the norm after a re-initialized layer: gain 1, bias 0, fresh statistics
+    SHRINK_PERTURB = "shrink-perturb"
+
+
+class Unit(StrEnum):
+    """``--unit``: what topk-layers ranks."""
+
+    LAYER = "layer"
+    BLOCK = "block"
+
+
+class Utility(StrEnum):
+    """``--utility``: which weights count as least useful."""
+
+    MAGNITUDE = "magnitude"
+    GRADIENT = "gradient"
+    RANDOM = "random"
+
+
+class Need(StrEnum):
+    """What reinit must build before a strategy runs."""
+
+    REPORT = "report"  # layer statistics: a diagnose report, or a diagnosis run on --data
+    LOADED = "loaded"  # the model with the checkpoint's own weights, not the meta one
+    GRADIENTS = "gradients"  # dL/dW on the calibration images (only with --utility gradient)
+
+
+@dataclass
+class Options:
+    """Every strategy option, with the defaults the CLI shows."""
+
+    value: Value = Value.RESAMPLE
+    k: int = 3
+    unit: Unit = Unit.LAYER
+    layers: list[str] = field(default_factory=list)
+    from_block: str | None = None
+    fraction: float = 0.25
+    utility: Utility = Utility.MAGNITUDE
+    shrink: float = 0.4
+    perturb: float = 0.1
+    include_head: bool = False
+    seed: int = 0
