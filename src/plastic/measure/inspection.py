@@ -194,8 +194,11 @@ def _compute_stats(ckpt: Checkpoint, layers: list[Layer], skip: set[str], progre
         scratch = getattr(local, "scratch", None)
         if scratch is None or scratch.nbytes < info.nbytes:
             scratch = local.scratch = np.empty(info.nbytes, dtype=np.uint8)
+        work = getattr(local, "work", None)
+        if work is None:
+            work = local.work = {}
         return tensor_metrics(
-            ckpt.array(info.name, scratch), gain=is_gain(info.name, info.shape), srank=srank
+            ckpt.array(info.name, scratch), gain=is_gain(info.name, info.shape), srank=srank, work=work
         )
 
     small = [t for t in wanted if t.numel <= SMALL]

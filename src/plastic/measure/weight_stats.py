@@ -69,8 +69,12 @@ def is_gain(name: str, shape: tuple[int, ...]) -> bool:
     return len(shape) == 1 and leaf in ("weight", "gamma")
 
 
-def tensor_metrics(t: Any, *, gain: bool = False, srank: bool = True) -> dict[str, float | None]:
+def tensor_metrics(
+    t: Any, *, gain: bool = False, srank: bool = True, work: dict[str, np.ndarray] | None = None
+) -> dict[str, float | None]:
     """All data-free metrics of one tensor (see METHODS.md for definitions).
+
+    ``work``: a dict the caller keeps per thread; its buffers are reused from tensor to tensor.
 
     Integer and empty tensors get None everywhere. ``gain`` marks a norm gain, the only kind of tensor
     for which ``dead_norm_channels`` means something. ``srank=False`` skips the one costly metric,
@@ -85,19 +89,37 @@ def tensor_metrics(t: Any, *, gain: bool = False, srank: bool = True) -> dict[st
     n = x.size
     total = float(x.sum())  # pairwise summation: float32 keeps ~1e-7 relative error
     sq = float(np.dot(x, x))
-    a = np.abs(x)  # (n,) one temporary the size of this tensor
+    a, below = _scratch(x.dtype, n, work)  # (n,) |x| and (n,) bool, reused buffers: no page faults
+    np.abs(x, out=a)
     absum, amax = float(a.sum()), float(a.max())
     mean, rms = total / n, (sq / n) ** 0.5 if math.isfinite(sq) else math.inf
     out["abs_mean"] = absum / n
     out["std"] = max(sq / n - mean * mean, 0.0) ** 0.5 if math.isfinite(sq) else math.nan
     out["l2"] = sq**0.5
     out["abs_max"] = amax
-    out["near_zero"] = float(np.count_nonzero(a < NEAR_ZERO_REL * rms)) / n if rms > 0 else 1.0
+    if rms > 0:
+        out["near_zero"] = float(np.count_nonzero(np.less(a, NEAR_ZERO_REL * rms, out=below))) / n
+    else:
+        out["near_zero"] = 1.0
     if srank and len(shape) >= 2:
         out["weight_stable_rank"] = stable_rank(x.reshape(shape[0], -1), sq)
     if gain:
-        out["dead_norm_channels"] = float(np.count_nonzero(a < DEAD_GAIN)) / n
+        out["dead_norm_channels"] = float(np.count_nonzero(np.less(a, DEAD_GAIN, out=below))) / n
     return out
+
+
+def _scratch(
+    dtype: np.dtype[Any], n: int, work: dict[str, np.ndarray] | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Views of ``n`` elements of a caller's reused buffers (grown as needed); fresh arrays without one."""
+    if work is None:
+        return np.empty(n, dtype=dtype), np.empty(n, dtype=bool)
+    key = np.dtype(dtype).str
+    if work.get(key) is None or work[key].size < n:
+        work[key] = np.empty(n, dtype=dtype)
+    if work.get("bool") is None or work["bool"].size < n:
+        work["bool"] = np.empty(n, dtype=bool)
+    return work[key][:n], work["bool"][:n]
 
 
 def batch_metrics(items: Sequence[tuple[Any, bool]], *, srank: bool = True) -> list[dict[str, float | None]]:
