@@ -24,7 +24,7 @@ from plastic.model.init_replay import InitRecording, ReplayError
 from plastic.model.init_values import InitSource, fresh_model, mean_value, recorded_model
 from plastic.model.structure import Structure, analyse
 from plastic.reinit.options import Fill, Kind, Need, Options
-from plastic.reinit.strategies import Change, Context, Plan, get_strategy
+from plastic.reinit.strategies import Change, Context, Plan, StrategyInfo, get_strategy
 
 SAFETENSORS_SUFFIX = ".safetensors"
 RESAMPLED = (Fill.RESAMPLE, Fill.SHRINK_PERTURB)  # changes whose values need the architecture's init
@@ -116,9 +116,60 @@ def reinit(
 
     ``inputs`` are other files the caller read (the report file): the output may never replace one.
     ``progress`` gets (phase, done, total) image counts from a diagnosis or gradient pass run here.
+    The steps: settle the request, get the report it needs, open the checkpoint and its output, build
+    the strategy's context, plan, find the new values, write.
     """
+    info = get_strategy(strategy)
+    req = _settle(
+        info, options, checkpoint, output, report, data, key, arch, in_chans, dry_run,
+        dict(diagnose_options or {}), progress,
+    )  # fmt: skip
+    if info.wants(Need.REPORT, options):
+        req.report = _report_for(req.path, req.data, req.report, **req.diag)
+    notes: list[str] = []
+    with open_checkpoint(req.path, key=req.key, arch=req.arch) as ckpt:
+        notes.extend(ckpt.notes)
+        fmt = _open_output(ckpt, req, inputs, force=force, dry_run=dry_run)
+        arch_name, num_classes = _architecture(ckpt, notes)
+        _check_report(req.report, ckpt, notes)
+        ctx, recording = _context(ckpt, info, options, req, arch_name, num_classes)
+        plan = info.fn(ctx)
+        _check_dtypes(ckpt, plan)
+        if ctx.structure is not None:
+            ctx.structure.release()  # drop the probe model before writing
+        source = _init_source(arch_name, num_classes, ckpt, plan, recording, options.seed, notes)
+        result = _manifest(ckpt, plan, source, options, strategy, req.out, notes, dry_run)
+        if not plan.changes:
+            result.notes.append("the strategy selected nothing: the output equals the input")
+        if not dry_run and req.out is not None and fmt is not None:
+            _write(
+                ckpt, plan, source, options, result, Target(req.out, force, _mode_of(ckpt)), fmt, keep_extra
+            )
+    return result
+
+
+@dataclass
+class _Request:
+    """What reinit was asked for, settled: which file, under which names, with which inputs."""
+
+    path: Path
+    key: str | None
+    arch: str | None
+    in_chans: int | None
+    out: Path | None
+    data: Path | None
+    report: dict[str, Any] | None
+    diag: dict[str, Any]  # the options of a diagnosis or gradient pass run here
+
+
+def _settle(
+    info: StrategyInfo, options: Options, checkpoint: str | Path | None, output: str | Path | None,
+    report: dict[str, Any] | None, data: str | Path | None, key: str | None, arch: str | None,
+    in_chans: int | None, dry_run: bool, given: dict[str, Any], progress: Progress | None,
+) -> _Request:  # fmt: skip
+    """Check every option, then fill what the report knows (checkpoint, key, architecture, channels,
+    calibration folder) where the caller left it open."""
     check_reinit_options(options)
-    given = diagnose_options or {}
     check_diagnose_options(  # the same checks as diagnose's, for a diagnosis or probe run here
         device=str(given.get("device", DEFAULT_DEVICE)),
         max_images=given.get("max_images", DEFAULT_MAX_IMAGES), batch_size=DEFAULT_BATCH_SIZE,
@@ -127,10 +178,9 @@ def reinit(
     )  # fmt: skip
     if report is not None:
         validate_report(report)
-    info = get_strategy(strategy)
     if "value" in info.uses and options.value not in info.values:  # --value applies where it is read
         raise UsageError(
-            f"--value {str(options.value)!r} does not apply to {strategy}; choose {', '.join(info.values)}"
+            f"--value {str(options.value)!r} does not apply to {info.name}; choose {', '.join(info.values)}"
         )
     if checkpoint is None:
         if report is None:
@@ -144,75 +194,75 @@ def reinit(
         in_chans = int(size[0])  # the channels diagnose ran the model with
     if report is not None and arch is None and (report.get("arch") or {}).get("name"):
         arch = str(report["arch"]["name"])  # the architecture diagnose ran, not a second guess
-    path = Path(checkpoint)
-    out = Path(output) if output is not None else None
-    if out is None and not dry_run:
+    if output is None and not dry_run:
         raise UsageError("-o OUT is required (or --dry-run)")
     data_path = Path(data) if data is not None else None
     if data_path is None and report is not None and info.wants(Need.GRADIENTS, options):
         data_path = Path(report["calibration"]["path"])
-    diag = dict(
-        diagnose_options or {}, key=key, arch=arch, seed=options.seed, in_chans=in_chans, progress=progress
-    )
-    if info.wants(Need.REPORT, options):
-        report = _report_for(path, data_path, report, **diag)
+    diag = dict(given, key=key, arch=arch, seed=options.seed, in_chans=in_chans, progress=progress)
+    out = Path(output) if output is not None else None
+    return _Request(Path(checkpoint), key, arch, in_chans, out, data_path, report, diag)
 
-    notes: list[str] = []
-    with open_checkpoint(path, key=key, arch=arch) as ckpt:
-        notes.extend(ckpt.notes)
-        if in_chans is not None:
-            ckpt.in_chans = in_chans
-        if out is not None:
-            check_target(out, inputs=[*ckpt.input_files, *inputs], force=force)
-            fmt = output_format(out)
-        if report is not None or (out is not None and not dry_run):
-            ckpt.hash_in_background()  # the manifest's source_sha256, ready when the header is written
-        arch_name, num_classes = _architecture(ckpt, notes)
-        _check_report(report, ckpt, notes)
-        structure: Structure | None = None
-        gradients = None
-        if arch_name is not None and info.wants(Need.LOADED, options):
-            from plastic.model.build import build_model
 
-            structure = analyse(build_model(ckpt).model)  # completeness needs the real weights
-        if arch_name is not None and info.wants(Need.GRADIENTS, options):
-            if data_path is None:
-                raise UsageError("--utility gradient needs --data DIR (or a diagnose report)")
-            gradients = _gradients(ckpt, data_path, options.seed, diag, report)
-        recording = None
-        if arch_name is not None:  # the model on meta: names, shapes, module tree; no values drawn
-            recording = recorded_model(arch_name, num_classes, ckpt.in_chans)
-            _check_names(recording.model, ckpt, arch_name)
-            if structure is None:
-                name, classes, chans = arch_name, num_classes, ckpt.in_chans
-                structure = analyse(
-                    recording.model, materialise=lambda: fresh_model(name, classes, options.seed, chans)
-                )
-        ctx = Context(
-            ckpt, options, report, structure, (lambda: gradients) if gradients is not None else None
+def _open_output(
+    ckpt: Checkpoint, req: _Request, inputs: Sequence[Path], *, force: bool, dry_run: bool
+) -> str | None:
+    """Refuse an output that would replace an input (or exist, without --force); its format; start
+    hashing the source for the manifest while the rest runs."""
+    if req.in_chans is not None:
+        ckpt.in_chans = req.in_chans
+    fmt = None
+    if req.out is not None:
+        check_target(req.out, inputs=[*ckpt.input_files, *inputs], force=force)
+        fmt = output_format(req.out)
+    if req.report is not None or (req.out is not None and not dry_run):
+        ckpt.hash_in_background()  # the manifest's source_sha256, ready when the header is written
+    return fmt
+
+
+def _context(
+    ckpt: Checkpoint, info: StrategyInfo, options: Options, req: _Request, arch: str | None, num_classes: int
+) -> tuple[Context, InitRecording | None]:
+    """What the strategy reads: the report, the structure (of the loaded model when it needs the real
+    weights, else of the meta model), gradients when asked; and the init recording for the new values."""
+    if arch is None:
+        return Context(ckpt, options, req.report, None), None
+    structure: Structure | None = None
+    gradients = None
+    if info.wants(Need.LOADED, options):
+        from plastic.model.build import build_model
+
+        structure = analyse(build_model(ckpt).model)  # completeness needs the real weights
+    if info.wants(Need.GRADIENTS, options):
+        if req.data is None:
+            raise UsageError("--utility gradient needs --data DIR (or a diagnose report)")
+        gradients = _gradients(ckpt, req.data, options.seed, req.diag, req.report)
+    recording = recorded_model(arch, num_classes, ckpt.in_chans)  # on meta: no values drawn
+    _check_names(recording.model, ckpt, arch)
+    if structure is None:
+        chans = ckpt.in_chans
+        structure = analyse(
+            recording.model, materialise=lambda: fresh_model(arch, num_classes, options.seed, chans)
         )
-        plan = info.fn(ctx)
-        _check_dtypes(ckpt, plan)
-        if structure is not None:
-            structure.release()  # drop the probe model before writing
-        source = _init_source(arch_name, num_classes, ckpt, plan, recording, options.seed, notes)
-        result = _manifest(ckpt, plan, source, options, strategy, out, notes, dry_run)
-        if not plan.changes:
-            result.notes.append("the strategy selected nothing: the output equals the input")
-        if not dry_run and out is not None:
-            meta = _metadata(ckpt, result, options)
-            result.metadata = meta
-            values = _values(ckpt, plan, source, options)
-            target = Target(out, replace=force, mode=_mode_of(ckpt))
-            if fmt == "safetensors":
-                write_safetensors(ckpt, target, values, meta)
-            else:
-                if ckpt.format != "torch" or ckpt.container_key is None:
-                    result.notes.append(
-                        "a bare state dict has no room for metadata: plastic.* keys are in the manifest only"
-                    )
-                write_torch(ckpt, target, values, meta, keep_extra=keep_extra)
-    return result
+    grads = (lambda: gradients) if gradients is not None else None
+    return Context(ckpt, options, req.report, structure, grads), recording
+
+
+def _write(
+    ckpt: Checkpoint, plan: Plan, source: InitSource, options: Options, result: ReinitResult,
+    target: Target, fmt: str, keep_extra: bool,
+) -> None:  # fmt: skip
+    meta = _metadata(ckpt, result, options)
+    result.metadata = meta
+    values = _values(ckpt, plan, source, options)
+    if fmt == "safetensors":
+        write_safetensors(ckpt, target, values, meta)
+        return
+    if ckpt.format != "torch" or ckpt.container_key is None:
+        result.notes.append(
+            "a bare state dict has no room for metadata: plastic.* keys are in the manifest only"
+        )
+    write_torch(ckpt, target, values, meta, keep_extra=keep_extra)
 
 
 def _init_source(
