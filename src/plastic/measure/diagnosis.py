@@ -18,12 +18,12 @@ from plastic.decide.score import components, grad_median, saturation_score
 from plastic.documents.validation import check_diagnose_options, pick_device
 from plastic.errors import DataError, DeviceError
 from plastic.files.checkpoint import Checkpoint, open_checkpoint
-from plastic.measure.calib import DataConfig, calib_batches, resolve_data_config, scan_folder
+from plastic.measure.calib import CalibSet, DataConfig, calib_batches, resolve_data_config, scan_folder
 from plastic.measure.capture import layers_of
 from plastic.measure.data_metrics import attn_entropy, dormant_units, rank_ceiling, site_metrics
 from plastic.measure.defaults import DEFAULT_BATCH_SIZE, DEFAULT_DEVICE, DEFAULT_MAX_IMAGES, DEFAULT_TAU
-from plastic.measure.onepass import Measured, Progress, data_pass, probe_targets
-from plastic.model.build import build_model, common_components
+from plastic.measure.onepass import Measured, PassResult, Progress, data_pass, probe_targets
+from plastic.model.build import BuiltModel, build_model, common_components
 from plastic.model.init_values import fresh_model
 
 
@@ -152,6 +152,8 @@ def _diagnose(
     in_chans: int | None,
     with_reference: bool,
 ) -> DiagnoseReport:
+    """The steps: check, build (checkpoint, architecture, model, preprocessing), the one data pass,
+    the layer and block tables, the recommendation."""
     check_diagnose_options(
         device=device, max_images=max_images, batch_size=batch_size, workers=workers, tau=tau, seed=seed,
         input_size=input_size, mean=mean, std=std, in_chans=in_chans,
@@ -159,74 +161,23 @@ def _diagnose(
     t0 = time.perf_counter()
     dev = pick_device(device)
     calib = scan_folder(data, max_images=max_images, seed=seed)
-    with open_checkpoint(path, key=key, arch=arch) as ckpt:
-        if in_chans is not None:
-            ckpt.in_chans = in_chans
-
-        def tie_images(model: nn.Module) -> torch.Tensor | None:
-            """Up to 32 calibration images, preprocessed for ``model``: evidence between look-alikes."""
-            cfg = resolve_data_config(
-                model, ckpt.metadata, input_size=input_size, mean=mean, std=std, hub=ckpt.hub,
-                in_chans=ckpt.in_chans,
-            )  # fmt: skip
-            few = dataclasses.replace(calib, files=calib.files[:32], skipped=[])
-            for _idx, x, _bad in calib_batches(few, cfg, 32):
-                if x is not None:
-                    return x
-            return None
-
-        ckpt.hash_in_background()  # the report's identity: reinit refuses it for a file with other contents
-        built = build_model(ckpt, images=tie_images)
-        ckpt.compute_sha256()
-    model = built.model
+    ckpt, built, cfg = _build(path, key, arch, in_chans, calib, input_size, mean, std)
     notes = [*ckpt.notes, *built.notes]
-    cfg = resolve_data_config(
-        model, ckpt.metadata, input_size=input_size, mean=mean, std=std, hub=ckpt.hub, in_chans=ckpt.in_chans
-    )
     use_amp = amp and dev.type == "cuda"
     if amp and not use_amp:
         notes.append("--amp applies to CUDA only; running in float32 on the CPU")
-    model.to(dev)
-    t_build = time.perf_counter() - t0
-
-    labels_all, n_classes = probe_targets(calib.labels, calib.class_names, len(calib.files), seed)
-
-    def autocast() -> Any:
-        return torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else contextlib.nullcontext()
-
+    model = built.model.to(dev)
     # --reference: the same architecture freshly initialised with its own timm init (seeded), measured
     # in the same pass on the same batches: what a healthy layer shows on these images (reported beside
     # each layer's metrics; the score does not use it yet: README, "The saturation score")
-    reference: nn.Module | None = None
-    if with_reference:
-        t_ref = time.perf_counter()
-        reference = fresh_model(built.arch, built.num_classes, seed, ckpt.in_chans).to(dev)
-        t_build += time.perf_counter() - t_ref
-    models = [model] if reference is None else [model, reference]
+    reference = (
+        fresh_model(built.arch, built.num_classes, seed, ckpt.in_chans).to(dev) if with_reference else None
+    )
+    t_build = time.perf_counter() - t0
 
-    # One pass: decode each batch once; per model one forward with the hooks and one backward of the
-    # probe loss (halving the batch on CUDA out-of-memory, restarting the pass).
     t1 = time.perf_counter()
-    while True:
-        try:
-            done = data_pass(
-                models,
-                calib_batches(calib, cfg, batch_size, workers),
-                labels_all,
-                n_classes=n_classes,
-                seed=seed,
-                device=dev,
-                total=len(calib.files),
-                autocast=autocast,
-                progress=progress,
-            )
-            break
-        except torch.cuda.OutOfMemoryError:
-            if batch_size == 1:
-                raise DeviceError("CUDA out of memory even with --batch-size 1; use --device cpu") from None
-            batch_size //= 2
-            torch.cuda.empty_cache()
-            notes.append(f"CUDA out of memory: retried with --batch-size {batch_size}")
+    models = [model] if reference is None else [model, reference]
+    done, batch_size = _one_pass(models, calib, cfg, batch_size, workers, seed, dev, use_amp, progress, notes)
     t_pass = time.perf_counter() - t1
     used = done.used
     calib.skipped = [(calib.files[i], why) for i, why in done.skipped]
@@ -237,38 +188,81 @@ def _diagnose(
     t3 = time.perf_counter()
     layers = _layer_table(model, reference, measured, ref, built.classifier_keys, tau, len(used))
     blocks = _block_table(model, layers)
-    calibration = Calibration(
-        calib.root,
-        calib.found,
-        len(used),
-        calib.skipped,
-        "subfolders" if calib.labels is not None else "random",
-        calib.class_names,
-    )
+    labelled = "subfolders" if calib.labels is not None else "random"
+    calibration = Calibration(calib.root, calib.found, len(used), calib.skipped, labelled, calib.class_names)
     del reference, models
     t_metrics = time.perf_counter() - t3
-    total = time.perf_counter() - t0
     timing = {
         "build_s": t_build,  # checkpoint read, architecture decided, model (and reference) built
         "pass_s": t_pass,  # decode + each model's forward and backward
         "stats_s": t_pass,  # schema 1 name: statistics and gradients are now measured in one pass
         "gradients_s": 0.0,  # schema 1 name: no separate gradient pass any more
         "metrics_s": t_metrics,  # reductions, ranks, saturation derivatives, scores, blocks
-        "total_s": total,
+        "total_s": time.perf_counter() - t0,
         "images_per_s": len(used) / t_pass if t_pass > 0 else 0.0,
     }
-    options = {
-        "tau": tau,
-        "seed": seed,
-        "batch_size": batch_size,
-        "max_images": max_images,
-        "workers": workers,
-        "reference": with_reference,
-    }
+    options = {"tau": tau, "seed": seed, "batch_size": batch_size, "max_images": max_images,
+               "workers": workers, "reference": with_reference}  # fmt: skip
     return DiagnoseReport(
         ckpt, built.arch, built.arch_source, built.candidates, str(dev), use_amp, cfg, calibration,
         layers, blocks, timing, options, notes, _recommendation(layers, calibration, built, ckpt, notes),
     )  # fmt: skip
+
+
+def _build(
+    path: str | Path, key: str | None, arch: str | None, in_chans: int | None, calib: CalibSet,
+    input_size: tuple[int, int, int] | None, mean: tuple[float, ...] | None, std: tuple[float, ...] | None,
+) -> tuple[Checkpoint, BuiltModel, DataConfig]:  # fmt: skip
+    """The checkpoint (fingerprinted), the timm model with its weights, and its preprocessing. Look-alike
+    architectures are told apart on a few calibration images."""
+    with open_checkpoint(path, key=key, arch=arch) as ckpt:
+        if in_chans is not None:
+            ckpt.in_chans = in_chans
+
+        def config(model: nn.Module) -> DataConfig:
+            return resolve_data_config(
+                model, ckpt.metadata, input_size=input_size, mean=mean, std=std, hub=ckpt.hub,
+                in_chans=ckpt.in_chans,
+            )  # fmt: skip
+
+        def tie_images(model: nn.Module) -> torch.Tensor | None:
+            """Up to 32 calibration images, preprocessed for ``model``: evidence between look-alikes."""
+            few = dataclasses.replace(calib, files=calib.files[:32], skipped=[])
+            for _idx, x, _bad in calib_batches(few, config(model), 32):
+                if x is not None:
+                    return x
+            return None
+
+        ckpt.hash_in_background()  # the report's identity: reinit refuses it for a file with other contents
+        built = build_model(ckpt, images=tie_images)
+        ckpt.compute_sha256()
+    return ckpt, built, config(built.model)
+
+
+def _one_pass(
+    models: list[nn.Module], calib: CalibSet, cfg: DataConfig, batch_size: int, workers: int, seed: int,
+    dev: torch.device, use_amp: bool, progress: Progress | None, notes: list[str],
+) -> tuple[PassResult, int]:  # fmt: skip
+    """Decode each batch once; per model one forward with the hooks and one backward of the probe loss.
+    CUDA out of memory halves the batch and restarts the pass; the batch size used comes back."""
+    labels, n_classes = probe_targets(calib.labels, calib.class_names, len(calib.files), seed)
+
+    def autocast() -> Any:
+        return torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else contextlib.nullcontext()
+
+    while True:
+        try:
+            done = data_pass(
+                models, calib_batches(calib, cfg, batch_size, workers), labels, n_classes=n_classes,
+                seed=seed, device=dev, total=len(calib.files), autocast=autocast, progress=progress,
+            )  # fmt: skip
+            return done, batch_size
+        except torch.cuda.OutOfMemoryError:
+            if batch_size == 1:
+                raise DeviceError("CUDA out of memory even with --batch-size 1; use --device cpu") from None
+            batch_size //= 2
+            torch.cuda.empty_cache()
+            notes.append(f"CUDA out of memory: retried with --batch-size {batch_size}")
 
 
 MIN_IMAGES = 32  # fewer usable calibration images than this: scores too noisy to act on with confidence
