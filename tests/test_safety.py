@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import stat
@@ -532,3 +533,31 @@ def test_raw_copy_is_byte_exact_whichever_kernel_call_works(
         return raw[8 + int.from_bytes(raw[:8], "little") :]
 
     assert data(out) == data(RESNET) and len(data(RESNET)) > 1_000_000
+
+
+def _minimal_report() -> dict[str, Any]:
+    return {"schema_version": 1, "command": "diagnose", "checkpoint": {"path": str(RESNET)}, "layers": []}
+
+
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        ({"schema_version": 2}, "schema_version 2"),
+        ({"layers": {}}, "'layers' must be a list"),
+        ({"layers": [{"name": "a", "score": "high"}]}, "layers[0].score"),
+        ({"layers": [{"name": "a", "dormant_units": [-1]}]}, "dormant_units"),
+        ({"blocks": [{"name": "b", "layers": "layer1", "rank": 1}]}, "blocks[0]"),
+        ({"blocks": [{"name": "b", "layers": [], "rank": True}]}, "blocks[0]"),
+        ({"data_config": {"input_size": [224, 224]}}, "input_size"),
+        ({"checkpoint": {"path": str(RESNET), "size_bytes": "big"}}, "size_bytes"),
+    ],
+)
+def test_a_malformed_report_names_its_first_problem(patch: dict[str, Any], message: str) -> None:
+    """Every field reinit reads is checked in one place (documents/reports.py) before it is used."""
+    from plastic.documents.reports import parse_report
+    from plastic.errors import UsageError
+
+    with pytest.raises(UsageError, match=re.escape(message)):
+        parse_report(json.dumps({**_minimal_report(), **patch}))
+    doc = parse_report(json.dumps(_minimal_report()))  # the minimal one is valid; missing blocks become []
+    assert doc["blocks"] == []

@@ -11,10 +11,10 @@ import signal
 import sys
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -22,6 +22,9 @@ from plastic import __version__
 from plastic.errors import PlasticError
 from plastic.measure.defaults import DEFAULT_BATCH_SIZE, DEFAULT_MAX_IMAGES, DEFAULT_TAU
 from plastic.reinit.options import Options, Unit, Utility, Value
+
+if TYPE_CHECKING:
+    from plastic.documents.schema import DiagnoseDoc
 
 DEFAULT_OPTIONS = Options()
 
@@ -62,7 +65,7 @@ def _resolve_format(fmt: OutputFormat, as_json: bool) -> OutputFormat:
 
 
 def _emit(
-    doc: dict[str, Any], fmt: OutputFormat, markdown: Callable[[], str], table: Callable[[Any], None]
+    doc: Mapping[str, Any], fmt: OutputFormat, markdown: Callable[[], str], table: Callable[[Any], None]
 ) -> None:
     """The one place results reach stdout: a JSON document, markdown, or a rich table."""
     from plastic.cli import console, render
@@ -154,7 +157,7 @@ def strategies() -> None:
         sys.stdout.write(f"{info.name:15s} {info.help}\n")
 
 
-def _read_report(report: Path | None, checkpoint: Path | None) -> dict[str, Any] | None:
+def _read_report(report: Path | None, checkpoint: Path | None) -> DiagnoseDoc | None:
     """The diagnose document: --report FILE (or -), else stdin when no CKPT is given and stdin is a pipe."""
     from plastic.documents.reports import parse_report, read_report_text
     from plastic.errors import UsageError
@@ -397,7 +400,7 @@ def diagnose(
             std=stds, progress=progress, in_chans=in_chans, reference=reference,
         )  # fmt: skip
     doc = diagnose_dict(report)
-    doc["findings"] = _findings(doc, conditions)  # the why of exit 1, in every format
+    doc["findings"] = _findings(doc, conditions)  # the why of exit 1, in every format (with --fail-on)
     err = console.err()
     for note in report.notes:
         err.print(f"note: {printable(note)}", markup=False)
@@ -454,13 +457,13 @@ def _conditions(texts: list[str]) -> list[Any]:
     return [parse_condition(t, [*DATA_METRICS, "score"]) for t in texts]
 
 
-def _findings(doc: dict[str, Any], conditions: list[Any]) -> list[dict[str, Any]]:
+def _findings(doc: Mapping[str, Any], conditions: list[Any]) -> list[dict[str, Any]]:
     from plastic.decide.gates import findings
 
     return findings(doc["layers"], conditions) if conditions else []
 
 
-def _gate(doc: dict[str, Any], conditions: list[Any]) -> None:
+def _gate(doc: Mapping[str, Any], conditions: list[Any]) -> None:
     """Exit 1 (after the report is out) when a layer meets a --fail-on condition; list them on stderr."""
     hits = doc.get("findings") or []
     if hits:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from rich.console import Console
@@ -42,11 +43,11 @@ def fmt_bytes(n: int) -> str:
     return f"{n} B"
 
 
-def dump_json(doc: dict[str, Any]) -> str:
+def dump_json(doc: Mapping[str, Any]) -> str:
     return json.dumps(doc, indent=2, allow_nan=False)
 
 
-def _shape_cell(layer: dict[str, Any]) -> str:
+def _shape_cell(layer: Mapping[str, Any]) -> str:
     tensors = layer["tensors"]
     main = next((t for t in tensors if t["name"] == layer.get("stats_tensor")), tensors[0])
     shape = "x".join(map(str, main["shape"])) or "scalar"
@@ -54,7 +55,7 @@ def _shape_cell(layer: dict[str, Any]) -> str:
     return f"{shape} (+{extra})" if extra else shape
 
 
-def _layer_rows(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+def _layer_rows(doc: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
     with_stats = any(la["metrics"] is not None for la in doc["layers"])
     header = ["layer", "shape", "params", "dtype"]
     if with_stats:
@@ -70,7 +71,7 @@ def _layer_rows(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def _summary_lines(doc: dict[str, Any]) -> list[str]:
+def _summary_lines(doc: Mapping[str, Any]) -> list[str]:
     ck, tot, arch = doc["checkpoint"], doc["totals"], doc["arch"]
     dtypes = ", ".join(f"{k}: {v}" for k, v in tot["dtypes"].items())
     lines = [
@@ -92,7 +93,7 @@ def _summary_lines(doc: dict[str, Any]) -> list[str]:
     return lines
 
 
-def inspect_table(console: Console, doc: dict[str, Any], wide: bool = False) -> None:
+def inspect_table(console: Console, doc: Mapping[str, Any], wide: bool = False) -> None:
     header, rows = _layer_rows(doc)
     _table(console, f"{doc['checkpoint']['path']}", header, rows, {0, 1, 3}, wide=wide)
     for line in _summary_lines(doc):
@@ -108,7 +109,7 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def inspect_markdown(doc: dict[str, Any]) -> str:
+def inspect_markdown(doc: Mapping[str, Any]) -> str:
     header, rows = _layer_rows(doc)
     summary = "\n".join(f"- {line}" for line in _summary_lines(doc))
     return (
@@ -130,7 +131,7 @@ DIAG_COLUMNS = [
 DEFAULT_TOP = 15
 
 
-def _diag_rows(doc: dict[str, Any], show_all: bool) -> tuple[list[str], list[list[str]]]:
+def _diag_rows(doc: Mapping[str, Any], show_all: bool) -> tuple[list[str], list[list[str]]]:
     layers = doc["layers"]
     ranked = sorted((la for la in layers if la["rank"] is not None), key=lambda la: la["rank"])
     if show_all:
@@ -151,7 +152,7 @@ def _diag_rows(doc: dict[str, Any], show_all: bool) -> tuple[list[str], list[lis
     return header, rows
 
 
-def _why(layer: dict[str, Any]) -> str:
+def _why(layer: Mapping[str, Any]) -> str:
     """The score's two largest components, compactly: ``saturated 0.57 starved 0.19``."""
     parts = sorted(
         ((v, k) for k, v in (layer.get("components") or {}).items() if v and k != "collapse"), reverse=True
@@ -164,7 +165,7 @@ def _why(layer: dict[str, Any]) -> str:
 DIAG_ORDER = [0, 1, 4, 5, 3, 6, 8, 11, 2, 13, 7, 12, 9, 10]
 
 
-def _block_rows(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+def _block_rows(doc: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
     header = ["rank", "block", "layers", "score"]
     rows = [
         [
@@ -189,7 +190,7 @@ def _timing_line(t: dict[str, float], reference: bool) -> str:
     )
 
 
-def _diag_summary(doc: dict[str, Any], show_all: bool) -> list[str]:
+def _diag_summary(doc: Mapping[str, Any], show_all: bool) -> list[str]:
     cal, arch, cfg = doc["calibration"], doc["arch"], doc["data_config"]
     ranked = sum(1 for la in doc["layers"] if la["rank"] is not None)
     lines = [
@@ -267,7 +268,7 @@ def _table(
         )
 
 
-def diagnose_table(console: Console, doc: dict[str, Any], show_all: bool, wide: bool = False) -> None:
+def diagnose_table(console: Console, doc: Mapping[str, Any], show_all: bool, wide: bool = False) -> None:
     header, rows = _diag_rows(doc, show_all)
     _table(
         console,
@@ -285,7 +286,7 @@ def diagnose_table(console: Console, doc: dict[str, Any], show_all: bool, wide: 
         console.print(line, markup=False, soft_wrap=True)  # never break a command or a path
 
 
-def diagnose_brief(doc: dict[str, Any]) -> list[str]:
+def diagnose_brief(doc: Mapping[str, Any]) -> list[str]:
     """What a person in front of a pipe needs from diagnose --json: the model and the recommendation
     (printed on stderr, so stdout stays one JSON document)."""
     lines = _diag_summary(doc, show_all=True)
@@ -295,7 +296,7 @@ def diagnose_brief(doc: dict[str, Any]) -> list[str]:
     return [lines[0], *lines[start:]]
 
 
-def diagnose_markdown(doc: dict[str, Any], show_all: bool) -> str:
+def diagnose_markdown(doc: Mapping[str, Any], show_all: bool) -> str:
     header, rows = _diag_rows(doc, show_all)
     summary = "\n".join(f"- {line}" for line in _diag_summary(doc, show_all))
     text = (
@@ -316,7 +317,7 @@ def diagnose_markdown(doc: dict[str, Any], show_all: bool) -> str:
 # --- reinit ------------------------------------------------------------------------------------------------
 
 
-def _reinit_rows(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+def _reinit_rows(doc: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
     from plastic.measure.inspection import natural_key
 
     header = ["tensor", "kind", "fraction"]
@@ -324,7 +325,7 @@ def _reinit_rows(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return header, [[c["tensor"], c["kind"], f"{c['fraction']:.3f}"] for c in changed]
 
 
-def _reinit_summary(doc: dict[str, Any]) -> list[str]:
+def _reinit_summary(doc: Mapping[str, Any]) -> list[str]:
     where = "dry run: nothing written" if doc["dry_run"] else f"wrote {doc['output']}"
     return [
         f"{where} ({doc['strategy']}, seed {doc['seed']}) from {doc['input']}",
@@ -334,14 +335,14 @@ def _reinit_summary(doc: dict[str, Any]) -> list[str]:
     ]
 
 
-def reinit_table(console: Console, doc: dict[str, Any], wide: bool = False) -> None:
+def reinit_table(console: Console, doc: Mapping[str, Any], wide: bool = False) -> None:
     header, rows = _reinit_rows(doc)
     _table(console, "Re-initialized tensors", header, rows, {0, 1}, wide=wide)
     for line in _reinit_summary(doc):
         console.print(line, markup=False, soft_wrap=True)  # never break a command or a path
 
 
-def reinit_markdown(doc: dict[str, Any]) -> str:
+def reinit_markdown(doc: Mapping[str, Any]) -> str:
     header, rows = _reinit_rows(doc)
     summary = "\n".join(f"- {line}" for line in _reinit_summary(doc))
     return f"### plastic reinit `{doc['input']}`\n\n{summary}\n\n{markdown_table(header, rows)}\n"

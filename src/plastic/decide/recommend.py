@@ -20,6 +20,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from plastic.documents.schema import RecommendationDoc
+
 RECOMMEND_AT = 0.10
 MIN_CAP = 3  # layers: the largest k the benchmark validated
 CAP_FRACTION = 0.1  # ...or a tenth of the ranked layers in a large model
@@ -153,7 +155,7 @@ def _output_name(checkpoint: str) -> str:
     return str(p.with_name(name + ".reinit.safetensors"))
 
 
-def recommendation_dict(rec: Recommendation) -> dict[str, Any]:
+def recommendation_dict(rec: Recommendation) -> RecommendationDoc:
     return {
         "action": rec.action,
         "strategy": rec.strategy,

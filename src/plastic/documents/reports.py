@@ -9,9 +9,22 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from plastic.decide.recommend import recommendation_dict
+from plastic.documents.schema import (
+    SCHEMA_VERSION,
+    BlockDoc,
+    CheckpointDoc,
+    DiagnoseDoc,
+    EvidenceDoc,
+    InspectArchDoc,
+    InspectDoc,
+    InspectLayerDoc,
+    LayerDoc,
+    ReinitDoc,
+    TensorDoc,
+)
 from plastic.errors import UsageError
 from plastic.files.checkpoint import Checkpoint
 from plastic.measure.inspection import InspectReport
@@ -19,8 +32,6 @@ from plastic.measure.inspection import InspectReport
 if TYPE_CHECKING:
     from plastic.measure.diagnosis import DiagnoseReport  # imports torch: only for type checking
     from plastic.reinit.run import ReinitResult
-
-SCHEMA_VERSION = 1
 
 
 def clean_float(x: float | None) -> float | None:
@@ -30,8 +41,8 @@ def clean_float(x: float | None) -> float | None:
     return float(x)
 
 
-def checkpoint_dict(ckpt: Checkpoint) -> dict[str, Any]:
-    doc: dict[str, Any] = {
+def checkpoint_dict(ckpt: Checkpoint) -> CheckpointDoc:
+    doc: CheckpointDoc = {
         "path": str(ckpt.path),
         "format": ckpt.format,
         "size_bytes": ckpt.size_bytes,
@@ -59,7 +70,7 @@ def read_report_text(stream: Any, what: str) -> str:
         raise UsageError(f"{what}: not UTF-8 text; not a diagnose report") from None
 
 
-def parse_report(text: str, *, base: Path | None = None, what: str = "the report") -> dict[str, Any]:
+def parse_report(text: str, *, base: Path | None = None, what: str = "the report") -> DiagnoseDoc:
     """Parse and validate a ``diagnose --json`` document: the one place reports are checked.
 
     Relative paths in it (checkpoint, calibration folder) are resolved against ``base``, the folder
@@ -72,17 +83,18 @@ def parse_report(text: str, *, base: Path | None = None, what: str = "the report
     except (json.JSONDecodeError, RecursionError) as e:
         msg = f"{e.msg} at line {e.lineno}" if isinstance(e, json.JSONDecodeError) else "nested too deeply"
         raise UsageError(f"{what} is not JSON ({msg}); did diagnose run with --json?") from None
-    validate_report(doc, what=what)
+    report = validate_report(doc, what=what)
     if base is not None:
         for section in ("checkpoint", "calibration"):
             path = doc.get(section, {}).get("path")
             if isinstance(path, str) and path and not Path(path).is_absolute():
                 doc[section]["path"] = str(base / path)
-    return doc  # type: ignore[no-any-return]
+    return report
 
 
-def validate_report(doc: Any, *, what: str = "the report") -> None:
-    """The shape reinit relies on; a report that lacks it is a UsageError naming the first problem."""
+def validate_report(doc: Any, *, what: str = "the report") -> DiagnoseDoc:
+    """The shape reinit relies on; a report that lacks it is a UsageError naming the first problem.
+    The one place a document read from outside becomes a typed ``DiagnoseDoc``."""
     if not isinstance(doc, dict) or doc.get("command") != "diagnose":
         raise UsageError(f"{what} is not a `plastic diagnose --json` document")
     if doc.get("schema_version") != SCHEMA_VERSION:
@@ -126,9 +138,32 @@ def validate_report(doc: Any, *, what: str = "the report") -> None:
     rec = doc.get("recommendation")
     if rec is not None and not isinstance(rec, dict):
         raise UsageError(f"{what}: 'recommendation' must be an object or null")
+    blocks = doc.setdefault("blocks", [])  # topk-layers --unit block reads them
+    if not isinstance(blocks, list):
+        raise UsageError(f"{what}: 'blocks' must be a list")
+    for i, b in enumerate(blocks):
+        rank = b.get("rank") if isinstance(b, dict) else None
+        if (
+            not isinstance(b, dict)
+            or not isinstance(b.get("name"), str)
+            or not isinstance(b.get("layers", []), list)
+            or not all(isinstance(la, str) for la in b.get("layers", []))
+            or not (rank is None or (isinstance(rank, int) and not isinstance(rank, bool)))
+        ):
+            raise UsageError(
+                f"{what}: blocks[{i}] needs a 'name', a list of 'layers' and an integer or null 'rank'"
+            )
+        b.setdefault("layers", [])
+        b.setdefault("rank", None)
+    size = (doc.get("data_config") or {}).get("input_size")
+    if size is not None and not (
+        isinstance(size, list) and len(size) == 3 and all(isinstance(v, int) and v > 0 for v in size)
+    ):
+        raise UsageError(f"{what}: 'data_config.input_size' must be [channels, height, width]")
+    return cast(DiagnoseDoc, doc)
 
 
-def _inspect_arch(report: InspectReport) -> dict[str, Any]:
+def _inspect_arch(report: InspectReport) -> InspectArchDoc:
     """The named architecture, else what the signature index says, with how certain that is."""
     ckpt, found = report.checkpoint, report.detected
     if ckpt.arch or found is None:
@@ -145,13 +180,13 @@ def _inspect_arch(report: InspectReport) -> dict[str, Any]:
     return {"name": None, "source": None, "candidates": [], "certainty": "no timm architecture matches"}
 
 
-def inspect_dict(report: InspectReport) -> dict[str, Any]:
+def inspect_dict(report: InspectReport) -> InspectDoc:
     ckpt = report.checkpoint
-    layers = []
+    layers: list[InspectLayerDoc] = []
     for la in report.layers:
-        tensors = []
+        tensors: list[TensorDoc] = []
         for t in la.tensors:
-            entry: dict[str, Any] = {"name": t.name, "shape": list(t.shape), "dtype": t.dtype}
+            entry: TensorDoc = {"name": t.name, "shape": list(t.shape), "dtype": t.dtype}
             if t.key != t.name:
                 entry["key"] = t.key
             if report.stats:  # integer tensors are counted but have no statistics: null
@@ -186,7 +221,7 @@ def inspect_dict(report: InspectReport) -> dict[str, Any]:
     }
 
 
-def _evidence_dict(evidence: Any) -> dict[str, Any] | None:
+def _evidence_dict(evidence: Any) -> EvidenceDoc | None:
     """How the calibration images decided between look-alike architectures (null when they did not run)."""
     if evidence is None:
         return None
@@ -198,11 +233,11 @@ def _evidence_dict(evidence: Any) -> dict[str, Any] | None:
     }
 
 
-def diagnose_dict(report: DiagnoseReport) -> dict[str, Any]:
+def diagnose_dict(report: DiagnoseReport) -> DiagnoseDoc:
     """The ``diagnose --json`` document; ``plastic reinit`` reads it back from stdin."""
     cal = report.calibration
     cfg = report.data_config
-    layers = [
+    layers: list[LayerDoc] = [
         {
             "name": la.name,
             "type": la.type,
@@ -220,7 +255,7 @@ def diagnose_dict(report: DiagnoseReport) -> dict[str, Any]:
         }
         for la in report.layers
     ]
-    blocks = [
+    blocks: list[BlockDoc] = [
         {"name": b.name, "group": b.group, "layers": b.layers, "score": clean_float(b.score), "rank": b.rank}
         for b in report.blocks
     ]
@@ -264,7 +299,7 @@ def diagnose_dict(report: DiagnoseReport) -> dict[str, Any]:
     }
 
 
-def reinit_dict(result: ReinitResult) -> dict[str, Any]:
+def reinit_dict(result: ReinitResult) -> ReinitDoc:
     """The ``reinit --json`` manifest."""
     return {
         "schema_version": SCHEMA_VERSION,

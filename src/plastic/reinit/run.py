@@ -13,6 +13,7 @@ import torch
 
 from plastic import __version__
 from plastic.documents.reports import validate_report
+from plastic.documents.schema import ChangedDoc, DiagnoseDoc
 from plastic.documents.validation import check_diagnose_options, check_reinit_options
 from plastic.errors import ArchitectureError, DataError, UsageError
 from plastic.files.atomic import check_target
@@ -38,7 +39,7 @@ class ReinitResult:
     options: dict[str, Any]
     seed: int
     init_source: str
-    changed: list[dict[str, Any]]  # {"tensor", "kind", "fraction"}
+    changed: list[ChangedDoc]
     unchanged_tensors: int
     skipped: list[tuple[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -84,8 +85,8 @@ def _check_names(model: torch.nn.Module, ckpt: Checkpoint, arch: str) -> None:
 
 
 def _report_for(
-    ckpt_path: Path, data: Path | None, report: dict[str, Any] | None, **diag: Any
-) -> dict[str, Any] | None:
+    ckpt_path: Path, data: Path | None, report: DiagnoseDoc | None, **diag: Any
+) -> DiagnoseDoc | None:
     if report is not None or data is None:
         return report
     from plastic.documents.reports import diagnose_dict
@@ -100,7 +101,7 @@ def reinit(
     strategy: str,
     output: str | Path | None,
     options: Options,
-    report: dict[str, Any] | None = None,
+    report: DiagnoseDoc | None = None,
     data: str | Path | None = None,
     key: str | None = None,
     arch: str | None = None,
@@ -158,13 +159,13 @@ class _Request:
     in_chans: int | None
     out: Path | None
     data: Path | None
-    report: dict[str, Any] | None
+    report: DiagnoseDoc | None
     diag: dict[str, Any]  # the options of a diagnosis or gradient pass run here
 
 
 def _settle(
     info: StrategyInfo, options: Options, checkpoint: str | Path | None, output: str | Path | None,
-    report: dict[str, Any] | None, data: str | Path | None, key: str | None, arch: str | None,
+    report: DiagnoseDoc | None, data: str | Path | None, key: str | None, arch: str | None,
     in_chans: int | None, dry_run: bool, given: dict[str, Any], progress: Progress | None,
 ) -> _Request:  # fmt: skip
     """Check every option, then fill what the report knows (checkpoint, key, architecture, channels,
@@ -189,7 +190,7 @@ def _settle(
             )
         checkpoint = report["checkpoint"]["path"]
         key = key or report["checkpoint"].get("container_key")
-    size = ((report or {}).get("data_config") or {}).get("input_size")
+    size = report["data_config"].get("input_size") if report is not None and "data_config" in report else None
     if in_chans is None and isinstance(size, list) and size and isinstance(size[0], int) and size[0] != 3:
         in_chans = int(size[0])  # the channels diagnose ran the model with
     if report is not None and arch is None and (report.get("arch") or {}).get("name"):
@@ -305,7 +306,7 @@ def _mode_of(ckpt: Checkpoint) -> int:
     return stat.S_IMODE(ckpt.path.stat().st_mode) | stat.S_IRUSR | stat.S_IWUSR
 
 
-def _check_report(report: dict[str, Any] | None, ckpt: Checkpoint, notes: list[str]) -> None:
+def _check_report(report: DiagnoseDoc | None, ckpt: Checkpoint, notes: list[str]) -> None:
     """The report must describe this very file: same size and SHA-256 when the report records them."""
     if report is None:
         return
@@ -329,7 +330,7 @@ def _check_report(report: dict[str, Any] | None, ckpt: Checkpoint, notes: list[s
 
 
 def _gradients(
-    ckpt: Checkpoint, data: Path, seed: int, diag: dict[str, Any], report: dict[str, Any] | None
+    ckpt: Checkpoint, data: Path, seed: int, diag: dict[str, Any], report: DiagnoseDoc | None
 ) -> dict[str, torch.Tensor]:
     """dL/dW for every weight, by the same probe as diagnose's grad_ratio (model loaded, then freed).
 
@@ -343,7 +344,9 @@ def _gradients(
 
     model = build_model(ckpt).model
     calib = scan_folder(data, max_images=diag.get("max_images", 256), seed=seed)
-    given = (report or {}).get("data_config") or {}
+    given: dict[str, Any] = (
+        dict(report["data_config"]) if report is not None and "data_config" in report else {}
+    )
     size, mean, std = given.get("input_size"), given.get("mean"), given.get("std")
     cfg = resolve_data_config(
         model,
@@ -468,7 +471,7 @@ def _manifest(
     by_tensor: dict[str, list[Change]] = {}
     for c in plan.changes:
         by_tensor.setdefault(c.tensor, []).append(c)
-    changed = []
+    changed: list[ChangedDoc] = []
     for name in [t.name for t in ckpt.tensors if t.name in by_tensor]:
         changes, info = by_tensor[name], infos[name]
         mask = torch.zeros(info.shape, dtype=torch.bool)

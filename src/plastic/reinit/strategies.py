@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from plastic.documents.schema import DiagnoseDoc
 from plastic.errors import UsageError
 from plastic.files.checkpoint import Checkpoint
 from plastic.model.init_values import tensor_generator
@@ -43,7 +44,7 @@ class Plan:
 class Context:
     ckpt: Checkpoint
     options: Options
-    report: dict[str, Any] | None  # a diagnose --json document
+    report: DiagnoseDoc | None  # a diagnose --json document
     structure: Structure | None  # None without an architecture
     gradients: Callable[[], dict[str, torch.Tensor]] | None = None  # tensor -> dL/dW, on demand
 
@@ -72,7 +73,7 @@ class Context:
             return [la["name"] for la in self.report["layers"] if la.get("classifier")]
         return []
 
-    def need_report(self, strategy: str) -> dict[str, Any]:
+    def need_report(self, strategy: str) -> DiagnoseDoc:
         if self.report is None:
             raise UsageError(
                 f"--strategy {strategy} needs layer statistics: pipe or pass a `plastic diagnose --json` "
@@ -201,8 +202,10 @@ def topk_layers(ctx: Context) -> Plan:
     report = ctx.need_report("topk-layers")
     plan, k = Plan(), ctx.options.k
     if ctx.options.unit == Unit.BLOCK:
-        blocks = [b for b in report["blocks"] if b.get("rank") is not None]
-        chosen = sorted(blocks, key=lambda b: b["rank"])[:k]
+        ranked = sorted((b["rank"], b["name"]) for b in report["blocks"] if b["rank"] is not None)
+        names = {name for _, name in ranked[:k]}
+        chosen = [b for b in report["blocks"] if b["name"] in names]
+        chosen.sort(key=lambda b: b["rank"] or 0)
         if ctx.options.include_head:  # the classifier's group is not ranked: --include-head adds it
             chosen += [b for b in report["blocks"] if b.get("rank") is None and b["layers"]]
         structure = ctx.need_structure("topk-layers --unit block")
@@ -210,12 +213,14 @@ def topk_layers(ctx: Context) -> Plan:
         reset_modules(ctx, plan, modules)
         plan.notes.append(f"blocks: {', '.join(b['name'] for b in chosen)}")
         return plan
-    layers = [la for la in report["layers"] if la.get("score") is not None]
-    if not ctx.options.include_head:
-        layers = [la for la in layers if not la.get("classifier")]
-    chosen = sorted(layers, key=lambda la: (-la["score"], la["name"]))[:k]
-    reset_layers(ctx, plan, [la["name"] for la in chosen])
-    plan.notes.append(f"layers: {', '.join(la['name'] for la in chosen)}")
+    scored = [
+        (-score, la["name"])
+        for la in report["layers"]
+        if (score := la.get("score")) is not None and (ctx.options.include_head or not la.get("classifier"))
+    ]
+    top = [name for _, name in sorted(scored)[:k]]
+    reset_layers(ctx, plan, top)
+    plan.notes.append(f"layers: {', '.join(top)}")
     return plan
 
 

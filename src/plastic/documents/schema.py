@@ -1,0 +1,193 @@
+"""The JSON documents, typed: what ``inspect --json``, ``diagnose --json`` and ``reinit --json`` print.
+
+These are the real data model between the commands (reinit reads a diagnose document back), so they
+are spelled out once, here; ``reports`` builds and validates them. Keys are never renamed or removed
+without bumping ``SCHEMA_VERSION``. No torch here: ``inspect`` and ``--help`` import this module.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+SCHEMA_VERSION = 1
+
+Metrics = dict[str, float | None]  # metric name -> value; null where undefined (NaN, inf, not measured)
+
+
+class _CheckpointOptional(TypedDict, total=False):
+    sha256: str  # of every input file's bytes; diagnose records it, reinit checks it
+
+
+class CheckpointDoc(_CheckpointOptional):
+    path: str
+    format: str  # "safetensors" | "safetensors-sharded" | "torch"
+    size_bytes: int
+    container_key: str | None
+    stripped_prefixes: list[str]
+    metadata: dict[str, str]
+
+
+class EvidenceDoc(TypedDict):
+    measure: str
+    scores: Metrics
+    margin: float | None
+    pick: str | None
+
+
+class ArchDoc(TypedDict):
+    name: str | None
+    source: str | None
+    candidates: list[str]
+    evidence: EvidenceDoc | None
+
+
+class DataConfigDoc(TypedDict):
+    input_size: list[int]  # (channels, height, width)
+    input_size_source: str
+    mean: list[float]
+    std: list[float]
+    interpolation: str
+    crop_pct: float
+
+
+class SkippedImageDoc(TypedDict):
+    path: str
+    reason: str
+
+
+class CalibrationDoc(TypedDict):
+    path: str
+    images_found: int
+    images_used: int
+    images_skipped: int
+    skipped: list[SkippedImageDoc]
+    labels: str  # "subfolders" | "random"
+    classes: list[str]
+
+
+class LayerDoc(TypedDict):
+    name: str
+    type: str
+    units: int
+    params: int
+    site: str
+    block: str | None
+    classifier: bool
+    metrics: Metrics
+    reference: Metrics | None  # the fresh model's metrics with --reference, else null
+    components: Metrics
+    score: float | None
+    rank: int | None
+    dormant_units: list[int]
+
+
+class BlockDoc(TypedDict):
+    name: str
+    group: int
+    layers: list[str]
+    score: float | None
+    rank: int | None
+
+
+class RecommendationDoc(TypedDict):
+    action: str
+    strategy: str | None
+    options: dict[str, Any]
+    layers: list[str]
+    threshold: float
+    reason: str
+    alternatives: list[str]
+    commands: list[str]
+    confidence: str
+
+
+class _DiagnoseOptional(TypedDict, total=False):
+    findings: list[dict[str, Any]]  # added by the CLI: the layers over a --fail-on threshold
+
+
+class DiagnoseDoc(_DiagnoseOptional):
+    schema_version: int
+    command: str  # "diagnose"
+    checkpoint: CheckpointDoc
+    arch: ArchDoc
+    device: str
+    amp: bool
+    data_config: DataConfigDoc
+    calibration: CalibrationDoc
+    options: dict[str, Any]
+    notes: list[str]
+    layers: list[LayerDoc]
+    blocks: list[BlockDoc]
+    recommendation: RecommendationDoc | None
+    timing: dict[str, float]
+
+
+class _TensorOptional(TypedDict, total=False):
+    key: str  # the stored key, when a wrapper prefix was stripped from the name
+    metrics: Metrics | None  # with statistics; null for integer tensors
+
+
+class TensorDoc(_TensorOptional):
+    name: str
+    shape: list[int]
+    dtype: str
+
+
+class InspectLayerDoc(TypedDict):
+    name: str
+    params: int
+    tensors: list[TensorDoc]
+    stats_tensor: str | None
+    metrics: Metrics | None
+
+
+class InspectArchDoc(TypedDict):
+    name: str | None
+    source: str | None
+    candidates: list[str]
+    certainty: str | None
+
+
+class TotalsDoc(TypedDict):
+    tensors: int
+    parameters: int
+    bytes: int
+    dtypes: dict[str, int]
+
+
+class InspectDoc(TypedDict):
+    schema_version: int
+    command: str  # "inspect"
+    checkpoint: CheckpointDoc
+    arch: InspectArchDoc
+    totals: TotalsDoc
+    filter: str | None
+    layers: list[InspectLayerDoc]
+
+
+class ChangedDoc(TypedDict):
+    tensor: str
+    kind: str
+    fraction: float
+
+
+class SkippedDoc(TypedDict):
+    what: str
+    why: str
+
+
+class ReinitDoc(TypedDict):
+    schema_version: int
+    command: str  # "reinit"
+    input: str
+    output: str | None
+    dry_run: bool
+    strategy: str
+    options: dict[str, Any]
+    seed: int
+    init_source: str
+    changed: list[ChangedDoc]
+    unchanged_tensors: int
+    skipped: list[SkippedDoc]
+    notes: list[str]
+    metadata: dict[str, str]
