@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -9,6 +10,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -87,6 +89,28 @@ def expect_error(res: Result, *needles: str) -> str:
     for n in needles:
         assert n in lines[0], lines[0]
     return lines[0]
+
+
+def json_doc(res: Result) -> dict[str, Any]:
+    """The JSON document a successful ``--json`` run printed."""
+    assert res.code == 0, res.stderr[-3000:]
+    doc = json.loads(res.stdout)
+    assert isinstance(doc, dict)
+    return doc
+
+
+def save_timm(
+    arch: str, path: Path, *, seed: int = 0, metadata: dict[str, str] | None = None, **kw: Any
+) -> Path:
+    """A freshly initialised (seeded) timm model saved as safetensors: a real file with known weights."""
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    torch.manual_seed(seed)
+    state = timm.create_model(arch, pretrained=False, **kw).state_dict()
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path), metadata=metadata or {"arch": arch})
+    return path
 
 
 def file_digests(folder: Path) -> dict[str, bytes]:

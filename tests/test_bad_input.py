@@ -12,17 +12,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from tests.conftest import RESNET, Result
-
-
-def _expect_error(res: Result, *needles: str) -> None:
-    assert res.code == 2, res
-    assert res.stdout == ""
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), res.stderr
-    assert "Traceback" not in res.stderr
-    for n in needles:
-        assert n in lines[0], lines[0]
+from tests.conftest import RESNET, Result, expect_error
 
 
 def _header(path: Path, header: dict[str, object], data: bytes) -> Path:
@@ -32,23 +22,23 @@ def _header(path: Path, header: dict[str, object], data: bytes) -> Path:
 
 
 def test_missing_file(cli: Callable[..., Result], tmp_path: Path) -> None:
-    _expect_error(cli("inspect", tmp_path / "nope.safetensors"), "no such file")
+    expect_error(cli("inspect", tmp_path / "nope.safetensors"), "no such file")
 
 
 @pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
 def test_empty_file(cli: Callable[..., Result], tmp_path: Path, suffix: str) -> None:
     p = tmp_path / f"empty{suffix}"
     p.touch()
-    _expect_error(cli("inspect", p), "empty")
+    expect_error(cli("inspect", p), "empty")
 
 
 def test_truncated_safetensors(cli: Callable[..., Result], tmp_path: Path) -> None:
     p = tmp_path / "cut.safetensors"
     p.write_bytes(RESNET.read_bytes()[:-1000])
-    _expect_error(cli("inspect", p), "truncated")
+    expect_error(cli("inspect", p), "truncated")
     # cut inside the header too
     p.write_bytes(RESNET.read_bytes()[:100])
-    _expect_error(cli("inspect", "--no-stats", p), "truncated")
+    expect_error(cli("inspect", "--no-stats", p), "truncated")
 
 
 def test_truncated_torch(cli: Callable[..., Result], tmp_path: Path) -> None:
@@ -56,14 +46,14 @@ def test_truncated_torch(cli: Callable[..., Result], tmp_path: Path) -> None:
     torch.save({"w": torch.randn(64, 64)}, full)
     p = tmp_path / "cut.pt"
     p.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
-    _expect_error(cli("inspect", p), "cut.pt")
+    expect_error(cli("inspect", p), "cut.pt")
 
 
 @pytest.mark.parametrize("suffix", [".safetensors", ".pt", ".bin"])
 def test_random_bytes(cli: Callable[..., Result], tmp_path: Path, suffix: str) -> None:
     p = tmp_path / f"noise{suffix}"
     p.write_bytes(os.urandom(4096))
-    _expect_error(cli("inspect", p), p.name)
+    expect_error(cli("inspect", p), p.name)
 
 
 def test_header_lies_about_size(cli: Callable[..., Result], tmp_path: Path) -> None:
@@ -72,7 +62,7 @@ def test_header_lies_about_size(cli: Callable[..., Result], tmp_path: Path) -> N
         {"w": {"dtype": "F32", "shape": [4, 4], "data_offsets": [0, 32]}},
         b"\0" * 32,
     )
-    _expect_error(cli("inspect", p), "needs 64 bytes")
+    expect_error(cli("inspect", p), "needs 64 bytes")
 
 
 def test_header_lies_about_offsets(cli: Callable[..., Result], tmp_path: Path) -> None:
@@ -80,23 +70,23 @@ def test_header_lies_about_offsets(cli: Callable[..., Result], tmp_path: Path) -
         "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
         "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]},
     }
-    _expect_error(cli("inspect", _header(tmp_path / "ov.safetensors", hdr, b"\0" * 12)), "overlaps")
+    expect_error(cli("inspect", _header(tmp_path / "ov.safetensors", hdr, b"\0" * 12)), "overlaps")
     hdr = {"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}
-    _expect_error(cli("inspect", _header(tmp_path / "past.safetensors", hdr, b"\0" * 4)), "truncated")
+    expect_error(cli("inspect", _header(tmp_path / "past.safetensors", hdr, b"\0" * 4)), "truncated")
     hdr = {"a": {"dtype": "F32", "shape": [2], "data_offsets": [8, 0]}}
-    _expect_error(cli("inspect", _header(tmp_path / "neg.safetensors", hdr, b"\0" * 8)), "data_offsets")
+    expect_error(cli("inspect", _header(tmp_path / "neg.safetensors", hdr, b"\0" * 8)), "data_offsets")
 
 
 def test_header_length_implausible(cli: Callable[..., Result], tmp_path: Path) -> None:
     p = tmp_path / "huge.safetensors"
     p.write_bytes(struct.pack("<Q", 2**60) + b"{}")
-    _expect_error(cli("inspect", p), "implausible")
+    expect_error(cli("inspect", p), "implausible")
 
 
 def test_unknown_extension(cli: Callable[..., Result], tmp_path: Path) -> None:
     p = tmp_path / "weights.h5"
     p.write_bytes(b"\x89HDF\r\n")
-    _expect_error(cli("inspect", p), "unknown checkpoint extension")
+    expect_error(cli("inspect", p), "unknown checkpoint extension")
 
 
 class _Evil:
@@ -119,31 +109,31 @@ def test_pickle_that_needs_code_is_refused(cli: Callable[..., Result], tmp_path:
         _use_new_zipfile_serialization=not legacy,
     )
     res = cli("inspect", p)
-    _expect_error(res, "refused", "open")
+    expect_error(res, "refused", "open")
     assert not target.exists()
 
 
 def test_container_without_state_dict(cli: Callable[..., Result], tmp_path: Path) -> None:
     p = tmp_path / "odd.pt"
     torch.save({"epoch": 3, "weights": [1, 2, 3]}, p)
-    _expect_error(cli("inspect", p), "no state dict found", "--key")
+    expect_error(cli("inspect", p), "no state dict found", "--key")
     torch.save({"state_dict": {"w": torch.zeros(2)}}, p)
-    _expect_error(cli("inspect", "--key", "nope", p), "no entry 'nope'")
+    expect_error(cli("inspect", "--key", "nope", p), "no entry 'nope'")
 
 
 def test_key_on_safetensors_is_usage_error(cli: Callable[..., Result]) -> None:
-    _expect_error(cli("inspect", "--key", "state_dict", RESNET), "--key")
+    expect_error(cli("inspect", "--key", "state_dict", RESNET), "--key")
 
 
 def test_index_with_missing_shard(cli: Callable[..., Result], tmp_path: Path) -> None:
     save_file({"a": torch.zeros(2)}, tmp_path / "s1.safetensors")
     index = tmp_path / "m.safetensors.index.json"
     index.write_text(json.dumps({"weight_map": {"a": "s1.safetensors", "b": "s2.safetensors"}}))
-    _expect_error(cli("inspect", index), "missing")
+    expect_error(cli("inspect", index), "missing")
     index.write_text(json.dumps({"weight_map": {"a": "s1.safetensors", "b": "s1.safetensors"}}))
-    _expect_error(cli("inspect", index), "lacks")
+    expect_error(cli("inspect", index), "lacks")
     index.write_text("{not json")
-    _expect_error(cli("inspect", index), "not a safetensors index")
+    expect_error(cli("inspect", index), "not a safetensors index")
 
 
 def test_debug_shows_traceback(cli: Callable[..., Result], tmp_path: Path) -> None:

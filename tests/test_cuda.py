@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 
 import pytest
 import torch
 
-from tests.conftest import CALIB, MOBILENET, RESNET, VIT_PT, Result
+from tests.conftest import CALIB, MOBILENET, RESNET, VIT_PT, Result, json_doc
 
 pytestmark = [
     pytest.mark.cuda,
@@ -16,15 +15,10 @@ pytestmark = [
 ]
 
 
-def _doc(res: Result) -> dict:  # type: ignore[type-arg]
-    assert res.code == 0, res.stderr
-    return json.loads(res.stdout)  # type: ignore[no-any-return]
-
-
 @pytest.mark.parametrize("path", [RESNET, VIT_PT, MOBILENET], ids=["resnet", "vit", "mobilenet"])
 def test_cuda_matches_cpu(cli: Callable[..., Result], path: object) -> None:
-    cpu = _doc(cli("diagnose", path, "--data", CALIB, "--json", "--device", "cpu", "--max-images", "24"))
-    gpu = _doc(cli("diagnose", path, "--data", CALIB, "--json", "--device", "cuda", "--max-images", "24"))
+    cpu = json_doc(cli("diagnose", path, "--data", CALIB, "--json", "--device", "cpu", "--max-images", "24"))
+    gpu = json_doc(cli("diagnose", path, "--data", CALIB, "--json", "--device", "cuda", "--max-images", "24"))
     assert gpu["device"].startswith("cuda")
     by_name = {la["name"]: la for la in cpu["layers"]}
     for la in gpu["layers"]:
@@ -42,6 +36,6 @@ def test_cuda_matches_cpu(cli: Callable[..., Result], path: object) -> None:
 
 
 def test_cuda_amp_and_auto(cli: Callable[..., Result]) -> None:
-    doc = _doc(cli("diagnose", VIT_PT, "--data", CALIB, "--json", "--amp", "--max-images", "24"))
+    doc = json_doc(cli("diagnose", VIT_PT, "--data", CALIB, "--json", "--amp", "--max-images", "24"))
     assert doc["device"].startswith("cuda") and doc["amp"] is True
     assert all(la["score"] is None or 0 <= la["score"] <= 1 for la in doc["layers"])

@@ -12,7 +12,7 @@ import timm
 import torch
 from safetensors.torch import load_file, save_file
 
-from tests.conftest import CALIB, MOBILENET, RESNET, VIT_PT, Result
+from tests.conftest import CALIB, MOBILENET, RESNET, VIT_PT, Result, expect_error, json_doc
 from tests.test_calib import make_odd_folder
 
 FAST = ["--max-images", "20"]
@@ -29,11 +29,6 @@ def random_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         out[arch] = root / f"{arch}.safetensors"
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out[arch])
     return out
-
-
-def _doc(res: Result) -> dict:  # type: ignore[type-arg]
-    assert res.code == 0, res.stderr
-    return json.loads(res.stdout)  # type: ignore[no-any-return]
 
 
 def _check_doc(doc: dict, arch: str) -> None:  # type: ignore[type-arg]
@@ -66,7 +61,7 @@ def _check_doc(doc: dict, arch: str) -> None:  # type: ignore[type-arg]
 )
 def test_diagnose_samples(cli: Callable[..., Result], path: Path, arch: str) -> None:
     extra = ["--max-images", "12", "--batch-size", "6"] if arch == "mobilenetv2_100" else []
-    doc = _doc(cli("diagnose", path, "--data", CALIB, "--json", *extra))
+    doc = json_doc(cli("diagnose", path, "--data", CALIB, "--json", *extra))
     _check_doc(doc, arch)
     cal = doc["calibration"]
     assert cal["labels"] == "subfolders" and cal["images_skipped"] == 0
@@ -82,7 +77,7 @@ def test_diagnose_samples(cli: Callable[..., Result], path: Path, arch: str) -> 
 def test_diagnose_detects_architecture(
     cli: Callable[..., Result], random_models: dict[str, Path], arch: str
 ) -> None:
-    doc = _doc(cli("diagnose", random_models[arch], "--data", CALIB, "--json", *FAST))
+    doc = json_doc(cli("diagnose", random_models[arch], "--data", CALIB, "--json", *FAST))
     _check_doc(doc, arch)
     assert doc["arch"]["source"] == "detected" and doc["arch"]["candidates"] == [arch]
 
@@ -101,8 +96,8 @@ def test_table_markdown_out_and_progress_off_the_pipe(cli: Callable[..., Result]
 
 
 def test_same_seed_same_report(cli: Callable[..., Result]) -> None:
-    a = _doc(cli("diagnose", VIT_PT, "--data", CALIB, "--json", *FAST, "--seed", "3"))
-    b = _doc(cli("diagnose", VIT_PT, "--data", CALIB, "--json", *FAST, "--seed", "3"))
+    a = json_doc(cli("diagnose", VIT_PT, "--data", CALIB, "--json", *FAST, "--seed", "3"))
+    b = json_doc(cli("diagnose", VIT_PT, "--data", CALIB, "--json", *FAST, "--seed", "3"))
     a.pop("timing"), b.pop("timing")
     assert a == b
 
@@ -123,37 +118,31 @@ def test_fail_on_gate(cli: Callable[..., Result]) -> None:
 def test_odd_and_corrupt_images_are_skipped(cli: Callable[..., Result], tmp_path: Path) -> None:
     made = make_odd_folder(tmp_path / "odd")
     res = cli("diagnose", RESNET, "--data", tmp_path / "odd", "--json", "-v")
-    doc = _doc(res)
+    doc = json_doc(res)
     cal = doc["calibration"]
     assert cal["images_skipped"] == 3  # truncated, random bytes, empty
     assert cal["images_used"] == len(made) - 3
     assert "skipped 3 unreadable image(s)" in res.stderr and "noise.jpg" in res.stderr
 
 
-def _error(res: Result, *needles: str) -> None:
-    assert res.code == 2, res
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: ") and "Traceback" not in res.stderr, res.stderr
-    for n in needles:
-        assert n in lines[0], lines[0]
-
-
 def test_input_errors(cli: Callable[..., Result], tmp_path: Path) -> None:
-    _error(cli("diagnose", RESNET, "--data", tmp_path / "nope"), "no such folder")
+    expect_error(cli("diagnose", RESNET, "--data", tmp_path / "nope"), "no such folder")
     (tmp_path / "empty").mkdir()
-    _error(cli("diagnose", RESNET, "--data", tmp_path / "empty"), "no images found")
+    expect_error(cli("diagnose", RESNET, "--data", tmp_path / "empty"), "no images found")
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "x.png").write_bytes(b"\x89PNG garbage")
-    _error(cli("diagnose", RESNET, "--data", bad), "none of the 1 images could be read")
+    expect_error(cli("diagnose", RESNET, "--data", bad), "none of the 1 images could be read")
     if not torch.cuda.is_available():
-        _error(cli("diagnose", RESNET, "--data", CALIB, "--device", "cuda"), "CUDA is not available")
-    _error(
+        expect_error(cli("diagnose", RESNET, "--data", CALIB, "--device", "cuda"), "CUDA is not available")
+    expect_error(
         cli("diagnose", RESNET, "--data", CALIB, "--arch", "resnet18"),
         "does not match architecture",
         "missing",
     )
-    _error(cli("diagnose", RESNET, "--data", CALIB, "--arch", "resnet_nope"), "unknown timm architecture")
+    expect_error(
+        cli("diagnose", RESNET, "--data", CALIB, "--arch", "resnet_nope"), "unknown timm architecture"
+    )
 
 
 def test_ambiguous_signature_asks_for_arch(cli: Callable[..., Result], tmp_path: Path) -> None:
@@ -161,7 +150,9 @@ def test_ambiguous_signature_asks_for_arch(cli: Callable[..., Result], tmp_path:
     sd = timm.create_model("resnet18", pretrained=False, num_classes=4).state_dict()
     p = tmp_path / "r18.safetensors"
     save_file({k: v.contiguous() for k, v in sd.items()}, p)
-    _error(cli("diagnose", p, "--data", CALIB, *FAST), "ambiguous architecture", "resnet18", "resnetblur18")
+    expect_error(
+        cli("diagnose", p, "--data", CALIB, *FAST), "ambiguous architecture", "resnet18", "resnetblur18"
+    )
 
 
 def test_same_function_candidates_pick_one_and_say_so(tmp_path: Path) -> None:
@@ -192,15 +183,15 @@ def test_torchvision_names_mapped_by_position(cli: Callable[..., Result], tmp_pa
     else:
         p = Path(spec.origin).parent / "weights" / "mobilenet_v2-b0353104.pth"
     res = cli("diagnose", p, "--data", CALIB, "--arch", "mobilenetv2_100", "--json", "--max-images", "4")
-    doc = _doc(res)
+    doc = json_doc(res)
     assert doc["arch"]["name"] == "mobilenetv2_100"
     assert "mapped all 314 tensors by position" in res.stderr
-    _error(cli("diagnose", p, "--data", CALIB, *FAST), "could not recognise the architecture")
+    expect_error(cli("diagnose", p, "--data", CALIB, *FAST), "could not recognise the architecture")
 
 
 def test_workers_decode_in_parallel_with_the_same_result(cli: Callable[..., Result]) -> None:
-    one = _doc(cli("diagnose", RESNET, "--data", CALIB, "--json", *FAST))
-    two = _doc(cli("diagnose", RESNET, "--data", CALIB, "--json", *FAST, "--workers", "2"))
+    one = json_doc(cli("diagnose", RESNET, "--data", CALIB, "--json", *FAST))
+    two = json_doc(cli("diagnose", RESNET, "--data", CALIB, "--json", *FAST, "--workers", "2"))
     for doc in (one, two):
         doc.pop("timing"), doc.pop("options")
     assert one == two

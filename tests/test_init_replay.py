@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 import timm
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from plastic.model.init_replay import ReplayError, record_init
 from plastic.model.init_values import recorded_model
 from plastic.reinit.run import reinit
 from plastic.reinit.strategies import Options
+from tests.conftest import save_timm
 
 
 @pytest.mark.parametrize(
@@ -79,10 +80,7 @@ def test_unreplayable_origin_raises_before_anything_is_written() -> None:
 
 
 def test_reinit_replays_only_the_needed_tensors(tmp_path: Path) -> None:
-    torch.manual_seed(0)
-    src = tmp_path / "vit.safetensors"
-    state = timm.create_model("test_vit", num_classes=10).state_dict()
-    save_file({k: v.contiguous() for k, v in state.items()}, src, metadata={"arch": "test_vit"})
+    src = save_timm("test_vit", tmp_path / "vit.safetensors", num_classes=10)
     out = tmp_path / "out.safetensors"
     res = reinit(src, strategy="head", output=out, options=Options(seed=2))
     assert "replayed per tensor" in res.init_source and "init scheme 2" in res.init_source
@@ -101,11 +99,7 @@ def test_reinit_draws_a_full_model_when_a_tensor_cannot_be_replayed(
         raise ReplayError("an operation on a tensor of unseen origin")
 
     monkeypatch.setattr(InitRecording, "check", refuse)
-    torch.manual_seed(0)
-    src = tmp_path / "r.safetensors"
-    save_file(
-        timm.create_model("test_resnet", num_classes=10).state_dict(), src, metadata={"arch": "test_resnet"}
-    )
+    src = save_timm("test_resnet", tmp_path / "r.safetensors", num_classes=10)
     out = tmp_path / "out.safetensors"
     res = reinit(src, strategy="head", output=out, options=Options(seed=4))
     assert "fresh model, seed 4" in res.init_source

@@ -17,14 +17,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from plastic.files.checkpoint import open_checkpoint
-from tests.conftest import CALIB, Result, run_light
+from tests.conftest import CALIB, Result, json_doc, run_light
 
 SMALL = "test_efficientnet"  # a real timm architecture, tiny enough for CPU tests
-
-
-def _doc(res: Result) -> dict[str, Any]:
-    assert res.code == 0, res.stderr[-3000:]
-    return json.loads(res.stdout)  # type: ignore[no-any-return]
 
 
 def _state(arch: str, **kwargs: Any) -> dict[str, torch.Tensor]:
@@ -76,7 +71,7 @@ def _hand_made_lightning(path: Path) -> None:
 def test_lightning_checkpoint_round_trip(cli: Callable[..., Result], tmp_path: Path, real: bool) -> None:
     src = tmp_path / "effb0_lightning.ckpt"
     (_lightning_checkpoint if real else _hand_made_lightning)(src)
-    doc = _doc(cli("diagnose", src, "--data", CALIB, "--device", "cpu", "--max-images", "8", "--json"))
+    doc = json_doc(cli("diagnose", src, "--data", CALIB, "--device", "cpu", "--max-images", "8", "--json"))
     assert doc["arch"]["name"] == SMALL and doc["arch"]["source"] == "detected"
     assert doc["checkpoint"]["stripped_prefixes"] == ["model."]
     assert any("wrapper prefix 'model.'" in n for n in doc["notes"])
@@ -128,7 +123,7 @@ print("ok", m.hparams.lr)
 def test_backbone_prefix_in_safetensors(cli: Callable[..., Result], tmp_path: Path) -> None:
     src = tmp_path / "m.safetensors"
     save_file({f"backbone.net.{k}": v for k, v in _state(SMALL, num_classes=4).items()}, str(src))
-    doc = _doc(cli("diagnose", src, "--data", CALIB, "--device", "cpu", "--max-images", "4", "--json"))
+    doc = json_doc(cli("diagnose", src, "--data", CALIB, "--device", "cpu", "--max-images", "4", "--json"))
     assert doc["arch"]["name"] == SMALL and doc["checkpoint"]["stripped_prefixes"] == ["backbone.net."]
     out = tmp_path / "o.safetensors"
     assert cli("reinit", src, "-s", "head", "-o", out).code == 0
@@ -194,13 +189,13 @@ def test_hub_folder_config_decides(
 ) -> None:
     folder = _hub_folder(tmp_path / "hub", weights)
     path = {"folder": folder, "config": folder / "config.json", "weights": folder / weights}[given]
-    doc = _doc(cli("diagnose", path, "--data", CALIB, "--device", "cpu", "--max-images", "4", "--json"))
+    doc = json_doc(cli("diagnose", path, "--data", CALIB, "--device", "cpu", "--max-images", "4", "--json"))
     assert doc["arch"]["name"] == SMALL and doc["arch"]["source"] == "config.json"
     cfg = doc["data_config"]
     assert cfg["input_size"] == [3, 96, 96] and cfg["input_size_source"] == "config.json"
     assert cfg["mean"] == [0.1, 0.2, 0.3] and cfg["std"] == [0.5, 0.6, 0.7] and cfg["crop_pct"] == 1.0
     # options outrank the config
-    doc = _doc(cli("diagnose", path, "--data", CALIB, "--device", "cpu", "--max-images", "4", "--json",
+    doc = json_doc(cli("diagnose", path, "--data", CALIB, "--device", "cpu", "--max-images", "4", "--json",
                    "--input-size", "64", "--mean", "0.5"))  # fmt: skip
     assert doc["data_config"]["input_size"] == [3, 64, 64] and doc["data_config"]["mean"] == [0.5] * 3
     # the config is an input: --out may not replace it
@@ -211,7 +206,7 @@ def test_hub_folder_config_decides(
 def test_foreign_config_json_is_ignored(cli: Callable[..., Result], tmp_path: Path) -> None:
     folder = _hub_folder(tmp_path / "hub")
     (folder / "config.json").write_text(json.dumps({"architectures": ["BertModel"], "hidden_size": 8}))
-    doc = _doc(cli("diagnose", folder, "--data", CALIB, "--device", "cpu", "--max-images", "4", "--json"))
+    doc = json_doc(cli("diagnose", folder, "--data", CALIB, "--device", "cpu", "--max-images", "4", "--json"))
     assert doc["arch"]["source"] == "detected"
 
 
@@ -222,7 +217,7 @@ def test_foreign_config_json_is_ignored(cli: Callable[..., Result], tmp_path: Pa
 def test_one_channel_models(cli: Callable[..., Result], tmp_path: Path, arch: str) -> None:
     src = tmp_path / "gray.safetensors"
     save_file(_state(arch, in_chans=1, num_classes=5), str(src))
-    doc = _doc(cli("diagnose", src, "--data", CALIB, "--device", "cpu", "--max-images", "8", "--json"))
+    doc = json_doc(cli("diagnose", src, "--data", CALIB, "--device", "cpu", "--max-images", "8", "--json"))
     assert doc["arch"]["name"] == arch and doc["data_config"]["input_size"][0] == 1
     assert len(doc["data_config"]["mean"]) == 1 and any("in_chans=1" in n for n in doc["notes"])
     rep = tmp_path / "r.json"
@@ -233,8 +228,8 @@ def test_one_channel_models(cli: Callable[..., Result], tmp_path: Path, arch: st
     model = timm.create_model(arch, in_chans=1, num_classes=5)
     model.load_state_dict(load_file(out), strict=True)  # timm's 1-channel model takes the output
     # --arch with the stem's shape, and --in-chans, give the same
-    doc2 = _doc(cli("diagnose", src, "--arch", arch, "--in-chans", "1", "--data", CALIB, "--device", "cpu",
-                    "--max-images", "8", "--json"))  # fmt: skip
+    doc2 = json_doc(cli("diagnose", src, "--arch", arch, "--in-chans", "1", "--data", CALIB,
+                        "--device", "cpu", "--max-images", "8", "--json"))  # fmt: skip
     assert doc2["data_config"]["input_size"][0] == 1
 
 
@@ -279,7 +274,7 @@ def test_ties_are_resolved_by_batchnorm_statistics(
 ) -> None:
     src = tmp_path / "m.safetensors"
     save_file(_remembering(arch), str(src))
-    doc = _doc(cli("diagnose", src, "--data", CALIB, "--device", "cpu", "--max-images", "16", "--json"))
+    doc = json_doc(cli("diagnose", src, "--data", CALIB, "--device", "cpu", "--max-images", "16", "--json"))
     assert doc["arch"]["name"] == arch and set(doc["arch"]["candidates"]) == {"resnet18", "resnetblur18"}
     evidence = doc["arch"]["evidence"]
     assert (
