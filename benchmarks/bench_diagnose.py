@@ -125,8 +125,14 @@ def bench_model(ckpt: Path, dev: torch.device, repeats: int, batch: int) -> dict
     for _ in range(repeats):
         t0 = time.perf_counter()
         rep = diagnose(ckpt, CALIB, device=str(dev), batch_size=batch)
-        runs.append((time.perf_counter() - t0, rep.timing["pass_s"]))
-    full, one_pass = min(runs)
+        runs.append((time.perf_counter() - t0, rep.timing["pass_s"], rep.timing["build_s"]))
+    full, one_pass, build = min(runs)
+    arch, classes = rep.arch, next(la.units for la in reversed(rep.layers) if la.classifier)
+    plain_builds = []
+    for _ in range(repeats):  # what a user's script does before its loop: create the model, load the file
+        t0 = time.perf_counter()
+        create_and_load(ckpt, arch, classes, dev)
+        plain_builds.append(time.perf_counter() - t0)
     p, s = statistics.median(tp), statistics.median(ts)
     e, b = statistics.median(te), statistics.median(tb)
     return {
@@ -139,7 +145,24 @@ def bench_model(ckpt: Path, dev: torch.device, repeats: int, batch: int) -> dict
         "fwd_bwd_s": b,
         "pass_s": one_pass,
         "full_s": full,
+        "build_s": build,
+        "create_load_s": statistics.median(plain_builds),
     }
+
+
+def create_and_load(ckpt: Path, arch: str, num_classes: int, dev: torch.device) -> torch.nn.Module:
+    """The plain build: ``timm.create_model`` + the file's state dict, strict, on the device."""
+    import timm
+    from safetensors.torch import load_file
+
+    model = timm.create_model(arch, pretrained=False, num_classes=num_classes)
+    if ckpt.suffix == ".safetensors":
+        state = load_file(str(ckpt))
+    else:
+        obj = torch.load(ckpt, map_location="cpu", weights_only=True)
+        state = obj.get("state_dict", obj) if isinstance(obj, dict) else obj
+    model.load_state_dict(state, strict=True)
+    return model.to(dev).eval()
 
 
 def bench_detect() -> list[tuple[str, float, str]]:
@@ -185,12 +208,16 @@ def main() -> None:
         / "mobilenetv2_100.imagenet.safetensors",
         "resnet50 (random init)": random_checkpoint("resnet50"),
     }
-    rows, passes = [], []
+    rows, passes, builds = [], [], []
     for label, path in models.items():
         r = bench_model(path, dev, args.repeats, args.batch_size)
         rows.append(
             f"| {label} | {r['input']} px | {r['plain_ips']:.1f} | {r['stats_ips']:.1f} | "
             f"**{r['overhead'] * 100:+.0f}%** |"
+        )
+        builds.append(
+            f"| {label} | {r['create_load_s']:.2f} s | {r['build_s']:.2f} s | "
+            f"**{r['build_s'] - r['create_load_s']:+.2f} s** |"
         )
         passes.append(
             f"| {label} | {r['eval_s']:.2f} s | {r['fwd_bwd_s']:.2f} s | {r['pass_s']:.2f} s | "
@@ -220,6 +247,13 @@ def main() -> None:
         "| `diagnose()` end to end |",
         "|---|---|---|---|---|---|---|",
         *passes,
+        "",
+        "Build step: plastic's `timing.build_s` (read the file, decide the architecture, build, load, "
+        "fingerprint) against `timm.create_model` + the file's state dict loaded strictly, same process:",
+        "",
+        "| model | create_model + load | plastic build | difference |",
+        "|---|---|---|---|",
+        *builds,
         "",
         "Automatic architecture detection (checkpoint without metadata, signature index warm):",
         "",

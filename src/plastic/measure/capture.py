@@ -4,8 +4,8 @@ Hooks live in :func:`capture`, a context manager that removes them (and restores
 train/eval mode) in ``finally``. Nothing but running sums per unit and pooled (N, C) feature rows is
 kept; full activation tensors are never stored.
 
-Which tensor is measured for a layer (METHODS.md, "activation site"): the output of the elementwise
-non-linearity that follows it, found at run time as the first activation module called after the
+Which tensor is measured for a layer (docs/methods.md, "Terms": activation site): the output of the
+elementwise non-linearity that follows it, found at run time as the first activation module called after the
 layer whose channel count matches (so fused ``BatchNormAct2d.act``, ``mlp.act`` and SE gates all
 work); a layer followed by no such module is measured at its own output.
 """

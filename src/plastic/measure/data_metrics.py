@@ -1,4 +1,4 @@
-"""Data metrics (METHODS.md, "Data metrics") from the sums that :mod:`plastic.measure.capture` accumulated.
+"""Data metrics (docs/methods.md, "Data metrics") from the sums :mod:`plastic.measure.capture` accumulated.
 
 Every function here reduces on the device and returns Python floats.
 """

@@ -1,4 +1,4 @@
-"""Data-free weight metrics (METHODS.md, "Data-free metrics"), one tensor at a time, in numpy.
+"""Data-free weight metrics (docs/methods.md, "Data-free metrics"), one tensor at a time, in numpy.
 
 Every function takes one array and returns plain floats, so a caller can stream over a checkpoint
 without holding more than one tensor. numpy only: a full-statistics ``inspect`` of a safetensors file
@@ -72,7 +72,7 @@ def is_gain(name: str, shape: tuple[int, ...]) -> bool:
 def tensor_metrics(
     t: Any, *, gain: bool = False, srank: bool = True, work: dict[str, np.ndarray] | None = None
 ) -> dict[str, float | None]:
-    """All data-free metrics of one tensor (see METHODS.md for definitions).
+    """All data-free metrics of one tensor (definitions: docs/methods.md).
 
     ``work``: a dict the caller keeps per thread; its buffers are reused from tensor to tensor.
 

@@ -1,4 +1,4 @@
-"""New values for re-initialized tensors (METHODS.md, "New values").
+"""New values for re-initialized tensors (docs/methods.md, "New values").
 
 - ``resample``: the architecture's own initialization: the same timm model built fresh with the seed
   (trunc-normal ViT init, zero-init of the last BN in ResNet blocks, ...). Without an architecture:
