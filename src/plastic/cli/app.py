@@ -43,6 +43,7 @@ class OutputFormat(str, Enum):
     table = "table"
     json = "json"
     markdown = "markdown"
+    html = "html"  # diagnose only: one self-contained page
 
 
 def _version(value: bool) -> None:
@@ -65,17 +66,30 @@ def _resolve_format(fmt: OutputFormat, as_json: bool) -> OutputFormat:
 
 
 def _emit(
-    doc: Mapping[str, Any], fmt: OutputFormat, markdown: Callable[[], str], table: Callable[[Any], None]
+    doc: Mapping[str, Any],
+    fmt: OutputFormat,
+    markdown: Callable[[], str],
+    table: Callable[[Any], None],
+    html: Callable[[], str] | None = None,
 ) -> None:
-    """The one place results reach stdout: a JSON document, markdown, or a rich table."""
+    """The one place results reach stdout: a JSON document, markdown, HTML, or a rich table."""
     from plastic.cli import console, render
 
     if fmt is OutputFormat.json:
         sys.stdout.write(render.dump_json(doc) + "\n")
     elif fmt is OutputFormat.markdown:
         sys.stdout.write(markdown())
+    elif fmt is OutputFormat.html and html is not None:
+        sys.stdout.write(html())
     else:
         table(console.out())
+
+
+def _no_html(fmt: OutputFormat, command: str) -> None:
+    if fmt is OutputFormat.html:
+        from plastic.errors import UsageError
+
+        raise UsageError(f"--format html is for diagnose; {command} prints table, json or markdown")
 
 
 CkptArg = Annotated[
@@ -125,6 +139,8 @@ def inspect(
 ) -> None:
     """Show the tensors, layers, dtypes, parameter counts and weight statistics of a checkpoint."""
     from plastic.cli import console, render
+
+    _no_html(_resolve_format(fmt, as_json), "inspect")
     from plastic.documents.reports import inspect_dict
     from plastic.measure.inspection import inspect_checkpoint
 
@@ -259,6 +275,8 @@ def reinit(
 ) -> None:
     """Write a new checkpoint with the strategy's layers, units or weights re-initialized."""
     from plastic.cli import console, render
+
+    _no_html(_resolve_format(fmt, as_json), "reinit")
     from plastic.documents.reports import reinit_dict
     from plastic.reinit.options import Options
     from plastic.reinit.run import reinit as run_reinit
@@ -373,6 +391,10 @@ def diagnose(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Also write the JSON report to this file.")
     ] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option("--plot", help="Also draw the scores in model order to this .png, .svg or .pdf file."),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Name every skipped image.")] = False,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="With --json: no summary and recommendation on stderr.")
@@ -390,6 +412,13 @@ def diagnose(
     means, stds = _channels(_floats(mean, "--mean"), "--mean"), _channels(_floats(std, "--std"), "--std")
     if out is not None:
         _check_report_target(out, [*checkpoint_files(checkpoint), *_image_files(data)])
+    if plot is not None:
+        from plastic.cli.plot import check_plot_path
+
+        check_plot_path(plot)
+        _check_report_target(
+            plot, [*checkpoint_files(checkpoint), *_image_files(data), *([out] if out else [])]
+        )
     from plastic.documents.reports import diagnose_dict
     from plastic.measure.diagnosis import diagnose as run_diagnose
 
@@ -415,17 +444,35 @@ def diagnose(
         inputs = [*report.checkpoint.input_files, *_image_files(data)]
         _check_report_target(out, inputs)
         write_text(out, render.dump_json(doc) + "\n")
+    if plot is not None:
+        from plastic.cli.plot import plot_bytes
+        from plastic.files.atomic import atomic_writer
+
+        with atomic_writer(plot) as f:
+            f.write(plot_bytes(doc, plot.suffix.lower().lstrip(".")))
     chosen = _resolve_format(fmt, as_json)
     _emit(
         doc,
         chosen,
         lambda: render.diagnose_markdown(doc, show_all),
         lambda c: render.diagnose_table(c, doc, show_all, wide),
+        lambda: render.diagnose_html(doc, show_all, _plot_svg(doc)),
     )
     if chosen is OutputFormat.json and not quiet:  # the answer stays visible when stdout goes to a pipe
         for line in render.diagnose_brief(doc):
             err.print(printable(line), markup=False, soft_wrap=True)
     _gate(doc, conditions)
+
+
+def _plot_svg(doc: Mapping[str, Any]) -> str | None:
+    """The score plot as inline SVG for --format html; None (the page says why) without matplotlib."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return None
+    from plastic.cli.plot import plot_bytes
+
+    return plot_bytes(doc, "svg").decode("utf-8")
 
 
 def _check_report_target(out: Path, inputs: list[Path]) -> None:
@@ -435,7 +482,7 @@ def _check_report_target(out: Path, inputs: list[Path]) -> None:
 
     name = out.name.lower()
     if name.endswith((".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".tar")):
-        raise UsageError(f"--out {out}: --out writes the JSON report; give it a .json name")
+        raise UsageError(f"{out}: diagnose writes reports and plots, not checkpoints; give it another name")
     check_target(out, inputs=inputs, exist_ok=True, force_flag=None)
 
 

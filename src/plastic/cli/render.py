@@ -346,3 +346,88 @@ def reinit_markdown(doc: Mapping[str, Any]) -> str:
     header, rows = _reinit_rows(doc)
     summary = "\n".join(f"- {line}" for line in _reinit_summary(doc))
     return f"### plastic reinit `{doc['input']}`\n\n{summary}\n\n{markdown_table(header, rows)}\n"
+
+
+# --- html --------------------------------------------------------------------------------------------------
+
+HTML_STYLE = """
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 96em;
+       padding: 0 1em; color: #222; }
+h1 { font-size: 1.3em; } h2 { font-size: 1.1em; margin-top: 1.6em; }
+table { border-collapse: collapse; margin: .5em 0; font-size: 13px; }
+th, td { border-bottom: 1px solid #ddd; padding: .25em .6em; text-align: right; }
+th { background: #f4f4f4; } td.name, th.name { text-align: left; font-family: ui-monospace, monospace; }
+td, th { white-space: nowrap; } .scroll { overflow-x: auto; }
+tr.chosen td { background: #fdecec; font-weight: 600; }
+pre { background: #f6f6f6; padding: .6em .8em; overflow-x: auto; }
+.verdict { font-size: 1.05em; padding: .6em .8em; border-left: 4px solid #c44e52; background: #fbf3f3; }
+.fail { border-left-color: #b00020; } .muted { color: #666; } svg { max-width: 100%; height: auto; }
+"""
+
+
+def _html_table(header: list[str], rows: list[list[str]], names: set[int], chosen_rows: set[int]) -> str:
+    from html import escape
+
+    head = "".join(f'<th class="name">{escape(h)}</th>' if i in names else f"<th>{escape(h)}</th>"
+                   for i, h in enumerate(header))  # fmt: skip
+    body = []
+    for r, row in enumerate(rows):
+        cells = "".join(f'<td class="name">{escape(c)}</td>' if i in names else f"<td>{escape(c)}</td>"
+                        for i, c in enumerate(row))  # fmt: skip
+        body.append(f'<tr class="chosen">{cells}</tr>' if r in chosen_rows else f"<tr>{cells}</tr>")
+    table = f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return f'<div class="scroll">{table}</div>'
+
+
+def diagnose_html(doc: Mapping[str, Any], show_all: bool, plot_svg: str | None) -> str:
+    """One self-contained HTML page (no external file or script): the verdict and the commands that
+    carry it out, the --fail-on findings, the score plot inline, the layer and block tables."""
+    from html import escape
+
+    rec = doc.get("recommendation") or {}
+    chosen = set(rec.get("layers") or [])
+    header, rows = _diag_rows(doc, show_all)
+    name_col = header.index("layer") if "layer" in header else 1
+    chosen_rows = {i for i, r in enumerate(rows) if r[name_col] in chosen}
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>plastic diagnose {escape(str(doc['checkpoint']['path']))}</title>",
+        f"<style>{HTML_STYLE}</style></head><body>",
+        f"<h1>plastic diagnose <code>{escape(str(doc['checkpoint']['path']))}</code></h1>",
+    ]
+    if rec:
+        parts.append(f'<p class="verdict">{escape(str(rec["reason"]))}</p>')
+        commands = rec.get("commands") or []
+        if commands:
+            parts.append("<p>To carry it out:</p><pre>" + escape("\n".join(commands)) + "</pre>")
+    findings = doc.get("findings") or []
+    if findings:
+        frows = [[f["layer"], f["metric"], f"{f['value']:.4g}", f["rule"]] for f in findings]
+        parts.append(
+            f'<p class="verdict fail">{len(findings)} finding(s) over --fail-on: the job fails on them.</p>'
+        )
+        parts.append(_html_table(["layer", "metric", "value", "rule"], frows, {0, 3}, set()))
+    facts = [
+        ln for ln in _diag_summary(doc, show_all) if not ln.startswith(("recommendation:", "  ", "fail-on"))
+    ]
+    parts.append("<ul>" + "".join(f"<li>{escape(line)}</li>" for line in facts) + "</ul>")
+    if plot_svg is not None:
+        start = plot_svg.find("<svg")
+        parts.append("<h2>Scores in model order</h2>" + (plot_svg[start:] if start >= 0 else plot_svg))
+    else:
+        parts.append(
+            '<p class="muted">No plot: matplotlib is not installed '
+            "(pip install 'plastic-reinit[plot]').</p>"
+        )
+    parts.append("<h2>Layers by saturation score</h2>")
+    parts.append(_html_table(header, rows, {i for i, h in enumerate(header) if h in ("layer", "type", "why")},
+                             chosen_rows))  # fmt: skip
+    if doc.get("blocks"):
+        bh, br = _block_rows(doc)
+        parts.append("<h2>Blocks (timm group_matcher)</h2>" + _html_table(bh, br, {1}, set()))
+    parts.append(f'<p class="muted">schema_version {doc["schema_version"]}; '
+                 "the same document as <code>--json</code> is in the comment below.</p>")  # fmt: skip
+    parts.append("<!-- plastic diagnose --json\n" + dump_json(doc).replace("--", "- -") + "\n-->")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
