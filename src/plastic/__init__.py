@@ -20,6 +20,21 @@ from plastic.errors import (
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> object:
+    """``plastic.diagnose_model`` and ``plastic.reinit_model``, imported on first use: ``import plastic``
+    stays cheap (no torch, no timm) for the command line."""
+    if name == "diagnose_model":
+        from plastic.measure.live import diagnose_model
+
+        return diagnose_model
+    if name == "reinit_model":
+        from plastic.reinit.live import reinit_model
+
+        return reinit_model
+    raise AttributeError(f"module 'plastic' has no attribute {name!r}")
+
+
 __all__ = [
     "ArchitectureError",
     "CheckpointError",
@@ -30,4 +45,6 @@ __all__ = [
     "UnsafeCheckpointError",
     "UsageError",
     "__version__",
+    "diagnose_model",
+    "reinit_model",
 ]

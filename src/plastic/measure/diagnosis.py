@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from plastic.measure.calib import CalibSet, DataConfig, calib_batches, resolve_d
 from plastic.measure.capture import layers_of
 from plastic.measure.data_metrics import attn_entropy, dormant_units, rank_ceiling, site_metrics
 from plastic.measure.defaults import DEFAULT_BATCH_SIZE, DEFAULT_DEVICE, DEFAULT_MAX_IMAGES, DEFAULT_TAU
-from plastic.measure.onepass import Measured, PassResult, Progress, data_pass, probe_targets
+from plastic.measure.onepass import Batches, Measured, PassResult, Progress, data_pass, probe_targets
 from plastic.model.build import BuiltModel, build_model, common_components
 from plastic.model.init_values import fresh_model
 
@@ -177,34 +177,51 @@ def _diagnose(
 
     t1 = time.perf_counter()
     models = [model] if reference is None else [model, reference]
-    done, batch_size = _one_pass(models, calib, cfg, batch_size, workers, seed, dev, use_amp, progress, notes)
+    labels, n_classes = probe_targets(calib.labels, calib.class_names, len(calib.files), seed)
+    done, batch_size = one_pass(
+        models, lambda bs: calib_batches(calib, cfg, bs, workers), labels, n_classes, len(calib.files),
+        batch_size, seed, dev, use_amp, progress, notes,
+    )  # fmt: skip
     t_pass = time.perf_counter() - t1
-    used = done.used
     calib.skipped = [(calib.files[i], why) for i, why in done.skipped]
-    if not used:
+    if not done.used:
         raise DataError(f"{calib.root}: none of the {len(calib.files)} images could be read")
-    measured, ref = done.measured[0], (done.measured[1] if reference is not None else None)
-
-    t3 = time.perf_counter()
-    layers = _layer_table(model, reference, measured, ref, built.classifier_keys, tau, len(used))
-    blocks = _block_table(model, layers)
     labelled = "subfolders" if calib.labels is not None else "random"
-    calibration = Calibration(calib.root, calib.found, len(used), calib.skipped, labelled, calib.class_names)
-    del reference, models
-    t_metrics = time.perf_counter() - t3
+    calibration = Calibration(
+        calib.root, calib.found, len(done.used), calib.skipped, labelled, calib.class_names
+    )
+    options = {"tau": tau, "seed": seed, "batch_size": batch_size, "max_images": max_images,
+               "workers": workers, "reference": with_reference}  # fmt: skip
+    report = assemble(
+        ckpt, built, reference, done, calibration, cfg, str(dev), use_amp, tau, options, notes,
+        {"build_s": t_build, "pass_s": t_pass},
+    )  # fmt: skip
+    report.timing["total_s"] = time.perf_counter() - t0
+    return report
+
+
+def assemble(
+    ckpt: Checkpoint, built: BuiltModel, reference: nn.Module | None, done: PassResult,
+    calibration: Calibration, cfg: DataConfig, device: str, amp: bool, tau: float, options: dict[str, Any],
+    notes: list[str], timing: dict[str, float],
+) -> DiagnoseReport:  # fmt: skip
+    """The report from a finished pass: the layer and block tables, the timing, the recommendation."""
+    t3 = time.perf_counter()
+    measured, ref = done.measured[0], (done.measured[1] if reference is not None else None)
+    layers = _layer_table(built.model, reference, measured, ref, built.classifier_keys, tau, len(done.used))
+    blocks = _block_table(built.model, layers)
+    t_pass = timing["pass_s"]
     timing = {
-        "build_s": t_build,  # checkpoint read, architecture decided, model (and reference) built
+        "build_s": timing["build_s"],  # checkpoint read, architecture decided, model (and reference) built
         "pass_s": t_pass,  # decode + each model's forward and backward
         "stats_s": t_pass,  # schema 1 name: statistics and gradients are now measured in one pass
         "gradients_s": 0.0,  # schema 1 name: no separate gradient pass any more
-        "metrics_s": t_metrics,  # reductions, ranks, saturation derivatives, scores, blocks
-        "total_s": time.perf_counter() - t0,
-        "images_per_s": len(used) / t_pass if t_pass > 0 else 0.0,
+        "metrics_s": time.perf_counter() - t3,  # reductions, ranks, saturation derivatives, scores, blocks
+        "total_s": timing["build_s"] + t_pass,
+        "images_per_s": len(done.used) / t_pass if t_pass > 0 else 0.0,
     }
-    options = {"tau": tau, "seed": seed, "batch_size": batch_size, "max_images": max_images,
-               "workers": workers, "reference": with_reference}  # fmt: skip
     return DiagnoseReport(
-        ckpt, built.arch, built.arch_source, built.candidates, str(dev), use_amp, cfg, calibration,
+        ckpt, built.arch, built.arch_source, built.candidates, device, amp, cfg, calibration,
         layers, blocks, timing, options, notes, _recommendation(layers, calibration, built, ckpt, notes),
     )  # fmt: skip
 
@@ -239,13 +256,14 @@ def _build(
     return ckpt, built, config(built.model)
 
 
-def _one_pass(
-    models: list[nn.Module], calib: CalibSet, cfg: DataConfig, batch_size: int, workers: int, seed: int,
-    dev: torch.device, use_amp: bool, progress: Progress | None, notes: list[str],
+def one_pass(
+    models: list[nn.Module], batches: Callable[[int], Batches], labels: torch.Tensor, n_classes: int,
+    total: int, batch_size: int, seed: int, dev: torch.device, use_amp: bool, progress: Progress | None,
+    notes: list[str],
 ) -> tuple[PassResult, int]:  # fmt: skip
     """Decode each batch once; per model one forward with the hooks and one backward of the probe loss.
-    CUDA out of memory halves the batch and restarts the pass; the batch size used comes back."""
-    labels, n_classes = probe_targets(calib.labels, calib.class_names, len(calib.files), seed)
+    ``batches(size)`` makes the batches; CUDA out of memory halves the size and restarts the pass. The
+    batch size used comes back."""
 
     def autocast() -> Any:
         return torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else contextlib.nullcontext()
@@ -253,8 +271,8 @@ def _one_pass(
     while True:
         try:
             done = data_pass(
-                models, calib_batches(calib, cfg, batch_size, workers), labels, n_classes=n_classes,
-                seed=seed, device=dev, total=len(calib.files), autocast=autocast, progress=progress,
+                models, batches(batch_size), labels, n_classes=n_classes, seed=seed, device=dev, total=total,
+                autocast=autocast, progress=progress,
             )  # fmt: skip
             return done, batch_size
         except torch.cuda.OutOfMemoryError:
@@ -274,7 +292,7 @@ def _recommendation(
     """The rule's verdict, how sure it is given the calibration set, and commands that carry it out."""
     rec = recommend(vars(la) for la in layers)
     small = cal.images_used < MIN_IMAGES
-    few_per_class = cal.labels == "subfolders" and cal.images_used < 2 * max(len(cal.classes), 1)
+    few_per_class = cal.labels in ("subfolders", "given") and cal.images_used < 2 * max(len(cal.classes), 1)
     if small or few_per_class:
         rec.confidence = "low"
         notes.append(

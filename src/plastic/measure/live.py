@@ -1,0 +1,177 @@
+"""``diagnose_model``: the diagnosis of a model already in memory, for training scripts that never write a
+checkpoint. The same pass, tables, score and recommendation as ``plastic diagnose`` (one implementation):
+only where the model and the images come from differs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from plastic.errors import DataError, UsageError
+from plastic.files.checkpoint import Checkpoint, TensorInfo
+from plastic.measure.calib import DataConfig
+from plastic.measure.defaults import DEFAULT_BATCH_SIZE, DEFAULT_MAX_IMAGES, DEFAULT_TAU
+from plastic.measure.diagnosis import Calibration, DiagnoseReport, assemble, full_float32, one_pass
+from plastic.measure.onepass import Batches, Progress, classifier_of, probe_targets
+from plastic.model.build import BuiltModel
+
+IN_MEMORY = "<in-memory model>"
+
+
+def model_arch(model: nn.Module, arch: str | None = None) -> str | None:
+    """The timm architecture of a live model: the caller's name, else the one timm recorded on it."""
+    if arch:
+        return arch
+    cfg = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None) or {}
+    name = cfg.get("architecture") if isinstance(cfg, dict) else None
+    return str(name) if name else None
+
+
+def checkpoint_view(model: nn.Module, arch: str | None = None, name: str = IN_MEMORY) -> Checkpoint:
+    """A :class:`Checkpoint` over the model's own state dict (no copy: the tensors are the model's), so
+    every step written for files reads a live model the same way."""
+    state = model.state_dict()  # name -> tensor sharing storage with the parameter or buffer
+    tensors = [
+        TensorInfo(k, k, tuple(t.shape), str(t.dtype).removeprefix("torch."), t.numel() * t.element_size())
+        for k, t in state.items()
+    ]
+    from plastic.model.structure import input_channels
+
+    arch = model_arch(model, arch)
+    chans = input_channels(model)
+    return Checkpoint(
+        path=Path(name), format="memory", size_bytes=sum(t.nbytes for t in tensors), tensors=tensors,
+        metadata={}, arch=arch, arch_source="option" if arch else None, _state=dict(state),
+        in_chans=chans if chans != 3 else None,
+    )  # fmt: skip
+
+
+def classifier_keys_of(model: nn.Module) -> list[str]:
+    """The state-dict keys of the model's classifier (timm ``get_classifier``), for the head exclusion."""
+    head = classifier_of(model)
+    if head is None:
+        return []
+    prefix = next((n for n, m in model.named_modules() if m is head and n), None)
+    return [] if prefix is None else [f"{prefix}.{k}" for k in head.state_dict()]
+
+
+def _collect(
+    images: torch.Tensor | Iterable[Any], labels: Sequence[int] | torch.Tensor | None, max_images: int
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(N, C, H, W) images and their labels (or None) from a tensor, a list of batches or a DataLoader
+    yielding tensors or (images, labels) pairs; at most ``max_images``."""
+    xs: list[torch.Tensor] = []
+    ys: list[torch.Tensor] = []
+    if isinstance(images, torch.Tensor):
+        xs = [images]
+    else:
+        for item in images:
+            x, y = (item[0], item[1]) if isinstance(item, tuple | list) and len(item) >= 2 else (item, None)
+            if not isinstance(x, torch.Tensor):
+                raise UsageError(
+                    f"images: expected tensors or (images, labels) pairs, got {type(x).__name__}"
+                )
+            xs.append(x)
+            if y is not None:
+                ys.append(torch.as_tensor(y))
+            if sum(len(t) for t in xs) >= max_images:
+                break
+    if not xs:
+        raise DataError("images: no images given")
+    x = torch.cat([t.detach() for t in xs])[:max_images]
+    if x.dim() != 4:
+        raise UsageError(f"images: expected (N, C, H, W) batches, got shape {tuple(x.shape)}")
+    y = torch.as_tensor(labels) if labels is not None else (torch.cat(ys) if ys else None)
+    if y is not None:
+        y = y.reshape(-1)[: len(x)].long()
+        if len(y) != len(x):
+            raise UsageError(f"labels: {len(y)} labels for {len(x)} images")
+    return x, y
+
+
+def diagnose_model(
+    model: nn.Module,
+    images: torch.Tensor | Iterable[Any],
+    *,
+    labels: Sequence[int] | torch.Tensor | None = None,
+    num_classes: int | None = None,
+    arch: str | None = None,
+    tau: float = DEFAULT_TAU,
+    seed: int = 0,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    max_images: int = DEFAULT_MAX_IMAGES,
+    reference: bool = False,
+    progress: Progress | None = None,
+) -> DiagnoseReport:
+    """Diagnose ``model`` where it lives (its device; left in the mode and state it came in) on
+    ``images``: preprocessed (N, C, H, W) tensors, or batches of them, or a DataLoader of (images,
+    labels). Labels (given, or from the loader) name the probe's classes; without them, seeded random
+    labels, as for a flat calibration folder. ``reference`` needs ``arch`` (or a timm model)."""
+    from plastic.documents.validation import check_diagnose_options
+    from plastic.measure.calib import resolve_data_config
+
+    check_diagnose_options(
+        device="auto", max_images=max_images, batch_size=batch_size, workers=0, tau=tau, seed=seed
+    )
+    t0 = time.perf_counter()
+    x, y = _collect(images, labels, max_images)
+    param = next(model.parameters(), None)
+    dev = param.device if param is not None else torch.device("cpu")
+    ckpt = checkpoint_view(model, arch)
+    keys = classifier_keys_of(model)
+    head = [k for k in keys if k.endswith("weight") and model.state_dict()[k].dim() >= 2]
+    classes_out = int(model.state_dict()[head[0]].shape[0]) if head else 0
+    name = ckpt.arch or type(model).__name__
+    built = BuiltModel(model, name, "option" if arch else "model", [], classes_out, keys)
+    ref_model = None
+    if reference:
+        if ckpt.arch is None:
+            raise UsageError("reference=True needs arch= (the timm architecture to initialise fresh)")
+        from plastic.model.init_values import fresh_model
+
+        ref_model = fresh_model(ckpt.arch, classes_out, seed, x.shape[1]).to(dev)
+    if y is None:
+        probe_labels, n_classes = probe_targets(None, [], len(x), seed)
+        class_names: list[str] = []
+    else:
+        n_classes = max(num_classes or int(y.max()) + 1, 2)
+        probe_labels, class_names = y, [str(i) for i in range(n_classes)]
+    notes: list[str] = []
+    t_build = time.perf_counter() - t0
+
+    def batches(size: int) -> Batches:
+        for i in range(0, len(x), size):
+            yield list(range(i, min(i + size, len(x)))), x[i : i + size], []
+
+    models = [model] if ref_model is None else [model, ref_model]
+    t1 = time.perf_counter()
+    with full_float32():
+        done, batch_size = one_pass(
+            models, batches, probe_labels, n_classes, len(x), batch_size, seed, dev, False, progress, notes
+        )
+    t_pass = time.perf_counter() - t1
+    calibration = Calibration(
+        Path("<images>"), len(x), len(done.used), [], "given" if y is not None else "random", class_names
+    )
+    base = resolve_data_config(model, {}) if ckpt.arch is not None else None
+    cfg = DataConfig(
+        (int(x.shape[1]), int(x.shape[2]), int(x.shape[3])),
+        base.mean if base else (), base.std if base else (), base.interpolation if base else "",
+        base.crop_pct if base else 1.0, base.crop_mode if base else "", "caller's tensors",
+    )  # fmt: skip
+    options = {"tau": tau, "seed": seed, "batch_size": batch_size, "max_images": max_images, "workers": 0,
+               "reference": reference}  # fmt: skip
+    report = assemble(
+        ckpt, built, ref_model, done, calibration, cfg, str(dev), False, tau, options, notes,
+        {"build_s": t_build, "pass_s": t_pass},
+    )  # fmt: skip
+    report.timing["total_s"] = time.perf_counter() - t0
+    if report.recommendation is not None:
+        report.recommendation.commands = []  # no file to name: reinit_model(model, report) carries it out
+    return report
