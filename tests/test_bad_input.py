@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from tests.conftest import RESNET, Result, expect_error
+from tests.conftest import CALIB, RESNET, Result, expect_error
 
 
 def _header(path: Path, header: dict[str, object], data: bytes) -> Path:
@@ -142,3 +142,20 @@ def test_debug_shows_traceback(cli: Callable[..., Result], tmp_path: Path) -> No
     res = cli("inspect", p, env={"PLASTIC_DEBUG": "1"})
     assert res.code == 2
     assert "Traceback" in res.stderr and res.stderr.rstrip().splitlines()[-1].startswith("Error: ")
+
+
+def test_a_failed_diagnose_in_a_pipe_gives_one_error_each_and_says_which_came_first(tmp_path: Path) -> None:
+    """`diagnose ... --json | reinit`: diagnose's own error, then reinit's, which points back at it."""
+    import subprocess
+    import sys
+
+    cmd = (
+        f"{sys.executable} -m plastic diagnose {tmp_path / 'missing.safetensors'} --data {CALIB} --json"
+        f" | {sys.executable} -m plastic reinit --strategy auto -o {tmp_path / 'out.safetensors'}"
+    )
+    proc = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True, timeout=120)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert len(lines) == 2 and all(ln.startswith("Error: ") for ln in lines), proc.stderr
+    assert "missing.safetensors" in proc.stderr and "its own error is the line above" in proc.stderr
+    assert not (tmp_path / "out.safetensors").exists()

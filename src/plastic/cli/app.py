@@ -482,7 +482,7 @@ def _check_report_target(out: Path, inputs: list[Path]) -> None:
 
     name = out.name.lower()
     if name.endswith((".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".tar")):
-        raise UsageError(f"{out}: diagnose writes reports and plots, not checkpoints; give it another name")
+        raise UsageError(f"{out}: diagnose writes reports (.json) and plots, never checkpoints")
     check_target(out, inputs=inputs, exist_ok=True, force_flag=None)
 
 

@@ -106,7 +106,8 @@ def plot_bytes(doc: Mapping[str, Any], fmt: str) -> bytes:
     fig = score_figure(doc)
     buf = io.BytesIO()
     # a fixed date and no software tag: the same report gives the same bytes
-    meta = {"Software": None} if fmt == "png" else {"Date": None} if fmt in ("svg", "pdf") else {}
+    meta: dict[str, Any] = {"png": {"Software": None}, "svg": {"Date": None},
+                            "pdf": {"CreationDate": None, "Producer": None}}.get(fmt, {})  # fmt: skip
     if fmt == "svg":
         import matplotlib
 

@@ -77,7 +77,12 @@ def parse_report(text: str, *, base: Path | None = None, what: str = "the report
     of the report file (None: stdin, the current folder).
     """
     if not text.strip():
-        raise UsageError(f"{what} is empty: pipe `plastic diagnose ... --json` or give CKPT")
+        upstream = (
+            " (when a command before the pipe failed, its own error is the line above)"
+            if "stdin" in what
+            else ""
+        )
+        raise UsageError(f"{what} is empty{upstream}: pipe `plastic diagnose ... --json` or give CKPT")
     try:
         doc = json.loads(text)
     except (json.JSONDecodeError, RecursionError) as e:
