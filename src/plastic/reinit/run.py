@@ -261,7 +261,8 @@ def _write(
         return
     if ckpt.format != "torch" or ckpt.container_key is None:
         result.notes.append(
-            "a bare state dict has no room for metadata: plastic.* keys are in the manifest only"
+            "a bare state dict has no room for metadata (strict loading would reject an extra key): "
+            "what changed is recorded only in `reinit --json` (its `metadata`)"
         )
     write_torch(ckpt, target, values, meta, keep_extra=keep_extra)
 
