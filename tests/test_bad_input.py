@@ -159,3 +159,12 @@ def test_a_failed_diagnose_in_a_pipe_gives_one_error_each_and_says_which_came_fi
     assert len(lines) == 2 and all(ln.startswith("Error: ") for ln in lines), proc.stderr
     assert "missing.safetensors" in proc.stderr and "its own error is the line above" in proc.stderr
     assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_inputs_the_model_refuses_are_an_input_error(cli: Callable[..., Result], tmp_path: Path) -> None:
+    """A ViT built for 224 px fed 96 px images: the user's --input-size, not an internal error."""
+    from tests.conftest import save_timm
+
+    vit = save_timm("vit_tiny_patch16_224", tmp_path / "vit.safetensors", num_classes=3)
+    res = cli("diagnose", vit, "--data", CALIB, "--input-size", "96", "--max-images", "4", "--device", "cpu")
+    expect_error(res, "cannot run on the calibration images", "--input-size")

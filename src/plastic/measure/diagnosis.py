@@ -281,6 +281,12 @@ def one_pass(
             batch_size //= 2
             torch.cuda.empty_cache()
             notes.append(f"CUDA out of memory: retried with --batch-size {batch_size}")
+        except (RuntimeError, AssertionError, ValueError) as e:  # the model refuses these inputs
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise DataError(
+                f"the model cannot run on the calibration images as preprocessed ({first}); "
+                "check --input-size, --in-chans, --mean and --std (PLASTIC_DEBUG=1 shows where it failed)"
+            ) from e
 
 
 MIN_IMAGES = 32  # fewer usable calibration images than this: scores too noisy to act on with confidence
