@@ -63,3 +63,24 @@ def test_weights_plans_a_mask_of_the_requested_fraction_per_tensor() -> None:
 @pytest.mark.parametrize("member", [*Value, *Kind, *Fill])
 def test_enum_members_are_their_strings(member: str) -> None:
     assert member == member.value and f"{member}" == member.value and str(member) == member.value  # type: ignore[attr-defined]
+
+
+def test_a_shared_activation_module_is_never_called_complete() -> None:
+    """DLA calls one ReLU module after several convs: which call carries the layer's units is unknown,
+    so dormant-units skips them instead of perturbing the wrong tensor (it used to raise IndexError)."""
+    import torch
+    from torch import nn
+
+    from plastic.model.structure import _consumers_complete
+
+    class Shared(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1, self.conv2, self.relu = nn.Conv2d(3, 8, 1), nn.Conv2d(8, 4, 1), nn.ReLU()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.relu(self.conv2(self.relu(self.conv1(x))))
+
+    model = Shared().eval()
+    x = torch.randn(1, 3, 4, 4)
+    assert _consumers_complete(model, x, "conv1", [7], {"conv1": "relu"}, ["conv2"]) is False
