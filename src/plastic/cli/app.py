@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from plastic import __version__
+from plastic.cli import parse
 from plastic.errors import PlasticError
 from plastic.measure.defaults import DEFAULT_BATCH_SIZE, DEFAULT_MAX_IMAGES, DEFAULT_TAU
 from plastic.reinit.options import Options, Unit, Utility, Value
 
 if TYPE_CHECKING:
-    from plastic.documents.schema import DiagnoseDoc
+    pass
 
 DEFAULT_OPTIONS = Options()
 
@@ -173,23 +174,6 @@ def strategies() -> None:
         sys.stdout.write(f"{info.name:15s} {info.help}\n")
 
 
-def _read_report(report: Path | None, checkpoint: Path | None) -> DiagnoseDoc | None:
-    """The diagnose document: --report FILE (or -), else stdin when no CKPT is given and stdin is a pipe."""
-    from plastic.documents.reports import parse_report, read_report_text
-    from plastic.errors import UsageError
-
-    if report is not None and str(report) != "-":
-        try:
-            with open(report, "rb") as f:
-                text = read_report_text(f, f"--report {report}")
-        except OSError as e:
-            raise UsageError(f"--report {report}: {e.strerror}") from None
-        return parse_report(text, base=report.parent, what=f"--report {report}")
-    if report is not None or (checkpoint is None and not sys.stdin.isatty()):
-        return parse_report(read_report_text(sys.stdin.buffer, "stdin"), what="the report on stdin")
-    return None
-
-
 @app.command()
 def reinit(
     checkpoint: Annotated[
@@ -281,7 +265,7 @@ def reinit(
     from plastic.reinit.options import Options
     from plastic.reinit.run import reinit as run_reinit
 
-    doc_in = _read_report(report, checkpoint)
+    doc_in = parse.read_report(report, checkpoint)
     options = Options(
         value=value, k=k, unit=unit, layers=layers or [], from_block=from_block,
         fraction=fraction, utility=utility, shrink=shrink, perturb=perturb,
@@ -307,38 +291,6 @@ def reinit(
         lambda: render.reinit_markdown(doc),
         lambda c: render.reinit_table(c, doc, wide),
     )
-
-
-def _floats(text: str | None, what: str) -> tuple[float, ...] | None:
-    if text is None:
-        return None
-    try:
-        vals = tuple(float(v) for v in text.replace("x", ",").split(",") if v.strip())
-    except ValueError:
-        raise typer.BadParameter(f"{what} takes comma-separated numbers, not {text!r}") from None
-    if not vals:
-        raise typer.BadParameter(f"{what} is empty")
-    return vals
-
-
-def _input_size(text: str | None) -> tuple[int, int, int] | None:
-    vals = _floats(text, "--input-size")
-    if vals is None:
-        return None
-    size = [int(v) for v in vals]
-    if len(size) == 1:
-        size = [0, size[0], size[0]]  # channel 0: the model's own (3, or --in-chans / the stem's)
-    elif len(size) == 2:
-        size = [0, *size]
-    if len(size) != 3 or min(size[1:]) < 1 or size[0] < 0:
-        raise typer.BadParameter("--input-size takes S, H,W or C,H,W")
-    return size[0], size[1], size[2]
-
-
-def _channels(vals: tuple[float, ...] | None, what: str) -> tuple[float, ...] | None:
-    if vals is not None and len(vals) not in (1, 3):
-        raise typer.BadParameter(f"{what} takes 1 or 3 values")
-    return vals * 3 if vals is not None and len(vals) == 1 else vals
 
 
 @app.command()
@@ -407,17 +359,20 @@ def diagnose(
     from plastic.cli import console, render
     from plastic.files.checkpoint import checkpoint_files
 
-    conditions = _conditions(fail_on or [])
-    sizes = _input_size(input_size)
-    means, stds = _channels(_floats(mean, "--mean"), "--mean"), _channels(_floats(std, "--std"), "--std")
+    conditions = parse.conditions(fail_on or [])
+    sizes = parse.input_size(input_size)
+    means, stds = (
+        parse.channels(parse.floats(mean, "--mean"), "--mean"),
+        parse.channels(parse.floats(std, "--std"), "--std"),
+    )
     if out is not None:
-        _check_report_target(out, [*checkpoint_files(checkpoint), *_image_files(data)])
+        parse.check_report_target(out, [*checkpoint_files(checkpoint), *parse.image_files(data)])
     if plot is not None:
         from plastic.cli.plot import check_plot_path
 
         check_plot_path(plot)
-        _check_report_target(
-            plot, [*checkpoint_files(checkpoint), *_image_files(data), *([out] if out else [])]
+        parse.check_report_target(
+            plot, [*checkpoint_files(checkpoint), *parse.image_files(data), *([out] if out else [])]
         )
     from plastic.documents.reports import diagnose_dict
     from plastic.measure.diagnosis import diagnose as run_diagnose
@@ -429,7 +384,7 @@ def diagnose(
             std=stds, progress=progress, in_chans=in_chans, reference=reference,
         )  # fmt: skip
     doc = diagnose_dict(report)
-    doc["findings"] = _findings(doc, conditions)  # the why of exit 1, in every format (with --fail-on)
+    doc["findings"] = parse.findings(doc, conditions)  # the why of exit 1, in every format (with --fail-on)
     err = console.err()
     for note in report.notes:
         err.print(f"note: {printable(note)}", markup=False)
@@ -441,8 +396,8 @@ def diagnose(
     if out is not None:
         from plastic.files.atomic import write_text
 
-        inputs = [*report.checkpoint.input_files, *_image_files(data)]
-        _check_report_target(out, inputs)
+        inputs = [*report.checkpoint.input_files, *parse.image_files(data)]
+        parse.check_report_target(out, inputs)
         write_text(out, render.dump_json(doc) + "\n")
     if plot is not None:
         from plastic.cli.plot import plot_bytes
@@ -456,69 +411,12 @@ def diagnose(
         chosen,
         lambda: render.diagnose_markdown(doc, show_all),
         lambda c: render.diagnose_table(c, doc, show_all, wide),
-        lambda: render.diagnose_html(doc, show_all, _plot_svg(doc)),
+        lambda: render.diagnose_html(doc, show_all, parse.plot_svg(doc)),
     )
     if chosen is OutputFormat.json and not quiet:  # the answer stays visible when stdout goes to a pipe
         for line in render.diagnose_brief(doc):
             err.print(printable(line), markup=False, soft_wrap=True)
-    _gate(doc, conditions)
-
-
-def _plot_svg(doc: Mapping[str, Any]) -> str | None:
-    """The score plot as inline SVG for --format html; None (the page says why) without matplotlib."""
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        return None
-    from plastic.cli.plot import plot_bytes
-
-    return plot_bytes(doc, "svg").decode("utf-8")
-
-
-def _check_report_target(out: Path, inputs: list[Path]) -> None:
-    """``diagnose --out`` writes JSON: never over an input (there is no --force), never a checkpoint name."""
-    from plastic.errors import UsageError
-    from plastic.files.atomic import check_target
-
-    name = out.name.lower()
-    if name.endswith((".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".tar")):
-        raise UsageError(f"{out}: diagnose writes reports (.json) and plots, never checkpoints")
-    check_target(out, inputs=inputs, exist_ok=True, force_flag=None)
-
-
-def _image_files(data: Path) -> list[Path]:
-    """The calibration images, so that --out cannot name one of them (cheap: one folder walk)."""
-    from plastic.measure.calib import IMAGE_EXTENSIONS
-
-    if not data.is_dir():
-        return []
-    return [p for p in data.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS]
-
-
-def _conditions(texts: list[str]) -> list[Any]:
-    if not texts:
-        return []
-    from plastic.decide.gates import parse_condition
-    from plastic.measure.data_metrics import DATA_METRICS
-
-    return [parse_condition(t, [*DATA_METRICS, "score"]) for t in texts]
-
-
-def _findings(doc: Mapping[str, Any], conditions: list[Any]) -> list[dict[str, Any]]:
-    from plastic.decide.gates import findings
-
-    return findings(doc["layers"], conditions) if conditions else []
-
-
-def _gate(doc: Mapping[str, Any], conditions: list[Any]) -> None:
-    """Exit 1 (after the report is out) when a layer meets a --fail-on condition; list them on stderr."""
-    hits = doc.get("findings") or []
-    if hits:
-        sys.stdout.flush()
-        for hit in hits:
-            sys.stderr.write(f"fail-on {hit['rule']}: {hit['layer']} = {hit['value']:.4g}\n")
-        sys.stderr.write(f"{len(hits)} finding(s) over the --fail-on threshold(s)\n")
-        raise typer.Exit(1)
+    parse.gate(doc, conditions)
 
 
 def printable(text: str) -> str:
