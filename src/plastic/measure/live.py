@@ -52,6 +52,13 @@ def checkpoint_view(model: nn.Module, arch: str | None = None, name: str = IN_ME
     )  # fmt: skip
 
 
+def num_classes_of_model(model: nn.Module) -> int:
+    """The classifier's output count (0 without a classifier matrix)."""
+    state = model.state_dict()
+    head = [k for k in classifier_keys_of(model) if k.endswith("weight") and state[k].dim() >= 2]
+    return int(state[head[0]].shape[0]) if head else 0
+
+
 def classifier_keys_of(model: nn.Module) -> list[str]:
     """The state-dict keys of the model's classifier (timm ``get_classifier``), for the head exclusion."""
     head = classifier_of(model)
@@ -125,8 +132,7 @@ def diagnose_model(
     dev = param.device if param is not None else torch.device("cpu")
     ckpt = checkpoint_view(model, arch)
     keys = classifier_keys_of(model)
-    head = [k for k in keys if k.endswith("weight") and model.state_dict()[k].dim() >= 2]
-    classes_out = int(model.state_dict()[head[0]].shape[0]) if head else 0
+    classes_out = num_classes_of_model(model)
     name = ckpt.arch or type(model).__name__
     built = BuiltModel(model, name, "option" if arch else "model", [], classes_out, keys)
     ref_model = None

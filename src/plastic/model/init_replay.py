@@ -223,11 +223,11 @@ class InitRecording:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             world = self._run(range(len(self.ops)))
-        return {n: self._value(t, world) for n, t in self.model.state_dict(keep_vars=True).items()}
+        return {n: self._value(t, world) for n, t in self.state.items()}
 
     def values(self, names: Iterable[str], seed: int) -> dict[str, torch.Tensor]:
         """The named tensors, each from its own seeded replay (one tensor in memory at a time each)."""
-        state = self.model.state_dict(keep_vars=True)
+        state = self.state
         writers = self._writers()
         out = {}
         for name in names:
@@ -239,12 +239,17 @@ class InitRecording:
         return out
 
     @cached_property
+    def state(self) -> dict[str, torch.Tensor]:
+        """The meta model's tensors by name (built once: every per-tensor replay looks one up)."""
+        return dict(self.model.state_dict(keep_vars=True))
+
+    @property
     def names(self) -> set[str]:
-        return set(self.model.state_dict(keep_vars=True))
+        return set(self.state)
 
     def check(self, names: Iterable[str]) -> None:
         """Raise ``ReplayError`` now, before anything is written, if a tensor cannot be replayed."""
-        state = self.model.state_dict(keep_vars=True)
+        state = self.state
         writers = self._writers()
         for name in names:
             if name in state:

@@ -103,7 +103,7 @@ class InitSource:
 
     def resample(self, info: TensorInfo) -> torch.Tensor | None:
         if self.recording is not None:
-            if info.name not in self.recording.names:
+            if info.name not in self.recording.state:
                 return None
             return self.recording.value(info.name, self.seed).float()
         if self.init is not None:

@@ -10,14 +10,21 @@ import torch
 from torch import nn
 
 from plastic.documents.reports import diagnose_dict, validate_report
-from plastic.errors import ArchitectureError, UsageError
+from plastic.errors import UsageError
 from plastic.measure.diagnosis import DiagnoseReport
-from plastic.measure.live import checkpoint_view
-from plastic.model.build import compare_names, mismatch_message
+from plastic.measure.live import checkpoint_view, num_classes_of_model
 from plastic.model.init_values import fresh_model, recorded_model
 from plastic.model.structure import analyse
 from plastic.reinit.options import Need, Options
-from plastic.reinit.run import ReinitResult, _check_dtypes, _init_source, _manifest, _values
+from plastic.reinit.run import (
+    ReinitResult,
+    _check_dtypes,
+    _check_names,
+    _init_source,
+    _manifest,
+    _values,
+    check_report_layers,
+)
 from plastic.reinit.strategies import Context, get_strategy
 
 
@@ -39,10 +46,7 @@ def reinit_model(
     options = options or Options()
     check_reinit_options(options)
     info = get_strategy(strategy)
-    if "value" in info.uses and options.value not in info.values:
-        raise UsageError(
-            f"value {str(options.value)!r} does not apply to {strategy}; choose {', '.join(info.values)}"
-        )
+    info.check_value(options, flag="value")
     doc = diagnose_dict(report) if isinstance(report, DiagnoseReport) else report
     if doc is not None:
         doc = validate_report(doc)
@@ -53,21 +57,11 @@ def reinit_model(
     ckpt = checkpoint_view(model, arch)
     notes: list[str] = []
     if doc is not None:
-        modules = {t.name.rpartition(".")[0] for t in ckpt.tensors}
-        foreign = [la["name"] for la in doc["layers"] if la["name"] not in modules]
-        if foreign:
-            raise UsageError(f"the report's layers are not in this model (e.g. {foreign[0]})")
-    recording, classes = None, 0
+        check_report_layers(doc, ckpt)
+    recording, classes = None, num_classes_of_model(model)
     if ckpt.arch is not None:
-        head = [t for t in ckpt.tensors if t.name.endswith("weight") and len(t.shape) >= 2]
-        from plastic.measure.live import classifier_keys_of
-
-        keys = [k for k in classifier_keys_of(model) if k.endswith("weight")]
-        classes = ckpt.by_name[keys[0]].shape[0] if keys else (head[-1].shape[0] if head else 0)
         recording = recorded_model(ckpt.arch, classes, ckpt.in_chans)
-        missing, unexpected, shaped = compare_names(recording.model, ckpt)
-        if missing or unexpected or shaped:
-            raise ArchitectureError(mismatch_message(ckpt.arch, missing, unexpected, shaped) + "; pass arch=")
+        _check_names(recording.model, ckpt, ckpt.arch)
     arch_name = ckpt.arch
     structure = None
     mode = model.training

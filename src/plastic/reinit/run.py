@@ -179,10 +179,7 @@ def _settle(
     )  # fmt: skip
     if report is not None:
         validate_report(report)
-    if "value" in info.uses and options.value not in info.values:  # --value applies where it is read
-        raise UsageError(
-            f"--value {str(options.value)!r} does not apply to {info.name}; choose {', '.join(info.values)}"
-        )
+    info.check_value(options)
     if checkpoint is None:
         if report is None:
             raise UsageError(
@@ -321,6 +318,11 @@ def _check_report(report: DiagnoseDoc | None, ckpt: Checkpoint, notes: list[str]
         )
     if not digest:
         notes.append("the report carries no checkpoint fingerprint (an older plastic): not verified")
+    check_report_layers(report, ckpt)
+
+
+def check_report_layers(report: DiagnoseDoc, ckpt: Checkpoint) -> None:
+    """Every layer the report names must be a module of this checkpoint (or live model)."""
     modules = {t.name.rpartition(".")[0] for t in ckpt.tensors}
     foreign = [la["name"] for la in report.get("layers", []) if la["name"] not in modules]
     if foreign:

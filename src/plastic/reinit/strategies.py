@@ -99,6 +99,12 @@ class StrategyInfo:
     uses: tuple[str, ...] = ("value",)  # the Options fields it reads: what its output records
     needs: frozenset[Need] = frozenset()  # what reinit must build for it before it runs
 
+    def check_value(self, options: Options, flag: str = "--value") -> None:
+        """``--value`` applies where the strategy reads it, and only with the values it offers."""
+        if "value" in self.uses and options.value not in self.values:
+            choices = ", ".join(self.values)
+            raise UsageError(f"{flag} {str(options.value)!r} does not apply to {self.name}; choose {choices}")
+
     def wants(self, need: Need, options: Options) -> bool:
         """Does this run need ``need``? (gradients only when --utility gradient asks for them)"""
         if need == Need.GRADIENTS:
