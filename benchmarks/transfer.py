@@ -57,13 +57,21 @@ SCENARIOS: dict[int, dict[str, Any]] = {
 BATCH = 64
 
 
-def conditions(last: str) -> list[tuple[str, str | None, dict[str, Any]]]:
+def stage_starts(report: dict[str, Any]) -> list[str]:
+    """The ``--from`` value of each of timm's stages above the stem, bottom to top, from the report (the
+    classifier-only group left out: every from-block condition re-initializes it anyway)."""
+    heads = {la["name"] for la in report["layers"] if la["classifier"]}
+    return [st["start"] for st in report.get("stages", [])[1:] if set(st["layers"]) - heads]
+
+
+def conditions(last: str, stages: list[str] | None = None) -> list[tuple[str, str | None, dict[str, Any]]]:
     """(name, strategy, options); strategy None = no reinit. ``random`` marks the shuffled controls."""
     out: list[tuple[str, str | None, dict[str, Any]]] = [
         ("scratch", None, {}),
         ("finetune", None, {}),
         ("finetune-lr3x", None, {"lr_scale": 3.0}),  # Berariu et al.: a larger tuning rate
-        ("auto", "auto", {}),  # what diagnose recommends: its flagged layers, or nothing
+        ("auto", "auto", {}),  # what diagnose recommends: its chosen selection, or nothing
+        ("auto-lr3x", "auto", {"lr_scale": 3.0}),
     ]
     for unit in ("layer", "block"):
         for k in (1, 2, 3):
@@ -76,6 +84,8 @@ def conditions(last: str) -> list[tuple[str, str | None, dict[str, Any]]]:
         ("weights-0.25-mean", "weights", {"fraction": 0.25, "value": "mean"}),
         ("shrink-perturb", "shrink-perturb", {"shrink": 0.4, "perturb": 0.1}),
     ]
+    # from-block at every stage boundary: the contiguous top segments the recommendation chooses among
+    out += [(f"from-{s}", "from-block", {"from_block": s}) for s in (stages or [])]
     return out
 
 
@@ -128,8 +138,11 @@ def build(arch: str, ckpt: Path | None, num_classes: int, seed: int) -> torch.nn
 
 
 def finetune(
-    model: torch.nn.Module, data: dict[str, torch.Tensor], epochs: int, lr: float, seed: int
-) -> list[float]:
+    model: torch.nn.Module, data: dict[str, torch.Tensor], epochs: int, lr: float, seed: int,
+    device: torch.device = torch.device("cpu"),
+) -> list[float]:  # fmt: skip
+    model.to(device)
+    data = {k: v.to(device) for k, v in data.items()}
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
     n = len(data["x_train"])
     steps = epochs * math.ceil(n / BATCH)
@@ -138,7 +151,7 @@ def finetune(
     accs = []
     for _ in range(epochs):
         model.train()
-        order = torch.randperm(n, generator=gen)
+        order = torch.randperm(n, generator=gen).to(device)
         for i in range(0, n, BATCH):
             b = order[i : i + BATCH]
             loss = F.cross_entropy(model(data["x_train"][b]), data["y_train"][b])
@@ -157,8 +170,9 @@ def finetune(
 
 
 def run_scenario(
-    n: int, seeds: int, epochs: int, quick: bool, out_dir: Path, only: set[str] | None = None
-) -> dict[str, Any]:
+    n: int, seeds: int, epochs: int, quick: bool, out_dir: Path, only: set[str] | None = None,
+    device: str = "cpu",
+) -> dict[str, Any]:  # fmt: skip
     from timm.data.config import resolve_model_data_config
 
     from plastic.documents.reports import diagnose_dict
@@ -168,7 +182,11 @@ def run_scenario(
 
     sc = SCENARIOS[n]
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
-    report = diagnose_dict(diagnose(sc["ckpt"], SAMPLES / "calib", max_images=80, seed=0))
+    dev = torch.device(
+        "cuda" if device == "auto" and torch.cuda.is_available() else device.replace("auto", "cpu")
+    )
+    # the report: diagnose on the CPU whatever --device says, so every machine fine-tunes the same selections
+    report = diagnose_dict(diagnose(sc["ckpt"], SAMPLES / "calib", max_images=80, seed=0, device="cpu"))
     num_classes = next((la["units"] for la in report["layers"] if la["classifier"]), 10)
     probe = build(sc["arch"], None, num_classes, 0)
     cfg = resolve_model_data_config(probe)
@@ -176,7 +194,7 @@ def run_scenario(
     out_dir.mkdir(parents=True, exist_ok=True)
     runs = []
     for seed in range(seeds):
-        for name, strategy, opts in conditions(sc["last"]):
+        for name, strategy, opts in conditions(sc["last"], stage_starts(report)):
             if only is not None and name not in only:
                 continue
             opts = dict(opts)
@@ -195,10 +213,10 @@ def run_scenario(
                              report=rep, data=SAMPLES / "calib", force=True)  # fmt: skip
                 changed = len(res.changed)
             model = build(sc["arch"], ckpt, num_classes, seed)
-            accs = finetune(model, data, epochs, lr, seed)
+            accs = finetune(model, data, epochs, lr, seed, dev)
             run = {"scenario": n, "condition": name, "seed": seed, "epochs": epochs, "test_acc": accs,
                    "final": accs[-1], "changed_tensors": changed, "lr": lr,
-                   "seconds": time.perf_counter() - t0}  # fmt: skip
+                   "seconds": time.perf_counter() - t0, "device": str(dev)}  # fmt: skip
             (out_dir / f"{name}__seed{seed}.json").write_text(json.dumps(run, indent=1) + "\n")
             runs.append(run)
             print(
@@ -222,7 +240,8 @@ def summarize(result: dict[str, Any]) -> tuple[list[dict[str, Any]], float]:
         rows.append(
             {"condition": name, "mean": statistics.mean(finals), "std": std, "curve": curve, "n": len(runs)}
         )
-    order = {c[0]: i for i, c in enumerate(conditions(SCENARIOS[result["scenario"]]["last"]))}
+    stages = stage_starts(result["report"])
+    order = {c[0]: i for i, c in enumerate(conditions(SCENARIOS[result["scenario"]]["last"], stages))}
     rows.sort(key=lambda r: order.get(r["condition"], len(order)))
     best = max(r["mean"] for r in rows)
     for r in rows:
@@ -298,6 +317,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--quick", action="store_true", help="1 seed, 2 epochs, a fifth of the data")
     parser.add_argument("--out", type=Path, help="results folder (default benchmarks/results/scenario<N>)")
+    parser.add_argument(
+        "--device", choices=("auto", "cuda", "cpu"), default="cpu",
+        help="where to fine-tune (auto: CUDA when present); the report is always measured on the CPU",
+    )  # fmt: skip
     parser.add_argument("--conditions", help="comma-separated condition names to run (default: all of them)")
     parser.add_argument(
         "--merge",
@@ -319,9 +342,9 @@ def main() -> None:
     else:
         only = set(args.conditions.split(",")) if args.conditions else None
         known = {c[0] for c in conditions(sc["last"])}
-        if only and only - known:
-            parser.error(f"unknown condition(s): {', '.join(sorted(only - known))}")
-        result = run_scenario(args.scenario, seeds, epochs, args.quick, out, only)
+        if only and {c for c in only - known if not c.startswith("from-")}:
+            parser.error(f"unknown condition(s): {', '.join(sorted(only - known))}")  # from-<stage>: any
+        result = run_scenario(args.scenario, seeds, epochs, args.quick, out, only, args.device)
         saved = out / "result.json"
         if args.merge and saved.exists():
             old = json.loads(saved.read_text())

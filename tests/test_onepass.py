@@ -156,17 +156,22 @@ def test_reference_of_the_reference_is_itself(fresh_ckpt: Path) -> None:
             assert (v is None) == (r is None), (la.name, k)
             if v is not None and r is not None:
                 assert math.isclose(v, r, rel_tol=1e-6, abs_tol=1e-9), (la.name, k, v, r)
+        assert la.score is not None and la.score <= 1e-6, (la.name, la.components)  # no excess at all
+    assert rep.recommendation is not None and rep.recommendation.action == "finetune"
 
 
-def test_reference_in_the_json_only_when_asked(fresh_ckpt: Path, cli) -> None:  # type: ignore[no-untyped-def]
-    plain = cli("diagnose", fresh_ckpt, "--data", CALIB, "--max-images", "8", "--json", "-q")
+def test_reference_in_the_json_unless_turned_off(fresh_ckpt: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    plain = cli(
+        "diagnose", fresh_ckpt, "--data", CALIB, "--max-images", "8", "--json", "-q", "--no-reference"
+    )
     assert plain.code == 0, plain.stderr
     doc = json.loads(plain.stdout)
     assert doc["options"]["reference"] is False and all(la["reference"] is None for la in doc["layers"])
     assert set(doc["timing"]) >= {"build_s", "pass_s", "metrics_s", "total_s", "stats_s", "gradients_s"}
     t = doc["timing"]
     assert t["build_s"] + t["pass_s"] + t["metrics_s"] <= t["total_s"] + 1e-3
-    ref = cli("diagnose", fresh_ckpt, "--data", CALIB, "--max-images", "8", "--json", "-q", "--reference")
+    assert any("--no-reference" in n for n in doc["notes"])
+    ref = cli("diagnose", fresh_ckpt, "--data", CALIB, "--max-images", "8", "--json", "-q")
     assert ref.code == 0, ref.stderr
     layers = json.loads(ref.stdout)["layers"]
     assert all(isinstance(la["reference"], dict) and "dormant_frac" in la["reference"] for la in layers)

@@ -310,11 +310,12 @@ def diagnose(
     reference: Annotated[
         bool,
         typer.Option(
-            "--reference",
-            help="Also measure the architecture freshly initialised (seeded) in the same pass; its metrics "
-            "go beside each layer's in the JSON.",
+            "--reference/--no-reference",
+            help="Measure the architecture freshly initialised (seeded) in the same pass and score each "
+            "layer by its excess over that fresh layer (the default); --no-reference: absolute scores, "
+            "one model pass instead of two.",
         ),
-    ] = False,
+    ] = True,
     max_images: Annotated[
         int, typer.Option("--max-images", help="Use at most this many images.")
     ] = DEFAULT_MAX_IMAGES,

@@ -210,6 +210,8 @@ def _diag_summary(doc: Mapping[str, Any], show_all: bool) -> list[str]:
         lines.append(f"recommendation: {rec['reason']}")
         if rec.get("confidence") == "low":
             lines.append("  (low confidence: too few calibration images; see the note)")
+        if rec.get("evidence"):
+            lines.append(f"  evidence: {rec['evidence']}")
         commands = rec.get("commands") or []
         if commands:
             lines.append("  to carry it out (or pipe diagnose --json into `plastic reinit --strategy auto`):")

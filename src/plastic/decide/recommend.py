@@ -1,13 +1,19 @@
-"""What to do with a diagnosed checkpoint: re-initialize which layers, or fine-tune it as is.
+"""What to do with a diagnosed checkpoint: re-initialize a top segment of it, or fine-tune it as is.
 
-The rule (README, "The recommendation"), calibrated on the transfer benchmark's three scenarios:
+The rule (README, "The recommendation"):
 
-- A layer has lost plasticity when its saturation score is at least ``RECOMMEND_AT`` (0.10). In
-  scenario 1 (where re-initializing helped) exactly the three layers whose re-initialization beat plain
-  fine-tuning and random layers score above it; in scenario 3 (a ViT, where every re-initialization hurt)
-  no layer reaches it.
-- If some layers do, re-initialize them (``topk-layers`` with k = their number, at most ``max_k``: 3, or
-  a tenth of the ranked layers in a large model). Otherwise: "no layer is saturated; fine-tune as is".
+- A layer has lost plasticity when its saturation score (its excess over the same layer freshly
+  initialised) is at least ``RECOMMEND_AT`` (0.10).
+- The candidates are contiguous top segments, as in the literature (Zhang et al. 2021 re-initialize the
+  top N layers; Alabdulmohsin et al. 2021 layerwise re-initialization) and in the transfer benchmark,
+  where whole top stages gained more than the same number of scattered layers and random or lower
+  re-initializations lost points. Walking down timm's stages from the top, every stage that holds a
+  flagged layer joins the segment; the first one that holds none ends it, and so does the upper half
+  of the body (``TOP_SHARE``): the stem and the lower stages carry the features that transfer.
+- A segment: ``from-block`` at its lowest stage (head included). No flagged layer, or flagged layers
+  only below the top stage: "fine-tune as is", naming them.
+- A report without timm stages (a model without ``group_matcher``): ``topk-layers`` over the flagged
+  layers, at most ``max_k``.
 
 The same function serves ``diagnose`` (which prints it) and ``reinit --strategy auto`` (which follows
 the recommendation stored in a piped report, or recomputes it from the report's scores).
@@ -16,21 +22,22 @@ the recommendation stored in a piped report, or recomputes it from the report's 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from plastic.documents.schema import RecommendationDoc
 
 RECOMMEND_AT = 0.10
-MIN_CAP = 3  # layers: the largest k the benchmark validated
+TOP_SHARE = 0.5  # the segment covers at most this share of the body's stages (stem and head excluded)
+MIN_CAP = 3  # layers: the largest k the benchmark validated (reports without stages)
 CAP_FRACTION = 0.1  # ...or a tenth of the ranked layers in a large model
 
 
 @dataclass
 class Recommendation:
     action: str  # "reinit" | "finetune"
-    strategy: str | None  # "topk-layers", or None for "fine-tune as is"
+    strategy: str | None  # "from-block", "topk-layers", or None for "fine-tune as is"
     options: dict[str, Any]
     layers: list[str]
     threshold: float
@@ -38,6 +45,17 @@ class Recommendation:
     alternatives: list[str] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)  # shell lines that carry it out, pasteable as they are
     confidence: str = "normal"  # "low" when the calibration set is too small to trust the scores
+    evidence: str = ""  # what the transfer benchmark showed for this kind of choice
+
+
+# What the transfer benchmark (BENCHMARKS.md) showed for each kind of choice; quoted with the verdict.
+EVIDENCE = {
+    "from-block": "transfer benchmark: re-initializing the top stage(s) flagged this way beat plain "
+    "fine-tuning where the top stage was flagged; see BENCHMARKS.md",
+    "topk-layers": "transfer benchmark: the top-ranked layers beat the same number of random layers",
+    "finetune": "transfer benchmark: where no top stage was flagged, every re-initialization tried lost "
+    "to plain fine-tuning",
+}
 
 
 def max_k(ranked: int) -> int:
@@ -50,9 +68,15 @@ def _why(layer: Mapping[str, Any]) -> str:
     return f"{layer['name']} {layer['score']:.2f}" + (f" ({', '.join(named[:2])})" if named else "")
 
 
-def recommend(layers: Iterable[Mapping[str, Any]], threshold: float = RECOMMEND_AT) -> Recommendation:
-    """The recommendation for one model from its layer rows (``name``, ``score``, ``classifier``, ...)."""
-    ranked = [la for la in layers if la.get("score") is not None and not la.get("classifier")]
+def recommend(
+    layers: Iterable[Mapping[str, Any]],
+    stages: Sequence[Mapping[str, Any]] = (),
+    threshold: float = RECOMMEND_AT,
+) -> Recommendation:
+    """The recommendation for one model from its layer rows (``name``, ``score``, ``classifier``, ...)
+    and timm stages (``name``, ``start``, ``layers``), bottom to top."""
+    rows = list(layers)
+    ranked = [la for la in rows if la.get("score") is not None and not la.get("classifier")]
     ranked.sort(key=lambda la: (-la["score"], la["name"]))
     if not ranked:
         return Recommendation(
@@ -62,14 +86,87 @@ def recommend(layers: Iterable[Mapping[str, Any]], threshold: float = RECOMMEND_
     if not flagged:
         top = ranked[0]
         return Recommendation(
-            "finetune",
-            None,
-            {},
-            [],
-            threshold,
+            "finetune", None, {}, [], threshold,
             f"no layer is saturated (highest score {top['score']:.2f}, {top['name']}, is below "
             f"{threshold:.2f}): fine-tune as is",
-        )
+            evidence=EVIDENCE["finetune"],
+        )  # fmt: skip
+    heads = {la["name"] for la in rows if la.get("classifier")}
+    body = _body(rows, stages)
+    if not body:
+        return _topk(flagged, ranked, threshold)
+    segment, stop = top_segment(rows, stages, threshold)
+    listed = ", ".join(_why(la) for la in flagged[:3])
+    listed += f" and {len(flagged) - 3} more" if len(flagged) > 3 else ""
+    if not segment:
+        return Recommendation(
+            "finetune", None, {}, [], threshold,
+            f"{len(flagged)} of {len(ranked)} layers score >= {threshold:.2f} ({listed}), but not the top "
+            f"of the model ({stop}): re-initializing lower layers loses the features that transfer; "
+            "fine-tune as is",
+            evidence=EVIDENCE["finetune"],
+        )  # fmt: skip
+    start = segment[-1]
+    chosen = [n for st in reversed(segment) for n in st["layers"] if n not in heads]
+    inside = [la for la in flagged if la["name"] in set(chosen)]
+    below = len(flagged) - len(inside)
+    reason = (
+        f"{len(flagged)} of {len(ranked)} layers score >= {threshold:.2f} ({listed}); the top "
+        f"{'stage holds' if len(segment) == 1 else f'{len(segment)} stages hold'} {len(inside)} of them, "
+        f"down to {start['name']} (then {stop})"
+        + (f"; {below} lower one(s) kept: lower layers hold the features that transfer" if below else "")
+        + f". Re-initialize from {start['start']} up (head included) before fine-tuning"
+    )
+    return Recommendation(
+        "reinit", "from-block", {"from_block": start["start"]}, chosen, threshold, reason,
+        evidence=EVIDENCE["from-block"],
+    )  # fmt: skip
+
+
+def _body(rows: Sequence[Mapping[str, Any]], stages: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The stages above the stem that hold a layer other than the classifier, bottom to top."""
+    heads = {la["name"] for la in rows if la.get("classifier")}
+    return [st for st in stages[1:] if any(n not in heads for n in st["layers"])]
+
+
+def top_segment(
+    rows: Sequence[Mapping[str, Any]], stages: Sequence[Mapping[str, Any]], threshold: float = RECOMMEND_AT
+) -> tuple[list[Mapping[str, Any]], str]:
+    """The stages to re-initialize, top first, and what stopped the walk down.
+
+    A stage joins while it holds a layer scoring >= ``threshold`` *and* its highest score is at least
+    every score below it, stem included: the top of the network lost more plasticity than anything
+    under it. A model flagged everywhere, stem included (ImageNet training grows every layer away from
+    its init), is not a case for re-initializing its top; and never more than the upper half.
+    """
+    scores = {
+        la["name"]: la["score"] for la in rows if la.get("score") is not None and not la.get("classifier")
+    }
+
+    def top(st: Mapping[str, Any]) -> float:
+        return max((scores[n] for n in st["layers"] if n in scores), default=0.0)
+
+    body = _body(rows, stages)
+    lower = [top(stages[0])] if stages else []  # the stem
+    cap = max(1, int(TOP_SHARE * len(body)))
+    segment: list[Mapping[str, Any]] = []
+    for i in range(len(body) - 1, -1, -1):
+        st = body[i]
+        below = max([*lower, *(top(b) for b in body[:i])], default=0.0)
+        if top(st) < threshold:
+            return segment, f"{st['name']} has no layer at the threshold"
+        if top(st) < below:
+            return segment, f"{st['name']} scores below a lower stage ({top(st):.2f} < {below:.2f})"
+        if len(segment) == cap:
+            return segment, f"{st['name']} is below the upper half of the stages"
+        segment.append(st)
+    return segment, "the stem"
+
+
+def _topk(
+    flagged: list[Mapping[str, Any]], ranked: list[Mapping[str, Any]], threshold: float
+) -> Recommendation:
+    """Without timm stages: the flagged layers themselves, at most ``max_k``."""
     k = min(len(flagged), max_k(len(ranked)))
     chosen = flagged[:k]
     more = f"; {len(flagged) - k} more score >= {threshold:.2f}" if len(flagged) > k else ""
@@ -78,22 +175,10 @@ def recommend(layers: Iterable[Mapping[str, Any]], threshold: float = RECOMMEND_
         + ", ".join(_why(la) for la in chosen)
         + f"{more}. Re-initialize {'it' if k == 1 else 'them'} before fine-tuning"
     )
-    alternatives = []
-    if any(la.get("dormant_units") for la in chosen):
-        alternatives.append(
-            "--strategy dormant-units (ReDo) resets the dormant units of every layer instead of whole "
-            "layers, keeping the function; units whose output also feeds a residual sum, a norm or a "
-            "depthwise conv cannot be reset that way and are skipped (reinit lists them)"
-        )
     return Recommendation(
-        "reinit",
-        "topk-layers",
-        {"k": k, "unit": "layer"},
-        [la["name"] for la in chosen],
-        threshold,
-        reason,
-        alternatives,
-    )
+        "reinit", "topk-layers", {"k": k, "unit": "layer"}, [la["name"] for la in chosen], threshold, reason,
+        evidence=EVIDENCE["topk-layers"],
+    )  # fmt: skip
 
 
 def reinit_commands(
@@ -105,10 +190,12 @@ def reinit_commands(
     in_chans: int | None,
     data: str,
 ) -> list[str]:
-    """Shell lines that carry out ``rec`` on ``checkpoint`` as they are: the chosen layers by name
-    (no report needed), and the dormant-units alternative (which measures again, so it needs --data)."""
+    """Shell lines that carry out ``rec`` on ``checkpoint`` as they are, with no report needed:
+    ``from-block --from START``, or the chosen layers by name. ``data`` is kept for strategies that
+    measure again."""
     import shlex
 
+    del data  # neither selection measures again
     if rec.action != "reinit":
         return []
     out = _output_name(checkpoint)
@@ -119,24 +206,11 @@ def reinit_commands(
         common += ["--key", key]
     if in_chans and in_chans != 3:
         common += ["--in-chans", str(in_chans)]
-    layers = [a for name in rec.layers for a in ("--layers", f"{name}.*")]
-    lines = [["plastic", "reinit", checkpoint, "--strategy", "layers", *layers, *common, "-o", out]]
-    if rec.alternatives:
-        lines.append(
-            [
-                "plastic",
-                "reinit",
-                checkpoint,
-                "--strategy",
-                "dormant-units",
-                "--data",
-                data,
-                *common,
-                "-o",
-                out,
-            ]
-        )
-    return [shlex.join(line) for line in lines]
+    if rec.strategy == "from-block":
+        selection = ["--strategy", "from-block", "--from", str(rec.options["from_block"])]
+    else:
+        selection = ["--strategy", "layers", *(a for name in rec.layers for a in ("--layers", f"{name}.*"))]
+    return [shlex.join(["plastic", "reinit", checkpoint, *selection, *common, "-o", out])]
 
 
 def _output_name(checkpoint: str) -> str:
@@ -166,4 +240,5 @@ def recommendation_dict(rec: Recommendation) -> RecommendationDoc:
         "alternatives": rec.alternatives,
         "commands": rec.commands,
         "confidence": rec.confidence,
+        "evidence": rec.evidence,
     }

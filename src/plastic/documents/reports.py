@@ -160,6 +160,20 @@ def validate_report(doc: Any, *, what: str = "the report") -> DiagnoseDoc:
             )
         b.setdefault("layers", [])
         b.setdefault("rank", None)
+    stages = doc.setdefault("stages", [])  # auto's recomputed recommendation reads them
+    if not isinstance(stages, list) or not all(
+        isinstance(st, dict)
+        and isinstance(st.get("name"), str)
+        and isinstance(st.get("start"), str)
+        and isinstance(st.get("layers"), list)
+        and all(isinstance(la, str) for la in st["layers"])
+        for st in stages
+    ):
+        raise UsageError(f"{what}: 'stages' must be a list of objects with a 'name', a 'start' and 'layers'")
+    if isinstance(rec, dict) and rec.get("strategy") == "from-block":
+        start = (rec.get("options") or {}).get("from_block") if isinstance(rec.get("options"), dict) else None
+        if not isinstance(start, str):
+            raise UsageError(f"{what}: a from-block recommendation needs options.from_block (a block name)")
     size = (doc.get("data_config") or {}).get("input_size")
     if size is not None and not (
         isinstance(size, list) and len(size) == 3 and all(isinstance(v, int) and v > 0 for v in size)
@@ -297,6 +311,10 @@ def diagnose_dict(report: DiagnoseReport) -> DiagnoseDoc:
         "notes": report.notes,
         "layers": layers,
         "blocks": blocks,
+        "stages": [
+            {"name": st.name, "start": st.start, "layers": st.layers, "score": clean_float(st.score)}
+            for st in report.stages
+        ],
         "recommendation": (
             recommendation_dict(report.recommendation) if report.recommendation is not None else None
         ),

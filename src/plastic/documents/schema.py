@@ -89,6 +89,13 @@ class BlockDoc(TypedDict):
     rank: int | None
 
 
+class StageDoc(TypedDict):
+    name: str
+    start: str  # the ``reinit --strategy from-block --from`` value that starts here
+    layers: list[str]
+    score: float | None  # the highest layer score in the stage
+
+
 class RecommendationDoc(TypedDict):
     action: str
     strategy: str | None
@@ -99,6 +106,7 @@ class RecommendationDoc(TypedDict):
     alternatives: list[str]
     commands: list[str]
     confidence: str
+    evidence: str  # what the transfer benchmark showed for this kind of choice
 
 
 class _DiagnoseOptional(TypedDict, total=False):
@@ -118,6 +126,7 @@ class DiagnoseDoc(_DiagnoseOptional):
     notes: list[str]
     layers: list[LayerDoc]
     blocks: list[BlockDoc]
+    stages: list[StageDoc]  # timm's coarse groups, bottom to top
     recommendation: RecommendationDoc | None
     timing: dict[str, float]
 

@@ -54,6 +54,16 @@ class BlockDiagnosis:
 
 
 @dataclass
+class StageDiagnosis:
+    """One of timm's coarse groups (stem, stages, head), bottom to top: what ``from-block`` starts at."""
+
+    name: str
+    start: str  # the ``reinit --strategy from-block --from`` value that starts at this stage
+    layers: list[str]
+    score: float | None = None  # the highest layer score in it
+
+
+@dataclass
 class Calibration:
     path: Path
     images_found: int
@@ -79,6 +89,7 @@ class DiagnoseReport:
     options: dict[str, Any]
     notes: list[str] = field(default_factory=list)
     recommendation: Recommendation | None = None
+    stages: list[StageDiagnosis] = field(default_factory=list)
 
 
 def diagnose(
@@ -99,12 +110,12 @@ def diagnose(
     std: tuple[float, ...] | None = None,
     progress: Progress | None = None,
     in_chans: int | None = None,
-    reference: bool = False,
+    reference: bool = True,
 ) -> DiagnoseReport:
     """Build the model, run the calibration images through it, and score every layer and block.
 
-    ``reference``: also measure the same architecture freshly initialised (seeded) in the same pass,
-    and report its metrics beside each layer's.
+    ``reference``: also measure the same architecture freshly initialised (seeded) in the same pass;
+    each layer's score is then its excess over that fresh layer (``False``: absolute scores, one pass).
     """
     with full_float32():
         return _diagnose(
@@ -167,9 +178,9 @@ def _diagnose(
     if amp and not use_amp:
         notes.append("--amp applies to CUDA only; running in float32 on the CPU")
     model = built.model.to(dev)
-    # --reference: the same architecture freshly initialised with its own timm init (seeded), measured
-    # in the same pass on the same batches: what a healthy layer shows on these images (reported beside
-    # each layer's metrics; the score does not use it yet: README, "The saturation score")
+    # the reference: the same architecture freshly initialised with its own timm init (seeded), measured
+    # in the same pass on the same batches: what a healthy layer shows on these images. Each component
+    # of the score is the excess over it (README, "The saturation score")
     reference = (
         fresh_model(built.arch, built.num_classes, seed, ckpt.in_chans).to(dev) if with_reference else None
     )
@@ -196,6 +207,8 @@ def _diagnose(
         ckpt, built, reference, done, calibration, cfg, str(dev), use_amp, tau, options, notes,
         {"build_s": t_build, "pass_s": t_pass},
     )  # fmt: skip
+    if not with_reference:
+        notes.append("--no-reference: absolute scores (a fresh model's layers can score above 0)")
     report.timing["total_s"] = time.perf_counter() - t0
     return report
 
@@ -210,6 +223,7 @@ def assemble(
     measured, ref = done.measured[0], (done.measured[1] if reference is not None else None)
     layers = _layer_table(built.model, reference, measured, ref, built.classifier_keys, tau, len(done.used))
     blocks = _block_table(built.model, layers)
+    stages = _stage_table(built.model, layers)
     t_pass = timing["pass_s"]
     timing = {
         "build_s": timing["build_s"],  # checkpoint read, architecture decided, model (and reference) built
@@ -220,9 +234,10 @@ def assemble(
         "total_s": timing["build_s"] + t_pass,
         "images_per_s": len(done.used) / t_pass if t_pass > 0 else 0.0,
     }
+    rec = _recommendation(layers, stages, calibration, built, ckpt, notes)
     return DiagnoseReport(
         ckpt, built.arch, built.arch_source, built.candidates, device, amp, cfg, calibration,
-        layers, blocks, timing, options, notes, _recommendation(layers, calibration, built, ckpt, notes),
+        layers, blocks, timing, options, notes, rec, stages,
     )  # fmt: skip
 
 
@@ -293,10 +308,11 @@ MIN_IMAGES = 32  # fewer usable calibration images than this: scores too noisy t
 
 
 def _recommendation(
-    layers: list[LayerDiagnosis], cal: Calibration, built: Any, ckpt: Checkpoint, notes: list[str]
-) -> Recommendation:
+    layers: list[LayerDiagnosis], stages: list[StageDiagnosis], cal: Calibration, built: Any,
+    ckpt: Checkpoint, notes: list[str],
+) -> Recommendation:  # fmt: skip
     """The rule's verdict, how sure it is given the calibration set, and commands that carry it out."""
-    rec = recommend(vars(la) for la in layers)
+    rec = recommend([vars(la) for la in layers], [vars(st) for st in stages])
     small = cal.images_used < MIN_IMAGES
     few_per_class = cal.labels in ("subfolders", "given") and cal.images_used < 2 * max(len(cal.classes), 1)
     if small or few_per_class:
@@ -349,9 +365,13 @@ def _layer_table(
         rows.append(row)
     body = [r for r in rows if not r.classifier]
     median = grad_median(g for r in body if (g := r.metrics.get("grad_ratio")) is not None)
+    ref_median = grad_median(g for r in body if (g := r.reference.get("grad_ratio")) is not None)
     for r in rows:
         ceiling = rank_ceiling(n_images, r.units)
-        r.components = components(r.metrics, rank_ceiling=ceiling, grad_median=median)
+        r.components = components(
+            r.metrics, rank_ceiling=ceiling, grad_median=median, reference=r.reference or None,
+            ref_grad_median=ref_median, units=r.units,
+        )  # fmt: skip
         r.score = saturation_score(r.components)
     ranked = sorted((r for r in body if r.score is not None), key=lambda r: -r.score)  # type: ignore[operator]
     for i, r in enumerate(ranked, 1):
@@ -417,3 +437,28 @@ def _block_table(model: nn.Module, layers: list[LayerDiagnosis]) -> list[BlockDi
     for i, b in enumerate(ranked, 1):
         b.rank = i
     return blocks
+
+
+def _stage_table(model: nn.Module, layers: list[LayerDiagnosis]) -> list[StageDiagnosis]:
+    """timm's coarse groups (``group_matcher(coarse=True)``: stem, each stage, head) in model order, with
+    the highest layer score of each and the ``--from`` name that starts ``from-block`` there."""
+    matcher = getattr(model, "group_matcher", None)
+    if matcher is None:
+        return []
+    from timm.models import group_modules
+
+    try:
+        groups = group_modules(model, matcher(coarse=True))
+    except Exception:  # a model whose matcher does not fit its modules: no stage view
+        return []
+    by_name = {r.name: r for r in layers}
+    stages = []
+    for _gid, members in sorted(groups.items()):
+        names = [m for m in members if m in by_name]
+        if not names:
+            continue
+        first_top = names[0].split(".")[0]
+        start = _common_prefix([n for n in names if n.split(".")[0] == first_top]) or names[0]
+        scores = [s for n in names if (s := by_name[n].score) is not None and not by_name[n].classifier]
+        stages.append(StageDiagnosis(block_name(names), start, names, max(scores) if scores else None))
+    return stages

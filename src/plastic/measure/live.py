@@ -113,13 +113,15 @@ def diagnose_model(
     seed: int = 0,
     batch_size: int = DEFAULT_BATCH_SIZE,
     max_images: int = DEFAULT_MAX_IMAGES,
-    reference: bool = False,
+    reference: bool | None = None,
     progress: Progress | None = None,
 ) -> DiagnoseReport:
     """Diagnose ``model`` where it lives (its device; left in the mode and state it came in) on
     ``images``: preprocessed (N, C, H, W) tensors, or batches of them, or a DataLoader of (images,
     labels). Labels (given, or from the loader) name the probe's classes; without them, seeded random
-    labels, as for a flat calibration folder. ``reference`` needs ``arch`` (or a timm model)."""
+    labels, as for a flat calibration folder. ``reference`` (default: when the architecture is known, from
+    ``arch`` or a timm model's config) scores each layer by its excess over the same architecture freshly
+    initialised, as ``diagnose`` does; ``True`` without a known architecture is an error."""
     from plastic.documents.validation import check_diagnose_options
     from plastic.measure.calib import resolve_data_config
 
@@ -136,6 +138,8 @@ def diagnose_model(
     name = ckpt.arch or type(model).__name__
     built = BuiltModel(model, name, "option" if arch else "model", [], classes_out, keys)
     ref_model = None
+    if reference is None:
+        reference = ckpt.arch is not None
     if reference:
         if ckpt.arch is None:
             raise UsageError("reference=True needs arch= (the timm architecture to initialise fresh)")
@@ -149,6 +153,8 @@ def diagnose_model(
         n_classes = max(num_classes or int(y.max()) + 1, 2)
         probe_labels, class_names = y, [str(i) for i in range(n_classes)]
     notes: list[str] = []
+    if not reference:
+        notes.append("no fresh reference (unknown architecture, or reference=False): absolute scores")
     t_build = time.perf_counter() - t0
 
     def batches(size: int) -> Batches:

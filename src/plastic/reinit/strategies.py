@@ -232,21 +232,27 @@ def topk_layers(ctx: Context) -> Plan:
 
 @register_strategy(
     "auto",
-    "follow diagnose's recommendation: its flagged layers, or nothing (fine-tune as is)",
+    "follow diagnose's recommendation: its top segment (from-block), its layers, or nothing",
     needs=(Need.REPORT,),
 )
 def auto(ctx: Context) -> Plan:
-    """The layers ``diagnose`` recommended (from the report, else recomputed from its scores)."""
+    """What ``diagnose`` recommended (from the report, else recomputed from its scores and stages)."""
     from plastic.decide.recommend import recommend, recommendation_dict
 
     report = ctx.need_report("auto")
     rec = report.get("recommendation")
-    if not isinstance(rec, dict) or not isinstance(rec.get("layers"), list):
-        rec = recommendation_dict(recommend(report["layers"]))  # an older report without the key
+    if not isinstance(rec, dict) or not isinstance(rec.get("layers"), list):  # an older report
+        rec = recommendation_dict(recommend(report["layers"], report.get("stages") or []))
     plan = Plan()
     plan.notes.append(f"recommendation: {rec.get('reason', '')}")
     if rec.get("action") != "reinit" or not rec["layers"]:
         return plan  # nothing to do: reinit writes the checkpoint unchanged and says so
+    start = (rec.get("options") or {}).get("from_block")
+    if rec.get("strategy") == "from-block" and isinstance(start, str):
+        reset_modules(ctx, plan, _from_block_modules(ctx, start))
+        plan.notes.append(f"from block {start} up")
+        plan.options["from_block"] = start
+        return plan
     reset_layers(ctx, plan, [str(x) for x in rec["layers"]])
     plan.notes.append(f"layers: {', '.join(rec['layers'])}")
     plan.options["layers"] = [str(x) for x in rec["layers"]]  # what auto chose, not --k's default
@@ -287,12 +293,19 @@ def head(ctx: Context) -> Plan:
     uses=("value", "from_block"),
 )
 def from_block(ctx: Context) -> Plan:
-    structure = ctx.need_structure("from-block")
     start = ctx.options.from_block
     if not start:
         raise UsageError(
             "--strategy from-block needs --from BLOCK, e.g. --from stages.2 (or layer3, blocks.9)"
         )
+    plan = Plan()
+    reset_modules(ctx, plan, _from_block_modules(ctx, start))
+    return plan
+
+
+def _from_block_modules(ctx: Context, start: str) -> list[str]:
+    """Every module of timm's groups from the one holding ``start`` up (the head group included)."""
+    structure = ctx.need_structure("from-block")
     gid = next(
         (
             g
@@ -303,10 +316,7 @@ def from_block(ctx: Context) -> Plan:
     )
     if gid is None:
         raise UsageError(f"--from {start!r} names no module of the architecture's blocks")
-    modules = [m for g, members in structure.groups.items() if g >= gid for m in members]
-    plan = Plan()
-    reset_modules(ctx, plan, modules)
-    return plan
+    return [m for g, members in structure.groups.items() if g >= gid for m in members]
 
 
 @register_strategy(
