@@ -74,8 +74,12 @@ def test_html_is_one_self_contained_page_with_verdict_plot_table_and_findings(
     embedded = page.split("<!-- plastic diagnose --json\n", 1)[1].rsplit("\n-->", 1)[0]
     doc = json.loads(embedded.replace("- -", "--"))
     assert doc["findings"] and doc["recommendation"]["reason"].split(":")[0] in page
-    for name in doc["recommendation"]["layers"]:
-        assert re.search(rf'<tr class="chosen">.*?{re.escape(name)}', page)
+    chosen = re.findall(r'<tr class="chosen">(.*?)</tr>', page)
+    names = re.findall(r'<td class="name">([^<]+)</td>', page)  # every row's name cells
+    shown = [n for n in doc["recommendation"]["layers"] if n in names]
+    assert shown and len(chosen) >= len(shown)  # each chosen layer the table shows is marked
+    for name in shown:
+        assert any(f">{name}<" in row for row in chosen), name
 
 
 def test_html_is_for_diagnose_only(cli: Callable[..., Result]) -> None:

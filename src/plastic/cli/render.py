@@ -400,6 +400,8 @@ def diagnose_html(doc: Mapping[str, Any], show_all: bool, plot_svg: str | None) 
     ]
     if rec:
         parts.append(f'<p class="verdict">{escape(str(rec["reason"]))}</p>')
+        if rec.get("evidence"):
+            parts.append(f"<p>Evidence: {escape(str(rec['evidence']))}</p>")
         commands = rec.get("commands") or []
         if commands:
             parts.append("<p>To carry it out:</p><pre>" + escape("\n".join(commands)) + "</pre>")
