@@ -27,8 +27,11 @@ def test_transfer_quick(tmp_path: Path) -> None:
         "random-block-k1",
         "dormant-units",
         "shrink-perturb",
+        "auto-lr3x",
+        "from-layer1.0",  # from-block at every stage boundary above the stem
+        "from-layer4.0",
     } <= names
-    assert len(runs) == 21 and all(len(r["test_acc"]) == 2 and 0.0 <= r["final"] <= 1.0 for r in runs)
+    assert len(runs) == 26 and all(len(r["test_acc"]) == 2 and 0.0 <= r["final"] <= 1.0 for r in runs)
     assert all(r["changed_tensors"] > 0 for r in runs if r["condition"].startswith(("topk", "random")))
     summary = (tmp_path / "summary.md").read_text()
     assert "| finetune |" in summary and "epochs to 95% of best" in summary
