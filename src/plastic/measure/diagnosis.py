@@ -25,6 +25,7 @@ from plastic.measure.defaults import DEFAULT_BATCH_SIZE, DEFAULT_DEVICE, DEFAULT
 from plastic.measure.onepass import Batches, Measured, PassResult, Progress, data_pass, probe_targets
 from plastic.model.build import BuiltModel, build_model, common_components
 from plastic.model.init_values import fresh_model
+from plastic.model.structure import timm_groups
 
 
 @dataclass
@@ -410,15 +411,7 @@ def block_name(members: list[str]) -> str:
 
 def _block_table(model: nn.Module, layers: list[LayerDiagnosis]) -> list[BlockDiagnosis]:
     """timm's own grouping (``group_matcher``: stem / stages / blocks / head) with mean layer scores."""
-    matcher = getattr(model, "group_matcher", None)
-    if matcher is None:
-        return []
-    from timm.models import group_modules
-
-    try:
-        groups = group_modules(model, matcher(coarse=False))
-    except Exception:  # a model whose matcher does not fit its modules: no block view
-        return []
+    groups = timm_groups(model, coarse=False)
     by_name = {r.name: r for r in layers}
     blocks = []
     for gid, members in sorted(groups.items()):
@@ -442,15 +435,7 @@ def _block_table(model: nn.Module, layers: list[LayerDiagnosis]) -> list[BlockDi
 def _stage_table(model: nn.Module, layers: list[LayerDiagnosis]) -> list[StageDiagnosis]:
     """timm's coarse groups (``group_matcher(coarse=True)``: stem, each stage, head) in model order, with
     the highest layer score of each and the ``--from`` name that starts ``from-block`` there."""
-    matcher = getattr(model, "group_matcher", None)
-    if matcher is None:
-        return []
-    from timm.models import group_modules
-
-    try:
-        groups = group_modules(model, matcher(coarse=True))
-    except Exception:  # a model whose matcher does not fit its modules: no stage view
-        return []
+    groups = timm_groups(model, coarse=True)
     by_name = {r.name: r for r in layers}
     stages = []
     for _gid, members in sorted(groups.items()):

@@ -118,7 +118,7 @@ def analyse(model: nn.Module, materialise: Callable[[], nn.Module] | None = None
     forward then runs on ``materialise()``.
     """
     model.eval()
-    return Structure(layers_of(model), _groups(model), _classifier(model), model, materialise)
+    return Structure(layers_of(model), timm_groups(model), _classifier(model), model, materialise)
 
 
 def _probe(model: nn.Module, x: torch.Tensor) -> Probed:
@@ -250,15 +250,17 @@ def _consumers_complete(
                 modules[c].weight.copy_(w)  # type: ignore[operator,union-attr]
 
 
-def _groups(model: nn.Module) -> dict[int, list[str]]:
+def timm_groups(model: nn.Module, coarse: bool = False) -> dict[int, list[str]]:
+    """{group id: module names} from timm's ``group_matcher`` (coarse: stem / stages / head; fine: each
+    block too); empty for a model without one, or whose matcher does not fit its modules."""
     matcher = getattr(model, "group_matcher", None)
     if matcher is None:
         return {}
     from timm.models import group_modules
 
     try:
-        return {int(k): list(v) for k, v in group_modules(model, matcher(coarse=False)).items()}
-    except Exception:  # a matcher that does not fit the model: no block view
+        return {int(k): list(v) for k, v in group_modules(model, matcher(coarse=coarse)).items()}
+    except Exception:  # a matcher that does not fit the model: no group view
         return {}
 
 
