@@ -322,9 +322,9 @@ def markdown(result: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     for r in rows:
         delta = r["mean"] - base["mean"]
         e = r["epochs_to_95"] if r["epochs_to_95"] is not None else f"> {len(r['curve'])}"
-        lines.append(
-            f"| {r['condition']} | {r['mean'] * 100:.2f} ± {r['std'] * 100:.2f} | {delta * 100:+.2f} | {e} |"
-        )
+        seeds = f" ({r['n']} seed{'s' if r['n'] > 1 else ''})" if r["n"] != rows[0]["n"] else ""
+        name = r["condition"] + seeds
+        lines.append(f"| {name} | {r['mean'] * 100:.2f} ± {r['std'] * 100:.2f} | {delta * 100:+.2f} | {e} |")
     return "\n".join(lines)
 
 
