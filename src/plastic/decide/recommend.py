@@ -50,13 +50,14 @@ class Recommendation:
 
 # What the transfer benchmark (BENCHMARKS.md) showed for each kind of choice; quoted with the verdict.
 EVIDENCE = {
-    "from-block": "in the transfer benchmark's 2 scenarios with a flagged top stage, re-initializing from "
-    "it gained +0.5 and +0.7 points over plain fine-tuning, the best start each time; one stage deeper "
-    "did worse both times (BENCHMARKS.md). 3 small scenarios: a starting point, not a guarantee",
+    "from-block": "in the transfer benchmark's 3 scenarios with a flagged top stage, re-initializing from "
+    "it gave +0.5, +0.7 and +0.1 points over plain fine-tuning (the best start, or within 0.1 of it); "
+    "starting two or more stages deeper did worse every time (BENCHMARKS.md). 4 small scenarios: a "
+    "starting point, not a guarantee; the learning rate can matter more",
     "topk-layers": "in the transfer benchmark the top-ranked layers beat the same number of random layers "
     "(+1.2 to +2.8 points); this model has no timm stages, so the rule could not be checked here",
-    "finetune": "in the transfer benchmark's scenario without a flagged top stage (a ViT), every "
-    "re-initialization lost 0.8 to 4 points to plain fine-tuning (BENCHMARKS.md)",
+    "finetune": "in the transfer benchmark's scenario without a flagged top stage (a ViT), no "
+    "re-initialization beat plain fine-tuning beyond noise and most lost 1 to 20 points (BENCHMARKS.md)",
 }
 
 
