@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -409,15 +409,19 @@ def block_name(members: list[str]) -> str:
     return "+".join(_common_prefix(group) or top for top, group in by_top.items())  # model order
 
 
+def _grouped(model: nn.Module, layers: Collection[str], coarse: bool) -> Iterator[tuple[int, list[str]]]:
+    """(group id, its measured layers in model order) for each of timm's groups that holds any."""
+    for gid, members in sorted(timm_groups(model, coarse=coarse).items()):
+        names = [m for m in members if m in layers]
+        if names:
+            yield gid, names
+
+
 def _block_table(model: nn.Module, layers: list[LayerDiagnosis]) -> list[BlockDiagnosis]:
     """timm's own grouping (``group_matcher``: stem / stages / blocks / head) with mean layer scores."""
-    groups = timm_groups(model, coarse=False)
     by_name = {r.name: r for r in layers}
     blocks = []
-    for gid, members in sorted(groups.items()):
-        names = [m for m in members if m in by_name]
-        if not names:
-            continue
+    for gid, names in _grouped(model, by_name, coarse=False):
         block = BlockDiagnosis(block_name(names), int(gid), names)  # named after its conv/linear layers
         scores = [
             by_name[n].score for n in names if by_name[n].score is not None and not by_name[n].classifier
@@ -435,13 +439,9 @@ def _block_table(model: nn.Module, layers: list[LayerDiagnosis]) -> list[BlockDi
 def _stage_table(model: nn.Module, layers: list[LayerDiagnosis]) -> list[StageDiagnosis]:
     """timm's coarse groups (``group_matcher(coarse=True)``: stem, each stage, head) in model order, with
     the highest layer score of each and the ``--from`` name that starts ``from-block`` there."""
-    groups = timm_groups(model, coarse=True)
     by_name = {r.name: r for r in layers}
     stages = []
-    for _gid, members in sorted(groups.items()):
-        names = [m for m in members if m in by_name]
-        if not names:
-            continue
+    for _gid, names in _grouped(model, by_name, coarse=True):
         first_top = names[0].split(".")[0]
         start = _common_prefix([n for n in names if n.split(".")[0] == first_top]) or names[0]
         scores = [s for n in names if (s := by_name[n].score) is not None and not by_name[n].classifier]
