@@ -191,14 +191,11 @@ def reinit_commands(
     arch: str | None,
     key: str | None,
     in_chans: int | None,
-    data: str,
 ) -> list[str]:
     """Shell lines that carry out ``rec`` on ``checkpoint`` as they are, with no report needed:
-    ``from-block --from START``, or the chosen layers by name. ``data`` is kept for strategies that
-    measure again."""
+    ``from-block --from START``, or the chosen layers by name."""
     import shlex
 
-    del data  # neither selection measures again
     if rec.action != "reinit":
         return []
     out = _output_name(checkpoint)

@@ -331,7 +331,6 @@ def _recommendation(
         arch=built.arch if built.arch_source == "option" or len(built.candidates) > 1 else None,
         key=ckpt.container_key,
         in_chans=ckpt.in_chans,
-        data=str(cal.path),
     )
     return rec
 
