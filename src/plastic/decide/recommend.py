@@ -5,13 +5,13 @@ The rule (README, "The recommendation"):
 - A layer has lost plasticity when its saturation score (its excess over the same layer freshly
   initialised) is at least ``RECOMMEND_AT`` (0.10).
 - The candidates are contiguous top segments, as in the literature (Zhang et al. 2021 re-initialize the
-  top N layers; Alabdulmohsin et al. 2021 layerwise re-initialization) and in the transfer benchmark,
-  where whole top stages gained more than the same number of scattered layers and random or lower
-  re-initializations lost points. Walking down timm's stages from the top, every stage that holds a
-  flagged layer joins the segment; the first one that holds none ends it, and so does the upper half
-  of the body (``TOP_SHARE``): the stem and the lower stages carry the features that transfer.
-- A segment: ``from-block`` at its lowest stage (head included). No flagged layer, or flagged layers
-  only below the top stage: "fine-tune as is", naming them.
+  top N layers; Alabdulmohsin et al. 2021 layerwise re-initialization). Walking down timm's stages from
+  the top (:func:`top_segment`), a stage joins while it holds a flagged layer *and* its highest score is
+  at least every score below it, stem included; never more than the upper half of the body
+  (``TOP_SHARE``). In the transfer benchmark this picked the best from-stage start (or one within 0.1
+  point) in every scenario, and starting two or more stages deeper did worse each time (BENCHMARKS.md).
+- A segment: ``from-block`` at its lowest stage (head included). No segment (nothing flagged, or the
+  top stage does not stand out): "fine-tune as is", naming the flagged layers.
 - A report without timm stages (a model without ``group_matcher``): ``topk-layers`` over the flagged
   layers, at most ``max_k``.
 
@@ -111,7 +111,8 @@ def recommend(
         )  # fmt: skip
     start = segment[-1]
     chosen = [n for st in reversed(segment) for n in st["layers"] if n not in heads]
-    inside = [la for la in flagged if la["name"] in set(chosen)]
+    picked = set(chosen)
+    inside = [la for la in flagged if la["name"] in picked]
     below = len(flagged) - len(inside)
     reason = (
         f"{len(flagged)} of {len(ranked)} layers score >= {threshold:.2f} ({listed}); the top "
