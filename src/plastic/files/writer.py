@@ -39,15 +39,33 @@ NewValue = Callable[[TensorInfo], torch.Tensor | None]  # None: unchanged
 COPY_CHUNK = 16 << 20
 
 
+@dataclass(frozen=True)
+class LateValue:
+    """A metadata value known only once the data is written (the source's SHA-256, hashed in a thread
+    while the kernel copies): a placeholder of ``length`` characters goes into the header, and the
+    value is written over it before the file is published."""
+
+    length: int
+    get: Callable[[], str]
+
+
 def tensor_bytes(t: torch.Tensor) -> bytes:
     flat = t.detach().contiguous().reshape(-1)
     return flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b""
 
 
 def write_safetensors(
-    ckpt: Checkpoint, out: Target | Path, new_value: NewValue, metadata: dict[str, str]
-) -> None:
-    """Stream ``ckpt`` into a safetensors file at ``out``, replacing the tensors ``new_value`` returns."""
+    ckpt: Checkpoint,
+    out: Target | Path,
+    new_value: NewValue,
+    metadata: dict[str, str],
+    late: dict[str, LateValue] | None = None,
+) -> dict[str, str]:
+    """Stream ``ckpt`` into a safetensors file at ``out``, replacing the tensors ``new_value`` returns.
+
+    Returns the metadata as written (``late`` values filled in)."""
+    late = late or {}
+    metadata = {**metadata, **{k: "0" * v.length for k, v in late.items()}}
     header: dict[str, Any] = {"__metadata__": metadata} if metadata else {}
     offset = 0
     for info in ckpt.tensors:  # storage order: for safetensors inputs, the input's own layout
@@ -59,6 +77,8 @@ def write_safetensors(
         offset += info.nbytes
     raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
     raw += b" " * (-len(raw) % 8)  # the format pads the header to 8-byte alignment with spaces
+    # where each placeholder sits: `"key":"000..."` occurs once (quotes inside JSON strings are escaped)
+    spots = {k: 8 + raw.index(f'{json.dumps(k)}:"'.encode()) + len(json.dumps(k)) + 2 for k in late}
     out = out if isinstance(out, Target) else Target(out, replace=True)
     with atomic_writer(out.path, replace=out.replace, mode=out.mode) as f:
         f.write(struct.pack("<Q", len(raw)))
@@ -82,6 +102,14 @@ def write_safetensors(
             )
         if run:
             _copy_raw(ckpt, run, f)
+        f.flush()
+        for k, v in late.items():
+            value = v.get()
+            if len(value) != v.length or json.dumps(value) != f'"{value}"' or not value.isascii():
+                raise ValueError(f"{k}: a late metadata value must be {v.length} plain ASCII characters")
+            os.pwrite(f.fileno(), value.encode("ascii"), spots[k])  # over its placeholder, same length
+            metadata[k] = value
+    return metadata
 
 
 def _follows(ckpt: Checkpoint, prev: TensorInfo, info: TensorInfo) -> bool:

@@ -93,6 +93,52 @@ def _snapshot(tree: Any) -> Any:
     return tree_map(copy, tree)
 
 
+_VALUE_ONLY: dict[Any, bool] = {}
+_RESHAPING = frozenset({"aten::resize_", "aten::resize_as_", "aten::set_", "aten::as_strided_"})
+
+
+def value_only_inplace(func: Any) -> bool:
+    """An in-place aten operation that changes ``self``'s values only (``normal_``, ``clamp_``, ``copy_``,
+    ``fill_``...), not its shape: on meta tensors its result is ``self`` unchanged, so the kernel (for
+    some, a slow Python decomposition: ``clamp_`` is most of a ViT-L meta build) need not run."""
+    hit = _VALUE_ONLY.get(func)
+    if hit is None:
+        schema = getattr(func, "_schema", None)
+        first = schema.arguments[0] if schema is not None and schema.arguments else None
+        hit = (
+            schema is not None
+            and schema.name.endswith("_")
+            and first is not None
+            and first.alias_info is not None
+            and first.alias_info.is_write
+            and len(schema.returns) == 1
+            and schema.returns[0].alias_info is not None
+            and torch.Tag.inplace_view not in getattr(func, "tags", ())
+            and schema.name not in _RESHAPING
+        )
+        _VALUE_ONLY[func] = hit
+    return hit
+
+
+def _skips(func: Any, args: tuple[Any, ...]) -> bool:
+    return (
+        bool(args)
+        and isinstance(args[0], torch.Tensor)
+        and args[0].device == META
+        and value_only_inplace(func)
+    )
+
+
+class MetaShapesOnly(TorchDispatchMode):
+    """Build a model on ``meta`` for its names and shapes only: value-only in-place operations (the
+    init) are skipped. Use inside ``torch.device("meta")``."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        if _skips(func, args):
+            return args[0]
+        return func(*args, **(kwargs or {}))
+
+
 class _Recorder(TorchDispatchMode):
     """Records every aten operation on meta tensors, in order, with what it reads and writes."""
 
@@ -106,7 +152,7 @@ class _Recorder(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
         kwargs = kwargs or {}
-        out = func(*args, **kwargs)
+        out = args[0] if _skips(func, args) else func(*args, **kwargs)  # recorded, replayed on the CPU
         reads = {_key(t) for t in _metas((args, kwargs))}
         writes = {_key(t) for t in [*_metas(out), *_metas(_written_args(func, args, kwargs))]}
         if reads - self.known:

@@ -48,7 +48,9 @@ def model_signature(arch: str) -> ModelSignature:
     import timm
     import torch
 
-    with torch.device("meta"):
+    from plastic.model.init_replay import MetaShapesOnly
+
+    with torch.device("meta"), MetaShapesOnly():
         model = timm.create_model(arch, pretrained=False)
     heads = cast(Any, model).get_classifier()  # nn.Module or a tuple of them (distilled heads)
     heads = heads if isinstance(heads, tuple | list) else (heads,)

@@ -18,7 +18,7 @@ from plastic.documents.validation import check_diagnose_options, check_reinit_op
 from plastic.errors import ArchitectureError, DataError, UsageError
 from plastic.files.atomic import check_target
 from plastic.files.checkpoint import Checkpoint, TensorInfo, open_checkpoint
-from plastic.files.writer import Target, write_safetensors, write_torch
+from plastic.files.writer import LateValue, Target, write_safetensors, write_torch
 from plastic.measure.defaults import DEFAULT_BATCH_SIZE, DEFAULT_DEVICE, DEFAULT_MAX_IMAGES, DEFAULT_TAU
 from plastic.measure.onepass import Progress
 from plastic.model.init_replay import InitRecording, ReplayError
@@ -250,12 +250,14 @@ def _write(
     ckpt: Checkpoint, plan: Plan, source: InitSource, options: Options, result: ReinitResult,
     target: Target, fmt: str, keep_extra: bool,
 ) -> None:  # fmt: skip
-    meta = _metadata(ckpt, result, options)
-    result.metadata = meta
     values = _values(ckpt, plan, source, options)
-    if fmt == "safetensors":
-        write_safetensors(ckpt, target, values, meta)
+    if fmt == "safetensors":  # the source's fingerprint finishes hashing while the bytes are copied
+        late = {SOURCE_SHA256: LateValue(64, ckpt.compute_sha256)}
+        result.metadata = write_safetensors(ckpt, target, values, _metadata(ckpt, result, options), late)
         return
+    meta = _metadata(ckpt, result, options)
+    meta[SOURCE_SHA256] = ckpt.compute_sha256()
+    result.metadata = meta
     if ckpt.format != "torch" or ckpt.container_key is None:
         result.notes.append(
             "a bare state dict has no room for metadata (strict loading would reject an extra key): "
@@ -507,8 +509,12 @@ def _manifest(
     )
 
 
+SOURCE_SHA256 = "plastic.source_sha256"
+
+
 def _metadata(ckpt: Checkpoint, result: ReinitResult, options: Options) -> dict[str, str]:
-    """The input's metadata plus ``plastic.*`` keys; all strings, lists JSON-encoded."""
+    """The input's metadata plus ``plastic.*`` keys but the source's SHA-256 (the writer adds it); all
+    strings, lists JSON-encoded."""
     meta = dict(ckpt.metadata)
     meta.update(
         {
@@ -518,7 +524,6 @@ def _metadata(ckpt: Checkpoint, result: ReinitResult, options: Options) -> dict[
             "plastic.seed": str(options.seed),
             "plastic.init_source": result.init_source,
             "plastic.source_file": ckpt.path.name,
-            "plastic.source_sha256": ckpt.compute_sha256(),
             "plastic.changed": json.dumps([c["tensor"] for c in result.changed]),
         }
     )
