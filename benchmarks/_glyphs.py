@@ -1,13 +1,13 @@
 """A third atypical target: the letters A-J rendered from the fonts matplotlib's wheel ships (notMNIST-style).
 
-notMNIST (Bulatov 2011) is the letters A-J in many typefaces; this is the same task made reproducibly from
-the TrueType fonts inside matplotlib's wheel (DejaVu, STIX, Computer Modern: 22 faces that draw Latin letters),
-so nothing is downloaded. Each image is one letter, light on black, 28 x 28, at a random size, rotation,
-shear and offset, with blur and noise. Train and test use **different fonts** (a seeded split of
-the faces: 16 train, 6 test), so the target asks for shapes that generalise across typefaces, not
-memorised glyphs; each letter is upper or lower case at random (a class is a letter, not a shape), and two
-stray strokes clutter every image. The 80 calibration images are drawn from the train fonts with their
-own seed.
+notMNIST (Bulatov 2011) is the letters A-J in many typefaces; this is the same task made reproducibly
+from the TrueType fonts inside matplotlib's wheel (DejaVu, STIX, Computer Modern: 22 faces that draw
+Latin letters), so nothing is downloaded. Each image is one letter, light on black, 28 x 28, at a random
+size, rotation, shear and offset, with blur and noise. Train and test use **different fonts** (a seeded
+split of the faces: 16 train, 6 test), so the target asks for shapes that generalise across typefaces,
+not memorised glyphs; each letter is upper or lower case at random (a class is a letter, not a shape),
+and two stray strokes clutter every image. The 80 calibration images are drawn from the train fonts with
+their own seed.
 """
 
 from __future__ import annotations

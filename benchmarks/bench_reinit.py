@@ -46,6 +46,7 @@ print(json.dumps({"s": dt, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru
 BASE = [
     ("imports", "imports only (torch, timm, plastic)"),
     ("cp", "`cp` (whole process)"),
+    ("cp+sync", "`cp` then `sync` of the copy (durable, as plastic's fsynced output)"),
     ("copyfile", "`shutil.copyfile`"),
     ("load+save", "safetensors `load_file` + `save_file`"),
     ("head:{}", "reinit `head` (2 tensors)"),
@@ -65,8 +66,10 @@ MORE = {
 def run(src: Path, what: str) -> dict[str, float]:
     out = WORK / "bench_out.safetensors"
     t0 = time.perf_counter()
-    if what == "cp":
+    if what in ("cp", "cp+sync"):
         subprocess.run(["cp", str(src), str(out)], check=True)
+        if what == "cp+sync":
+            subprocess.run(["sync", str(out)], check=True)  # coreutils: fsync of that one file
         result = {"s": time.perf_counter() - t0, "rss_mb": float("nan")}
     else:
         proc = subprocess.run(
@@ -94,7 +97,7 @@ def table(arch: str, repeats: int) -> str:
         return statistics.median(r[key] for r in results[what])
 
     floor = max(r["rss_mb"] for r in results["imports"])
-    start, cp = med("imports", "process_s"), med("cp", "process_s")
+    start, cp, cp_sync = med("imports", "process_s"), med("cp", "process_s"), med("cp+sync", "process_s")
     copy_s = med("copyfile", "s")
     rows = []
     for what, label in cases:
@@ -102,10 +105,15 @@ def table(arch: str, repeats: int) -> str:
         rss = max(r["rss_mb"] for r in results[what])
         if what == "imports":
             rows.append(f"| {label} | - | {whole:.2f} s | - | {rss:.0f} MB | 0 |")
-        elif what == "cp":
+        elif what in ("cp", "cp+sync"):
             rows.append(f"| {label} | {whole:.2f} s | {whole:.2f} s | - | - | - |")
         else:
-            goal = f" ({(whole - start) / cp:.1f}x cp above the start)" if what.startswith("head") else ""
+            above = whole - start
+            goal = (
+                f" ({above / cp:.1f}x cp, {above / cp_sync:.1f}x cp+sync above the start)"
+                if what.startswith("head")
+                else ""
+            )
             cells = [label, f"{s:.2f} s", f"{whole:.2f} s{goal}", f"{s / copy_s:.1f}x"]
             rows.append("| " + " | ".join([*cells, f"{rss:.0f} MB", f"{rss - floor:+.0f} MB"]) + " |")
     return "\n".join(

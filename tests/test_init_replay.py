@@ -128,3 +128,18 @@ def test_structure_probe_on_the_meta_model_equals_the_real_one(arch: str) -> Non
     layer = next(la for la, cs in real.consumers.items() if cs)
     assert meta.complete(layer, [0]) == real.complete(layer, [0])  # values needed: drawn now
     assert drawn == [arch]
+
+
+@pytest.mark.parametrize(
+    "arch", ["vit_tiny_patch16_224", "convnext_atto", "efficientnet_b0", "swin_tiny_patch4_window7_224"]
+)
+def test_shapes_only_meta_build_has_the_plain_builds_tensors(arch: str) -> None:
+    """Skipping value-only in-place operations on meta changes no name, shape, dtype or stride."""
+    from plastic.model.init_replay import MetaShapesOnly
+
+    with torch.device("meta"):
+        plain = timm.create_model(arch).state_dict()
+    with torch.device("meta"), MetaShapesOnly():
+        quick = timm.create_model(arch).state_dict()
+    describe = [(k, v.shape, v.dtype, v.stride()) for k, v in plain.items()]
+    assert describe == [(k, v.shape, v.dtype, v.stride()) for k, v in quick.items()]

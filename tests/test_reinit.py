@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -156,7 +157,23 @@ def test_head_on_mobilenet(tmp_path: Path) -> None:
         meta = f.metadata()
     assert meta["arch"] == "mobilenetv2_100" and meta["plastic.strategy"] == "head"
     assert json.loads(meta["plastic.changed"]) == ["classifier.bias", "classifier.weight"]
-    assert meta["plastic.source_file"] == MOBILENET.name and len(meta["plastic.source_sha256"]) == 64
+    assert meta["plastic.source_file"] == MOBILENET.name
+    # hashed while the bytes were copied and written over its placeholder: the input's real SHA-256
+    assert meta["plastic.source_sha256"] == hashlib.sha256(MOBILENET.read_bytes()).hexdigest()
+    assert result.metadata["plastic.source_sha256"] == meta["plastic.source_sha256"]
+
+
+def test_late_metadata_of_the_wrong_length_leaves_no_output(tmp_path: Path) -> None:
+    from plastic.files.writer import LateValue, write_safetensors
+
+    out = tmp_path / "late.safetensors"
+    with open_checkpoint(RESNET) as ckpt:
+        write_safetensors(ckpt, out, lambda info: None, {"a": "b"}, {"k": LateValue(4, lambda: "abcd")})
+        assert safe_open(str(out), "pt").metadata() == {"a": "b", "k": "abcd"}
+        with pytest.raises(ValueError, match="4 plain ASCII"):
+            write_safetensors(ckpt, tmp_path / "bad.safetensors", lambda info: None, {},
+                              {"k": LateValue(4, lambda: "abcde")})  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["late.safetensors"]  # no temp file left
 
 
 def test_weights_gradient_on_mobilenet(tmp_path: Path) -> None:

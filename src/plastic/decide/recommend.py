@@ -134,7 +134,12 @@ def _body(rows: Sequence[Mapping[str, Any]], stages: Sequence[Mapping[str, Any]]
 
 
 def top_segment(
-    rows: Sequence[Mapping[str, Any]], stages: Sequence[Mapping[str, Any]], threshold: float = RECOMMEND_AT
+    rows: Sequence[Mapping[str, Any]],
+    stages: Sequence[Mapping[str, Any]],
+    threshold: float = RECOMMEND_AT,
+    *,
+    share: float = TOP_SHARE,
+    stand_out: bool = True,
 ) -> tuple[list[Mapping[str, Any]], str]:
     """The stages to re-initialize, top first, and what stopped the walk down.
 
@@ -142,6 +147,8 @@ def top_segment(
     every score below it, stem included: the top of the network lost more plasticity than anything
     under it. A model flagged everywhere, stem included (ImageNet training grows every layer away from
     its init), is not a case for re-initializing its top; and never more than the upper half.
+    ``share`` and ``stand_out`` exist for the leave-one-scenario-out fit (benchmarks/loso.py), which
+    weighs the rule against its variants.
     """
     scores = {
         la["name"]: la["score"] for la in rows if la.get("score") is not None and not la.get("classifier")
@@ -152,14 +159,14 @@ def top_segment(
 
     body = _body(rows, stages)
     lower = [top(stages[0])] if stages else []  # the stem
-    cap = max(1, int(TOP_SHARE * len(body)))
+    cap = max(1, int(share * len(body)))
     segment: list[Mapping[str, Any]] = []
     for i in range(len(body) - 1, -1, -1):
         st = body[i]
         below = max([*lower, *(top(b) for b in body[:i])], default=0.0)
         if top(st) < threshold:
             return segment, f"{st['name']} has no layer at the threshold"
-        if top(st) < below:
+        if stand_out and top(st) < below:
             return segment, f"{st['name']} scores below a lower stage ({top(st):.2f} < {below:.2f})"
         if len(segment) == cap:
             return segment, f"{st['name']} is below the upper half of the stages"

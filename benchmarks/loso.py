@@ -1,0 +1,232 @@
+"""Is the recommendation fitted to the scenarios it is judged on? Leave-one-scenario-out, from saved runs.
+
+    python benchmarks/loso.py [--write]
+
+Trains nothing: it reads every ``benchmarks/results/scenario<N>/result.json`` that ``transfer.py`` saved
+(the diagnose report of the pretrained model and every fine-tuning run). The rule's free choices:
+
+- the threshold a layer must reach (``RECOMMEND_AT``; 0.05 to 0.30),
+- how much of the body the top segment may cover (``TOP_SHARE``: a quarter or half of the stages),
+- whether a stage must stand out above everything below it to join (``stand_out``),
+
+make a family of variants; each picks, from a report alone, "fine-tune as is" or ``from-block`` at a stage
+start, which is a condition the benchmark ran. For each scenario in turn, the variant with the least mean
+regret on the *other* scenarios (variants within 0.25 point of it are tied: the one nearest the shipped
+rule wins) picks the held-out scenario's
+condition, and its final accuracy is compared with plain fine-tuning and with the best condition.
+
+The learning rate is fitted the same way: 3x the rate is advised for a held-out scenario only if it
+helped plain fine-tuning on average over the other scenarios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _report import replace_section  # noqa: E402
+
+from plastic.decide.recommend import RECOMMEND_AT, TOP_SHARE, top_segment  # noqa: E402
+
+THRESHOLDS = (0.05, 0.075, 0.10, 0.15, 0.20, 0.30)
+SHARES = (0.25, 0.5)
+SHIPPED = (RECOMMEND_AT, TOP_SHARE, True)
+# Variants whose mean training regret is within this of the best are tied (the runs' own noise: fine-tune's
+# std over seeds is 0.2-0.6 points): the tie goes to the variant nearest the shipped rule.
+TIE = 0.0025
+
+
+def load() -> dict[int, dict[str, Any]]:
+    """Scenario -> {"report", "stats": condition -> (mean, std, n, epoch-1 mean), "title"}."""
+    out = {}
+    for path in sorted(RESULTS.glob("scenario*/result.json")):
+        doc = json.loads(path.read_text())
+        by: dict[str, list[dict[str, Any]]] = {}
+        for r in doc["runs"]:
+            by.setdefault(r["condition"], []).append(r)
+        stats = {
+            name: (
+                statistics.mean(r["final"] for r in runs),
+                statistics.stdev([r["final"] for r in runs]) if len(runs) > 1 else 0.0,
+                len(runs),
+                statistics.mean(r["test_acc"][0] for r in runs),
+            )
+            for name, runs in by.items()
+        }
+        out[doc["scenario"]] = {"report": doc["report"], "stats": stats}
+    return out
+
+
+def pick(report: dict[str, Any], variant: tuple[float, float, bool]) -> str:
+    """The condition a rule variant chooses from the report: ``finetune`` or ``from-<stage start>``."""
+    threshold, share, stand_out = variant
+    segment, _ = top_segment(report["layers"], report.get("stages", []), threshold,
+                             share=share, stand_out=stand_out)  # fmt: skip
+    return f"from-{segment[-1]['start']}" if segment else "finetune"
+
+
+def choices(stats: dict[str, Any]) -> list[str]:
+    """The conditions a variant can land on (at the base rate): fine-tune, or a from-stage start."""
+    return [c for c in stats if c == "finetune" or (c.startswith("from-") and c != "from-block")]
+
+
+def regret(sc: dict[str, Any], condition: str) -> float | None:
+    stats = sc["stats"]
+    if condition not in stats:
+        return None  # that start was not run in this scenario
+    return max(stats[c][0] for c in choices(stats)) - stats[condition][0]
+
+
+def fit(train: list[dict[str, Any]]) -> tuple[float, float, bool]:
+    """The variant with the least mean regret over ``train`` (every pick must have been run), ties within
+    ``TIE`` going to the variant nearest the shipped rule."""
+    variants = list(itertools.product(THRESHOLDS, SHARES, (True, False)))
+    scored = []
+    for v in variants:
+        rs = [regret(sc, pick(sc["report"], v)) for sc in train]
+        if any(r is None for r in rs):
+            continue
+        distance = (abs(v[0] - SHIPPED[0]), abs(v[1] - SHIPPED[1]), v[2] != SHIPPED[2])
+        scored.append((statistics.mean(r for r in rs if r is not None), distance, v))
+    best = min(s[0] for s in scored)
+    return min((s for s in scored if s[0] <= best + TIE), key=lambda s: s[1])[2]
+
+
+def evaluate(data: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for n, sc in data.items():
+        others = [s for m, s in data.items() if m != n]
+        variant = fit(others)
+        stats = sc["stats"]
+        chosen = pick(sc["report"], variant)
+        shipped = pick(sc["report"], SHIPPED)
+        base = stats["finetune"]
+        best_choice = max(choices(stats), key=lambda c: stats[c][0])
+        best_all = max(stats, key=lambda c: stats[c][0])
+        lr_gain = [s["stats"]["finetune-lr3x"][0] - s["stats"]["finetune"][0] for s in others
+                   if "finetune-lr3x" in s["stats"]]  # fmt: skip
+        lr3x = bool(lr_gain) and statistics.mean(lr_gain) > 0
+        rate = "finetune-lr3x" if lr3x else "finetune"
+        mean = {c: v[0] for c, v in stats.items()}
+        rows.append(
+            {
+                "scenario": n,
+                "variant": {"threshold": variant[0], "share": variant[1], "stand_out": variant[2]},
+                "pick": chosen,
+                "shipped_pick": shipped,
+                "pick_mean": mean.get(chosen),
+                "pick_std": stats[chosen][1] if chosen in stats else None,
+                "finetune_mean": base[0],
+                "finetune_std": base[1],
+                "best_choice": best_choice,
+                "best_choice_mean": mean[best_choice],
+                "best_all": best_all,
+                "best_all_mean": mean[best_all],
+                "pick_epoch1": stats[chosen][3] if chosen in stats else None,
+                "finetune_epoch1": base[3],
+                "rate_advice": "3x" if lr3x else "1x",
+                "rate_pick_mean": mean.get(rate),
+                "seeds": base[2],
+            }
+        )
+    return rows
+
+
+def markdown(rows: list[dict[str, Any]], titles: dict[int, str]) -> str:
+    pts = lambda x: f"{x * 100:+.2f}"  # noqa: E731
+    lines = [
+        "| scenario | variant fitted on the others (threshold, share, stand-out) | its pick (shipped rule's) "
+        "| vs fine-tune (std of fine-tune) | regret vs best start | regret vs best condition "
+        "| epoch-1: pick / fine-tune | rate advised (held out): vs fine-tune |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        v = r["variant"]
+        gain = r["pick_mean"] - r["finetune_mean"]
+        rate = r["rate_pick_mean"] - r["finetune_mean"] if r["rate_pick_mean"] is not None else float("nan")
+        lines.append(
+            f"| {r['scenario']}: {titles.get(r['scenario'], '')} | {v['threshold']:.3g}, {v['share']:.2g}, "
+            f"{'yes' if v['stand_out'] else 'no'} | {r['pick']} ({r['shipped_pick']}) | {pts(gain)} "
+            f"({r['finetune_std'] * 100:.2f}) | {(r['best_choice_mean'] - r['pick_mean']) * 100:.2f} "
+            f"({r['best_choice']}) | {(r['best_all_mean'] - r['pick_mean']) * 100:.2f} ({r['best_all']}) | "
+            f"{r['pick_epoch1'] * 100:.1f} / {r['finetune_epoch1'] * 100:.1f} | "
+            f"{r['rate_advice']}: {pts(rate)} |"
+        )
+    regrets = [(r["best_choice_mean"] - r["pick_mean"]) * 100 for r in rows]
+    gains = [(r["pick_mean"] - r["finetune_mean"]) * 100 for r in rows]
+    below = [r["scenario"] for r in rows if r["finetune_mean"] - r["pick_mean"] > r["finetune_std"]]
+    lines += [
+        "",
+        f"Mean regret against the best start (held out): **{statistics.mean(regrets):.2f} points** "
+        f"(max {max(regrets):.2f}); against plain fine-tuning: mean {statistics.mean(gains):+.2f}, "
+        f"min {min(gains):+.2f}; below fine-tuning by more than its std: "
+        f"{', '.join(map(str, below)) if below else 'never'}.",
+    ]
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 4.6), dpi=110)
+    xs = range(len(rows))
+    width = 0.27
+    base = [r["finetune_mean"] for r in rows]
+    series = [
+        ("held-out pick (fitted on the others)", [r["pick_mean"] for r in rows], "tab:blue"),
+        ("best start (hindsight)", [r["best_choice_mean"] for r in rows], "tab:green"),
+        (
+            "3x rate if advised (held out)",
+            [r["rate_pick_mean"] or r["finetune_mean"] for r in rows],
+            "tab:orange",
+        ),
+    ]
+    for i, (label, ys, color) in enumerate(series):
+        ys = [(y - b) * 100 for y, b in zip(ys, base, strict=True)]
+        ax.bar([x + (i - 1) * width for x in xs], ys, width, label=label, color=color)
+    ax.errorbar(list(xs), [0] * len(rows), yerr=[r["finetune_std"] * 100 for r in rows], fmt="none",
+                ecolor="black", capsize=4, label="fine-tune: ± 1 std")  # fmt: skip
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xticks(list(xs), [f"S{r['scenario']}\n{r['pick']}" for r in rows], fontsize=8)
+    ax.set_ylabel("final test accuracy vs plain fine-tuning (points)")
+    ax.set_title("Leave-one-scenario-out: the rule fitted on the other scenarios, judged on the held-out one")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--write", action="store_true", help="update BENCHMARKS.md, loso.json and the PNG")
+    args = parser.parse_args()
+    from transfer import SCENARIOS
+
+    data = load()
+    rows = evaluate(data)
+    text = markdown(rows, {n: SCENARIOS[n]["title"] for n in data if n in SCENARIOS})
+    print(text)
+    if args.write:
+        (RESULTS / "loso.json").write_text(json.dumps(rows, indent=1) + "\n")
+        plot(rows, RESULTS / "loso.png")
+        picture = "\n\n![leave-one-scenario-out](benchmarks/results/loso.png)"
+        replace_section(ROOT / "BENCHMARKS.md", "loso", text + picture)
+
+
+if __name__ == "__main__":
+    main()
