@@ -58,3 +58,26 @@ def test_scenario_4_splits_are_disjoint_and_balanced(tmp_path: Path) -> None:
         str(i) for i in range(10) if i in set(a["y_calib"].tolist())
     ]
     assert sum(1 for _ in folder.rglob("*.png")) == 80
+
+
+def test_glyph_target_is_reproducible_with_unseen_test_fonts() -> None:
+    """Scenarios 5-6's glyphs: the same arrays every time, balanced classes, test fonts kept out of training
+    and calibration, and no blank image (every face kept draws A-J)."""
+    pytest.importorskip("matplotlib")
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import numpy as np
+    from _glyphs import SPLIT_SEED, _draw, font_files, glyph_arrays
+
+    a = glyph_arrays()
+    assert [len(a[f"x_{s}"]) for s in ("train", "test", "calib")] == [2000, 1000, 80]
+    assert (
+        np.bincount(a["y_train"]).tolist() == [200] * 10 and np.bincount(a["y_test"]).tolist() == [100] * 10
+    )
+    faint = (a["x_test"].reshape(1000, -1).max(1) <= 100).mean()
+    assert faint < 0.01  # a face without the letters would leave ~1/22 of the images with clutter only
+    fonts = font_files()
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(fonts))
+    test_fonts = {fonts[i] for i in order[:6]}
+    assert len(fonts) == 22 and len(test_fonts) == 6
+    again, _ = _draw([fonts[i] for i in order[6:]], 80, SPLIT_SEED + 3)
+    assert np.array_equal(again, a["x_calib"])  # rendering is deterministic
