@@ -175,6 +175,31 @@ def markdown(rows: list[dict[str, Any]], titles: dict[int, str]) -> str:
     return "\n".join(lines)
 
 
+def sensitivity(data: dict[int, dict[str, Any]]) -> str:
+    """Every variant's regret on all the scenarios at once (in sample), variants with the same picks
+    grouped: which of the rule's choices matter."""
+    groups: dict[tuple[float | None, ...], list[tuple[float, float, bool]]] = {}
+    for v in itertools.product(THRESHOLDS, SHARES, (True, False)):
+        key = tuple(regret(sc, pick(sc["report"], v)) for sc in data.values())
+        groups.setdefault(key, []).append(v)
+    lines = [
+        "| variants (threshold, share, stand-out) | mean regret | regret per scenario ("
+        + ", ".join(f"S{n}" for n in data)
+        + ") |",
+        "|---|---|---|",
+    ]
+
+    def order(item: tuple[tuple[float | None, ...], Any]) -> float:
+        return statistics.mean(r if r is not None else 1.0 for r in item[0])
+
+    for key, vs in sorted(groups.items(), key=order):
+        names = "; ".join(f"{t:.3g}, {sh:.2g}, {'yes' if so else 'no'}" for t, sh, so in vs)
+        cells = ", ".join("not run" if r is None else f"{r * 100:.2f}" for r in key)
+        mean = "-" if None in key else f"{statistics.mean(r for r in key if r is not None) * 100:.2f}"
+        lines.append(f"| {names} | {mean} | {cells} |")
+    return "\n".join(lines)
+
+
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
 
@@ -221,6 +246,10 @@ def main() -> None:
     data = load()
     rows = evaluate(data)
     text = markdown(rows, {n: SCENARIOS[n]["title"] for n in data if n in SCENARIOS})
+    text += (
+        "\n\nIn sample, every variant on all the scenarios at once (regret vs the best start, points):\n\n"
+    )
+    text += sensitivity(data)
     print(text)
     if args.write:
         (RESULTS / "loso.json").write_text(json.dumps(rows, indent=1) + "\n")
