@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,10 +14,10 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from plastic.decide.recommend import RECOMMEND_AT, max_k, recommend
+from plastic.decide.recommend import RECOMMEND_AT, max_k, recommend, top_segment
 from plastic.decide.score import components, grad_median, saturation_score
 from plastic.measure.capture import reference_saturation
-from tests.conftest import CALIB, RESNET, VIT_PT, Result, run_subprocess
+from tests.conftest import CALIB, RESNET, ROOT, VIT_PT, Result, run_subprocess
 
 
 def test_reference_saturation_is_the_activations_own_healthy_level() -> None:
@@ -163,6 +164,32 @@ def test_recommend_takes_the_flagged_top_segment() -> None:
     assert "s1.a" in low.reason
     # the classifier's own score never starts a segment
     assert recommend(_layers({}, stages), stages).action == "finetune"
+
+
+def test_top_segment_variants_for_the_leave_one_out_fit() -> None:
+    """The knobs benchmarks/loso.py turns: without the stand-out condition a stage below the stem's score
+    joins; a quarter share stops the walk after one stage of four."""
+    stages = _stages("s0", "s1", "s2", "s3", "s4")
+    rows = _layers({"s4.a": 0.6, "s3.a": 0.2, "s0.a": 0.3}, stages)
+    assert [st["name"] for st in top_segment(rows, stages)[0]] == ["s4"]
+    assert [st["name"] for st in top_segment(rows, stages, stand_out=False)[0]] == ["s4", "s3"]
+    assert [st["name"] for st in top_segment(rows, stages, stand_out=False, share=0.25)[0]] == ["s4"]
+
+
+def test_leave_one_out_on_the_committed_runs_keeps_the_shipped_rule() -> None:
+    """A known answer from the committed benchmark (benchmarks/results): fitted on the other scenarios, the
+    rule picks what the shipped rule picks in each held-out one, within 0.5 point of the best start and
+    never below plain fine-tuning by more than its std. A change to the rule that breaks this must
+    rerun the benchmark and say so."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import loso
+
+    rows = loso.evaluate(loso.load())
+    assert len(rows) >= 6
+    for r in rows:
+        assert r["pick"] == r["shipped_pick"], r["scenario"]
+        assert r["best_choice_mean"] - r["pick_mean"] <= 0.005
+        assert r["finetune_mean"] - r["pick_mean"] <= r["finetune_std"]
 
 
 @pytest.fixture(scope="module")
