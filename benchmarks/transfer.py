@@ -222,7 +222,7 @@ def finetune(
 
 def run_scenario(
     n: int, seeds: int, epochs: int, quick: bool, out_dir: Path, only: set[str] | None = None,
-    device: str = "cpu",
+    device: str = "cpu", first_seed: int = 0,
 ) -> dict[str, Any]:  # fmt: skip
     from timm.data.config import resolve_model_data_config
 
@@ -246,7 +246,7 @@ def run_scenario(
     cfg = resolve_model_data_config(probe)
     data = load_target(sc["size"], cfg["mean"], cfg["std"], quick, target)
     runs = []
-    for seed in range(seeds):
+    for seed in range(first_seed, first_seed + seeds):
         for name, strategy, opts in conditions(sc["last"], stage_starts(report)):
             if only is not None and name not in only:
                 continue
@@ -372,6 +372,9 @@ def main() -> None:
     parser.add_argument("--scenario", type=int, choices=sorted(SCENARIOS), default=1)
     parser.add_argument("--seeds", type=int)
     parser.add_argument("--epochs", type=int)
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="seeds first..first+S-1 (add seeds with --merge)"
+    )
     parser.add_argument("--quick", action="store_true", help="1 seed, 2 epochs, a fifth of the data")
     parser.add_argument("--out", type=Path, help="results folder (default benchmarks/results/scenario<N>)")
     parser.add_argument(
@@ -401,7 +404,9 @@ def main() -> None:
         known = {c[0] for c in conditions(sc["last"])}
         if only and {c for c in only - known if not c.startswith("from-")}:
             parser.error(f"unknown condition(s): {', '.join(sorted(only - known))}")  # from-<stage>: any
-        result = run_scenario(args.scenario, seeds, epochs, args.quick, out, only, args.device)
+        result = run_scenario(
+            args.scenario, seeds, epochs, args.quick, out, only, args.device, args.first_seed
+        )
         saved = out / "result.json"
         if args.merge and saved.exists():
             old = json.loads(saved.read_text())

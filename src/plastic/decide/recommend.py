@@ -53,7 +53,7 @@ class Recommendation:
 # What the transfer benchmark (BENCHMARKS.md) showed for each kind of choice; quoted with the verdict.
 _RATE = (
     " The learning rate is not predicted: 3x the rate gained 2.6 and 11 points for one model and lost "
-    "0.7 to 6.6 for the others; try it as a second run"
+    "0.7 to 7.7 for the others; try it as a second run"
 )
 EVIDENCE = {
     "from-block": "in the transfer benchmark's 5 scenarios with a flagged top stage (a small ResNet and "
@@ -64,7 +64,7 @@ EVIDENCE = {
     "topk-layers": "in the transfer benchmark the top-ranked layers beat the same number of random layers "
     "(+1.2 to +2.8 points); this model has no timm stages, so the rule could not be checked here." + _RATE,
     "finetune": "in the transfer benchmark's scenario without a flagged top stage (a ViT), every "
-    "from-stage start lost 1.2 to 19 points against plain fine-tuning (BENCHMARKS.md)." + _RATE,
+    "from-stage start lost 1.8 to 20 points against plain fine-tuning (BENCHMARKS.md)." + _RATE,
 }
 
 
