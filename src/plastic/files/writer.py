@@ -103,6 +103,8 @@ def write_safetensors(
         if run:
             _copy_raw(ckpt, run, f)
         f.flush()
+        if late:  # make the data durable while the late values finish (the hash thread runs meanwhile);
+            os.fsync(f.fileno())  # the final fsync then has only the header's page left to write
         for k, v in late.items():
             value = v.get()
             if len(value) != v.length or json.dumps(value) != f'"{value}"' or not value.isascii():
