@@ -107,7 +107,7 @@ def write_safetensors(
             os.fsync(f.fileno())  # the final fsync then has only the header's page left to write
         for k, v in late.items():
             value = v.get()
-            if len(value) != v.length or json.dumps(value) != f'"{value}"' or not value.isascii():
+            if len(value) != v.length or json.dumps(value) != f'"{value}"':  # escapes non-ASCII too
                 raise ValueError(f"{k}: a late metadata value must be {v.length} plain ASCII characters")
             os.pwrite(f.fileno(), value.encode("ascii"), spots[k])  # over its placeholder, same length
             metadata[k] = value

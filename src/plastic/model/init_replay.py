@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cache, cached_property
 from typing import Any
 
 import torch
@@ -93,31 +93,27 @@ def _snapshot(tree: Any) -> Any:
     return tree_map(copy, tree)
 
 
-_VALUE_ONLY: dict[Any, bool] = {}
 _RESHAPING = frozenset({"aten::resize_", "aten::resize_as_", "aten::set_", "aten::as_strided_"})
 
 
+@cache
 def value_only_inplace(func: Any) -> bool:
     """An in-place aten operation that changes ``self``'s values only (``normal_``, ``clamp_``, ``copy_``,
     ``fill_``...), not its shape: on meta tensors its result is ``self`` unchanged, so the kernel (for
     some, a slow Python decomposition: ``clamp_`` is most of a ViT-L meta build) need not run."""
-    hit = _VALUE_ONLY.get(func)
-    if hit is None:
-        schema = getattr(func, "_schema", None)
-        first = schema.arguments[0] if schema is not None and schema.arguments else None
-        hit = (
-            schema is not None
-            and schema.name.endswith("_")
-            and first is not None
-            and first.alias_info is not None
-            and first.alias_info.is_write
-            and len(schema.returns) == 1
-            and schema.returns[0].alias_info is not None
-            and torch.Tag.inplace_view not in getattr(func, "tags", ())
-            and schema.name not in _RESHAPING
-        )
-        _VALUE_ONLY[func] = hit
-    return hit
+    schema = getattr(func, "_schema", None)
+    first = schema.arguments[0] if schema is not None and schema.arguments else None
+    return (
+        schema is not None
+        and schema.name.endswith("_")
+        and first is not None
+        and first.alias_info is not None
+        and first.alias_info.is_write
+        and len(schema.returns) == 1
+        and schema.returns[0].alias_info is not None
+        and torch.Tag.inplace_view not in getattr(func, "tags", ())
+        and schema.name not in _RESHAPING
+    )
 
 
 def _skips(func: Any, args: tuple[Any, ...]) -> bool:
