@@ -9,9 +9,11 @@ whose untouched entries are the input's own (memory-mapped) tensors.
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import os
 import struct
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,6 +128,7 @@ def _copy_raw(ckpt: Checkpoint, run: list[TensorInfo], f: BinaryIO) -> None:
     path = ckpt.file_of(run[0])
     f.flush()  # the buffered header and tensors go first; the copy then writes at the fd's position
     out_fd = f.fileno()
+    at = os.lseek(out_fd, 0, os.SEEK_CUR)
     with open(path, "rb") as src:
         start, left = first.start, last.end - first.start
         while left:
@@ -135,6 +138,8 @@ def _copy_raw(ckpt: Checkpoint, run: list[TensorInfo], f: BinaryIO) -> None:
                     f"{path}: ended early while copying {run[0].key}: the file was truncated or replaced "
                     "while plastic was reading it"
                 )
+            start_writeback(out_fd, at, n)
+            at += n
             start += n
             left -= n
 
@@ -150,6 +155,34 @@ def _kernel_copy(src: int, dst: int, offset: int, count: int) -> int:
     data = os.pread(src, count, offset)
     os.write(dst, data)  # a regular file: one write takes all of it
     return len(data)
+
+
+SYNC_FILE_RANGE_WRITE = 2  # <linux/fs.h>: start writing the range's dirty pages, do not wait
+
+
+@functools.cache
+def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    """libc's ``sync_file_range`` (Linux only; Python's os module has no binding), else None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn  # type: ignore[no-any-return]
+
+
+def start_writeback(fd: int, offset: int, count: int) -> None:
+    """Ask the kernel to start writing ``count`` bytes at ``offset`` to the disk now, so the final fsync
+    finds them written rather than writing all of them then (ViT-L: the 0.5 s fsync overlaps the copy).
+    A hint: where it is unsupported nothing happens, and durability still comes from that fsync."""
+    fn = _sync_file_range()
+    if fn is not None:
+        fn(fd, offset, count, SYNC_FILE_RANGE_WRITE)  # an error (a pipe, an odd file system) is ignored
 
 
 def _copy_file_range(src: int, dst: int, offset: int, count: int) -> int:
