@@ -48,7 +48,19 @@ def _key(t: torch.Tensor) -> int:
 
 
 def _metas(tree: Any) -> list[torch.Tensor]:
-    return [x for x in tree_flatten(tree)[0] if isinstance(x, torch.Tensor) and x.device == META]
+    """The meta tensors in an operation's arguments or results (nested tuples, lists, dicts): a plain
+    walk, since torch's general ``tree_flatten`` took half of a ViT-L meta build."""
+    found, todo = [], [tree]
+    while todo:
+        x = todo.pop()
+        if isinstance(x, torch.Tensor):
+            if x.is_meta:
+                found.append(x)
+        elif isinstance(x, list | tuple):
+            todo.extend(x)
+        elif isinstance(x, dict):
+            todo.extend(x.values())
+    return found
 
 
 def _alias(base: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
