@@ -110,6 +110,28 @@ def test_sample_stride_never_aliases() -> None:
     assert sample_step((8, 10)) == 1
 
 
+@pytest.mark.parametrize(
+    ("shape", "unit_dim", "channels_last"),
+    [((4, 6, 5, 5), 1, False), ((4, 6, 5, 5), 1, True), ((4, 7, 6), 2, False), ((4, 6), 1, False)],
+)
+def test_abs_sums_agree_with_the_plain_sum_in_every_layout(
+    shape: tuple[int, ...], unit_dim: int, channels_last: bool
+) -> None:
+    """Whichever kernel the memory layout picks (an L1 norm for NCHW, summed |h| rows for units
+    innermost), the sums are the plain ones, and a unit that never fired sums to exactly zero."""
+    from plastic.measure.capture import _abs_sums
+
+    h = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    h.select(unit_dim, 2).zero_()  # a dead unit
+    if channels_last:
+        h = h.contiguous(memory_format=torch.channels_last)
+    others = tuple(d for d in range(h.dim()) if d != unit_dim)
+    got = _abs_sums(h, unit_dim, others)
+    assert got.shape == (shape[unit_dim],)
+    torch.testing.assert_close(got, h.abs().sum(others))
+    assert got[2].item() == 0.0 and bool((got[[0, 1, 3]] > 0).all())
+
+
 def test_in_place_activation_reads_its_input() -> None:
     """SiLU(inplace=True) overwrites its input: the saturation must still be measured on the input."""
 

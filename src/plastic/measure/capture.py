@@ -67,9 +67,7 @@ class SiteStats:
             h = h.float()
         unit_dim = h.dim() - 1 if self.channels_last else 1
         others = tuple(d for d in range(h.dim()) if d != unit_dim)
-        # (C,); exactly zero only when the unit never fired. An L1 norm reduces |h| without writing it
-        # out first: 40% less time than abs().sum() on a (32, 96, 112, 112) activation on the CPU
-        abs_sum = torch.linalg.vector_norm(h, 1, dim=others) if others else h.abs()
+        abs_sum = _abs_sums(h, unit_dim, others)  # (C,); exactly zero only when the unit never fired
         self.abs_sum = abs_sum if self.abs_sum is None else self.abs_sum.add_(abs_sum)
         self.count += h.numel() // self.units
         if self.channels_last:
@@ -96,6 +94,19 @@ class SiteStats:
         if not self.sat_inputs:
             return None
         return flat_fraction(module, torch.cat(self.sat_inputs))
+
+
+def _abs_sums(h: torch.Tensor, unit_dim: int, others: tuple[int, ...]) -> torch.Tensor:
+    """(C,) sums of |h| over every dim but ``unit_dim``, by the faster kernel for the memory layout
+    (CPU, batch 32): units strided (NCHW convs): an L1 norm, which never writes |h| out (31 against 51 ms
+    on a (32, 96, 112, 112) activation); units innermost (linear layers' (B, T, C), channels_last
+    convs): rows of |h| summed (2.2 ms on (32, 197, 768), where the L1 norm takes 20 ms)."""
+    if not others:
+        return h.abs()
+    if h.stride(unit_dim) == 1:
+        return h.movedim(unit_dim, -1).reshape(-1, h.shape[unit_dim]).abs().sum(0)
+    norm: torch.Tensor = torch.linalg.vector_norm(h, 1, dim=others)
+    return norm
 
 
 def sample_step(shape: tuple[int, ...]) -> int:
@@ -149,8 +160,9 @@ class AttnStats:
         keys = p.shape[-1]
         if keys < 2:
             return
-        ent = -(p * torch.log(p.clamp_min(1e-12))).sum(-1) / torch.log(torch.tensor(float(keys)))
-        s = ent.sum(dtype=torch.float64)
+        # -p log p in one kernel (0 where p = 0), summed over keys: (B, heads, queries) row entropies
+        ent = torch.special.entr(p).sum(-1)
+        s = ent.sum(dtype=torch.float64) / math.log(keys)  # normalised: 1 = uniform over the keys
         self.total = s if self.total is None else self.total + s
         self.rows += ent.numel()
 
