@@ -49,7 +49,7 @@ def _key(t: torch.Tensor) -> int:
 
 def _metas(tree: Any) -> list[torch.Tensor]:
     """The meta tensors in an operation's arguments or results (nested tuples, lists, dicts): a plain
-    walk, since torch's general ``tree_flatten`` took half of a ViT-L meta build."""
+    walk, cheaper than torch's general ``tree_flatten`` on this hot path (ViT-L meta build 0.17 -> 0.15 s)."""
     found, todo = [], [tree]
     while todo:
         x = todo.pop()
