@@ -571,6 +571,25 @@ def test_writeback_hint_is_harmless_where_it_does_not_apply() -> None:
         os.close(w)
 
 
+@pytest.mark.parametrize("fmt", ["table", "json"])
+def test_a_closed_stdout_exits_as_sigpipe_and_the_output_file_is_still_written(
+    tmp_path: Path, fmt: str
+) -> None:
+    """`plastic reinit ... | head` whose reader has gone: exit 141 (what a shell reports for a process
+    SIGPIPE ended), not 1 (which means --fail-on findings), nothing on stderr, and the checkpoint
+    written, since results are printed only after the file work."""
+    out = tmp_path / "out.safetensors"
+    args = [sys.executable, "-m", "plastic", "reinit", str(RESNET), "--strategy", "head", "-o", str(out)]
+    proc = subprocess.Popen(
+        [*args, *(["--json"] if fmt == "json" else [])], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # gone before the first result is printed (Python takes longer to start)
+    assert proc.wait(timeout=120) == 141
+    assert proc.stderr.read() == b""
+    assert load_file(out).keys() == load_file(RESNET).keys()
+
+
 def _minimal_report() -> dict[str, Any]:
     return {"schema_version": 1, "command": "diagnose", "checkpoint": {"path": str(RESNET)}, "layers": []}
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from plastic import __version__
-from plastic.cli import parse
+from plastic.cli import StdoutClosed, parse
 from plastic.errors import PlasticError
 from plastic.measure.defaults import DEFAULT_BATCH_SIZE, DEFAULT_MAX_IMAGES, DEFAULT_TAU
 from plastic.reinit.options import Options, Unit, Utility, Value
@@ -494,6 +494,9 @@ def _exit_code(
     return 2
 
 
+STDOUT_CLOSED = 128 + 13  # as a shell reports a process ended by SIGPIPE
+
+
 def main() -> None:
     """Entry point: every PlasticError or usage error becomes one ``Error:`` line and exit 2; Ctrl-C,
     SIGTERM and SIGHUP print ``Interrupted.`` and exit 128 + the signal number (130 for Ctrl-C).
@@ -506,10 +509,20 @@ def main() -> None:
         for name in _STOP_SIGNALS:
             if hasattr(signal, name):
                 signal.signal(getattr(signal, name), _on_signal)
+    stdout = sys.stdout
     try:
         code = app(prog_name="plastic", standalone_mode=False)
     except (KeyboardInterrupt, Interrupted):
         _interrupted()
+    except StdoutClosed:  # rich's table or text met a closed stdout (`| head`)
+        sys.exit(STDOUT_CLOSED)
+    except SystemExit:
+        # plain writes (--json) that met a closed stdout: click swaps in quiet streams and exits 1, which
+        # a pipeline would read as --fail-on findings; exit as a process that SIGPIPE ended instead.
+        # The files a command writes are written before its results are printed.
+        if sys.stdout is not stdout:
+            sys.exit(STDOUT_CLOSED)
+        raise
     except Exception as e:
         sys.exit(_exit_code(e, usage_errors, aborts))
     sys.exit(code if isinstance(code, int) else 0)

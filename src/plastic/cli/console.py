@@ -15,6 +15,8 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
+from plastic.cli import StdoutClosed
+
 PIPE_WIDTH = 200
 
 
@@ -24,8 +26,18 @@ def _width(stream: object) -> int | None:
     return PIPE_WIDTH
 
 
+class _Results(Console):
+    def on_broken_pipe(self) -> None:
+        """rich's default exits 1, which a pipeline would read as ``--fail-on`` findings."""
+        self.quiet = True
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's last flush must not fail again
+        os.close(devnull)
+        raise StdoutClosed
+
+
 def out() -> Console:
-    return Console(file=sys.stdout, width=_width(sys.stdout), highlight=False, soft_wrap=False)
+    return _Results(file=sys.stdout, width=_width(sys.stdout), highlight=False, soft_wrap=False)
 
 
 def err() -> Console:
