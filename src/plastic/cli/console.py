@@ -28,12 +28,12 @@ def _width(stream: object) -> int | None:
 
 class _Results(Console):
     def on_broken_pipe(self) -> None:
-        """rich's default exits 1, which a pipeline would read as ``--fail-on`` findings."""
-        self.quiet = True
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's last flush must not fail again
-        os.close(devnull)
-        raise StdoutClosed
+        """rich's own handling (quiet, stdout pointed at devnull), but not its exit 1, which a pipeline
+        would read as ``--fail-on`` findings."""
+        try:
+            super().on_broken_pipe()
+        except SystemExit:
+            raise StdoutClosed from None
 
 
 def out() -> Console:
