@@ -37,3 +37,20 @@ class DeviceError(PlasticError):
 
 class OutputError(PlasticError):
     """An output cannot be written (would overwrite the input or an existing file without --force)."""
+
+
+class ResourceError(PlasticError):
+    """The machine ran out of something plastic needs: memory (RAM, a ``ulimit -v`` address-space cap)."""
+
+
+def is_allocation_failure(e: BaseException) -> bool:
+    """A memory failure, as Python (MemoryError) or PyTorch's CPU allocator (a RuntimeError) reports it."""
+    if isinstance(e, MemoryError):
+        return True
+    text = str(e)
+    return isinstance(e, RuntimeError) and (
+        "can't allocate memory" in text or "DefaultCPUAllocator" in text or "std::bad_alloc" in text
+    )
+
+
+MEMORY_HINT = "lower --batch-size or --max-images, or raise the memory limit (ulimit -v)"

@@ -20,7 +20,7 @@ import typer
 
 from plastic import __version__
 from plastic.cli import StdoutClosed, parse
-from plastic.errors import PlasticError
+from plastic.errors import MEMORY_HINT, PlasticError, ResourceError, is_allocation_failure
 from plastic.measure.defaults import DEFAULT_BATCH_SIZE, DEFAULT_MAX_IMAGES, DEFAULT_TAU
 from plastic.reinit.options import Options, Unit, Utility, Value
 
@@ -69,21 +69,23 @@ def _resolve_format(fmt: OutputFormat, as_json: bool) -> OutputFormat:
 def _emit(
     doc: Mapping[str, Any],
     fmt: OutputFormat,
-    markdown: Callable[[], str],
-    table: Callable[[Any], None],
-    html: Callable[[], str] | None = None,
+    markdown: Callable[[Any], str],
+    table: Callable[[Any, Any], None],
+    html: Callable[[Any], str] | None = None,
 ) -> None:
     """The one place results reach stdout: a JSON document, markdown, HTML, or a rich table."""
     from plastic.cli import console, render
 
     if fmt is OutputFormat.json:
         sys.stdout.write(render.dump_json(doc) + "\n")
-    elif fmt is OutputFormat.markdown:
-        sys.stdout.write(markdown())
+        return
+    shown = render.for_people(doc)  # names and paths with control and bidi characters escaped
+    if fmt is OutputFormat.markdown:
+        sys.stdout.write(markdown(shown))
     elif fmt is OutputFormat.html and html is not None:
-        sys.stdout.write(html())
+        sys.stdout.write(html(shown))
     else:
-        table(console.out())
+        table(console.out(), shown)
 
 
 def _no_html(fmt: OutputFormat, command: str) -> None:
@@ -160,8 +162,8 @@ def inspect(
     _emit(
         doc,
         _resolve_format(fmt, as_json),
-        lambda: render.inspect_markdown(doc),
-        lambda c: render.inspect_table(c, doc, wide),
+        lambda d: render.inspect_markdown(d),
+        lambda c, d: render.inspect_table(c, d, wide),
     )
 
 
@@ -288,8 +290,8 @@ def reinit(
     _emit(
         doc,
         _resolve_format(fmt, as_json),
-        lambda: render.reinit_markdown(doc),
-        lambda c: render.reinit_table(c, doc, wide),
+        lambda d: render.reinit_markdown(d),
+        lambda c, d: render.reinit_table(c, d, wide),
     )
 
 
@@ -342,7 +344,7 @@ def diagnose(
         typer.Option("--fail-on", help="Exit 1 when a layer meets METRIC>VALUE (or >=, <, <=); repeatable."),
     ] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Also write the JSON report to this file.")
+        Path | None, typer.Option("--out", "-o", help="Also write the JSON report to this .json file.")
     ] = None,
     plot: Annotated[
         Path | None,
@@ -366,15 +368,7 @@ def diagnose(
         parse.channels(parse.floats(mean, "--mean"), "--mean"),
         parse.channels(parse.floats(std, "--std"), "--std"),
     )
-    if out is not None:
-        parse.check_report_target(out, [*checkpoint_files(checkpoint), *parse.image_files(data)])
-    if plot is not None:
-        from plastic.cli.plot import check_plot_path
-
-        check_plot_path(plot)
-        parse.check_report_target(
-            plot, [*checkpoint_files(checkpoint), *parse.image_files(data), *([out] if out else [])]
-        )
+    parse.check_outputs(out, plot, [*checkpoint_files(checkpoint), *parse.image_files(data)])
     from plastic.documents.reports import diagnose_dict
     from plastic.measure.diagnosis import diagnose as run_diagnose
 
@@ -410,9 +404,9 @@ def diagnose(
     _emit(
         doc,
         chosen,
-        lambda: render.diagnose_markdown(doc, show_all),
-        lambda c: render.diagnose_table(c, doc, show_all, wide),
-        lambda: render.diagnose_html(doc, show_all, parse.plot_svg(doc)),
+        lambda d: render.diagnose_markdown(d, show_all),
+        lambda c, d: render.diagnose_table(c, d, show_all, wide),
+        lambda d: render.diagnose_html(d, show_all, parse.plot_svg(d)),
     )
     if chosen is OutputFormat.json and not quiet:  # the answer stays visible when stdout goes to a pipe
         for line in render.diagnose_brief(doc):
@@ -421,17 +415,21 @@ def diagnose(
 
 
 def printable(text: str) -> str:
-    """Control characters (from file names, say) escaped, so that a message cannot drive the terminal."""
-    return "".join(
-        c if c.isprintable() or c == " " else c.encode("unicode_escape").decode("ascii") for c in text
-    )
+    """Control and bidi characters (from file names, say) escaped: a message cannot drive the terminal."""
+    from plastic.cli.render import printable as escape
+
+    return escape(text)
 
 
 def _fail(message: str) -> None:
-    if os.environ.get("PLASTIC_DEBUG") == "1":
-        traceback.print_exc(file=sys.stderr)
-    sys.stderr.write(f"Error: {printable(message)}\n")
-    sys.stderr.flush()
+    """The one ``Error:`` line; a stderr that cannot be written (closed, full) leaves the exit code."""
+    try:
+        if os.environ.get("PLASTIC_DEBUG") == "1":
+            traceback.print_exc(file=sys.stderr)
+        sys.stderr.write(f"Error: {printable(message)}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
 
 
 class Interrupted(BaseException):
@@ -450,8 +448,11 @@ def _on_signal(signum: int, _frame: object) -> None:
 
 
 def _interrupted() -> None:
-    sys.stderr.write("Interrupted.\n")
-    sys.stderr.flush()
+    try:
+        sys.stderr.write("Interrupted.\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
     signum = _received[0] if _received else signal.SIGINT
     sys.exit(128 + int(signum))
 
@@ -487,11 +488,68 @@ def _exit_code(
         _interrupted()
     if isinstance(e, PlasticError):
         _fail(str(e))
+    elif is_allocation_failure(e):  # outside the data pass (which says more): building, reading, writing
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else "MemoryError"
+        _fail(f"out of memory ({first}); {MEMORY_HINT}")
+    elif isinstance(e, ImportError) and "failed to map segment" in str(e):
+        _fail(f"a library could not be loaded ({e}): not enough address space; raise the limit (ulimit -v)")
     elif isinstance(e, OSError):  # unreadable file, permission denied, disk full: input/output problems
         _fail(f"{e.strerror or e.__class__.__name__}: {e.filename or ''}".rstrip(": "))
     else:  # a bug: still one line, but say so
         _fail(f"internal error ({e.__class__.__name__}: {e}); rerun with PLASTIC_DEBUG=1 and report it")
     return 2
+
+
+def _writable(stream: Any) -> bool:
+    """Can this standard stream be written? Python sets a stream closed at startup (``>&-``) to None;
+    a launcher (a shell shim) may leave a read-only file on its descriptor instead."""
+    if stream is None:
+        return False
+    try:
+        import fcntl
+
+        flags = fcntl.fcntl(stream.fileno(), fcntl.F_GETFL)
+    except (ImportError, OSError, ValueError, AttributeError):  # no descriptor (captured): a Python stream
+        return True
+    return flags & os.O_ACCMODE in (os.O_WRONLY, os.O_RDWR)
+
+
+def _check_torch_loads() -> None:
+    """Under an address-space cap (``ulimit -v``) PyTorch's C++ start-up can abort the whole process
+    (``std::bad_alloc``, exit 134) before Python could catch anything. With a finite cap, and only then,
+    import torch once in a child under the same cap first (a few seconds): if it dies, say so in one
+    ``Error:`` line instead of aborting."""
+    try:
+        import resource
+    except ImportError:  # not Unix
+        return
+    soft, _hard = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY or "torch" in sys.modules or not _needs_torch(sys.argv[1:]):
+        return
+    import subprocess
+
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", "import torch"], capture_output=True, timeout=300, stdin=subprocess.DEVNULL
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return  # could not tell: go on, the command reports what it meets
+    if proc.returncode != 0:
+        raise ResourceError(
+            f"PyTorch cannot start under this process's address-space limit (ulimit -v {soft >> 10} KiB): "
+            "raise the limit (it needs a few GiB of address space, more with CUDA builds)"
+        )
+
+
+def _needs_torch(args: list[str]) -> bool:
+    """diagnose and reinit always import torch; inspect only for PyTorch pickles."""
+    if not args or args[0] in ("-h", "--help", "--version", "strategies"):
+        return False
+    if args[0] == "inspect":
+        return not any(a.endswith((".safetensors", ".json")) for a in args[1:]) or any(
+            a.endswith((".pt", ".pth", ".bin", ".ckpt", ".tar")) for a in args[1:]
+        )
+    return "-h" not in args and "--help" not in args
 
 
 STDOUT_CLOSED = 128 + 13  # as a shell reports a process ended by SIGPIPE
@@ -505,12 +563,18 @@ def main() -> None:
     """
     usage_errors, aborts = _click_errors()
     _received.clear()
+    if not _writable(sys.stderr):  # started with 2>&-: messages have nowhere to go, exit codes still hold
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (lives as long as the process)
+    closed_stdout = not _writable(sys.stdout)  # >&-: run, write files, then exit as `| head` would
+    if closed_stdout:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115
     if threading.current_thread() is threading.main_thread():
         for name in _STOP_SIGNALS:
             if hasattr(signal, name):
                 signal.signal(getattr(signal, name), _on_signal)
     stdout = sys.stdout
     try:
+        _check_torch_loads()
         code = app(prog_name="plastic", standalone_mode=False)
     except (KeyboardInterrupt, Interrupted):
         _interrupted()
@@ -525,4 +589,5 @@ def main() -> None:
         raise
     except Exception as e:
         sys.exit(_exit_code(e, usage_errors, aborts))
-    sys.exit(code if isinstance(code, int) else 0)
+    code = code if isinstance(code, int) else 0
+    sys.exit(STDOUT_CLOSED if closed_stdout and code == 0 else code)

@@ -26,7 +26,9 @@ def read_report(report: Path | None, checkpoint: Path | None) -> DiagnoseDoc | N
         except OSError as e:
             raise UsageError(f"--report {report}: {e.strerror}") from None
         return parse_report(text, base=report.parent, what=f"--report {report}")
-    if report is not None or (checkpoint is None and not sys.stdin.isatty()):
+    if report is not None and sys.stdin is None:
+        raise UsageError("--report -: standard input is closed; pipe `plastic diagnose --json` into reinit")
+    if report is not None or (checkpoint is None and sys.stdin is not None and not sys.stdin.isatty()):
         return parse_report(read_report_text(sys.stdin.buffer, "stdin"), what="the report on stdin")
     return None
 
@@ -76,13 +78,27 @@ def plot_svg(doc: Mapping[str, Any]) -> str | None:
 
 def check_report_target(out: Path, inputs: list[Path]) -> None:
     """``diagnose --out`` writes JSON: never over an input (there is no --force), never a checkpoint name."""
-    from plastic.errors import UsageError
     from plastic.files.atomic import check_target
 
-    name = out.name.lower()
-    if name.endswith((".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".tar")):
-        raise UsageError(f"{out}: diagnose writes reports (.json) and plots, never checkpoints")
     check_target(out, inputs=inputs, exist_ok=True, force_flag=None)
+
+
+def check_outputs(out: Path | None, plot: Path | None, inputs: list[Path]) -> None:
+    """diagnose's files: ``--out`` a ``.json`` report, ``--plot`` a picture, never the same file, never
+    an input."""
+    from plastic.errors import UsageError
+    from plastic.files.atomic import check_distinct
+
+    if out is not None:
+        check_report_target(out, inputs)  # first: "refusing to overwrite the input" says the most
+        if out.suffix.lower() != ".json":
+            raise UsageError(f"--out {out}: the report is JSON; give a .json file name")
+    if plot is not None:
+        from plastic.cli.plot import check_plot_path
+
+        check_plot_path(plot)
+        check_report_target(plot, inputs)
+    check_distinct([(flag, p) for flag, p in (("--out", out), ("--plot", plot)) if p is not None])
 
 
 def image_files(data: Path) -> list[Path]:

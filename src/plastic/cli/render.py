@@ -8,6 +8,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 # Short column titles for the data-free metrics, in display order.
 WEIGHT_COLUMNS = [
@@ -19,6 +20,26 @@ WEIGHT_COLUMNS = [
     ("weight_stable_rank", "w_srank"),
     ("dead_norm_channels", "dead_gain"),
 ]
+
+
+def printable(text: str) -> str:
+    """Control, format (bidi overrides such as U+202E) and other unprintable characters as escapes, so
+    that a tensor name, a path or a metadata value cannot drive the terminal or reorder what is shown."""
+    return "".join(
+        c if c.isprintable() or c == " " else c.encode("unicode_escape").decode("ascii") for c in text
+    )
+
+
+def for_people(doc: Any) -> Any:
+    """A copy of a document with every string (keys too) made printable: what tables, markdown and HTML
+    show. ``--json`` prints the document itself, exact."""
+    if isinstance(doc, str):
+        return printable(doc)
+    if isinstance(doc, Mapping):
+        return {for_people(k): for_people(v) for k, v in doc.items()}
+    if isinstance(doc, list | tuple):
+        return [for_people(v) for v in doc]
+    return doc
 
 
 def fmt_num(v: float | None) -> str:
@@ -58,15 +79,18 @@ def _shape_cell(layer: Mapping[str, Any]) -> str:
 def _layer_rows(doc: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
     with_stats = any(la["metrics"] is not None for la in doc["layers"])
     header = ["layer", "shape", "params", "dtype"]
+    columns = list(WEIGHT_COLUMNS)
+    if any((la["metrics"] or {}).get("nonfinite") for la in doc["layers"]):
+        columns.append(("nonfinite", "nonfinite"))  # only when a layer holds inf or NaN
     if with_stats:
-        header += [title for _, title in WEIGHT_COLUMNS]
+        header += [title for _, title in columns]
     rows = []
     for la in doc["layers"]:
         dtypes = sorted({t["dtype"] for t in la["tensors"]})
         row = [la["name"], _shape_cell(la), fmt_int(la["params"]), ",".join(dtypes)]
         if with_stats:
             m = la["metrics"] or {}
-            row += [fmt_num(m.get(code)) for code, _ in WEIGHT_COLUMNS]
+            row += [fmt_num(m.get(code)) for code, _ in columns]
         rows.append(row)
     return header, rows
 
@@ -90,6 +114,10 @@ def _summary_lines(doc: Mapping[str, Any]) -> list[str]:
         lines.append(f"metadata {k}: {v if len(v) <= 120 else v[:117] + '...'}")
     if doc.get("filter"):
         lines.append(f"layers shown: {len(doc['layers'])} matching {doc['filter']!r}")
+    bad = [(la["name"], n) for la in doc["layers"] if (n := (la["metrics"] or {}).get("nonfinite"))]
+    if bad:
+        named = ", ".join(f"{name} ({n:.0f})" for name, n in bad[:5]) + (" ..." if len(bad) > 5 else "")
+        lines.append(f"non-finite values (inf or NaN) in {len(bad)} layer(s): {named}")
     return lines
 
 
@@ -209,7 +237,7 @@ def _diag_summary(doc: Mapping[str, Any], show_all: bool) -> list[str]:
     if rec:
         lines.append(f"recommendation: {rec['reason']}")
         if rec.get("confidence") == "low":
-            lines.append("  (low confidence: too few calibration images; see the note)")
+            lines.append("  (low confidence: see the notes)")
         if rec.get("evidence"):
             lines.append(f"  evidence: {rec['evidence']}")
         commands = rec.get("commands") or []
@@ -244,7 +272,7 @@ def _table(
             if sum(widths[j] for j in chosen) + widths[i] + 1 <= console.width or len(chosen) < 2:
                 chosen.append(i)
         keep = sorted(chosen)
-    table = Table(title=title, title_justify="left")
+    table = Table(title=Text(title), title_justify="left")  # Text: names are never read as markup
     for i in keep:
         folds = i in left
         table.add_column(
@@ -254,7 +282,7 @@ def _table(
             no_wrap=not folds,
         )
     for row in rows:
-        table.add_row(*(row[i] for i in keep))
+        table.add_row(*(Text(row[i]) for i in keep))
     # --wide: as wide as the columns need (the terminal wraps it), never squeezed into folded headers
     saved = console.width
     if wide:

@@ -8,7 +8,7 @@ destructive (a negative k, a NaN shrink, a seed no generator accepts) is a :clas
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from plastic.errors import DeviceError, UsageError
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from plastic.reinit.options import Options
 
+MAX_WORKERS = 64  # decoder processes; more never helps one calibration pass, and each costs memory
 MAX_SEED = 2**63 - 1  # every generator plastic seeds (torch, random) accepts 0..2**63-1
 
 
@@ -41,6 +42,12 @@ def check_count(name: str, value: int, *, low: int = 1) -> None:
         raise UsageError(f"{name} must be an integer >= {low}, not {value!r}")
 
 
+def check_workers(workers: int) -> None:
+    """0 (decode in this process) to MAX_WORKERS; fewer start when there are fewer cores or batches."""
+    if not isinstance(workers, int) or isinstance(workers, bool) or not 0 <= workers <= MAX_WORKERS:
+        raise UsageError(f"--workers must be an integer in 0..{MAX_WORKERS}, not {workers!r}")
+
+
 def check_tau(tau: float) -> None:
     check_finite("--tau", tau, low=0.0, high=1.0)
 
@@ -48,9 +55,9 @@ def check_tau(tau: float) -> None:
 def check_reinit_options(opts: Options) -> None:
     check_seed(opts.seed)
     check_count("--k", opts.k)
-    check_finite("--fraction", opts.fraction, low=0.0, high=1.0)
-    if opts.fraction == 0:
-        raise UsageError("--fraction must be in (0, 1], not 0")
+    fraction = opts.fraction
+    if not isinstance(fraction, int | float) or not math.isfinite(fraction) or not 0 < fraction <= 1:
+        raise UsageError(f"--fraction must be a number in (0, 1], not {fraction!r}")
     check_finite("--shrink", opts.shrink)
     check_finite("--perturb", opts.perturb)
     for pattern in opts.layers:
@@ -58,13 +65,102 @@ def check_reinit_options(opts: Options) -> None:
             raise UsageError("--layers takes a non-empty glob")
 
 
+# --- preprocessing fields, from any source: options, timm's config.json, metadata, a report ----------------
+
+MAX_SIDE = 4096  # pixels per side; the largest timm pretrained configs use 1024
+MAX_CHANNELS = 64
+MAX_CLASSES = 1_000_000
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "box", "hamming", "lanczos")  # timm's eval transforms
+CROP_MODES = ("center", "squash", "border")
+MAX_CROP_PCT = 2.0  # timm's largest is 1.15 (volo): more than 1 scales the image below the crop
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _input_size_problem(value: object) -> str | None:
+    if not isinstance(value, list | tuple) or len(value) != 3 or not all(_is_int(v) for v in value):
+        return "must be [channels, height, width], three integers"
+    c, h, w = value
+    if not 1 <= c <= MAX_CHANNELS or not (1 <= h <= MAX_SIDE and 1 <= w <= MAX_SIDE):
+        return f"must have 1..{MAX_CHANNELS} channels and sides of 1..{MAX_SIDE} pixels"
+    return None
+
+
+def _channels_problem(value: object, positive: bool) -> str | None:
+    if (
+        not isinstance(value, list | tuple)
+        or not 1 <= len(value) <= MAX_CHANNELS
+        or not all(_is_number(v) for v in value)
+    ):
+        return "must be a list of finite numbers, one per channel"
+    if positive and min(value) <= 0:
+        return "must be > 0 (the images are divided by it)"
+    return None
+
+
+def _in_range(value: object, low: float, high: float, *, integer: bool, low_open: bool = False) -> bool:
+    ok = _is_int(value) if integer else _is_number(value)
+    return ok and (low < value if low_open else low <= value) and value <= high  # type: ignore[operator]
+
+
+_RULES: dict[str, Callable[[object], str | None]] = {
+    "input_size": _input_size_problem,
+    "mean": lambda v: _channels_problem(v, positive=False),
+    "std": lambda v: _channels_problem(v, positive=True),
+    "interpolation": lambda v: None if v in INTERPOLATIONS else f"must be one of {', '.join(INTERPOLATIONS)}",
+    "crop_mode": lambda v: None if v in CROP_MODES else f"must be one of {', '.join(CROP_MODES)}",
+    "crop_pct": lambda v: (
+        None
+        if _in_range(v, 0, MAX_CROP_PCT, integer=False, low_open=True)
+        else f"must be a number in (0, {MAX_CROP_PCT:g}]"
+    ),
+    "in_chans": lambda v: (
+        None if _in_range(v, 1, MAX_CHANNELS, integer=True) else f"must be an integer in 1..{MAX_CHANNELS}"
+    ),
+    "num_classes": lambda v: (
+        None if _in_range(v, 0, MAX_CLASSES, integer=True) else f"must be an integer in 0..{MAX_CLASSES}"
+    ),
+}
+
+
+def field_problem(name: str, value: object) -> str | None:
+    """What is wrong with one preprocessing or architecture field (None: nothing). The one rule for a
+    value whatever its source; callers name the source (option, file and key, report field)."""
+    rule = _RULES.get(name)
+    return rule(value) if rule is not None else None
+
+
+def describe(value: object, limit: int = 60) -> str:
+    """A value as an error message shows it: repr, cut short."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_fields(fields: dict[str, object], where: str, error: type[Exception] = UsageError) -> None:
+    """Every present field of ``fields`` by :func:`field_problem`; the first problem raises ``error``
+    naming ``where`` (a file, a report) and the field."""
+    for name, value in fields.items():
+        problem = field_problem(name, value)
+        if problem:
+            raise error(f"{where}: {name} {problem}, not {describe(value)}")
+
+
 def check_preprocessing(
     input_size: Sequence[int] | None, mean: Sequence[float] | None, std: Sequence[float] | None
 ) -> None:
     if input_size is not None and (
-        len(input_size) != 3 or input_size[0] < 0 or min(input_size[1:]) < 1 or max(input_size) > 16384
+        len(input_size) != 3
+        or not 0 <= input_size[0] <= MAX_CHANNELS
+        or min(input_size[1:]) < 1
+        or max(input_size[1:]) > MAX_SIDE
     ):  # channel 0: "the model's" (S or H,W given)
-        raise UsageError(f"--input-size must be C,H,W with sizes in 1..16384, not {tuple(input_size)}")
+        raise UsageError(f"--input-size must be C,H,W with sides in 1..{MAX_SIDE}, not {tuple(input_size)}")
     for name, vals in (("--mean", mean), ("--std", std)):
         for v in vals or ():
             check_finite(name, v)
@@ -90,7 +186,7 @@ def check_diagnose_options(
         check_count("--in-chans", in_chans)
     check_count("--max-images", max_images)
     check_count("--batch-size", batch_size)
-    check_count("--workers", workers, low=0)
+    check_workers(workers)
     check_tau(tau)
     check_seed(seed)
     check_preprocessing(input_size, mean, std)

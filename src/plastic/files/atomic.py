@@ -32,6 +32,18 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
+def check_distinct(outputs: Iterable[tuple[str, Path]]) -> None:
+    """Refuse two outputs of one command that would land on the same file (after ``..``, symlinks and
+    hard links): the second write would silently replace the first."""
+    seen: list[tuple[str, Path]] = []
+    for flag, path in outputs:
+        real = Path(os.path.realpath(path))
+        for other_flag, other in seen:
+            if real == other or _same_file(real, other):
+                raise OutputError(f"{flag} {path} and {other_flag} name the same file; give each its own")
+        seen.append((flag, real))
+
+
 def check_target(
     target: Path,
     *,
@@ -93,6 +105,17 @@ def _publish(tmp: str, target: Path, replace: bool) -> None:
 
 
 @contextlib.contextmanager
+def _naming(target: Path) -> Iterator[None]:
+    """A write error (disk full, file too large under ``ulimit -f``) names the output, not a temp file."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EIO):
+            raise OSError(e.errno, e.strerror, str(target)) from None
+        raise
+
+
+@contextlib.contextmanager
 def atomic_writer(target: Path, *, replace: bool = True, mode: int | None = None) -> Iterator[BinaryIO]:
     """Yield a binary file in ``target``'s folder; on success it becomes ``target`` atomically.
 
@@ -103,7 +126,7 @@ def atomic_writer(target: Path, *, replace: bool = True, mode: int | None = None
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     ok = False
     try:
-        with os.fdopen(fd, "wb") as f:
+        with _naming(target), os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
@@ -111,7 +134,7 @@ def atomic_writer(target: Path, *, replace: bool = True, mode: int | None = None
             mask = os.umask(0)
             os.umask(mask)
             mode = 0o666 & ~mask  # mkstemp makes 0600; give the file the usual permissions
-        os.chmod(tmp, mode & 0o7777)
+        os.chmod(tmp, mode & 0o777)  # permission bits only: never set-uid, set-gid or sticky
         _publish(tmp, target, replace)
         ok = True
     finally:

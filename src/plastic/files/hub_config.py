@@ -33,48 +33,81 @@ class HubConfig:
     crop_mode: str | None = None
 
 
-def _floats(v: Any, n: int | None = None) -> tuple[float, ...] | None:
-    if isinstance(v, list) and v and all(isinstance(x, int | float) and not isinstance(x, bool) for x in v):
-        return tuple(float(x) for x in v) if n is None or len(v) == n else None
-    return None
+MAX_CONFIG_BYTES = 16 << 20  # a config.json is a few KB (with label names, a few MB); more is not one
+TAG_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+
+
+def read_json_capped(path: Path, what: str) -> Any:
+    """A small JSON file: at most MAX_CONFIG_BYTES read (a 2 GB file is refused, not loaded), nesting
+    bounded by the parser's recursion limit; any failure is a CheckpointError naming the file."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as e:
+        raise CheckpointError(f"{path}: unreadable {what} ({e.strerror or type(e).__name__})") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise CheckpointError(f"{path}: larger than {MAX_CONFIG_BYTES >> 20} MiB; not a {what}")
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise CheckpointError(f"{path}: not UTF-8 text; not a {what}") from None
+    except ValueError as e:
+        raise CheckpointError(f"{path}: not JSON ({str(e).splitlines()[0][:80]}); not a {what}") from None
+    except RecursionError:
+        raise CheckpointError(f"{path}: nested too deeply; not a {what}") from None
 
 
 def read_hub_config(folder: Path) -> HubConfig | None:
-    """The timm config in ``folder``, or None when there is none (or it is not timm's)."""
+    """The timm config in ``folder``, or None when there is none (or it is not timm's).
+
+    Every field plastic uses is checked (documents.validation.field_problem, the rule options and
+    reports follow too); a bad one is a CheckpointError naming the file and the field.
+    """
+    from plastic.documents.validation import describe, field_problem
+
     path = folder / CONFIG_NAME
     if not path.is_file():
         return None
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"{path}: unreadable config ({e.__class__.__name__})") from None
+    doc = read_json_capped(path, "config.json")
     if not isinstance(doc, dict) or not isinstance(doc.get("architecture"), str) or not doc["architecture"]:
         return None
     raw_cfg, raw_args = doc.get("pretrained_cfg"), doc.get("model_args")
     cfg: dict[str, Any] = raw_cfg if isinstance(raw_cfg, dict) else {}
     args: dict[str, Any] = raw_args if isinstance(raw_args, dict) else {}
-    size = _floats(cfg.get("input_size"), 3)
-    input_size = (int(size[0]), int(size[1]), int(size[2])) if size else None
+    fields = {f"pretrained_cfg.{k}": cfg[k] for k in PREPROCESSING if cfg.get(k) is not None}
+    if args.get("in_chans") is not None:
+        fields["model_args.in_chans"] = args["in_chans"]
+    if doc.get("num_classes") is not None:
+        fields["num_classes"] = doc["num_classes"]
+    for name, value in fields.items():
+        problem = field_problem(name.rpartition(".")[2], value)
+        if problem:
+            raise CheckpointError(f"{path}: {name} {problem}, not {describe(value)}")
+    size = cfg.get("input_size")
+    input_size = (int(size[0]), int(size[1]), int(size[2])) if size is not None else None
     in_chans = args.get("in_chans")
-    if not isinstance(in_chans, int) or isinstance(in_chans, bool):
+    if in_chans is None:
         in_chans = input_size[0] if input_size and input_size[0] != 3 else None
-    num_classes = doc.get("num_classes")
-    crop = cfg.get("crop_pct")
-    tag = cfg.get("tag")
-    arch = doc["architecture"]
-    if isinstance(tag, str) and tag and "." not in arch:
+    arch, tag = doc["architecture"], cfg.get("tag")
+    if tag is not None and (not isinstance(tag, str) or not tag or not set(tag) <= TAG_CHARS):
+        raise CheckpointError(
+            f"{path}: pretrained_cfg.tag must be a timm tag (letters, digits, _ and -), not {tag!r}"[:300]
+        )
+    if tag and "." not in arch:
         arch = f"{arch}.{tag}"  # the tag selects the pretrained config timm knows for these weights
+    mean, std = cfg.get("mean"), cfg.get("std")
     return HubConfig(
         path=path,
         architecture=arch,
-        num_classes=num_classes
-        if isinstance(num_classes, int) and not isinstance(num_classes, bool)
-        else None,
+        num_classes=doc.get("num_classes"),
         in_chans=in_chans,
         input_size=input_size,
-        mean=_floats(cfg.get("mean")),
-        std=_floats(cfg.get("std")),
-        interpolation=cfg.get("interpolation") if isinstance(cfg.get("interpolation"), str) else None,
-        crop_pct=float(crop) if isinstance(crop, int | float) and not isinstance(crop, bool) else None,
-        crop_mode=cfg.get("crop_mode") if isinstance(cfg.get("crop_mode"), str) else None,
+        mean=tuple(float(v) for v in mean) if mean is not None else None,
+        std=tuple(float(v) for v in std) if std is not None else None,
+        interpolation=cfg.get("interpolation"),
+        crop_pct=float(cfg["crop_pct"]) if cfg.get("crop_pct") is not None else None,
+        crop_mode=cfg.get("crop_mode"),
     )
+
+
+PREPROCESSING = ("input_size", "mean", "std", "interpolation", "crop_pct", "crop_mode")

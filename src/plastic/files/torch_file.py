@@ -147,11 +147,24 @@ def torch_load(p: Path) -> Any:
                 f"{p}: refused: loading it would run code ({glob}); plastic loads pickles with "
                 "weights_only=True only. Convert it with a trusted script, or save a state_dict/safetensors"
             ) from None
+        if "weights only" in str(e).lower():  # torch's message advises weights_only=False: never here
+            raise UnsafeCheckpointError(
+                f"{p}: refused: the weights-only loader cannot read it ({_unpickler_reason(e)}); plastic "
+                "never loads pickles with weights_only=False. Re-save the weights with a trusted script "
+                "(torch.save(model.state_dict(), ...) or safetensors)"
+            ) from None
         raise CheckpointError(f"{p}: corrupt or not a PyTorch checkpoint ({first_line(e)})") from None
     except Exception as e:  # torch raises RuntimeError/EOFError/ValueError/... for damaged files
         raise CheckpointError(
             f"{p}: truncated, corrupt or not a PyTorch checkpoint ({first_line(e)})"
         ) from None
+
+
+def _unpickler_reason(e: BaseException) -> str:
+    """What torch's weights-only unpickler objected to (``Unsupported operand 149``), without its advice."""
+    _, _, detail = str(e).partition("WeightsUnpickler error:")
+    lines = [line.strip() for line in detail.splitlines() if line.strip()]
+    return lines[0][:200] if lines else "an unsupported pickle instruction"
 
 
 def first_line(e: BaseException) -> str:

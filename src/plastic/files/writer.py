@@ -240,4 +240,29 @@ def write_torch(
         obj["plastic"] = dict(metadata)
     out = out if isinstance(out, Target) else Target(out, replace=True)
     with atomic_writer(out.path, replace=out.replace, mode=out.mode) as f:
-        torch.save(obj, f)
+        sink = _Sink(f)
+        try:
+            torch.save(obj, sink)  # type: ignore[arg-type]  # a writable file object is all it needs
+        except RuntimeError:
+            if sink.error is not None:  # torch's zip writer turns a failed write into its own message
+                raise sink.error from None
+            raise
+
+
+class _Sink:
+    """The file torch.save writes to, keeping the OSError of a failed write (disk full, ``ulimit -f``):
+    torch reports it only as ``enforce fail at inline_container.cc``, which says nothing to a user."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self.f = f
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def flush(self) -> None:
+        self.f.flush()

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import random
+import stat
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from plastic.documents.validation import check_fields, describe, field_problem
 from plastic.errors import DataError, UsageError
 
 if TYPE_CHECKING:
@@ -50,6 +53,7 @@ def scan_folder(root: str | Path, *, max_images: int = 256, seed: int = 0) -> Ca
     if max_images < 1:
         raise UsageError("--max-images must be at least 1")
     files: list[Path] = []
+    odd: list[tuple[Path, str]] = []  # named like images but not regular files: never opened
     seen: set[tuple[int, int]] = set()  # (device, inode) of every folder walked: symlink loops end here
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         st = os.stat(dirpath)
@@ -60,8 +64,17 @@ def scan_folder(root: str | Path, *, max_images: int = 256, seed: int = 0) -> Ca
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
-                files.append(Path(dirpath) / name)
+                path = Path(dirpath) / name
+                why = _not_regular(path)
+                if why:
+                    odd.append((path, why))
+                else:
+                    files.append(path)
     if not files:
+        if odd:
+            raise DataError(
+                f"{root}: no regular image files ({len(odd)} skipped, e.g. {odd[0][0]}: {odd[0][1]})"
+            )
         raise DataError(f"{root}: no images found (extensions: {', '.join(sorted(IMAGE_EXTENSIONS))})")
     rel = [f.relative_to(root).parts for f in files]
     nested = all(len(p) >= 2 for p in rel)
@@ -72,7 +85,23 @@ def scan_folder(root: str | Path, *, max_images: int = 256, seed: int = 0) -> Ca
         keep = _spread_sample(labels if labels is not None else [0] * found, max_images, seed)
         files = [files[i] for i in keep]
         labels = [labels[i] for i in keep] if labels is not None else None
-    return CalibSet(root, files, labels, class_names, found)
+    return CalibSet(root, files, labels, class_names, found, skipped=odd)
+
+
+def _not_regular(path: Path) -> str:
+    """Why ``path`` is not read: only regular files (and links to them) are opened. A FIFO would block
+    ``open`` forever, a device could stream without end; both are skipped and counted instead."""
+    try:
+        mode = os.stat(path).st_mode  # follows links: a link to a regular file is read
+    except OSError as e:
+        return f"cannot be read ({e.strerror or type(e).__name__})"
+    if stat.S_ISREG(mode):
+        return ""
+    for test, what in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"),
+                       (stat.S_ISBLK, "a device"), (stat.S_ISDIR, "a folder")):  # fmt: skip
+        if test(mode):
+            return f"not a regular file ({what})"
+    return "not a regular file"
 
 
 def _spread_sample(labels: list[int], k: int, seed: int) -> list[int]:
@@ -132,14 +161,53 @@ def load_image(path: Path) -> Image.Image:
             ) from None
 
 
-def _quiet_worker(_worker_id: int) -> None:
-    """DataLoader workers leave Ctrl-C to the main process, which stops them: no traceback per worker."""
+def worker_count(requested: int, images: int, batch_size: int) -> int:
+    """Decoder processes actually started: never more than the cores this process may run on, nor than
+    the batches there are (a worker decodes whole batches); ``-j 40`` for 8 images starts one."""
+    if requested <= 0:
+        return 0
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        cores = os.cpu_count() or 1
+    batches = -(-images // max(batch_size, 1))
+    return max(0, min(requested, cores, batches))
+
+
+def _quiet_worker(parent: int, _worker_id: int) -> None:
+    """DataLoader workers leave Ctrl-C to the main process, which stops them: no traceback per worker.
+
+    On Linux each worker also asks the kernel to kill it when its parent dies, however the parent
+    ends (SIGKILL, the OOM killer): no decoder outlives plastic. PyTorch's own watchdog would notice
+    only after seconds, and only between batches.
+    """
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     for name in ("SIGTERM", "SIGHUP"):  # the parent's handlers raise; a worker just ends
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), signal.SIG_DFL)
+    _die_with_parent(parent)
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _die_with_parent(parent: int) -> None:
+    """SIGKILL this process when the parent dies (Linux ``prctl``); a parent already gone: exit now."""
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):  # no prctl in this libc: the watchdog still applies
+            pass
+    if os.getppid() != parent:  # the parent died before the request above took effect
+        os._exit(0)
 
 
 class CalibDataset:
@@ -212,12 +280,7 @@ def resolve_data_config(
     elif hub is not None and hub.input_size is not None:
         input_size, source = hub.input_size, "config.json"
     elif metadata.get("input_size"):
-        try:
-            parsed = tuple(int(v) for v in metadata["input_size"].replace("x", ",").split(","))
-        except ValueError:
-            parsed = ()
-        if len(parsed) == 3:
-            input_size, source = (parsed[0], parsed[1], parsed[2]), "metadata"
+        input_size, source = metadata_input_size(metadata["input_size"]), "metadata"
     size = tuple(input_size or cfg["input_size"])
     chans = in_chans or 3
     if source == "option" and size[0] not in (0, chans):  # 0: S or H,W given, channels the model's
@@ -235,6 +298,8 @@ def resolve_data_config(
         mean = (sum(mean) / len(mean),) * chans
     if len(std) != chans:
         std = (sum(std) / len(std),) * chans
+    # every source was checked where it was read; this guards the merge (and timm's own defaults)
+    check_fields({"input_size": size, "mean": tuple(mean), "std": tuple(std)}, "the preprocessing")
     return DataConfig(
         input_size=size,  # type: ignore[arg-type]
         mean=tuple(mean),
@@ -244,6 +309,23 @@ def resolve_data_config(
         crop_mode=str((hub.crop_mode if hub else None) or cfg.get("crop_mode", "center")),
         source=source,
     )
+
+
+def metadata_input_size(text: str) -> tuple[int, int, int]:
+    """A checkpoint's ``input_size`` metadata: C,H,W (or CxHxW); checked like every other source."""
+    from plastic.errors import CheckpointError
+
+    try:
+        parsed = [int(v) for v in text.replace("x", ",").split(",")]
+    except ValueError:
+        parsed = []
+    where = f"the checkpoint's metadata input_size {describe(text)}"
+    if len(parsed) != 3:
+        raise CheckpointError(f"{where}: not C,H,W; pass --input-size C,H,W to override it")
+    problem = field_problem("input_size", parsed)
+    if problem:
+        raise CheckpointError(f"{where}: {problem}; pass --input-size C,H,W to override it")
+    return parsed[0], parsed[1], parsed[2]
 
 
 def make_transform(cfg: DataConfig) -> Callable[[Any], torch.Tensor]:
@@ -267,12 +349,13 @@ def calib_batches(
     import torch
 
     dataset: Any = CalibDataset(calib, make_transform(cfg), grayscale=cfg.input_size[0] == 1)
+    started = worker_count(workers, len(dataset), batch_size)
     loader: torch.utils.data.DataLoader[Any] = torch.utils.data.DataLoader(
         dataset,
         batch_size=batch_size,
         shuffle=False,
-        num_workers=workers,
+        num_workers=started,
         collate_fn=collate,
-        worker_init_fn=_quiet_worker if workers > 0 else None,
+        worker_init_fn=functools.partial(_quiet_worker, os.getpid()) if started > 0 else None,
     )
     yield from loader

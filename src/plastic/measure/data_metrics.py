@@ -73,6 +73,8 @@ def site_metrics(site: SiteStats, act: nn.Module | None, tau: float = DEFAULT_TA
     out: dict[str, float | None] = dict.fromkeys(DATA_METRICS)
     if site.abs_sum is None:
         return out  # the layer never ran on the calibration images
+    if not bool(torch.isfinite(site.abs_sum).all()):
+        return out  # inf or NaN activations (from non-finite weights upstream): nothing to measure
     out["dormant_frac"] = dormant_frac(site.abs_sum, site.count, tau)
     out["dead_frac"] = dead_frac(site.abs_sum)
     if act is not None:
@@ -80,6 +82,8 @@ def site_metrics(site: SiteStats, act: nn.Module | None, tau: float = DEFAULT_TA
         if out["saturated_frac"] is not None:
             out["saturated_ref"] = reference_saturation(act, site.sat_inputs[0].device)
     feats = torch.cat(site.pooled)  # (N, C')
+    if not bool(torch.isfinite(feats).all()):
+        return out  # an SVD of inf or NaN does not converge; the ranks stay null
     erank, srank = feature_ranks(feats)
     out["feature_erank"] = erank
     out["feature_erank_per_unit"] = erank / feats.shape[1]

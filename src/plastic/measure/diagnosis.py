@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import time
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
@@ -16,9 +17,16 @@ from torch import nn
 from plastic.decide.recommend import Recommendation, recommend, reinit_commands
 from plastic.decide.score import components, grad_median, saturation_score
 from plastic.documents.validation import check_diagnose_options, pick_device
-from plastic.errors import DataError, DeviceError
+from plastic.errors import MEMORY_HINT, DataError, DeviceError, ResourceError, is_allocation_failure
 from plastic.files.checkpoint import Checkpoint, open_checkpoint
-from plastic.measure.calib import CalibSet, DataConfig, calib_batches, resolve_data_config, scan_folder
+from plastic.measure.calib import (
+    CalibSet,
+    DataConfig,
+    calib_batches,
+    resolve_data_config,
+    scan_folder,
+    worker_count,
+)
 from plastic.measure.capture import layers_of
 from plastic.measure.data_metrics import attn_entropy, dormant_units, rank_ceiling, site_metrics
 from plastic.measure.defaults import DEFAULT_BATCH_SIZE, DEFAULT_DEVICE, DEFAULT_MAX_IMAGES, DEFAULT_TAU
@@ -190,12 +198,15 @@ def _diagnose(
     t1 = time.perf_counter()
     models = [model] if reference is None else [model, reference]
     labels, n_classes = probe_targets(calib.labels, calib.class_names, len(calib.files), seed)
+    started = worker_count(workers, len(calib.files), batch_size)
+    if started < workers:
+        notes.append(f"--workers {workers}: started {started} (one per core and per batch at most)")
     done, batch_size = one_pass(
         models, lambda bs: calib_batches(calib, cfg, bs, workers), labels, n_classes, len(calib.files),
         batch_size, seed, dev, use_amp, progress, notes,
     )  # fmt: skip
     t_pass = time.perf_counter() - t1
-    calib.skipped = [(calib.files[i], why) for i, why in done.skipped]
+    calib.skipped = [*calib.skipped, *((calib.files[i], why) for i, why in done.skipped)]
     if not done.used:
         raise DataError(f"{calib.root}: none of the {len(calib.files)} images could be read")
     labelled = "subfolders" if calib.labels is not None else "random"
@@ -225,6 +236,7 @@ def assemble(
     layers = _layer_table(built.model, reference, measured, ref, built.classifier_keys, tau, len(done.used))
     blocks = _block_table(built.model, layers)
     stages = _stage_table(built.model, layers)
+    broken = nonfinite_note(built.model, layers)
     t_pass = timing["pass_s"]
     timing = {
         "build_s": timing["build_s"],  # checkpoint read, architecture decided, model (and reference) built
@@ -236,6 +248,9 @@ def assemble(
         "images_per_s": len(done.used) / t_pass if t_pass > 0 else 0.0,
     }
     rec = _recommendation(layers, stages, calibration, built, ckpt, notes)
+    if broken:  # a verdict from the layers that could be measured: not one to act on without a look
+        notes.append(broken)
+        rec.confidence = "low"
     return DiagnoseReport(
         ckpt, built.arch, built.arch_source, built.candidates, device, amp, cfg, calibration,
         layers, blocks, timing, options, notes, rec, stages,
@@ -297,8 +312,17 @@ def one_pass(
             batch_size //= 2
             torch.cuda.empty_cache()
             notes.append(f"CUDA out of memory: retried with --batch-size {batch_size}")
+        except MemoryError:
+            raise ResourceError(
+                f"out of memory during the data pass (--batch-size {batch_size}); {MEMORY_HINT}"
+            ) from None
         except (RuntimeError, AssertionError, ValueError) as e:  # the model refuses these inputs
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            if is_allocation_failure(e):
+                raise ResourceError(
+                    f"out of memory during the data pass (--batch-size {batch_size}): {first[:200]}; "
+                    + MEMORY_HINT
+                ) from None
             raise DataError(
                 f"the model cannot run on the calibration images as preprocessed ({first}); "
                 "check --input-size, --in-chans, --mean and --std (PLASTIC_DEBUG=1 shows where it failed)"
@@ -389,7 +413,27 @@ def _metrics(
     metrics["grad_ratio"] = measured.grad_ratios.get(name)
     attn = measured.capture.attention.get(name)
     metrics["attn_entropy"] = attn_entropy(attn) if attn is not None else None
-    return metrics
+    # inf or NaN (non-finite weights upstream, an overflow): not a measurement; null, and the layer
+    # is scored on what is left, or not at all
+    return {k: v if v is None or math.isfinite(v) else None for k, v in metrics.items()}
+
+
+def nonfinite_note(model: nn.Module, layers: list[LayerDiagnosis]) -> str | None:
+    """Which layers hold inf or NaN weights, and how many measured nothing finite: the report says so."""
+    bad = [
+        name
+        for name, m in layers_of(model).items()
+        if any(not bool(torch.isfinite(t).all()) for t in (*m.parameters(False), *m.buffers(False)))
+    ]
+    blank = [r.name for r in layers if not r.classifier and r.score is None]
+    if not bad:
+        return None
+    shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+    return (
+        f"non-finite weights (inf or NaN) in {len(bad)} layer(s): {shown}; {len(blank)} layer(s) measured "
+        "no finite activations and are left unscored; repair the checkpoint, or re-initialize those "
+        "layers (plastic reinit --strategy layers --layers NAME.*)"
+    )
 
 
 def _common_prefix(members: list[str]) -> str:

@@ -215,4 +215,7 @@ def _compute_stats(ckpt: Checkpoint, layers: list[Layer], skip: set[str], progre
     for la in layers:
         main = main_tensor(la)
         la.stats_tensor = main.name if main else None
-        la.metrics = la.tensor_metrics.get(main.name) if main else None
+        la.metrics = dict(la.tensor_metrics[main.name]) if main and main.name in la.tensor_metrics else None
+        if la.metrics is not None and "nonfinite" not in skip:  # the layer's count covers all its tensors
+            counts = [m.get("nonfinite") for m in la.tensor_metrics.values()]
+            la.metrics["nonfinite"] = float(sum(c for c in counts if c is not None))

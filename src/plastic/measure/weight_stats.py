@@ -22,6 +22,7 @@ METRIC_NAMES = (
     "near_zero",
     "weight_stable_rank",
     "dead_norm_channels",
+    "nonfinite",
 )
 # Computed only when asked (inspect --stable-rank): ~6x the cost of all the others together.
 OPT_IN = frozenset({"weight_stable_rank"})
@@ -84,6 +85,18 @@ def tensor_metrics(
     arr = as_float_array(t)
     if arr is None or arr.size == 0:
         return out
+    with np.errstate(all="ignore"):  # inf and NaN weights: counted in ``nonfinite``, never a warning
+        return _tensor_metrics(arr, out, gain=gain, srank=srank, work=work)
+
+
+def _tensor_metrics(
+    arr: np.ndarray,
+    out: dict[str, float | None],
+    *,
+    gain: bool,
+    srank: bool,
+    work: dict[str, np.ndarray] | None,
+) -> dict[str, float | None]:
     shape = arr.shape
     x = arr.reshape(-1)  # (n,)
     n = x.size
@@ -97,7 +110,11 @@ def tensor_metrics(
     out["std"] = max(sq / n - mean * mean, 0.0) ** 0.5 if math.isfinite(sq) else math.nan
     out["l2"] = sq**0.5
     out["abs_max"] = amax
-    if rms > 0:
+    # a finite sum of squares means every value is finite: the count costs a pass only when it is not
+    out["nonfinite"] = 0.0 if math.isfinite(sq) else float(n - np.count_nonzero(np.isfinite(x)))
+    if not math.isfinite(rms):
+        out["near_zero"] = None  # relative to an infinite or NaN RMS: no meaning
+    elif rms > 0:
         out["near_zero"] = float(np.count_nonzero(np.less(a, NEAR_ZERO_REL * rms, out=below))) / n
     else:
         out["near_zero"] = 1.0
@@ -132,6 +149,15 @@ def batch_metrics(items: Sequence[tuple[Any, bool]], *, srank: bool = True) -> l
             results[i] = tensor_metrics(arrays[i] if arrays[i] is not None else t, gain=gain, srank=srank)
     if not small:
         return results
+    with np.errstate(all="ignore"):  # inf and NaN weights: counted in ``nonfinite``, never a warning
+        _batch_small(arrays, items, small, results, srank)
+    return results
+
+
+def _batch_small(
+    arrays: list[np.ndarray | None], items: Sequence[tuple[Any, bool]], small: list[int],
+    results: list[dict[str, float | None]], srank: bool,
+) -> None:  # fmt: skip
     flats = [arrays[i].reshape(-1).astype(np.float64) for i in small]  # type: ignore[union-attr]
     lens = np.array([f.size for f in flats])
     starts = np.concatenate(([0], np.cumsum(lens)[:-1]))
@@ -144,9 +170,11 @@ def batch_metrics(items: Sequence[tuple[Any, bool]], *, srank: bool = True) -> l
     rms = np.sqrt(sq / lens)
     near = np.add.reduceat(ab < np.repeat(NEAR_ZERO_REL * rms, lens), starts) / lens
     near[rms == 0] = 1.0
+    near[~np.isfinite(rms)] = np.nan  # relative to an infinite or NaN RMS: no meaning (null)
     dead = np.add.reduceat(ab < DEAD_GAIN, starts) / lens
     mean = total / lens
     std = np.sqrt(np.maximum(sq / lens - mean * mean, 0.0))
+    nonfinite = lens - np.add.reduceat(np.isfinite(x), starts)  # (tensors,) inf and NaN counts
     for j, i in enumerate(small):
         arr, gain = arrays[i], items[i][1]
         assert arr is not None  # selected above
@@ -156,14 +184,14 @@ def batch_metrics(items: Sequence[tuple[Any, bool]], *, srank: bool = True) -> l
             std=float(std[j]),
             l2=float(np.sqrt(sq[j])),
             abs_max=float(amax[j]),
-            near_zero=float(near[j]),
+            near_zero=float(near[j]) if np.isfinite(near[j]) else None,
+            nonfinite=float(nonfinite[j]),
         )
         if srank and arr.ndim >= 2:
             out["weight_stable_rank"] = stable_rank(arr.reshape(arr.shape[0], -1), float(sq[j]))
         if gain:
             out["dead_norm_channels"] = float(dead[j])
         results[i] = out
-    return results
 
 
 def stable_rank(w: Any, fro_sq: float | None = None) -> float:

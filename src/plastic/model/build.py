@@ -28,14 +28,33 @@ class BuiltModel:
     notes: list[str] = field(default_factory=list)  # for the user (stderr in the CLI)
 
 
-def check_arch_name(arch: str) -> None:
+def check_arch_name(arch: str, where: str = "--arch") -> None:
+    """A timm model name, with a pretrained tag timm knows when it has one (``resnet50.a1_in1k``).
+    ``where`` names the source (the option, a config.json, the metadata) in the error."""
     import timm
 
-    base = arch.split(".", 1)[0]  # "resnet50.a1_in1k" -> "resnet50"
+    base, _, tag = arch.partition(".")  # "resnet50.a1_in1k" -> "resnet50", "a1_in1k"
     if not timm.is_model(base):
         close = difflib.get_close_matches(base, timm.list_models(), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ArchitectureError(f"unknown timm architecture {arch!r}{hint}")
+        raise ArchitectureError(f"{where}: unknown timm architecture {arch[:120]!r}{hint}")
+    if tag:
+        tags = [name.partition(".")[2] for name in timm.list_pretrained(f"{base}.*")]
+        if tag not in tags:
+            known = f"; its tags: {', '.join(tags[:8])}" + (" ..." if len(tags) > 8 else "") if tags else ""
+            raise ArchitectureError(
+                f"{where}: {tag[:80]!r} is not a pretrained tag of timm's {base}{known} "
+                f"(or give {base} alone)"
+            )
+
+
+def arch_origin(ckpt: Checkpoint) -> str:
+    """Where the checkpoint's architecture name came from, as an error names it."""
+    if ckpt.arch_source == "config.json" and ckpt.hub is not None:
+        return f"{ckpt.hub.path}: architecture (and pretrained_cfg.tag)"
+    if ckpt.arch_source in ("metadata", "checkpoint"):
+        return f"{ckpt.path}: the 'arch' recorded in the file"
+    return "--arch"
 
 
 def _create(arch: str, num_classes: int, device: str = "cpu", in_chans: int | None = None) -> nn.Module:
@@ -195,7 +214,7 @@ def resolve_arch(
     for a named architecture and for detection alike.
     """
     if ckpt.arch:
-        check_arch_name(ckpt.arch)
+        check_arch_name(ckpt.arch, arch_origin(ckpt))
         note = _align_to(ckpt, ckpt.arch)
         ckpt.in_chans = ckpt.in_chans or stem_channels(ckpt, ckpt.arch)
         return ckpt.arch, ckpt.arch_source or "option", [ckpt.arch], [note] if note else []

@@ -47,6 +47,7 @@ def reinit_model(
     check_reinit_options(options)
     info = get_strategy(strategy)
     info.check_value(options, flag="value")
+    info.check_options(options)
     doc = diagnose_dict(report) if isinstance(report, DiagnoseReport) else report
     if doc is not None:
         doc = validate_report(doc)

@@ -180,6 +180,7 @@ def _settle(
     if report is not None:
         validate_report(report)
     info.check_value(options)
+    info.check_options(options)
     if checkpoint is None:
         if report is None:
             raise UsageError(
@@ -187,7 +188,7 @@ def _settle(
             )
         checkpoint = report["checkpoint"]["path"]
         key = key or report["checkpoint"].get("container_key")
-    size = report["data_config"].get("input_size") if report is not None and "data_config" in report else None
+    size = (report.get("data_config") or {}).get("input_size") if report is not None else None
     if in_chans is None and isinstance(size, list) and size and isinstance(size[0], int) and size[0] != 3:
         in_chans = int(size[0])  # the channels diagnose ran the model with
     if report is not None and arch is None and (report.get("arch") or {}).get("name"):
@@ -196,7 +197,10 @@ def _settle(
         raise UsageError("-o OUT is required (or --dry-run)")
     data_path = Path(data) if data is not None else None
     if data_path is None and report is not None and info.wants(Need.GRADIENTS, options):
-        data_path = Path(report["calibration"]["path"])
+        folder = (report.get("calibration") or {}).get("path")
+        if not folder:
+            raise UsageError("--utility gradient needs --data DIR: the report names no calibration folder")
+        data_path = Path(folder)
     diag = dict(given, key=key, arch=arch, seed=options.seed, in_chans=in_chans, progress=progress)
     out = Path(output) if output is not None else None
     return _Request(Path(checkpoint), key, arch, in_chans, out, data_path, report, diag)
@@ -292,18 +296,32 @@ def _needs_init(plan: Plan) -> bool:
 
 
 def _check_dtypes(ckpt: Checkpoint, plan: Plan) -> None:
-    """New values exist for real floating tensors (and integer buffers reset to 0), nothing else."""
+    """New values exist for real floating tensors (and integer buffers such as ``num_batches_tracked``,
+    reset to their initial count), nothing else. An integer weight (a quantized layer) would get a float
+    init rounded to integers, almost all zeros: refused, like complex and boolean tensors."""
     for c in plan.changes:
-        dtype = ckpt.by_name[c.tensor].dtype
+        info = ckpt.by_name[c.tensor]
+        dtype = info.dtype
         if dtype.startswith("complex") or dtype in ("bool", "float4_e2m1fn_x2"):
             raise UsageError(
                 f"{c.tensor} is {dtype}: plastic has no initial value for it; exclude it (e.g. --layers)"
             )
+        integer = dtype.startswith(("int", "uint"))
+        if integer and (c.tensor.rpartition(".")[2] in ("weight", "bias") or c.kind not in _INT_KINDS):
+            raise UsageError(
+                f"{c.tensor} is {dtype} (a quantized layer?): plastic gives float initial values, which "
+                "would round to integers (mostly 0); dequantize the checkpoint to float first, or exclude "
+                "this tensor (e.g. --layers)"
+            )
+
+
+_INT_KINDS = (Kind.TENSOR, Kind.NORM_RESET)  # integer buffers are reset whole, to the init's value
 
 
 def _mode_of(ckpt: Checkpoint) -> int:
-    """The output keeps the input's permission bits (a private 0600 checkpoint stays private)."""
-    return stat.S_IMODE(ckpt.path.stat().st_mode) | stat.S_IRUSR | stat.S_IWUSR
+    """The output keeps the input's read/write/execute bits (a private 0600 checkpoint stays private),
+    never its set-uid, set-gid or sticky bits."""
+    return (stat.S_IMODE(ckpt.path.stat().st_mode) & 0o777) | stat.S_IRUSR | stat.S_IWUSR
 
 
 def _check_report(report: DiagnoseDoc | None, ckpt: Checkpoint, notes: list[str]) -> None:
@@ -349,9 +367,7 @@ def _gradients(
 
     model = build_model(ckpt).model
     calib = scan_folder(data, max_images=diag.get("max_images", 256), seed=seed)
-    given: dict[str, Any] = (
-        dict(report["data_config"]) if report is not None and "data_config" in report else {}
-    )
+    given: dict[str, Any] = dict(report.get("data_config") or {}) if report is not None else {}
     size, mean, std = given.get("input_size"), given.get("mean"), given.get("std")
     cfg = resolve_data_config(
         model,

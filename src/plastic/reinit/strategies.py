@@ -105,12 +105,35 @@ class StrategyInfo:
             choices = ", ".join(self.values)
             raise UsageError(f"{flag} {str(options.value)!r} does not apply to {self.name}; choose {choices}")
 
+    def check_options(self, options: Options) -> None:
+        """An option set away from its default that this strategy never reads is refused: silently
+        ignoring ``--value mean`` (say) would write a checkpoint other than the one asked for."""
+        defaults = Options()
+        ignored = [
+            flag
+            for name, flag in OPTION_FLAGS.items()
+            if name not in self.uses and getattr(options, name) != getattr(defaults, name)
+        ]
+        if ignored:
+            reads = ", ".join(OPTION_FLAGS[n] for n in self.uses if n in OPTION_FLAGS) or "no option"
+            raise UsageError(
+                f"{', '.join(ignored)} {'does' if len(ignored) == 1 else 'do'} not apply to --strategy "
+                f"{self.name} (it reads {reads}); leave {'it' if len(ignored) == 1 else 'them'} out"
+            )
+
     def wants(self, need: Need, options: Options) -> bool:
         """Does this run need ``need``? (gradients only when --utility gradient asks for them)"""
         if need == Need.GRADIENTS:
             return need in self.needs and options.utility == Utility.GRADIENT
         return need in self.needs
 
+
+# Options fields and the flags that set them (seed applies to every strategy).
+OPTION_FLAGS = {
+    "value": "--value", "k": "--k", "unit": "--unit", "layers": "--layers", "from_block": "--from",
+    "fraction": "--fraction", "utility": "--utility", "shrink": "--shrink", "perturb": "--perturb",
+    "include_head": "--include-head",
+}  # fmt: skip
 
 _REGISTRY: dict[str, StrategyInfo] = {}
 
@@ -322,6 +345,7 @@ def _from_block_modules(ctx: Context, start: str) -> list[str]:
 @register_strategy(
     "dormant-units",
     "ReDo: tau-dormant units re-initialized, their outgoing weights zeroed",
+    uses=("value", "include_head"),
     needs=(Need.REPORT, Need.LOADED),  # completeness is checked on the real weights
 )
 def dormant_units(ctx: Context) -> Plan:
