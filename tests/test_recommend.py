@@ -16,6 +16,7 @@ from torch import nn
 
 from plastic.decide.recommend import RECOMMEND_AT, max_k, recommend, top_segment
 from plastic.decide.score import components, grad_median, saturation_score
+from plastic.errors import UsageError
 from plastic.measure.capture import reference_saturation
 from tests.conftest import CALIB, RESNET, ROOT, VIT_PT, Result, run_subprocess
 
@@ -335,6 +336,10 @@ def test_output_records_only_the_options_that_applied(
         recorded = json.loads(f.metadata()["plastic.options"])
     assert recorded == {"value": "resample", "from_block": "layer4.0"}
     head = tmp_path / "head.safetensors"
-    reinit(RESNET, strategy="head", output=head, options=Options(fraction=0.5, k=7))
+    reinit(RESNET, strategy="head", output=head, options=Options())
     with safe_open(str(head), framework="pt") as f:
         assert json.loads(f.metadata()["plastic.options"]) == {"value": "resample"}
+    with pytest.raises(UsageError, match="--k, --fraction do not apply to --strategy head"):  # not ignored
+        reinit(
+            RESNET, strategy="head", output=tmp_path / "h2.safetensors", options=Options(fraction=0.5, k=7)
+        )

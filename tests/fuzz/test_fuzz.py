@@ -431,3 +431,168 @@ def test_fuzz_options(
     if res.code == 0:
         new = load_file(out)
         assert all(bool(torch.isfinite(t.float()).all()) for t in new.values() if t.is_floating_point())
+
+
+# --- hub config.json files (issue 20: every preprocessing and architecture field) ------------------------
+
+CONFIG_FIELDS: dict[str, list[Any]] = {
+    "pretrained_cfg.input_size": [[3, 32, 32], [3, 0, 0], [3, -8, 8], [3, 0.5, 0.5], [3, 60000, 60000],
+                                  [1, 32, 32], [3, 32], "3,32,32", [True, 32, 32], [3, 2**70, 2]],
+    "pretrained_cfg.mean": [[0.5] * 3, [0.5], ["a", "b", "c"], [], [math.nan] * 3, "x", [1e308, 0, 0]],
+    "pretrained_cfg.std": [[0.5] * 3, [0, 0, 0], [-1, 1, 1], [math.inf] * 3, None, [1e-30] * 3],
+    "pretrained_cfg.interpolation": ["bilinear", "bicubic", "evil", "", 3, None, "random"],
+    "pretrained_cfg.crop_pct": [0.875, 1.15, -1, 0, 3, "0.9", True, math.nan],
+    "pretrained_cfg.crop_mode": ["center", "squash", "border", "evil", 1],
+    "pretrained_cfg.tag": ["r160_in1k", "evil.tag", "nosuchtag", "", "../x", 5, "\x1b[2J"],
+    "model_args.in_chans": [3, 1, -3, 0, 2**40, "3", True],
+    "num_classes": [10, -5, 0, 2**40, "10", None],
+    "architecture": ["test_resnet", "test_resnet.r160_in1k", "nosuch_model", "test_resnet.nosuchtag", "",
+                     "test_resnet.evil.tag", "resnet18"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", _cases(24))
+def test_fuzz_hub_config(cli: Callable[..., Result], tmp_path: Path, case: int) -> None:
+    """A timm hub folder whose config.json was edited: every field either works or is named in the error."""
+    rng = random.Random(5000 + case)
+    folder = tmp_path / "in"
+    (folder / "hub").mkdir(parents=True)
+    shutil.copy(RESNET, folder / "hub" / "model.safetensors")
+    doc: dict[str, Any] = {"architecture": "test_resnet", "num_classes": 10,
+                           "pretrained_cfg": {"input_size": [3, 32, 32]}}  # fmt: skip
+    for field in rng.sample(sorted(CONFIG_FIELDS), rng.randint(1, 3)):
+        *parents, leaf = field.split(".")
+        node = doc
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = rng.choice(CONFIG_FIELDS[field])
+    text = json.dumps(doc)
+    if rng.random() < 0.1:
+        text = text[: rng.randrange(len(text))]
+    (folder / "hub" / "config.json").write_text(text)
+    before = file_digests(folder)
+    res = cli("reinit", folder / "hub", "-s", "head", "--dry-run", "--json")
+    _check(res, folder, before)
+    if res.code == 0:  # the config was usable: diagnose with it must be too, or say why in one line
+        calib = folder / "calib"
+        for i, src in enumerate(sorted(CALIB.rglob("*.png"))[:4]):
+            (calib / f"c{i % 2}").mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, calib / f"c{i % 2}" / src.name)
+        before = file_digests(folder)
+        res = cli("diagnose", folder / "hub", "--data", calib, "--no-reference", "--json", "-q")
+        _check(res, folder, before)
+
+
+# --- odd tensors: dtypes, values, names ------------------------------------------------------------------
+
+ODD_DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.int8, torch.uint8,
+              torch.int32, torch.int64, torch.bool, torch.float8_e4m3fn, torch.complex64]  # fmt: skip
+ODD_NAMES = ["fc.weight", "fc.bias", "conv.weight", "norm.weight", "norm.running_var", "cls_token",
+             "\x1b[31mred.weight", "\u202eevil.weight", "[/b]markup.weight", "a..b.weight", ".weight",
+             "blocks.0.attn.qkv.weight"]  # fmt: skip
+
+
+def _odd_tensor(rng: random.Random) -> torch.Tensor:
+    shape = rng.choice([(), (0,), (4,), (3, 4), (2, 3, 3, 3), (1, 1), (0, 5)])
+    t = torch.randn(shape) * rng.choice([1.0, 1e-30, 1e30, 0.0])
+    if t.numel() and rng.random() < 0.3:
+        t.view(-1)[rng.randrange(t.numel())] = rng.choice([math.nan, math.inf, -math.inf])
+    dtype = rng.choice(ODD_DTYPES)
+    if dtype == torch.bool:
+        return t > 0
+    if dtype in (torch.int8, torch.uint8, torch.int32, torch.int64):
+        return torch.nan_to_num(t).clamp(-100, 100).to(dtype)
+    return t.to(dtype)
+
+
+@pytest.mark.parametrize("case", _cases(30))
+def test_fuzz_odd_tensors(cli: Callable[..., Result], tmp_path: Path, case: int) -> None:
+    """Odd dtypes, empty and scalar shapes, inf/NaN values, hostile names: inspect lists them (no warning,
+    escaped in tables), reinit changes them or refuses in one line, never writes a new non-finite value."""
+    rng = random.Random(6000 + case)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    state = {name: _odd_tensor(rng) for name in rng.sample(ODD_NAMES, rng.randint(1, 6))}
+    src = folder / "m.safetensors"
+    save_file(state, str(src))
+    before = file_digests(folder)
+    for fmt in ("json", "table", "markdown"):
+        res = cli("inspect", src, "--format", fmt)
+        _check(res, folder, before)
+        if res.code == 0 and fmt != "json":
+            assert "\x1b" not in res.stdout and "\u202e" not in res.stdout
+    out = folder / "o.safetensors"
+    strategy = rng.choice([["-s", "layers", "--layers", "*"], ["-s", "shrink-perturb"],
+                           ["-s", "weights", "--utility", "random"], ["-s", "layers", "--layers", "*",
+                           "--value", "mean"]])  # fmt: skip
+    res = cli("reinit", src, *strategy, "-o", out)
+    _check(res, folder, before, out)
+    if res.code == 0:
+        new = load_file(out)
+        assert set(new) == set(state)
+        for name, t in new.items():
+            assert t.dtype == state[name].dtype and t.shape == state[name].shape
+            if t.is_floating_point() and t.dtype != torch.float8_e4m3fn:
+                was_finite = torch.isfinite(state[name].float())
+                assert bool(torch.isfinite(t.float())[was_finite].all()), name
+
+
+# --- hostile calibration folders -------------------------------------------------------------------------
+
+
+def _hostile_entry(rng: random.Random, folder: Path, i: int) -> None:
+    from PIL import Image
+
+    sub = folder / rng.choice(["a", "b", "a/deep/er", "\x1b[1mbold", "\u202eright"])
+    sub.mkdir(parents=True, exist_ok=True)
+    name = sub / f"{i}{rng.choice(['.png', '.jpg', '.PNG', '.gif', '.webp', '.tif'])}"
+    kind = rng.randrange(12)
+    if kind == 0:
+        os.mkfifo(name)
+    elif kind == 1:
+        name.symlink_to("/dev/zero")
+    elif kind == 2:
+        name.symlink_to(folder / "nowhere.png")
+    elif kind == 3:
+        name.write_bytes(b"")
+    elif kind == 4:
+        name.write_text("not an image")
+    elif kind == 5:  # a truncated real image
+        data = next(CALIB.rglob("*.png")).read_bytes()
+        name.write_bytes(data[: rng.randrange(1, len(data))])
+    elif kind == 6:
+        name.mkdir()
+    elif kind == 7:  # a 16-bit grayscale, a palette with transparency, a 1-pixel image
+        mode = rng.choice(["I;16", "P", "RGBA", "1", "CMYK", "F"])
+        img = Image.new(mode, (rng.choice([1, 7, 64]), rng.choice([1, 9, 64])))
+        img.save(name.with_suffix(".png") if mode in ("I;16", "1", "P", "RGBA") else name.with_suffix(".tif"))
+    elif kind == 8:  # a PNG header claiming 65535 x 65535 (a decompression bomb)
+        data = bytearray(next(CALIB.rglob("*.png")).read_bytes())
+        data[16:24] = struct.pack(">II", 65535, 65535)
+        name.write_bytes(bytes(data))
+    elif kind == 9:  # a loop
+        with contextlib.suppress(FileExistsError):
+            (sub / "loop").symlink_to(folder)
+    else:  # a real one
+        shutil.copy(rng.choice(sorted(CALIB.rglob("*.png"))), name.with_suffix(".png"))
+
+
+@pytest.mark.parametrize("case", _cases(12))
+def test_fuzz_calibration_folder(cli: Callable[..., Result], tmp_path: Path, case: int) -> None:
+    """diagnose on a folder of FIFOs, devices, links, broken and odd images: it ends (never blocks),
+    with a report that counts what it skipped, or one Error line."""
+    rng = random.Random(7000 + case)
+    folder = tmp_path / "in"
+    calib = folder / "calib"
+    calib.mkdir(parents=True)
+    for i in range(rng.randint(1, 8)):
+        _hostile_entry(rng, calib, i)
+    shutil.copy(RESNET, folder / "m.safetensors")
+    before = file_digests(folder)
+    res = cli("diagnose", folder / "m.safetensors", "--data", calib, "--no-reference", "--json", "-q",
+              "-b", rng.choice(["1", "4", "32"]))  # fmt: skip
+    _check(res, folder, before)
+    if res.code == 0:
+        doc = json.loads(res.stdout)
+        cal = doc["calibration"]
+        assert cal["images_used"] >= 1 and cal["images_skipped"] == len(cal["skipped"])

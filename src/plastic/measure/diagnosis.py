@@ -25,7 +25,6 @@ from plastic.measure.calib import (
     calib_batches,
     resolve_data_config,
     scan_folder,
-    worker_count,
 )
 from plastic.measure.capture import layers_of
 from plastic.measure.data_metrics import attn_entropy, dormant_units, rank_ceiling, site_metrics
@@ -198,9 +197,6 @@ def _diagnose(
     t1 = time.perf_counter()
     models = [model] if reference is None else [model, reference]
     labels, n_classes = probe_targets(calib.labels, calib.class_names, len(calib.files), seed)
-    started = worker_count(workers, len(calib.files), batch_size)
-    if started < workers:
-        notes.append(f"--workers {workers}: started {started} (one per core and per batch at most)")
     done, batch_size = one_pass(
         models, lambda bs: calib_batches(calib, cfg, bs, workers), labels, n_classes, len(calib.files),
         batch_size, seed, dev, use_amp, progress, notes,

@@ -400,6 +400,9 @@ def weights(ctx: Context) -> Plan:
             "--utility gradient needs --data DIR (or a diagnose report naming its calibration folder)"
         )
     for name in weight_tensors(ctx):
+        dtype = ctx.ckpt.by_name[name].dtype
+        if dtype.startswith("complex") or dtype == "bool":  # refused before a utility is even computed
+            raise UsageError(f"{name} is {dtype}: plastic has no initial value for it; exclude it (--layers)")
         w = ctx.ckpt.tensor(name).detach().float()
         if opts.utility == Utility.MAGNITUDE:
             utility = w.abs()
