@@ -14,6 +14,16 @@ from typing import Any
 
 import pytest
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # pytest -n: one process per core already; one thread each (torch's and its children's), not a core
+    # each times the workers, which would make every CPU-bound test slower
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
+    # execnet gives its workers COLUMNS=80 and LINES=24: a terminal that is not there. The tests that
+    # are about a width set COLUMNS themselves; the others expect what a pipe gets
+    for name in ("COLUMNS", "LINES"):
+        os.environ.pop(name, None)
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_checkpoints"
 RESNET = SAMPLES / "test_resnet.mnist.safetensors"
@@ -45,21 +55,25 @@ def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> 
     """Run ``plastic ARGS`` in-process through the real entry point (fast: torch stays imported)."""
     from plastic.cli.app import main
 
-    def run(*args: str | Path, env: dict[str, str] | None = None) -> Result:
+    def run(*args: str | Path, env: dict[str, str] | None = None, own_signal: bool = False) -> Result:
+        """``own_signal``: the test itself delivers a stop signal during the command (and checks the
+        exit code). Otherwise a stop signal that reaches the command came from outside (CI cancelling
+        the run, Ctrl-C): it is handed on to pytest, which stops, instead of failing this one test."""
+        from plastic.cli import app
+
         for k, v in (env or {}).items():
             monkeypatch.setenv(k, v)
         monkeypatch.setattr(sys, "argv", ["plastic", *map(str, args)])
         capsys.readouterr()
         code = 0
-        # main() installs its own SIGINT/SIGTERM/SIGHUP handlers: put pytest's back afterwards
-        saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+        handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
         try:
             main()
         except SystemExit as e:
             code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        finally:
-            for s, handler in saved.items():
-                signal.signal(s, handler)
+        assert {s: signal.getsignal(s) for s in handlers} == handlers, "main() left its signal handlers"
+        if app._received and not own_signal:
+            signal.raise_signal(app._received[0])
         out, err = capsys.readouterr()
         return Result(code, out, err)
 

@@ -568,10 +568,23 @@ def main() -> None:
     closed_stdout = not _writable(sys.stdout)  # >&-: run, write files, then exit as `| head` would
     if closed_stdout:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+    saved: dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():
         for name in _STOP_SIGNALS:
             if hasattr(signal, name):
-                signal.signal(getattr(signal, name), _on_signal)
+                signum = getattr(signal, name)
+                saved[signum] = signal.signal(signum, _on_signal)
+    try:
+        _main(usage_errors, aborts, closed_stdout)
+    finally:  # called in-process (a test, a notebook): leave the caller's handlers as they were
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+
+
+def _main(
+    usage_errors: tuple[type[Exception], ...], aborts: tuple[type[BaseException], ...], closed_stdout: bool
+) -> None:
+    """Run the app; every way out is a SystemExit with the exit code."""
     stdout = sys.stdout
     try:
         _check_torch_loads()
