@@ -1,11 +1,26 @@
 """plastic: find where a pretrained image model has lost plasticity and re-initialize exactly that.
 
-The package is a library first: functions return dataclasses and raise :class:`PlasticError`
-subclasses; the command line lives in :mod:`plastic.cli`. Importing ``plastic`` is cheap: torch and
-timm are imported only by the functions that need them.
+The library behind the ``plastic`` command, flat like safetensors' ``load_file``/``save_file``:
+
+- ``inspect_checkpoint(path)``: tensors, layers, dtypes, parameter counts, weight statistics.
+- ``diagnose_checkpoint(path, data)``: per-layer loss-of-plasticity scores on calibration images,
+  and a recommendation.
+- ``reinit_checkpoint(path, strategy, output, report=...)``: the new checkpoint.
+- ``diagnose_model(model, images)`` and ``reinit_model(model, strategy, report=...)``: the same on a
+  model in memory (in place), for training scripts.
+- ``Options``, ``list_strategies()``, ``register_strategy(name, help)``: the strategies' options and
+  registry.
+
+Results are dataclasses; their ``to_dict()`` is exactly the command's ``--json`` document, and whatever
+takes a report takes the dataclass or that document. Errors are ``PlasticError`` subclasses (in
+:mod:`plastic.errors`); the library never prints or exits. Importing ``plastic`` is cheap: torch and
+timm are imported by the functions that need them, on first use.
 """
 
 from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from plastic.errors import (
     ArchitectureError,
@@ -14,37 +29,56 @@ from plastic.errors import (
     DeviceError,
     OutputError,
     PlasticError,
+    ResourceError,
     UnsafeCheckpointError,
     UsageError,
 )
 
 __version__ = "0.1.0"
 
+# name -> the module that defines it, imported on first access (PEP 562)
+_LAZY = {
+    "inspect_checkpoint": "plastic.api",
+    "diagnose_checkpoint": "plastic.api",
+    "reinit_checkpoint": "plastic.api",
+    "diagnose_model": "plastic.measure.live",
+    "reinit_model": "plastic.reinit.live",
+    "Options": "plastic.reinit.options",
+    "list_strategies": "plastic.reinit.strategies",
+    "register_strategy": "plastic.reinit.strategies",
+}
 
-def __getattr__(name: str) -> object:
-    """``plastic.diagnose_model`` and ``plastic.reinit_model``, imported on first use: ``import plastic``
-    stays cheap (no torch, no timm) for the command line."""
-    if name == "diagnose_model":
-        from plastic.measure.live import diagnose_model
 
-        return diagnose_model
-    if name == "reinit_model":
-        from plastic.reinit.live import reinit_model
-
-        return reinit_model
+def __getattr__(name: str) -> Any:
+    """The API's functions, imported on first use: ``import plastic`` stays cheap for the command line."""
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # once: later lookups are plain attribute reads
+        return value
     raise AttributeError(f"module 'plastic' has no attribute {name!r}")
 
 
+def __dir__() -> list[str]:
+    """The API, the errors and the package's own dunders: not the helpers this module imports."""
+    return sorted({*__all__, *(e.__name__ for e in _ERRORS), "errors", "__doc__", "__name__", "__path__"})
+
+
+# What `from plastic import *` and help(plastic) show: the API and the base error. The other errors
+# are importable from here too and are documented in plastic.errors.
 __all__ = [
-    "ArchitectureError",
-    "CheckpointError",
-    "DataError",
-    "DeviceError",
-    "OutputError",
+    "Options",
     "PlasticError",
-    "UnsafeCheckpointError",
-    "UsageError",
     "__version__",
+    "diagnose_checkpoint",
     "diagnose_model",
+    "inspect_checkpoint",
+    "list_strategies",
+    "register_strategy",
+    "reinit_checkpoint",
     "reinit_model",
 ]
+
+_ERRORS = (
+    ArchitectureError, CheckpointError, DataError, DeviceError, OutputError, ResourceError,
+    UnsafeCheckpointError, UsageError,
+)  # fmt: skip

@@ -16,6 +16,7 @@ from torch import nn
 
 from plastic.decide.recommend import Recommendation, recommend, reinit_commands
 from plastic.decide.score import components, grad_median, saturation_score
+from plastic.documents.schema import DiagnoseDoc
 from plastic.documents.validation import check_diagnose_options, pick_device
 from plastic.errors import MEMORY_HINT, DataError, DeviceError, ResourceError, is_allocation_failure
 from plastic.files.checkpoint import Checkpoint, open_checkpoint
@@ -99,6 +100,11 @@ class DiagnoseReport:
     recommendation: Recommendation | None = None
     stages: list[StageDiagnosis] = field(default_factory=list)
 
+    def to_dict(self) -> DiagnoseDoc:
+        """The ``plastic diagnose --json`` document (without ``findings``, which only ``--fail-on`` adds)."""
+        from plastic.documents.reports import diagnose_dict
+
+        return diagnose_dict(self)
 
 def diagnose(
     path: str | Path,

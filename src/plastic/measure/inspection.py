@@ -9,6 +9,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from plastic.documents.schema import InspectDoc
 from plastic.errors import UsageError
 from plastic.files.checkpoint import Checkpoint, TensorInfo, open_checkpoint
 
@@ -48,6 +49,12 @@ class InspectReport:
     layer_filter: str | None = None
     detected: list[str] | None = None  # candidates from the signature index when the file names none
     detected_prefix: str = ""  # a wrapper prefix the detection looked under
+
+    def to_dict(self) -> InspectDoc:
+        """The ``plastic inspect --json`` document."""
+        from plastic.documents.reports import inspect_dict
+
+        return inspect_dict(self)
 
 
 def detect_for_inspect(ckpt: Checkpoint) -> tuple[list[str] | None, str]:

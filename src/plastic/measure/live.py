@@ -116,12 +116,39 @@ def diagnose_model(
     reference: bool | None = None,
     progress: Progress | None = None,
 ) -> DiagnoseReport:
-    """Diagnose ``model`` where it lives (its device; left in the mode and state it came in) on
-    ``images``: preprocessed (N, C, H, W) tensors, or batches of them, or a DataLoader of (images,
-    labels). Labels (given, or from the loader) name the probe's classes; without them, seeded random
-    labels, as for a flat calibration folder. ``reference`` (default: when the architecture is known, from
-    ``arch`` or a timm model's config) scores each layer by its excess over the same architecture freshly
-    initialised, as ``diagnose`` does; ``True`` without a known architecture is an error."""
+    """Diagnose ``model`` where it lives (its device; left in the mode and state it came in): the same
+    pass, scores and recommendation as ``plastic diagnose`` on the same weights and images.
+
+    Args:
+        model: The model (a timm model records its architecture; others take ``arch``).
+        images: Preprocessed ``(N, C, H, W)`` tensors, a list of such batches, or a DataLoader of
+            ``(images, labels)``.
+        labels: One class per image; given, or from the loader, they name the probe's classes. Without
+            them: seeded random labels, as for a flat calibration folder.
+        num_classes: The probe's class count (default: from the labels).
+        arch: The timm architecture name, for the fresh reference and the init.
+        tau: The ReDo dormant threshold.
+        seed: Seeds the random labels, the probe head and the fresh reference.
+        batch_size: Images per forward pass.
+        max_images: At most this many images.
+        reference: Score each layer by its excess over the same architecture freshly initialised
+            (default: when the architecture is known); ``True`` without one is an error.
+        progress: Called with (phase, done, total) image counts.
+
+    Returns:
+        A ``DiagnoseReport``; ``to_dict()`` is the ``plastic diagnose --json`` document.
+
+    Raises:
+        DataError: no image to measure; UsageError: an option out of range.
+
+    Example:
+        >>> import timm, torch, plastic
+        >>> model = timm.create_model("test_resnet", num_classes=10)
+        >>> images = torch.randn(16, 3, 32, 32)  # preprocessed, as the model's data config says
+        >>> report = plastic.diagnose_model(model, images, labels=[i % 4 for i in range(16)])
+        >>> report.recommendation.action
+        'finetune'
+    """
     from plastic.documents.validation import check_diagnose_options
     from plastic.measure.calib import resolve_data_config
 

@@ -36,11 +36,31 @@ def reinit_model(
     options: Options | None = None,
     arch: str | None = None,
 ) -> ReinitResult:
-    """Re-initialize ``model`` in place and say what changed. ``report``: what ``diagnose_model`` (or
-    ``plastic diagnose --json``) found, for the strategies that rank layers (auto, topk-layers,
-    dormant-units). ``arch`` (or a timm model, which records it) gives the architecture's own init;
-    without one, PyTorch's default per tensor role. Same model, report, strategy and seed: the same
-    values as the file written by ``plastic reinit``."""
+    """Re-initialize ``model`` in place and say what changed: the same plans and the same new values as
+    the file ``plastic reinit`` writes for the same weights, report, strategy and seed.
+
+    Args:
+        model: The model, on any device; its own tensors are changed.
+        strategy: A name from ``list_strategies()``; ``"auto"`` follows the report's recommendation.
+        report: What ``diagnose_model`` returned (or a ``diagnose --json`` document): needed by the
+            strategies that rank layers (auto, topk-layers, dormant-units).
+        options: Strategy options; one the strategy does not read, set away from its default, is refused.
+        arch: The timm architecture, for its own init (a timm model records it); without one, PyTorch's
+            default per tensor role.
+
+    Returns:
+        A ``ReinitResult``; ``to_dict()`` is the ``plastic reinit --json`` manifest.
+
+    Raises:
+        UsageError: an unknown strategy, an option it does not read, a report for another model.
+
+    Example:
+        >>> import timm, torch, plastic
+        >>> model = timm.create_model("test_resnet", num_classes=10)
+        >>> result = plastic.reinit_model(model, "head")
+        >>> [c["tensor"] for c in result.changed]
+        ['fc.weight', 'fc.bias']
+    """
     from plastic.documents.validation import check_reinit_options
 
     options = options or Options()

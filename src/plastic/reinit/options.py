@@ -73,7 +73,27 @@ class Need(StrEnum):
 
 @dataclass
 class Options:
-    """Every strategy option, with the defaults the CLI shows."""
+    """Every strategy option, with the defaults the CLI shows. A strategy reads only some of them
+    (``StrategyInfo.uses``); setting another away from its default is refused, not ignored.
+
+    Args:
+        value: Where new values come from: the architecture's init (``"resample"``) or its mean.
+        k: topk-layers: how many layers (or blocks).
+        unit: topk-layers: rank single layers (``"layer"``) or timm blocks (``"block"``).
+        layers: Globs over tensor names (layers, weights, shrink-perturb).
+        from_block: from-block: the first block re-initialized, e.g. ``"stages.2"``.
+        fraction: weights: the fraction of each tensor, in (0, 1].
+        utility: weights: which weights count as least useful (magnitude, gradient, random).
+        shrink: shrink-perturb: lambda.
+        perturb: shrink-perturb: sigma.
+        include_head: Let the classifier be selected too.
+        seed: Seeds the new values (same seed, same bytes).
+
+    Example:
+        >>> import plastic
+        >>> plastic.Options(from_block="layer4", seed=1).from_block
+        'layer4'
+    """
 
     value: Value = Value.RESAMPLE
     k: int = 3

@@ -13,7 +13,7 @@ import torch
 
 from plastic import __version__
 from plastic.documents.reports import validate_report
-from plastic.documents.schema import ChangedDoc, DiagnoseDoc
+from plastic.documents.schema import ChangedDoc, DiagnoseDoc, ReinitDoc
 from plastic.documents.validation import check_diagnose_options, check_reinit_options
 from plastic.errors import ArchitectureError, DataError, UsageError
 from plastic.files.atomic import check_target
@@ -46,6 +46,11 @@ class ReinitResult:
     metadata: dict[str, str] = field(default_factory=dict)
     dry_run: bool = False
 
+    def to_dict(self) -> ReinitDoc:
+        """The ``plastic reinit --json`` manifest."""
+        from plastic.documents.reports import reinit_dict
+
+        return reinit_dict(self)
 
 def output_format(out: Path) -> str:
     """``safetensors`` or ``torch``, from the output's extension."""

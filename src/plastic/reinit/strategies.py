@@ -145,6 +145,39 @@ def register_strategy(
     uses: tuple[str, ...] = ("value",),
     needs: tuple[Need, ...] = (),
 ) -> Callable[[Strategy], Strategy]:
+    """Register the decorated function as ``--strategy NAME``, like timm's ``register_model``.
+
+    Args:
+        name: The strategy's name; a name already registered is refused.
+        help: One line for ``plastic strategies``.
+        values: Which ``Options.value`` choices apply (``()``: none; the strategy makes its own values).
+        uses: The ``Options`` fields it reads: what its manifest records, and which options may be set
+            (any other set away from its default is refused).
+        needs: What reinit builds before it runs: ``Need.REPORT`` (layer statistics),
+            ``Need.LOADED`` (the real weights), ``Need.GRADIENTS``.
+
+    Returns:
+        The decorator; the function takes a ``Context`` and returns a ``Plan`` of ``Change`` entries.
+
+    Raises:
+        UsageError: the name is taken, or ``uses`` names no option.
+
+    Example:
+        >>> import plastic
+        >>> from plastic.reinit.strategies import Change, Plan
+        >>> from plastic.reinit.options import Fill, Kind
+        >>> @plastic.register_strategy("first-conv-example", "the stem conv only")
+        ... def first_conv(ctx):
+        ...     return Plan([Change(ctx.names[0], Kind.TENSOR, Fill(ctx.options.value))])
+        >>> "first-conv-example" in [s.name for s in plastic.list_strategies()]
+        True
+    """
+    if name in _REGISTRY:  # a second registration would silently change what `-s NAME` does
+        raise UsageError(f"a strategy named {name!r} is already registered; choose another name")
+    unknown = sorted(set(uses) - {*OPTION_FLAGS, "seed"})
+    if unknown:
+        raise UsageError(f"register_strategy({name!r}): uses names no option: {unknown}")
+
     def deco(fn: Strategy) -> Strategy:
         _REGISTRY[name] = StrategyInfo(name, help, fn, values, uses, frozenset(needs))
         return fn
@@ -153,6 +186,16 @@ def register_strategy(
 
 
 def list_strategies() -> list[StrategyInfo]:
+    """Every registered strategy, in registration order.
+
+    Returns:
+        ``StrategyInfo`` records: ``name``, ``help``, the options it ``uses`` and what it ``needs``.
+
+    Example:
+        >>> import plastic
+        >>> [s.name for s in plastic.list_strategies()][:3]
+        ['topk-layers', 'auto', 'layers']
+    """
     return list(_REGISTRY.values())
 
 
