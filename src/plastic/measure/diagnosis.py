@@ -106,6 +106,7 @@ class DiagnoseReport:
 
         return diagnose_dict(self)
 
+
 def diagnose(
     path: str | Path,
     data: str | Path,

@@ -52,6 +52,7 @@ class ReinitResult:
 
         return reinit_dict(self)
 
+
 def output_format(out: Path) -> str:
     """``safetensors`` or ``torch``, from the output's extension."""
     if out.suffix == SAFETENSORS_SUFFIX:
