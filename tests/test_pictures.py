@@ -83,4 +83,8 @@ def test_html_is_one_self_contained_page_with_verdict_plot_table_and_findings(
 
 
 def test_html_is_for_diagnose_only(cli: Callable[..., Result]) -> None:
-    expect_error(cli("inspect", RESNET, "--format", "html"), "--format html is for diagnose")
+    """inspect's and reinit's --help offer only what they accept: html is diagnose's alone."""
+    for command in ("inspect", "reinit"):
+        expect_error(cli(command, RESNET, "--format", "html"), "'html' is not one of")
+        assert "<table|json|markdown>" in cli(command, "--help").stdout
+    assert "<table|json|markdown|html>" in cli("diagnose", "--help").stdout

@@ -231,7 +231,7 @@ def test_auto_follows_the_piped_report(
     layers = set(doc["recommendation"]["layers"])
     assert layers <= changed  # the segment's convs, plus the norms after them and the head
     assert all(m.startswith(("layer4.", "fc")) for m in changed), changed
-    assert "recommendation:" in proc.stderr
+    assert "as the report recommends" in proc.stderr and "recommendation:" not in proc.stderr  # said once
     # the same as asking for from-block at the recommended stage (in-process: the pipe was tested above)
     same = tmp_path / "from.safetensors"
     start = doc["recommendation"]["options"]["from_block"]

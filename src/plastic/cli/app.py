@@ -47,6 +47,14 @@ class OutputFormat(str, Enum):
     html = "html"  # diagnose only: one self-contained page
 
 
+class ResultFormat(str, Enum):
+    """inspect's and reinit's formats: what their --help offers is what they accept (no html)."""
+
+    table = "table"
+    json = "json"
+    markdown = "markdown"
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"plastic {__version__}")
@@ -62,8 +70,8 @@ def _root(
     """Find where a pretrained image model has lost plasticity and re-initialize exactly that."""
 
 
-def _resolve_format(fmt: OutputFormat, as_json: bool) -> OutputFormat:
-    return OutputFormat.json if as_json else fmt
+def _resolve_format(fmt: OutputFormat | ResultFormat, as_json: bool) -> OutputFormat:
+    return OutputFormat.json if as_json else OutputFormat(fmt.value)
 
 
 def _emit(
@@ -88,13 +96,6 @@ def _emit(
         table(console.out(), shown)
 
 
-def _no_html(fmt: OutputFormat, command: str) -> None:
-    if fmt is OutputFormat.html:
-        from plastic.errors import UsageError
-
-        raise UsageError(f"--format html is for diagnose; {command} prints table, json or markdown")
-
-
 CkptArg = Annotated[
     Path,
     typer.Argument(
@@ -113,6 +114,7 @@ InChansOpt = Annotated[
     typer.Option("--in-chans", help="Input channels (1: grayscale); default: config.json, else the stem's."),
 ]
 FormatOpt = Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format on stdout.")]
+ResultFormatOpt = Annotated[ResultFormat, typer.Option("--format", "-f", help="Output format on stdout.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Shortcut for --format json.")]
 WideOpt = Annotated[bool, typer.Option("--wide", help="Table: every column, whatever the terminal's width.")]
 
@@ -136,14 +138,13 @@ def inspect(
         bool,
         typer.Option("--stable-rank", help="Also compute weight_stable_rank (~6x the other metrics' cost)."),
     ] = False,
-    fmt: FormatOpt = OutputFormat.table,
+    fmt: ResultFormatOpt = ResultFormat.table,
     as_json: JsonOpt = False,
     wide: WideOpt = False,
 ) -> None:
     """Show the tensors, layers, dtypes, parameter counts and weight statistics of a checkpoint."""
     from plastic.cli import console, render
 
-    _no_html(_resolve_format(fmt, as_json), "inspect")
     from plastic.documents.reports import inspect_dict
     from plastic.measure.inspection import inspect_checkpoint
 
@@ -255,14 +256,13 @@ def reinit(
     tau: Annotated[
         float, typer.Option("--tau", help="For a diagnosis run here: dormant threshold.")
     ] = DEFAULT_TAU,
-    fmt: FormatOpt = OutputFormat.table,
+    fmt: ResultFormatOpt = ResultFormat.table,
     as_json: JsonOpt = False,
     wide: WideOpt = False,
 ) -> None:
     """Write a new checkpoint with the strategy's layers, units or weights re-initialized."""
     from plastic.cli import console, render
 
-    _no_html(_resolve_format(fmt, as_json), "reinit")
     from plastic.documents.reports import reinit_dict
     from plastic.reinit.options import Options
     from plastic.reinit.run import reinit as run_reinit
@@ -284,9 +284,9 @@ def reinit(
     doc = reinit_dict(result)
     err = console.err()
     for note in result.notes:
-        err.print(f"note: {printable(note)}", markup=False)
+        err.print(f"note: {printable(note)}", markup=False, soft_wrap=True)  # never hard-wrapped
     for what, why in result.skipped:
-        err.print(printable(f"skipped {what}: {why}"), markup=False)
+        err.print(printable(f"skipped {what}: {why}"), markup=False, soft_wrap=True)
     _emit(
         doc,
         _resolve_format(fmt, as_json),
@@ -382,12 +382,16 @@ def diagnose(
     doc["findings"] = parse.findings(doc, conditions)  # the why of exit 1, in every format (with --fail-on)
     err = console.err()
     for note in report.notes:
-        err.print(f"note: {printable(note)}", markup=False)
+        err.print(f"note: {printable(note)}", markup=False, soft_wrap=True)  # never hard-wrapped
     if report.calibration.skipped:
-        err.print(f"note: skipped {len(report.calibration.skipped)} unreadable image(s)", markup=False)
+        err.print(
+            f"note: skipped {len(report.calibration.skipped)} unreadable image(s)",
+            markup=False,
+            soft_wrap=True,
+        )
         if verbose:
             for path, why in report.calibration.skipped:
-                err.print(printable(f"  skipped {path}: {why}"), markup=False)
+                err.print(printable(f"  skipped {path}: {why}"), markup=False, soft_wrap=True)
     if out is not None:
         from plastic.files.atomic import write_text
 

@@ -309,18 +309,18 @@ def auto(ctx: Context) -> Plan:
     rec = report.get("recommendation")
     if not isinstance(rec, dict) or not isinstance(rec.get("layers"), list):  # an older report
         rec = recommendation_dict(recommend(report["layers"], report.get("stages") or []))
-    plan = Plan()
-    plan.notes.append(f"recommendation: {rec.get('reason', '')}")
+    plan = Plan()  # one short note of what auto did: diagnose already printed the recommendation's why
     if rec.get("action") != "reinit" or not rec["layers"]:
+        plan.notes.append("auto: the report recommends to fine-tune as is; nothing re-initialized")
         return plan  # nothing to do: reinit writes the checkpoint unchanged and says so
     start = (rec.get("options") or {}).get("from_block")
     if rec.get("strategy") == "from-block" and isinstance(start, str):
         reset_modules(ctx, plan, _from_block_modules(ctx, start))
-        plan.notes.append(f"from block {start} up")
+        plan.notes.append(f"auto: from block {start} up, as the report recommends")
         plan.options["from_block"] = start
         return plan
     reset_layers(ctx, plan, [str(x) for x in rec["layers"]])
-    plan.notes.append(f"layers: {', '.join(rec['layers'])}")
+    plan.notes.append(f"auto: layers {', '.join(rec['layers'])}, as the report recommends")
     plan.options["layers"] = [str(x) for x in rec["layers"]]  # what auto chose, not --k's default
     return plan
 
