@@ -66,11 +66,12 @@ def bench_model(ckpt: Path, dev: torch.device, repeats: int, batch: int) -> dict
         resolve_data_config,
         scan_folder,
     )
-    from plastic.measure.capture import capture, find_act_sites
-    from plastic.measure.diagnosis import diagnose, full_float32
+    from plastic.measure.capture import capture
     from plastic.measure.onepass import CPU_CHUNK
     from plastic.model.build import build_model
     from plastic.model.init_values import fresh_model
+    from plastic.model.modules import find_act_sites
+    from plastic.pipelines.diagnose import diagnose, full_float32
 
     with open_checkpoint(ckpt) as c:
         built = build_model(c)

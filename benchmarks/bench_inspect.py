@@ -85,7 +85,7 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
     args = parser.parse_args()
 
-    from plastic.measure.inspection import inspect_checkpoint
+    from plastic.pipelines.inspect import inspect_checkpoint
 
     path = build_checkpoint(args.arch)
     size_mb = path.stat().st_size / 1e6

@@ -30,7 +30,7 @@ from bench_inspect import build_checkpoint  # noqa: E402
 
 RUNNER = """
 import json, resource, sys, time
-import torch, timm, plastic.reinit.run, safetensors.torch
+import torch, timm, plastic.pipelines.reinit, safetensors.torch
 src, out, what = sys.argv[1], sys.argv[2], sys.argv[3]
 t0 = time.perf_counter()
 if what == "copyfile":
@@ -41,7 +41,7 @@ elif what != "imports":
     from plastic.reinit.strategies import Options
     strategy, _, extra = what.partition(":")
     opts = Options(**json.loads(extra or "{}"))
-    plastic.reinit.run.reinit(src, strategy=strategy, output=out, options=opts, force=True)
+    plastic.pipelines.reinit.reinit(src, strategy=strategy, output=out, options=opts, force=True)
 dt = time.perf_counter() - t0
 print(json.dumps({"s": dt, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """

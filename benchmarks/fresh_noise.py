@@ -46,7 +46,7 @@ def measure(arch: str, size: int, folder: Path) -> tuple[list[float], float]:
     import timm
     from safetensors.torch import save_file
 
-    from plastic.measure.diagnosis import diagnose
+    from plastic.pipelines.diagnose import diagnose
 
     torch.manual_seed(1234)
     model = timm.create_model(arch, pretrained=False)

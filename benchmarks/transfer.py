@@ -226,9 +226,9 @@ def run_scenario(
 ) -> dict[str, Any]:  # fmt: skip
     from timm.data.config import resolve_model_data_config
 
-    from plastic.documents.reports import diagnose_dict
-    from plastic.measure.diagnosis import diagnose
-    from plastic.reinit.run import reinit
+    from plastic.pipelines.diagnose import diagnose
+    from plastic.pipelines.documents import diagnose_dict
+    from plastic.pipelines.reinit import reinit
     from plastic.reinit.strategies import Options
 
     sc = SCENARIOS[n]

@@ -32,8 +32,8 @@ from tests.conftest import CALIB, RESNET, Result, expect_error, json_doc
 @pytest.fixture(scope="module")
 def resnet_doc() -> dict[str, Any]:
     """A real diagnose report of the ResNet sample (8 images): the base that hand edits start from."""
-    from plastic.documents.reports import diagnose_dict
-    from plastic.measure.diagnosis import diagnose
+    from plastic.pipelines.diagnose import diagnose
+    from plastic.pipelines.documents import diagnose_dict
 
     return diagnose_dict(diagnose(RESNET, CALIB, max_images=8, device="cpu"))
 
@@ -267,7 +267,7 @@ def test_a_nan_weight_is_reported_and_diagnose_still_completes(
 def test_inspect_counts_non_finite_values_without_warnings(
     cli: Callable[..., Result], tmp_path: Path
 ) -> None:
-    from plastic.measure.inspection import inspect_checkpoint
+    from plastic.pipelines.inspect import inspect_checkpoint
 
     def poison(state: dict[str, torch.Tensor]) -> None:
         state["layer3.0.conv1.weight"].view(-1)[:2] = float("inf")  # one of the vectorized tensors
@@ -527,7 +527,7 @@ def test_an_allocation_failure_in_the_pass_suggests_smaller_batches() -> None:
     """A real allocation failure of PyTorch's CPU allocator (2**60 floats), not a fake one."""
     import timm
 
-    from plastic.measure.diagnosis import one_pass
+    from plastic.pipelines.diagnose import one_pass
 
     def batches(_size: int) -> Any:
         yield [0], torch.empty(1 << 60), []

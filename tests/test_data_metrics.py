@@ -7,8 +7,9 @@ import timm
 import torch
 from torch import nn
 
-from plastic.measure.capture import capture, find_act_sites
+from plastic.measure.capture import capture
 from plastic.measure.data_metrics import dormant_frac, feature_ranks, site_metrics
+from plastic.model.modules import find_act_sites
 
 
 def _measure(model: nn.Module, x: torch.Tensor) -> dict[str, dict[str, float | None]]:

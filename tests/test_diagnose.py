@@ -284,7 +284,7 @@ def test_json_keeps_the_answer_visible_on_stderr(cli: Callable[..., Result]) -> 
 
 
 def test_block_names_say_what_they_hold() -> None:
-    from plastic.measure.diagnosis import block_name
+    from plastic.pipelines.diagnose import block_name
 
     assert block_name(["layer1.0.conv1", "layer1.0.conv2", "layer1.0.downsample.0"]) == "layer1.0"
     # a group spanning top-level modules (MobileNetV2's last stage and its head conv)

@@ -32,7 +32,7 @@ FRESH = [
 
 @pytest.mark.parametrize(("arch", "size"), FRESH, ids=[a for a, _ in FRESH])
 def test_a_fresh_model_is_told_to_fine_tune_as_is(arch: str, size: int, tmp_path: Path) -> None:
-    from plastic.measure.diagnosis import diagnose
+    from plastic.pipelines.diagnose import diagnose
 
     ckpt = save_timm(arch, tmp_path / f"{arch}.safetensors", seed=1234)
     rep = diagnose(ckpt, CALIB, arch=arch, max_images=32, seed=0, input_size=(3, size, size))
@@ -48,7 +48,7 @@ def test_without_the_reference_a_fresh_resnet_is_flagged(tmp_path: Path) -> None
     """Why the reference is the default: the absolute scores call a fresh ResNet-18's zero-initialised
     branches and sparse ReLU layers lost (the bug the reference fixes; if this stops failing the
     absolute form got better and the note in the README should change)."""
-    from plastic.measure.diagnosis import diagnose
+    from plastic.pipelines.diagnose import diagnose
 
     ckpt = save_timm("resnet18", tmp_path / "r18.safetensors", seed=1234)
     rep = diagnose(ckpt, CALIB, arch="resnet18", max_images=32, input_size=(3, 96, 96), reference=False)

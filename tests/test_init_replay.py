@@ -14,7 +14,7 @@ from torch import nn
 
 from plastic.model.init_replay import ReplayError, record_init
 from plastic.model.init_values import recorded_model
-from plastic.reinit.run import reinit
+from plastic.pipelines.reinit import reinit
 from plastic.reinit.strategies import Options
 from tests.conftest import save_timm
 

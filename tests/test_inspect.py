@@ -11,8 +11,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from plastic.measure.inspection import inspect_checkpoint
 from plastic.measure.weight_stats import stable_rank, tensor_metrics
+from plastic.pipelines.inspect import inspect_checkpoint
 from tests.conftest import MOBILENET, RESNET, VIT_PT, Result, run_light, run_subprocess
 
 SAMPLES = [RESNET, VIT_PT, MOBILENET]

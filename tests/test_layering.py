@@ -52,3 +52,57 @@ def test_library_code_never_prints_or_exits() -> None:
                     if m.split(".")[0] in ("typer", "rich") or m.startswith("plastic.cli")
                 ]
     assert not offenders, offenders
+
+
+# The declared order, lowest first (ARCHITECTURE.md): a module may import its own layer and the ones
+# before it, never one after. `errors` and `documents` (the schema, the field checks, reading a report
+# back) are the base every layer may use; `api` and `cli` sit on top.
+LAYERS = ["errors", "documents", "files", "model", "measure", "decide", "reinit", "pipelines", "api", "cli"]
+
+
+def _layer_of(module: str) -> str | None:
+    """``plastic.measure.calib`` -> ``measure``; the package itself (``plastic``) has no layer."""
+    parts = module.split(".")
+    if parts[0] != "plastic" or len(parts) < 2:
+        return None
+    return "root" if parts[1] in ("__init__", "__main__") else parts[1]
+
+
+def upward_imports(source: str, layer: str, where: str) -> list[str]:
+    """Every import in ``source`` (module level or inside a function) of a later layer than ``layer``."""
+    rank = {name: i for i, name in enumerate(LAYERS)}
+    found = []
+    for node in ast.walk(ast.parse(source, where)):
+        targets: list[str] = []
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            targets = [node.module]
+        for t in targets:
+            other = _layer_of(t)
+            if other is not None and other != layer and other in rank and rank[other] > rank[layer]:
+                found.append(f"{where}:{node.lineno} ({layer}) imports {t} ({other})")
+    return found
+
+
+def test_every_layer_imports_only_its_own_and_lower_layers() -> None:
+    offenders = []
+    for p in sorted(LIB.rglob("*.py")):
+        rel = p.relative_to(LIB)
+        layer = rel.parts[0].removesuffix(".py") if len(rel.parts) > 1 or rel.stem in LAYERS else "root"
+        if layer == "root":  # plastic/__init__.py and __main__.py: the package's doors, above everything
+            continue
+        assert layer in LAYERS, (
+            f"{rel}: a folder not in the declared order; add it to LAYERS and ARCHITECTURE.md"
+        )
+        offenders += upward_imports(p.read_text(), layer, str(rel))
+    assert not offenders, offenders
+
+
+def test_the_layer_check_catches_an_upward_import() -> None:
+    """The known answer: a files-layer module importing the diagnose pipeline, even lazily, is caught."""
+    source = "def f():\n    from plastic.pipelines.diagnose import diagnose\n    return diagnose\n"
+    assert upward_imports(source, "files", "files/x.py") == [
+        "files/x.py:2 (files) imports plastic.pipelines.diagnose (pipelines)"
+    ]
+    assert upward_imports("import plastic.files.atomic\n", "reinit", "reinit/x.py") == []

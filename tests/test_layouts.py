@@ -101,7 +101,7 @@ def test_lightning_output_loads_with_load_from_checkpoint(tmp_path: Path) -> Non
     src = tmp_path / "m.ckpt"
     _lightning_checkpoint(src)
     out = tmp_path / "o.ckpt"
-    from plastic.reinit.run import reinit
+    from plastic.pipelines.reinit import reinit
     from plastic.reinit.strategies import Options
 
     reinit(src, strategy="head", output=out, options=Options())

@@ -12,13 +12,13 @@ import torch
 from safetensors.torch import load_file
 
 import plastic
-from plastic.documents.reports import diagnose_dict
 from plastic.files.checkpoint import open_checkpoint
 from plastic.measure.calib import calib_batches, scan_folder
-from plastic.measure.diagnosis import diagnose
 from plastic.model.build import build_model
+from plastic.pipelines.diagnose import diagnose
+from plastic.pipelines.documents import diagnose_dict
+from plastic.pipelines.reinit import reinit
 from plastic.reinit.options import Options, Utility, Value
-from plastic.reinit.run import reinit
 from tests.conftest import CALIB, RESNET, save_timm
 
 

@@ -15,9 +15,10 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import nn
 
-from plastic.measure.capture import SATURATION_SAMPLE, capture, find_act_sites, sample_step
+from plastic.measure.capture import SATURATION_SAMPLE, capture, sample_step
 from plastic.measure.data_metrics import site_metrics
 from plastic.measure.onepass import classifier_of, data_pass, random_labels
+from plastic.model.modules import find_act_sites
 from tests.conftest import CALIB
 
 
@@ -167,7 +168,7 @@ def fresh_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_reference_of_the_reference_is_itself(fresh_ckpt: Path) -> None:
     """The null case, exact: with --seed 0 the reference is the checkpoint itself, so every metric of
     every layer equals its reference value."""
-    from plastic.measure.diagnosis import diagnose
+    from plastic.pipelines.diagnose import diagnose
 
     rep = diagnose(fresh_ckpt, CALIB, max_images=16, seed=0, reference=True)
     assert rep.options["reference"] is True

@@ -195,8 +195,8 @@ def test_leave_one_out_on_the_committed_runs_keeps_the_shipped_rule() -> None:
 
 @pytest.fixture(scope="module")
 def reports() -> dict[str, dict[str, Any]]:
-    from plastic.documents.reports import diagnose_dict
-    from plastic.measure.diagnosis import diagnose
+    from plastic.pipelines.diagnose import diagnose
+    from plastic.pipelines.documents import diagnose_dict
 
     return {"resnet": diagnose_dict(diagnose(RESNET, CALIB)), "vit": diagnose_dict(diagnose(VIT_PT, CALIB))}
 
@@ -263,7 +263,7 @@ def test_auto_recomputes_from_an_old_report(tmp_path: Path, reports: dict[str, d
     """A report without the ``recommendation`` key (older plastic) still drives auto via its scores."""
     doc = dict(reports["resnet"])
     del doc["recommendation"]
-    from plastic.reinit.run import reinit
+    from plastic.pipelines.reinit import reinit
     from plastic.reinit.strategies import Options
 
     res = reinit(RESNET, strategy="auto", output=None, options=Options(), report=doc, dry_run=True)
@@ -327,7 +327,7 @@ def test_output_records_only_the_options_that_applied(
 
     from safetensors import safe_open
 
-    from plastic.reinit.run import reinit
+    from plastic.pipelines.reinit import reinit
     from plastic.reinit.strategies import Options
 
     auto = tmp_path / "auto.safetensors"

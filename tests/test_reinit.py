@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from plastic.files.checkpoint import open_checkpoint
 from plastic.model.init_values import recorded_model
-from plastic.reinit.run import reinit
+from plastic.pipelines.reinit import reinit
 from plastic.reinit.strategies import Options, list_strategies
 from tests.conftest import CALIB, MOBILENET, RESNET, VIT_PT, Result
 
@@ -39,24 +39,24 @@ def _load_strict(path: Path, arch: str, num_classes: int) -> torch.nn.Module:
 
 @pytest.fixture(scope="module")
 def vit_report() -> dict[str, Any]:
-    from plastic.documents.reports import diagnose_dict
-    from plastic.measure.diagnosis import diagnose
+    from plastic.pipelines.diagnose import diagnose
+    from plastic.pipelines.documents import diagnose_dict
 
     return diagnose_dict(diagnose(VIT_PT, CALIB, max_images=20))
 
 
 @pytest.fixture(scope="module")
 def mobilenet_report() -> dict[str, Any]:
-    from plastic.documents.reports import diagnose_dict
-    from plastic.measure.diagnosis import diagnose
+    from plastic.pipelines.diagnose import diagnose
+    from plastic.pipelines.documents import diagnose_dict
 
     return diagnose_dict(diagnose(MOBILENET, CALIB, max_images=8, batch_size=8))
 
 
 @pytest.fixture(scope="module")
 def resnet_report() -> dict[str, Any]:
-    from plastic.documents.reports import diagnose_dict
-    from plastic.measure.diagnosis import diagnose
+    from plastic.pipelines.diagnose import diagnose
+    from plastic.pipelines.documents import diagnose_dict
 
     return diagnose_dict(diagnose(RESNET, CALIB, max_images=20))
 
@@ -466,7 +466,7 @@ def test_people_output_says_what_happened(cli: Callable[..., Result], tmp_path: 
     dry = cli("reinit", RESNET, "-s", "layers", "--layers", "layer1.0.*", "--dry-run", env={"COLUMNS": "200"})
     assert dry.code == 0 and "would change" in dry.stdout and "\nchanged" not in dry.stdout
     rows = [ln.split("│")[1].strip() for ln in dry.stdout.splitlines() if ln.startswith("│")]
-    from plastic.measure.inspection import natural_key
+    from plastic.pipelines.inspect import natural_key
 
     assert rows == sorted(rows, key=natural_key) and rows[0].startswith("layer1.0.bn1")
     vit = cli("reinit", VIT_PT, "-s", "auto", "--report", _vit_report_file(tmp_path), "-o", tmp_path / "v.pt")
@@ -474,8 +474,8 @@ def test_people_output_says_what_happened(cli: Callable[..., Result], tmp_path: 
 
 
 def _vit_report_file(tmp_path: Path) -> Path:
-    from plastic.documents.reports import diagnose_dict
-    from plastic.measure.diagnosis import diagnose
+    from plastic.pipelines.diagnose import diagnose
+    from plastic.pipelines.documents import diagnose_dict
 
     rep = tmp_path / "vit.json"
     rep.write_text(json.dumps(diagnose_dict(diagnose(VIT_PT, CALIB, max_images=20, device="cpu"))))

@@ -29,8 +29,8 @@ from tests.conftest import CALIB, RESNET, Result, expect_error, file_digests
 
 @pytest.fixture(scope="module")
 def resnet_report() -> dict[str, Any]:
-    from plastic.documents.reports import diagnose_dict
-    from plastic.measure.diagnosis import diagnose
+    from plastic.pipelines.diagnose import diagnose
+    from plastic.pipelines.documents import diagnose_dict
 
     return diagnose_dict(diagnose(RESNET, CALIB, max_images=8, device="cpu"))
 
@@ -416,7 +416,7 @@ def test_random_utility_masks_differ_between_tensors(tmp_path: Path) -> None:
     src = tmp_path / "m.safetensors"
     save_file({"a.weight": torch.randn(8, 8), "b.weight": torch.randn(8, 8)}, str(src))
     out = tmp_path / "o.safetensors"
-    from plastic.reinit.run import reinit
+    from plastic.pipelines.reinit import reinit
     from plastic.reinit.strategies import Options
 
     reinit(src, strategy="weights", output=out, options=Options(utility="random", fraction=0.5, value="mean"))

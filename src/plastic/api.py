@@ -16,9 +16,9 @@ from plastic.measure.defaults import DEFAULT_BATCH_SIZE, DEFAULT_DEVICE, DEFAULT
 from plastic.reinit.options import Options
 
 if TYPE_CHECKING:
-    from plastic.measure.diagnosis import DiagnoseReport
-    from plastic.measure.inspection import InspectReport
-    from plastic.reinit.run import ReinitResult
+    from plastic.pipelines.diagnose import DiagnoseReport
+    from plastic.pipelines.inspect import InspectReport
+    from plastic.pipelines.reinit import ReinitResult
 
 __all__ = ["diagnose_checkpoint", "inspect_checkpoint", "reinit_checkpoint"]
 
@@ -65,7 +65,7 @@ def inspect_checkpoint(
         >>> report.to_dict()["checkpoint"]["format"]
         'safetensors'
     """
-    from plastic.measure.inspection import inspect_checkpoint as run
+    from plastic.pipelines.inspect import inspect_checkpoint as run
 
     return run(
         path, key=key, arch=arch, stats=stats, layer_filter=layer_filter, skip=skip, stable_rank=stable_rank
@@ -133,7 +133,7 @@ def diagnose_checkpoint(
         >>> report.to_dict()["command"]
         'diagnose'
     """
-    from plastic.measure.diagnosis import diagnose
+    from plastic.pipelines.diagnose import diagnose
 
     return diagnose(
         path, data, key=key, arch=arch, device=device, amp=amp, max_images=max_images,
@@ -204,8 +204,8 @@ def reinit_checkpoint(
         >>> result.to_dict()["unchanged_tensors"]
         90
     """
-    from plastic.measure.diagnosis import DiagnoseReport
-    from plastic.reinit.run import reinit
+    from plastic.pipelines.diagnose import DiagnoseReport
+    from plastic.pipelines.reinit import reinit
 
     doc = report.to_dict() if isinstance(report, DiagnoseReport) else report
     return reinit(

@@ -144,9 +144,8 @@ def inspect(
 ) -> None:
     """Show the tensors, layers, dtypes, parameter counts and weight statistics of a checkpoint."""
     from plastic.cli import console, render
-
-    from plastic.documents.reports import inspect_dict
-    from plastic.measure.inspection import inspect_checkpoint
+    from plastic.pipelines.documents import inspect_dict
+    from plastic.pipelines.inspect import inspect_checkpoint
 
     with console.byte_progress("reading tensors") as progress:
         report = inspect_checkpoint(
@@ -262,10 +261,9 @@ def reinit(
 ) -> None:
     """Write a new checkpoint with the strategy's layers, units or weights re-initialized."""
     from plastic.cli import console, render
-
-    from plastic.documents.reports import reinit_dict
+    from plastic.pipelines.documents import reinit_dict
+    from plastic.pipelines.reinit import reinit as run_reinit
     from plastic.reinit.options import Options
-    from plastic.reinit.run import reinit as run_reinit
 
     doc_in = parse.read_report(report, checkpoint)
     options = Options(
@@ -369,8 +367,8 @@ def diagnose(
         parse.channels(parse.floats(std, "--std"), "--std"),
     )
     parse.check_outputs(out, plot, [*checkpoint_files(checkpoint), *parse.image_files(data)])
-    from plastic.documents.reports import diagnose_dict
-    from plastic.measure.diagnosis import diagnose as run_diagnose
+    from plastic.pipelines.diagnose import diagnose as run_diagnose
+    from plastic.pipelines.documents import diagnose_dict
 
     with console.image_progress() as progress:
         report = run_diagnose(

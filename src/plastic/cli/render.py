@@ -348,7 +348,7 @@ def diagnose_markdown(doc: Mapping[str, Any], show_all: bool) -> str:
 
 
 def _reinit_rows(doc: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
-    from plastic.measure.inspection import natural_key
+    from plastic.pipelines.inspect import natural_key
 
     header = ["tensor", "kind", "fraction"]
     changed = sorted(doc["changed"], key=lambda c: natural_key(c["tensor"]))  # model order, not file order

@@ -16,8 +16,6 @@ from plastic.errors import DeviceError, UsageError
 if TYPE_CHECKING:
     import torch
 
-    from plastic.reinit.options import Options
-
 MAX_WORKERS = 64  # decoder processes; more never helps one calibration pass, and each costs memory
 MAX_SEED = 2**63 - 1  # every generator plastic seeds (torch, random) accepts 0..2**63-1
 
@@ -50,19 +48,6 @@ def check_workers(workers: int) -> None:
 
 def check_tau(tau: float) -> None:
     check_finite("--tau", tau, low=0.0, high=1.0)
-
-
-def check_reinit_options(opts: Options) -> None:
-    check_seed(opts.seed)
-    check_count("--k", opts.k)
-    fraction = opts.fraction
-    if not isinstance(fraction, int | float) or not math.isfinite(fraction) or not 0 < fraction <= 1:
-        raise UsageError(f"--fraction must be a number in (0, 1], not {fraction!r}")
-    check_finite("--shrink", opts.shrink)
-    check_finite("--perturb", opts.perturb)
-    for pattern in opts.layers:
-        if not pattern:
-            raise UsageError("--layers takes a non-empty glob")
 
 
 # --- preprocessing fields, from any source: options, timm's config.json, metadata, a report ----------------

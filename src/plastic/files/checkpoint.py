@@ -251,7 +251,7 @@ class Checkpoint:
             read_exactly(self._fd(info), buf, self.entries[name].start, self.file_of(info), info.key)
         shaped = buf.reshape(info.shape)
         if info.dtype == "bfloat16":
-            from plastic.measure.weight_stats import Bf16
+            from plastic.files.bf16 import Bf16
 
             return Bf16(shaped)
         return shaped

@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from plastic.measure.capture import Capture, capture, find_act_sites, layers_of
+from plastic.measure.capture import Capture, capture
+from plastic.model.modules import find_act_sites, layers_of
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total) in images
 Batches = Iterable[tuple[list[int], torch.Tensor | None, list[tuple[int, str]]]]

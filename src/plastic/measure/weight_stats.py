@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from plastic.files.bf16 import Bf16
+
 METRIC_NAMES = (
     "abs_mean",
     "std",
@@ -54,14 +56,6 @@ def as_float_array(x: Any) -> np.ndarray | None:
     if arr.dtype.kind == "f":
         return arr.astype(np.float32, copy=False)
     return None
-
-
-class Bf16:
-    """bfloat16 data as its raw uint16 bit patterns (numpy has no bfloat16)."""
-
-    def __init__(self, bits: np.ndarray) -> None:
-        self.bits = bits
-        self.shape = bits.shape
 
 
 def is_gain(name: str, shape: tuple[int, ...]) -> bool:

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from plastic.measure.capture import find_act_sites, is_layer, layers_of, probe_forward, units_of
+from plastic.model.modules import find_act_sites, is_layer, layers_of, probe_forward, units_of
 
 NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
 

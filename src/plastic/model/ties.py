@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from plastic.measure.capture import probe_forward
+from plastic.model.modules import probe_forward
 
 DECISIVE = 2.0  # the runner-up's discrepancy must be at least this many times the winner's
 

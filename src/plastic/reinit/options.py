@@ -7,8 +7,11 @@ manifests read the same as when these were bare strings.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import Enum
+
+from plastic.errors import UsageError
 
 
 class StrEnum(str, Enum):
@@ -106,3 +109,19 @@ class Options:
     perturb: float = 0.1
     include_head: bool = False
     seed: int = 0
+
+
+def check_reinit_options(opts: Options) -> None:
+    """Every option in range, before any file is read or written (the CLI and library callers alike)."""
+    from plastic.documents.validation import check_count, check_finite, check_seed
+
+    check_seed(opts.seed)
+    check_count("--k", opts.k)
+    fraction = opts.fraction
+    if not isinstance(fraction, int | float) or not math.isfinite(fraction) or not 0 < fraction <= 1:
+        raise UsageError(f"--fraction must be a number in (0, 1], not {fraction!r}")
+    check_finite("--shrink", opts.shrink)
+    check_finite("--perturb", opts.perturb)
+    for pattern in opts.layers:
+        if not pattern:
+            raise UsageError("--layers takes a non-empty glob")

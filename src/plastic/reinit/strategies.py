@@ -1,7 +1,7 @@
 """Re-initialization strategies: a registry of *selections* (which tensors, units or weights change).
 
 A strategy is one function decorated with :func:`register_strategy`; it returns a :class:`Plan` of
-:class:`Change` entries, and :mod:`plastic.reinit.run` supplies the new values and writes the file
+:class:`Change` entries, and :mod:`plastic.pipelines.reinit` supplies the new values and writes the file
 (``--value resample|mean``, or ``shrink-perturb``'s mix). Adding a strategy is one function here.
 """
 

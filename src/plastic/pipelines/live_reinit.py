@@ -9,14 +9,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from plastic.documents.reports import diagnose_dict, validate_report
+from plastic.documents.reports import validate_report
 from plastic.errors import UsageError
-from plastic.measure.diagnosis import DiagnoseReport
-from plastic.measure.live import checkpoint_view, num_classes_of_model
 from plastic.model.init_values import fresh_model, recorded_model
 from plastic.model.structure import analyse
-from plastic.reinit.options import Need, Options
-from plastic.reinit.run import (
+from plastic.pipelines.diagnose import DiagnoseReport
+from plastic.pipelines.documents import diagnose_dict
+from plastic.pipelines.live_diagnose import checkpoint_view, num_classes_of_model
+from plastic.pipelines.reinit import (
     ReinitResult,
     _check_dtypes,
     _check_names,
@@ -25,6 +25,7 @@ from plastic.reinit.run import (
     _values,
     check_report_layers,
 )
+from plastic.reinit.options import Need, Options
 from plastic.reinit.strategies import Context, get_strategy
 
 
@@ -61,7 +62,7 @@ def reinit_model(
         >>> [c["tensor"] for c in result.changed]
         ['fc.weight', 'fc.bias']
     """
-    from plastic.documents.validation import check_reinit_options
+    from plastic.reinit.options import check_reinit_options
 
     options = options or Options()
     check_reinit_options(options)

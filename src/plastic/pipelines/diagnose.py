@@ -27,12 +27,12 @@ from plastic.measure.calib import (
     resolve_data_config,
     scan_folder,
 )
-from plastic.measure.capture import layers_of
 from plastic.measure.data_metrics import attn_entropy, dormant_units, rank_ceiling, site_metrics
 from plastic.measure.defaults import DEFAULT_BATCH_SIZE, DEFAULT_DEVICE, DEFAULT_MAX_IMAGES, DEFAULT_TAU
 from plastic.measure.onepass import Batches, Measured, PassResult, Progress, data_pass, probe_targets
 from plastic.model.build import BuiltModel, build_model, common_components
 from plastic.model.init_values import fresh_model
+from plastic.model.modules import layers_of
 from plastic.model.structure import timm_groups
 
 
@@ -102,7 +102,7 @@ class DiagnoseReport:
 
     def to_dict(self) -> DiagnoseDoc:
         """The ``plastic diagnose --json`` document (without ``findings``, which only ``--fail-on`` adds)."""
-        from plastic.documents.reports import diagnose_dict
+        from plastic.pipelines.documents import diagnose_dict
 
         return diagnose_dict(self)
 

@@ -14,7 +14,7 @@ import torch
 from plastic import __version__
 from plastic.documents.reports import validate_report
 from plastic.documents.schema import ChangedDoc, DiagnoseDoc, ReinitDoc
-from plastic.documents.validation import check_diagnose_options, check_reinit_options
+from plastic.documents.validation import check_diagnose_options
 from plastic.errors import ArchitectureError, DataError, UsageError
 from plastic.files.atomic import check_target
 from plastic.files.checkpoint import Checkpoint, TensorInfo, open_checkpoint
@@ -24,7 +24,7 @@ from plastic.measure.onepass import Progress
 from plastic.model.init_replay import InitRecording, ReplayError
 from plastic.model.init_values import InitSource, fresh_model, mean_value, recorded_model
 from plastic.model.structure import Structure, analyse
-from plastic.reinit.options import Fill, Kind, Need, Options
+from plastic.reinit.options import Fill, Kind, Need, Options, check_reinit_options
 from plastic.reinit.strategies import Change, Context, Plan, StrategyInfo, get_strategy
 
 SAFETENSORS_SUFFIX = ".safetensors"
@@ -48,7 +48,7 @@ class ReinitResult:
 
     def to_dict(self) -> ReinitDoc:
         """The ``plastic reinit --json`` manifest."""
-        from plastic.documents.reports import reinit_dict
+        from plastic.pipelines.documents import reinit_dict
 
         return reinit_dict(self)
 
@@ -95,8 +95,8 @@ def _report_for(
 ) -> DiagnoseDoc | None:
     if report is not None or data is None:
         return report
-    from plastic.documents.reports import diagnose_dict
-    from plastic.measure.diagnosis import diagnose
+    from plastic.pipelines.diagnose import diagnose
+    from plastic.pipelines.documents import diagnose_dict
 
     return diagnose_dict(diagnose(ckpt_path, data, **diag))
 
@@ -367,9 +367,9 @@ def _gradients(
     """
     from plastic.documents.validation import pick_device
     from plastic.measure.calib import calib_batches, resolve_data_config, scan_folder
-    from plastic.measure.diagnosis import full_float32
     from plastic.measure.onepass import data_pass, probe_targets
     from plastic.model.build import build_model
+    from plastic.pipelines.diagnose import full_float32
 
     model = build_model(ckpt).model
     calib = scan_folder(data, max_images=diag.get("max_images", 256), seed=seed)

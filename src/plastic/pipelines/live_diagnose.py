@@ -17,9 +17,9 @@ from plastic.errors import DataError, UsageError
 from plastic.files.checkpoint import Checkpoint, TensorInfo
 from plastic.measure.calib import DataConfig
 from plastic.measure.defaults import DEFAULT_BATCH_SIZE, DEFAULT_MAX_IMAGES, DEFAULT_TAU
-from plastic.measure.diagnosis import Calibration, DiagnoseReport, assemble, full_float32, one_pass
 from plastic.measure.onepass import Batches, Progress, classifier_of, probe_targets
 from plastic.model.build import BuiltModel
+from plastic.pipelines.diagnose import Calibration, DiagnoseReport, assemble, full_float32, one_pass
 
 IN_MEMORY = "<in-memory model>"
 

@@ -52,7 +52,7 @@ class InspectReport:
 
     def to_dict(self) -> InspectDoc:
         """The ``plastic inspect --json`` document."""
-        from plastic.documents.reports import inspect_dict
+        from plastic.pipelines.documents import inspect_dict
 
         return inspect_dict(self)
 
