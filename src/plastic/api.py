@@ -18,7 +18,7 @@ from plastic.reinit.options import Options
 if TYPE_CHECKING:
     from plastic.pipelines.diagnose import DiagnoseReport
     from plastic.pipelines.inspect import InspectReport
-    from plastic.pipelines.reinit import ReinitResult
+    from plastic.pipelines.manifest import ReinitResult
 
 __all__ = ["diagnose_checkpoint", "inspect_checkpoint", "reinit_checkpoint"]
 

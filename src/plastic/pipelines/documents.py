@@ -28,7 +28,7 @@ from plastic.files.checkpoint import Checkpoint
 if TYPE_CHECKING:  # annotations only: these modules import this one when a result is turned into JSON
     from plastic.pipelines.diagnose import DiagnoseReport
     from plastic.pipelines.inspect import InspectReport
-    from plastic.pipelines.reinit import ReinitResult
+    from plastic.pipelines.manifest import ReinitResult
 
 
 def clean_float(x: float | None) -> float | None:

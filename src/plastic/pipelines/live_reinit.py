@@ -16,17 +16,11 @@ from plastic.model.structure import analyse
 from plastic.pipelines.diagnose import DiagnoseReport
 from plastic.pipelines.documents import diagnose_dict
 from plastic.pipelines.live_diagnose import checkpoint_view, num_classes_of_model
-from plastic.pipelines.reinit import (
-    ReinitResult,
-    _check_dtypes,
-    _check_names,
-    _init_source,
-    _manifest,
-    _values,
-    check_report_layers,
-)
+from plastic.pipelines.manifest import ReinitResult, manifest
+from plastic.pipelines.reinit import check_names, check_report_layers
 from plastic.reinit.options import Need, Options
 from plastic.reinit.strategies import Context, get_strategy
+from plastic.reinit.values import check_dtypes, init_source, new_values
 
 
 def reinit_model(
@@ -83,7 +77,7 @@ def reinit_model(
     recording, classes = None, num_classes_of_model(model)
     if ckpt.arch is not None:
         recording = recorded_model(ckpt.arch, classes, ckpt.in_chans)
-        _check_names(recording.model, ckpt, ckpt.arch)
+        check_names(recording.model, ckpt, ckpt.arch)
     arch_name = ckpt.arch
     structure = None
     mode = model.training
@@ -96,10 +90,10 @@ def reinit_model(
         plan = info.fn(Context(ckpt, options, doc, structure))
     finally:
         model.train(mode)  # analyse() puts the model it reads in eval mode
-    _check_dtypes(ckpt, plan)
-    source = _init_source(arch_name, classes, ckpt, plan, recording, options.seed, notes)
-    result = _manifest(ckpt, plan, source, options, strategy, None, notes, dry_run=False)
-    values = _values(ckpt, plan, source, options)
+    check_dtypes(ckpt, plan)
+    source = init_source(arch_name, classes, ckpt, plan, recording, options.seed, notes)
+    result = manifest(ckpt, plan, source, options, strategy, None, notes, dry_run=False)
+    values = new_values(ckpt, plan, source, options)
     with torch.no_grad():
         for tensor_info in ckpt.tensors:
             new = values(tensor_info)

@@ -2,55 +2,32 @@
 
 from __future__ import annotations
 
-import json
 import stat
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from plastic import __version__
 from plastic.documents.reports import validate_report
-from plastic.documents.schema import ChangedDoc, DiagnoseDoc, ReinitDoc
+from plastic.documents.schema import DiagnoseDoc
 from plastic.documents.validation import check_diagnose_options
 from plastic.errors import ArchitectureError, DataError, UsageError
 from plastic.files.atomic import check_target
-from plastic.files.checkpoint import Checkpoint, TensorInfo, open_checkpoint
+from plastic.files.checkpoint import Checkpoint, open_checkpoint
 from plastic.files.writer import LateValue, Target, write_safetensors, write_torch
 from plastic.measure.defaults import DEFAULT_BATCH_SIZE, DEFAULT_DEVICE, DEFAULT_MAX_IMAGES, DEFAULT_TAU
 from plastic.measure.onepass import Progress
-from plastic.model.init_replay import InitRecording, ReplayError
-from plastic.model.init_values import InitSource, fresh_model, mean_value, recorded_model
+from plastic.model.init_replay import InitRecording
+from plastic.model.init_values import InitSource, fresh_model, recorded_model
 from plastic.model.structure import Structure, analyse
-from plastic.reinit.options import Fill, Kind, Need, Options, check_reinit_options
-from plastic.reinit.strategies import Change, Context, Plan, StrategyInfo, get_strategy
+from plastic.pipelines.manifest import SOURCE_SHA256, ReinitResult, manifest, metadata
+from plastic.reinit.options import Need, Options, check_reinit_options
+from plastic.reinit.strategies import Context, Plan, StrategyInfo, get_strategy
+from plastic.reinit.values import check_dtypes, init_source, new_values
 
 SAFETENSORS_SUFFIX = ".safetensors"
-RESAMPLED = (Fill.RESAMPLE, Fill.SHRINK_PERTURB)  # changes whose values need the architecture's init
-
-
-@dataclass
-class ReinitResult:
-    input: Path
-    output: Path | None
-    strategy: str
-    options: dict[str, Any]
-    seed: int
-    init_source: str
-    changed: list[ChangedDoc]
-    unchanged_tensors: int
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    metadata: dict[str, str] = field(default_factory=dict)
-    dry_run: bool = False
-
-    def to_dict(self) -> ReinitDoc:
-        """The ``plastic reinit --json`` manifest."""
-        from plastic.pipelines.documents import reinit_dict
-
-        return reinit_dict(self)
 
 
 def output_format(out: Path) -> str:
@@ -79,7 +56,7 @@ def _architecture(ckpt: Checkpoint, notes: list[str]) -> tuple[str | None, int]:
     return arch, num_classes_of(ckpt, classifier_keys(arch, keys))
 
 
-def _check_names(model: torch.nn.Module, ckpt: Checkpoint, arch: str) -> None:
+def check_names(model: torch.nn.Module, ckpt: Checkpoint, arch: str) -> None:
     from plastic.model.build import compare_names, mismatch_message
 
     missing, unexpected, shaped = compare_names(model, ckpt)
@@ -141,11 +118,11 @@ def reinit(
         _check_report(req.report, ckpt, notes)
         ctx, recording = _context(ckpt, info, options, req, arch_name, num_classes)
         plan = info.fn(ctx)
-        _check_dtypes(ckpt, plan)
+        check_dtypes(ckpt, plan)
         if ctx.structure is not None:
             ctx.structure.release()  # drop the probe model before writing
-        source = _init_source(arch_name, num_classes, ckpt, plan, recording, options.seed, notes)
-        result = _manifest(ckpt, plan, source, options, strategy, req.out, notes, dry_run)
+        source = init_source(arch_name, num_classes, ckpt, plan, recording, options.seed, notes)
+        result = manifest(ckpt, plan, source, options, strategy, req.out, notes, dry_run)
         if not plan.changes:
             result.notes.append("the strategy selected nothing: the output equals the input")
         if not dry_run and req.out is not None and fmt is not None:
@@ -246,7 +223,7 @@ def _context(
             raise UsageError("--utility gradient needs --data DIR (or a diagnose report)")
         gradients = _gradients(ckpt, req.data, options.seed, req.diag, req.report)
     recording = recorded_model(arch, num_classes, ckpt.in_chans)  # on meta: no values drawn
-    _check_names(recording.model, ckpt, arch)
+    check_names(recording.model, ckpt, arch)
     if structure is None:
         chans = ckpt.in_chans
         structure = analyse(
@@ -260,12 +237,12 @@ def _write(
     ckpt: Checkpoint, plan: Plan, source: InitSource, options: Options, result: ReinitResult,
     target: Target, fmt: str, keep_extra: bool,
 ) -> None:  # fmt: skip
-    values = _values(ckpt, plan, source, options)
+    values = new_values(ckpt, plan, source, options)
     if fmt == "safetensors":  # the source's fingerprint finishes hashing while the bytes are copied
         late = {SOURCE_SHA256: LateValue(64, ckpt.compute_sha256)}
-        result.metadata = write_safetensors(ckpt, target, values, _metadata(ckpt, result, options), late)
+        result.metadata = write_safetensors(ckpt, target, values, metadata(ckpt, result, options), late)
         return
-    meta = _metadata(ckpt, result, options)
+    meta = metadata(ckpt, result, options)
     meta[SOURCE_SHA256] = ckpt.compute_sha256()
     result.metadata = meta
     if ckpt.format != "torch" or ckpt.container_key is None:
@@ -274,54 +251,6 @@ def _write(
             "what changed is recorded only in `reinit --json` (its `metadata`)"
         )
     write_torch(ckpt, target, values, meta, keep_extra=keep_extra)
-
-
-def _init_source(
-    arch: str | None, num_classes: int, ckpt: Checkpoint, plan: Plan, recording: InitRecording | None,
-    seed: int, notes: list[str],
-) -> InitSource:  # fmt: skip
-    """Replay the architecture's init for the tensors the plan resamples; a full fresh model when one
-    cannot be replayed; PyTorch's role defaults without an architecture."""
-    shapes = {t.name: t.shape for t in ckpt.tensors}
-    if arch is None or recording is None or not _needs_init(plan):
-        return InitSource(arch if recording is not None else None, seed, shapes)
-    needed = {c.tensor for c in plan.changes if c.value in RESAMPLED}
-    try:
-        recording.check(needed)
-        return InitSource(arch, seed, shapes, recording=recording)
-    except ReplayError as e:
-        notes.append(f"the init of {arch} could not be replayed per tensor ({e}): drew a full fresh model")
-    fresh = fresh_model(arch, num_classes, seed, ckpt.in_chans)
-    source = InitSource.from_model(arch, seed, fresh, needed, shapes)
-    del fresh  # only the needed init tensors stay in memory while writing
-    return source
-
-
-def _needs_init(plan: Plan) -> bool:
-    return any(c.value in RESAMPLED for c in plan.changes)
-
-
-def _check_dtypes(ckpt: Checkpoint, plan: Plan) -> None:
-    """New values exist for real floating tensors (and integer buffers such as ``num_batches_tracked``,
-    reset to their initial count), nothing else. An integer weight (a quantized layer) would get a float
-    init rounded to integers, almost all zeros: refused, like complex and boolean tensors."""
-    for c in plan.changes:
-        info = ckpt.by_name[c.tensor]
-        dtype = info.dtype
-        if dtype.startswith("complex") or dtype in ("bool", "float4_e2m1fn_x2"):
-            raise UsageError(
-                f"{c.tensor} is {dtype}: plastic has no initial value for it; exclude it (e.g. --layers)"
-            )
-        integer = dtype.startswith(("int", "uint"))
-        if integer and (c.tensor.rpartition(".")[2] in ("weight", "bias") or c.kind not in _INT_KINDS):
-            raise UsageError(
-                f"{c.tensor} is {dtype} (a quantized layer?): plastic gives float initial values, which "
-                "would round to integers (mostly 0); dequantize the checkpoint to float first, or exclude "
-                "this tensor (e.g. --layers)"
-            )
-
-
-_INT_KINDS = (Kind.TENSOR, Kind.NORM_RESET)  # integer buffers are reset whole, to the init's value
 
 
 def _mode_of(ckpt: Checkpoint) -> int:
@@ -406,147 +335,3 @@ def _gradients(
     grads = done.measured[0].grads or {}
     del model, done
     return grads
-
-
-def _values(ckpt: Checkpoint, plan: Plan, source: InitSource, options: Options):  # type: ignore[no-untyped-def]
-    by_tensor: dict[str, list[Change]] = {}
-    for c in plan.changes:
-        by_tensor.setdefault(c.tensor, []).append(c)
-    shapes = {t.name: t.shape for t in ckpt.tensors}
-
-    def new_value(info: TensorInfo) -> torch.Tensor | None:
-        changes = by_tensor.get(info.name)
-        if not changes:
-            return None
-        old = ckpt.tensor(info.name).detach()
-        t = old.float().clone()
-        for c in changes:
-            t = _apply_one(t, c, info, source, shapes, options)
-        t = t.to(old.dtype)
-        back = t.float()  # isfinite has no float8 kernels; the round trip keeps inf and NaN
-        if t.is_floating_point() and not bool(torch.isfinite(back).all()):
-            bad = ~torch.isfinite(back) & torch.isfinite(old.float())
-            if bool(bad.any()):
-                raise UsageError(
-                    f"{info.name}: the new values would hold {int(bad.sum())} non-finite number(s) "
-                    f"(inf or NaN, e.g. from overflowing {info.dtype}); nothing was written"
-                )
-        return t
-
-    return new_value
-
-
-def _replacement(
-    c: Change, info: TensorInfo, source: InitSource, shapes: dict[str, tuple[int, ...]]
-) -> torch.Tensor:
-    if c.value == Fill.MEAN or c.kind == Kind.NORM_RESET:
-        return mean_value(info, shapes)
-    if c.value == Fill.ZERO:
-        return torch.zeros(info.shape)
-    new = source.resample(info)
-    if new is None:
-        raise UsageError(
-            f"no initial value for {info.name}: PyTorch has no default for its role; pass --arch"
-        )
-    return new
-
-
-def _apply_one(
-    t: torch.Tensor,
-    c: Change,
-    info: TensorInfo,
-    source: InitSource,
-    shapes: dict[str, tuple[int, ...]],
-    options: Options,
-) -> torch.Tensor:
-    if c.kind == Kind.SHRINK_PERTURB:
-        init = source.resample(info)
-        if init is None:
-            raise UsageError(f"no initial value for {info.name} to perturb with; pass --arch")
-        return options.shrink * t + options.perturb * init
-    new = _replacement(c, info, source, shapes)
-    if c.kind in (Kind.TENSOR, Kind.NORM_RESET):
-        return new
-    if c.kind in (Kind.UNITS, Kind.ZERO_OUTGOING):
-        assert c.index is not None
-        return t.index_copy(c.dim, c.index, new.index_select(c.dim, c.index))
-    if c.kind == Kind.WEIGHTS:
-        assert c.mask is not None
-        return torch.where(c.mask, new, t)
-    raise AssertionError(c.kind)
-
-
-def _touched(c: Change, shape: tuple[int, ...]) -> torch.Tensor:
-    if c.kind in (Kind.UNITS, Kind.ZERO_OUTGOING):
-        assert c.index is not None
-        m = torch.zeros(shape, dtype=torch.bool)
-        m.index_fill_(c.dim, c.index, True)
-        return m
-    if c.kind == Kind.WEIGHTS:
-        assert c.mask is not None
-        return c.mask
-    return torch.ones(shape, dtype=torch.bool)
-
-
-def _manifest(
-    ckpt: Checkpoint, plan: Plan, source: InitSource, options: Options, strategy: str,
-    out: Path | None, notes: list[str], dry_run: bool,
-) -> ReinitResult:  # fmt: skip
-    """What the plan changes, how and with which options: the manifest ``--json`` prints and the
-    output's ``plastic.*`` metadata record."""
-    infos = {t.name: t for t in ckpt.tensors}
-    by_tensor: dict[str, list[Change]] = {}
-    for c in plan.changes:
-        by_tensor.setdefault(c.tensor, []).append(c)
-    changed: list[ChangedDoc] = []
-    for name in [t.name for t in ckpt.tensors if t.name in by_tensor]:
-        changes, info = by_tensor[name], infos[name]
-        mask = torch.zeros(info.shape, dtype=torch.bool)
-        for c in changes:
-            mask |= _touched(c, info.shape)
-        kinds = sorted({c.kind for c in changes})
-        frac = float(mask.float().mean()) if mask.numel() else 0.0
-        changed.append({"tensor": info.key, "kind": "+".join(kinds), "fraction": frac})
-    uses = get_strategy(strategy).uses
-    opts = {k: v for k, v in asdict(options).items() if k in uses}  # only what this strategy reads
-    opts.update(plan.options)
-    return ReinitResult(
-        input=ckpt.path,
-        output=out,
-        strategy=strategy,
-        options=opts,
-        seed=options.seed,
-        init_source=(
-            source.description
-            if _needs_init(plan)
-            else "none needed (mean values only)"
-            if plan.changes
-            else "none (nothing changed)"
-        ),
-        changed=changed,
-        unchanged_tensors=len(ckpt.tensors) - len(changed),
-        skipped=plan.skipped,
-        notes=notes + plan.notes,
-        dry_run=dry_run,
-    )
-
-
-SOURCE_SHA256 = "plastic.source_sha256"
-
-
-def _metadata(ckpt: Checkpoint, result: ReinitResult, options: Options) -> dict[str, str]:
-    """The input's metadata plus ``plastic.*`` keys but the source's SHA-256 (the writer adds it); all
-    strings, lists JSON-encoded."""
-    meta = dict(ckpt.metadata)
-    meta.update(
-        {
-            "plastic.version": __version__,
-            "plastic.strategy": result.strategy,
-            "plastic.options": json.dumps(result.options, sort_keys=True),
-            "plastic.seed": str(options.seed),
-            "plastic.init_source": result.init_source,
-            "plastic.source_file": ckpt.path.name,
-            "plastic.changed": json.dumps([c["tensor"] for c in result.changed]),
-        }
-    )
-    return meta
