@@ -527,15 +527,18 @@ def test_an_allocation_failure_in_the_pass_suggests_smaller_batches() -> None:
     """A real allocation failure of PyTorch's CPU allocator (2**60 floats), not a fake one."""
     import timm
 
-    from plastic.pipelines.diagnose import one_pass
+    from plastic.pipelines.diagnose import PassSettings, one_pass
 
     def batches(_size: int) -> Any:
         yield [0], torch.empty(1 << 60), []
 
     model = timm.create_model("test_resnet", num_classes=10)
     with pytest.raises(ResourceError, match=r"out of memory during the data pass.*--batch-size"):
-        one_pass([model], batches, torch.zeros(1, dtype=torch.long), 10, 1, 32, 0,
-                 torch.device("cpu"), False, None, [])  # fmt: skip
+        one_pass(
+            [model],
+            batches,
+            PassSettings(torch.zeros(1, dtype=torch.long), 10, 1, 32, 0, torch.device("cpu")),
+        )
 
 
 # --- 13. the smaller ones ---------------------------------------------------------------------------------

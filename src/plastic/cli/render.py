@@ -4,11 +4,30 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
+
+@dataclass(frozen=True)
+class Column:
+    """One table column: the title shown, whether it holds names (left-aligned, the only cells that may
+    fold), and its priority when the terminal is narrow (1 is kept longest; ties keep table order)."""
+
+    title: str
+    name: bool = False
+    priority: int = 100
+
+
+def _columns(titles: list[str], names: set[str], priority: list[str] | None = None) -> list[Column]:
+    """Columns from their titles: ``names`` are the name columns, ``priority`` lists titles most
+    important first (default: left to right)."""
+    order = priority or titles
+    return [Column(t, t in names, order.index(t) + 1 if t in order else len(order) + 1) for t in titles]
+
 
 # Short column titles for the data-free metrics, in display order.
 WEIGHT_COLUMNS = [
@@ -123,7 +142,7 @@ def _summary_lines(doc: Mapping[str, Any]) -> list[str]:
 
 def inspect_table(console: Console, doc: Mapping[str, Any], wide: bool = False) -> None:
     header, rows = _layer_rows(doc)
-    _table(console, f"{doc['checkpoint']['path']}", header, rows, {0, 1, 3}, wide=wide)
+    _table(console, f"{doc['checkpoint']['path']}", _columns(header, {"layer", "shape", "dtype"}), rows, wide)
     for line in _summary_lines(doc):
         console.print(line, markup=False, soft_wrap=True)  # never break a command or a path
 
@@ -189,8 +208,16 @@ def _why(layer: Mapping[str, Any]) -> str:
     return " ".join(f"{short.get(k, k)} {v:.2f}" for v, k in parts[:2]) or "-"
 
 
-# Columns of the diagnose table, most important first: dropped from the end when the terminal is narrow.
-DIAG_ORDER = [0, 1, 4, 5, 3, 6, 8, 11, 2, 13, 7, 12, 9, 10]
+# The diagnose table's columns, most important first: dropped from the end when the terminal is narrow.
+DIAG_PRIORITY = [
+    "rank", "layer", "score", "why", "units", "dormant", "saturated", "grad_ratio", "type", "block", "dead",
+    "attn_ent", "erank", "srank99",
+]  # fmt: skip
+DIAG_NAMES = {"layer", "type", "why", "block"}  # left-aligned; the only cells that may fold
+
+
+def _diag_columns(header: list[str]) -> list[Column]:
+    return _columns(header, DIAG_NAMES, DIAG_PRIORITY)
 
 
 def _block_rows(doc: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
@@ -254,19 +281,18 @@ def _diag_summary(doc: Mapping[str, Any], show_all: bool) -> list[str]:
 def _table(
     console: Console,
     title: str,
-    header: list[str],
+    columns: list[Column],
     rows: list[list[str]],
-    left: set[int],
-    order: list[int] | None = None,
     wide: bool = False,
 ) -> None:
-    """A rich table that fits the console: columns are dropped from the end of ``order`` (most important
-    first; default: left to right) until the rest fit, unless ``wide``. Numbers never wrap; only the
-    left-aligned name columns may fold."""
+    """A rich table that fits the console: columns are dropped, least important first (their
+    ``priority``), until the rest fit, unless ``wide``. Numbers never wrap; only the name columns
+    may fold."""
+    header = [c.title for c in columns]
     keep = list(range(len(header)))
     widths = [max([len(h), *(len(r[i]) for r in rows)]) + 3 for i, h in enumerate(header)]  # + padding, rule
     if not wide:
-        order = order or keep
+        order = sorted(keep, key=lambda i: (columns[i].priority, i))
         chosen: list[int] = []
         for i in order:
             if sum(widths[j] for j in chosen) + widths[i] + 1 <= console.width or len(chosen) < 2:
@@ -274,7 +300,7 @@ def _table(
         keep = sorted(chosen)
     table = Table(title=Text(title), title_justify="left")  # Text: names are never read as markup
     for i in keep:
-        folds = i in left
+        folds = columns[i].name
         table.add_column(
             header[i],
             justify="left" if folds else "right",
@@ -301,17 +327,11 @@ def _table(
 def diagnose_table(console: Console, doc: Mapping[str, Any], show_all: bool, wide: bool = False) -> None:
     header, rows = _diag_rows(doc, show_all)
     _table(
-        console,
-        f"Layers by saturation score: {doc['checkpoint']['path']}",
-        header,
-        rows,
-        {1, 2, 5, len(header) - 1},
-        DIAG_ORDER,
-        wide,
+        console, f"Layers by saturation score: {doc['checkpoint']['path']}", _diag_columns(header), rows, wide
     )
     if doc["blocks"]:
         bh, br = _block_rows(doc)
-        _table(console, "Blocks (timm group_matcher)", bh, br, {1}, wide=wide)
+        _table(console, "Blocks (timm group_matcher)", _columns(bh, {"block"}), br, wide)
     for line in _diag_summary(doc, show_all):
         console.print(line, markup=False, soft_wrap=True)  # never break a command or a path
 
@@ -367,7 +387,7 @@ def _reinit_summary(doc: Mapping[str, Any]) -> list[str]:
 
 def reinit_table(console: Console, doc: Mapping[str, Any], wide: bool = False) -> None:
     header, rows = _reinit_rows(doc)
-    _table(console, "Re-initialized tensors", header, rows, {0, 1}, wide=wide)
+    _table(console, "Re-initialized tensors", _columns(header, {"tensor", "kind"}), rows, wide)
     for line in _reinit_summary(doc):
         console.print(line, markup=False, soft_wrap=True)  # never break a command or a path
 
@@ -453,8 +473,8 @@ def diagnose_html(doc: Mapping[str, Any], show_all: bool, plot_svg: str | None) 
             "(pip install 'plastic-reinit[plot]').</p>"
         )
     parts.append("<h2>Layers by saturation score</h2>")
-    parts.append(_html_table(header, rows, {i for i, h in enumerate(header) if h in ("layer", "type", "why")},
-                             chosen_rows))  # fmt: skip
+    names = {i for i, h in enumerate(header) if h in ("layer", "type", "why")}  # block: right, as before
+    parts.append(_html_table(header, rows, names, chosen_rows))
     if doc.get("blocks"):
         bh, br = _block_rows(doc)
         parts.append("<h2>Blocks (timm group_matcher)</h2>" + _html_table(bh, br, {1}, set()))

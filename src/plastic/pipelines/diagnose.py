@@ -204,10 +204,10 @@ def _diagnose(
     t1 = time.perf_counter()
     models = [model] if reference is None else [model, reference]
     labels, n_classes = probe_targets(calib.labels, calib.class_names, len(calib.files), seed)
+    settings = PassSettings(labels, n_classes, len(calib.files), batch_size, seed, dev, use_amp)
     done, batch_size = one_pass(
-        models, lambda bs: calib_batches(calib, cfg, bs, workers), labels, n_classes, len(calib.files),
-        batch_size, seed, dev, use_amp, progress, notes,
-    )  # fmt: skip
+        models, lambda bs: calib_batches(calib, cfg, bs, workers), settings, progress, notes
+    )
     t_pass = time.perf_counter() - t1
     calib.skipped = [*calib.skipped, *((calib.files[i], why) for i, why in done.skipped)]
     if not done.used:
@@ -219,8 +219,8 @@ def _diagnose(
     options = {"tau": tau, "seed": seed, "batch_size": batch_size, "max_images": max_images,
                "workers": workers, "reference": with_reference}  # fmt: skip
     report = assemble(
-        ckpt, built, reference, done, calibration, cfg, str(dev), use_amp, tau, options, notes,
-        {"build_s": t_build, "pass_s": t_pass},
+        ckpt, built, reference, done, calibration=calibration, cfg=cfg, device=str(dev), amp=use_amp,
+        tau=tau, options=options, notes=notes, timing={"build_s": t_build, "pass_s": t_pass},
     )  # fmt: skip
     if not with_reference:
         notes.append("--no-reference: absolute scores (a fresh model's layers can score above 0)")
@@ -229,7 +229,7 @@ def _diagnose(
 
 
 def assemble(
-    ckpt: Checkpoint, built: BuiltModel, reference: nn.Module | None, done: PassResult,
+    ckpt: Checkpoint, built: BuiltModel, reference: nn.Module | None, done: PassResult, *,
     calibration: Calibration, cfg: DataConfig, device: str, amp: bool, tau: float, options: dict[str, Any],
     notes: list[str], timing: dict[str, float],
 ) -> DiagnoseReport:  # fmt: skip
@@ -290,14 +290,32 @@ def _build(
     return ckpt, built, config(built.model)
 
 
+@dataclass(frozen=True)
+class PassSettings:
+    """How the one data pass runs, for the file and the live pipelines alike."""
+
+    labels: torch.Tensor  # (N,) int64: the probe's class for each image index
+    n_classes: int  # the probe head's outputs
+    total: int  # images to pass (for progress)
+    batch_size: int  # to start from: CUDA out of memory halves it
+    seed: int  # the probe head's
+    device: torch.device
+    amp: bool = False  # bf16 autocast (CUDA only)
+
+
 def one_pass(
-    models: list[nn.Module], batches: Callable[[int], Batches], labels: torch.Tensor, n_classes: int,
-    total: int, batch_size: int, seed: int, dev: torch.device, use_amp: bool, progress: Progress | None,
-    notes: list[str],
-) -> tuple[PassResult, int]:  # fmt: skip
+    models: list[nn.Module],
+    batches: Callable[[int], Batches],
+    settings: PassSettings,
+    progress: Progress | None = None,
+    notes: list[str] | None = None,
+) -> tuple[PassResult, int]:
     """Decode each batch once; per model one forward with the hooks and one backward of the probe loss.
-    ``batches(size)`` makes the batches; CUDA out of memory halves the size and restarts the pass. The
-    batch size used comes back."""
+    ``batches(size)`` makes the batches; CUDA out of memory halves the size and restarts the pass (said
+    in ``notes``). The batch size used comes back."""
+    notes = notes if notes is not None else []
+    labels, n_classes, total, seed = settings.labels, settings.n_classes, settings.total, settings.seed
+    batch_size, dev, use_amp = settings.batch_size, settings.device, settings.amp
 
     def autocast() -> Any:
         return torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else contextlib.nullcontext()

@@ -19,7 +19,14 @@ from plastic.measure.calib import DataConfig
 from plastic.measure.defaults import DEFAULT_BATCH_SIZE, DEFAULT_MAX_IMAGES, DEFAULT_TAU
 from plastic.measure.onepass import Batches, Progress, classifier_of, probe_targets
 from plastic.model.build import BuiltModel
-from plastic.pipelines.diagnose import Calibration, DiagnoseReport, assemble, full_float32, one_pass
+from plastic.pipelines.diagnose import (
+    Calibration,
+    DiagnoseReport,
+    PassSettings,
+    assemble,
+    full_float32,
+    one_pass,
+)
 
 IN_MEMORY = "<in-memory model>"
 
@@ -191,9 +198,8 @@ def diagnose_model(
     models = [model] if ref_model is None else [model, ref_model]
     t1 = time.perf_counter()
     with full_float32():
-        done, batch_size = one_pass(
-            models, batches, probe_labels, n_classes, len(x), batch_size, seed, dev, False, progress, notes
-        )
+        settings = PassSettings(probe_labels, n_classes, len(x), batch_size, seed, dev)
+        done, batch_size = one_pass(models, batches, settings, progress, notes)
     t_pass = time.perf_counter() - t1
     calibration = Calibration(
         Path("<images>"), len(x), len(done.used), [], "given" if y is not None else "random", class_names
@@ -207,8 +213,8 @@ def diagnose_model(
     options = {"tau": tau, "seed": seed, "batch_size": batch_size, "max_images": max_images, "workers": 0,
                "reference": reference}  # fmt: skip
     report = assemble(
-        ckpt, built, ref_model, done, calibration, cfg, str(dev), False, tau, options, notes,
-        {"build_s": t_build, "pass_s": t_pass},
+        ckpt, built, ref_model, done, calibration=calibration, cfg=cfg, device=str(dev), amp=False, tau=tau,
+        options=options, notes=notes, timing={"build_s": t_build, "pass_s": t_pass},
     )  # fmt: skip
     report.timing["total_s"] = time.perf_counter() - t0
     if report.recommendation is not None:
