@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 from collections.abc import Callable
@@ -276,11 +277,11 @@ def test_json_keeps_the_answer_visible_on_stderr(cli: Callable[..., Result]) -> 
     """diagnose --json | ... : stdout is one JSON document; the person still sees the verdict on stderr."""
     res = cli("diagnose", MOBILENET, "--data", CALIB, *FAST, "--json")
     doc = json.loads(res.stdout)
-    assert f"model: {doc['arch']['name']}" in res.stderr and "recommendation:" in res.stderr
+    assert f"model: {doc['arch']['name']}" in res.stderr and "verdict:" in res.stderr
     assert all(c in res.stderr for c in doc["recommendation"]["commands"])
     quiet = cli("diagnose", MOBILENET, "--data", CALIB, *FAST, "--json", "-q")
     assert json.loads(quiet.stdout)["recommendation"] == doc["recommendation"]
-    assert "recommendation:" not in quiet.stderr
+    assert "verdict:" not in quiet.stderr
 
 
 def test_block_names_say_what_they_hold() -> None:
@@ -290,3 +291,42 @@ def test_block_names_say_what_they_hold() -> None:
     # a group spanning top-level modules (MobileNetV2's last stage and its head conv)
     assert block_name(["blocks.6.0.conv_pw", "blocks.6.0.conv_dw", "conv_head"]) == "blocks.6.0+conv_head"
     assert block_name(["conv_stem"]) == "conv_stem"
+
+
+@pytest.mark.parametrize("width", [60, 80, 120])
+def test_the_summary_opens_with_a_short_verdict_and_never_wraps_a_command(
+    cli: Callable[..., Result], tmp_path: Path, width: int
+) -> None:
+    """One verdict line (<= 100 characters: action, what, confidence), then the why and the evidence
+    wrapped at the terminal's width, then each command whole on a line of its own, on stdout (table)
+    and on stderr (--json) alike."""
+    from plastic.cli import console, render
+
+    rep = tmp_path / "r.json"
+    if not rep.exists():
+        res = cli("diagnose", MOBILENET, "--data", CALIB, *FAST, "--json", "-q", "--out", rep)
+        assert res.code == 0, res.stderr
+    doc = json.loads(rep.read_text())
+    rec = doc["recommendation"]
+    for lines in (render._diag_summary(doc, False, width), render.diagnose_brief(doc, width)):
+        first = next(i for i, ln in enumerate(lines) if ln.startswith("verdict:"))
+        assert len(lines[first]) <= 100 and "from blocks.6.0 up" in lines[first]
+        prose = [ln for ln in lines[first + 1 :] if not any(c in ln for c in rec["commands"])]
+        assert all(len(ln) <= max(width, 40) for ln in prose), max(prose, key=len)
+        assert sum(1 for ln in lines if ln.strip() in rec["commands"]) == len(rec["commands"])
+    buf = io.StringIO()
+    render.diagnose_table(console._Results(file=buf, width=width, no_color=True), doc, False)
+    assert all(f"  {c}\n" in buf.getvalue() for c in rec["commands"])  # whole, as printed
+
+
+def test_a_low_confidence_verdict_says_so_on_its_own_line() -> None:
+    from plastic.cli.render import verdict
+
+    rec = {"action": "reinit", "strategy": "layers", "layers": [f"blocks.{i}.conv" for i in range(9)],
+           "options": {}, "confidence": "low"}  # fmt: skip
+    line = verdict(rec)
+    assert line == "verdict: re-initialize blocks.0.conv and 8 more layer(s), then fine-tune (low confidence)"
+    rec["layers"] = ["stages.3.blocks.2." + "very_long_name" * 9]
+    assert len(verdict(rec)) == 100 and verdict(rec).endswith("... (low confidence)")  # never cut
+    fine = verdict({"action": "finetune", "layers": []})
+    assert fine == "verdict: fine-tune as is; nothing needs re-initializing"

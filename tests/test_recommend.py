@@ -231,7 +231,7 @@ def test_auto_follows_the_piped_report(
     layers = set(doc["recommendation"]["layers"])
     assert layers <= changed  # the segment's convs, plus the norms after them and the head
     assert all(m.startswith(("layer4.", "fc")) for m in changed), changed
-    assert "as the report recommends" in proc.stderr and "recommendation:" not in proc.stderr  # said once
+    assert "as the report recommends" in proc.stderr and "verdict:" not in proc.stderr  # said once
     # the same as asking for from-block at the recommended stage (in-process: the pipe was tested above)
     same = tmp_path / "from.safetensors"
     start = doc["recommendation"]["options"]["from_block"]
@@ -274,7 +274,7 @@ def test_auto_recomputes_from_an_old_report(tmp_path: Path, reports: dict[str, d
 def test_diagnose_prints_the_recommendation(cli: Callable[..., Result]) -> None:
     r = cli("diagnose", VIT_PT, "--data", CALIB, env={"NO_COLOR": "1"})
     assert r.code == 0, r.stderr
-    assert "recommendation: no layer is saturated" in r.stdout
+    assert "verdict: fine-tune as is" in r.stdout and "why: no layer is saturated" in r.stdout
 
 
 def test_printed_commands_run_when_pasted(cli: Callable[..., Result], tmp_path: Path) -> None:

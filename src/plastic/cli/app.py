@@ -411,8 +411,8 @@ def diagnose(
         lambda d: render.diagnose_html(d, show_all, parse.plot_svg(d)),
     )
     if chosen is OutputFormat.json and not quiet:  # the answer stays visible when stdout goes to a pipe
-        for line in render.diagnose_brief(doc):
-            err.print(printable(line), markup=False, soft_wrap=True)
+        for line in render.diagnose_brief(doc, err.width):
+            err.print(printable(line), markup=False, soft_wrap=True)  # wrapped where it may be, not commands
     parse.gate(doc, conditions)
 
 

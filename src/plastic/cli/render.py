@@ -245,7 +245,39 @@ def _timing_line(t: dict[str, float], reference: bool) -> str:
     )
 
 
-def _diag_summary(doc: Mapping[str, Any], show_all: bool) -> list[str]:
+VERDICT_WIDTH = 100  # the verdict line is read first, and whole, at any terminal width
+
+
+def verdict(rec: Mapping[str, Any]) -> str:
+    """One line of at most VERDICT_WIDTH characters: the action, what it touches, the confidence."""
+    low = " (low confidence)" if rec.get("confidence") == "low" else ""  # the notes above say why
+    layers = [str(x) for x in rec.get("layers") or []]
+    start = (rec.get("options") or {}).get("from_block")
+    if rec.get("action") != "reinit" or not layers:
+        text = "fine-tune as is; nothing needs re-initializing"
+    elif rec.get("strategy") == "from-block" and start:
+        text = f"re-initialize from {start} up (head included), then fine-tune"
+    else:
+        shown = layers[0] + (f" and {len(layers) - 1} more layer(s)" if len(layers) > 1 else "")
+        text = f"re-initialize {shown}, then fine-tune"
+    room = VERDICT_WIDTH - len("verdict: ") - len(low)  # the confidence is never the part cut
+    return f"verdict: {text if len(text) <= room else text[: room - 3] + '...'}{low}"
+
+
+def _wrapped(label: str, text: str, width: int | None) -> list[str]:
+    """``  label: text`` as lines of at most ``width`` (None: one line, for markdown and HTML)."""
+    import textwrap
+
+    first = f"  {label}: "
+    if width is None:
+        return [first + text]
+    return textwrap.wrap(
+        text, width=max(width, 40), initial_indent=first, subsequent_indent="    ",
+        break_long_words=False, break_on_hyphens=False,
+    )  # fmt: skip
+
+
+def _diag_summary(doc: Mapping[str, Any], show_all: bool, width: int | None = None) -> list[str]:
     cal, arch, cfg = doc["calibration"], doc["arch"], doc["data_config"]
     ranked = sum(1 for la in doc["layers"] if la["rank"] is not None)
     lines = [
@@ -262,14 +294,15 @@ def _diag_summary(doc: Mapping[str, Any], show_all: bool) -> list[str]:
         lines.append(f"fail-on {f['rule']}: {f['layer']} = {f['value']:.4g}")
     rec = doc.get("recommendation")
     if rec:
-        lines.append(f"recommendation: {rec['reason']}")
-        if rec.get("confidence") == "low":
-            lines.append("  (low confidence: see the notes)")
+        lines.append(verdict(rec))  # then the why and the evidence, wrapped; commands whole, a line each
+        lines += _wrapped("why", str(rec["reason"]), width)
         if rec.get("evidence"):
-            lines.append(f"  evidence: {rec['evidence']}")
+            lines += _wrapped("evidence", str(rec["evidence"]), width)
         commands = rec.get("commands") or []
         if commands:
-            lines.append("  to carry it out (or pipe diagnose --json into `plastic reinit --strategy auto`):")
+            lines += _wrapped(
+                "to carry it out", "(or pipe diagnose --json into `plastic reinit -s auto`)", width
+            )
             lines.append(f"  {commands[0]}")
         for alt, command in zip(rec.get("alternatives", []), commands[1:] or [None], strict=False):
             lines.append(f"  or: {alt}")
@@ -332,17 +365,15 @@ def diagnose_table(console: Console, doc: Mapping[str, Any], show_all: bool, wid
     if doc["blocks"]:
         bh, br = _block_rows(doc)
         _table(console, "Blocks (timm group_matcher)", _columns(bh, {"block"}), br, wide)
-    for line in _diag_summary(doc, show_all):
-        console.print(line, markup=False, soft_wrap=True)  # never break a command or a path
+    for line in _diag_summary(doc, show_all, console.width):
+        console.print(line, markup=False, soft_wrap=True)  # wrapped above where it may be; never a command
 
 
-def diagnose_brief(doc: Mapping[str, Any]) -> list[str]:
+def diagnose_brief(doc: Mapping[str, Any], width: int | None = None) -> list[str]:
     """What a person in front of a pipe needs from diagnose --json: the model and the recommendation
-    (printed on stderr, so stdout stays one JSON document)."""
-    lines = _diag_summary(doc, show_all=True)
-    start = next(
-        (i for i, ln in enumerate(lines) if ln.startswith(("fail-on", "recommendation:"))), len(lines)
-    )
+    (printed on stderr, so stdout stays one JSON document), laid out as the table's summary is."""
+    lines = _diag_summary(doc, show_all=True, width=width)
+    start = next((i for i, ln in enumerate(lines) if ln.startswith(("fail-on", "verdict:"))), len(lines))
     return [lines[0], *lines[start:]]
 
 
@@ -447,7 +478,7 @@ def diagnose_html(doc: Mapping[str, Any], show_all: bool, plot_svg: str | None) 
         f"<h1>plastic diagnose <code>{escape(str(doc['checkpoint']['path']))}</code></h1>",
     ]
     if rec:
-        parts.append(f'<p class="verdict">{escape(str(rec["reason"]))}</p>')
+        parts.append(f'<p class="verdict">{escape(verdict(rec))}</p><p>{escape(str(rec["reason"]))}</p>')
         if rec.get("evidence"):
             parts.append(f"<p>Evidence: {escape(str(rec['evidence']))}</p>")
         commands = rec.get("commands") or []
@@ -460,9 +491,7 @@ def diagnose_html(doc: Mapping[str, Any], show_all: bool, plot_svg: str | None) 
             f'<p class="verdict fail">{len(findings)} finding(s) over --fail-on: the job fails on them.</p>'
         )
         parts.append(_html_table(["layer", "metric", "value", "rule"], frows, {0, 3}, set()))
-    facts = [
-        ln for ln in _diag_summary(doc, show_all) if not ln.startswith(("recommendation:", "  ", "fail-on"))
-    ]
+    facts = [ln for ln in _diag_summary(doc, show_all) if not ln.startswith(("verdict:", "  ", "fail-on"))]
     parts.append("<ul>" + "".join(f"<li>{escape(line)}</li>" for line in facts) + "</ul>")
     if plot_svg is not None:
         start = plot_svg.find("<svg")
