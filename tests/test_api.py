@@ -98,11 +98,15 @@ def test_a_strategy_name_cannot_be_registered_twice() -> None:
         plastic.register_strategy("new-one", "x", uses=("no_such_option",))
 
 
-def _readme_library_blocks() -> list[str]:
+def _readme_blocks(start: str, end: str) -> list[str]:
     text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = text[text.index("## Library") : text.index("## Development")]
+    section = text[text.index(start) : text.index(end, text.index(start))]
     blocks = section.split("```python\n")[1:]
     return [b[: b.index("```")] for b in blocks]
+
+
+def _readme_library_blocks() -> list[str]:
+    return _readme_blocks("## Library", "## Development")
 
 
 def test_the_readme_library_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -118,3 +122,19 @@ def test_the_readme_library_examples_run(tmp_path: Path, monkeypatch: pytest.Mon
             continue
         exec(code, {"__name__": f"readme_{i}"})
     assert (tmp_path / "mobilenet.reinit.safetensors").exists()
+
+
+def test_the_readme_training_script_example_loads_the_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ "Using the output in a training script": both ways load what reinit wrote, strictly."""
+    (block,) = _readme_blocks("## Using the output in a training script", "\n## ")
+    monkeypatch.chdir(tmp_path)
+    plastic.reinit_checkpoint(SAMPLES / "mobilenetv2_100.imagenet.safetensors", "head",
+                              "mobilenetv2_100.reinit.safetensors")  # fmt: skip
+    scope: dict[str, Any] = {}
+    exec(compile(block, "README.md training-script block", "exec"), scope)
+    from safetensors.torch import load_file
+
+    written = load_file("mobilenetv2_100.reinit.safetensors")
+    assert all(bool((scope["model"].state_dict()[k] == v).all()) for k, v in written.items())
