@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,9 @@ from tests.conftest import ROOT
 def test_transfer_quick(tmp_path: Path) -> None:
     script = ROOT / "benchmarks" / "transfer.py"
     cmd = [sys.executable, str(script), "--scenario", "1", "--quick", "--out", str(tmp_path)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    threads = "1" if os.environ.get("PYTEST_XDIST_WORKER") else "2"  # -n 2: a core per worker already
+    env = {**os.environ, "BENCH_THREADS": threads}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     runs = [json.loads(p.read_text()) for p in tmp_path.glob("*__seed0.json")]
     names = {r["condition"] for r in runs}

@@ -261,11 +261,12 @@ def reinit(
 ) -> None:
     """Write a new checkpoint with the strategy's layers, units or weights re-initialized."""
     from plastic.cli import console, render
+
+    doc_in = parse.read_report(report, checkpoint)  # before torch is imported: a bad report fails fast
     from plastic.pipelines.documents import reinit_dict
     from plastic.pipelines.reinit import reinit as run_reinit
     from plastic.reinit.options import Options
 
-    doc_in = parse.read_report(report, checkpoint)
     options = Options(
         value=value, k=k, unit=unit, layers=layers or [], from_block=from_block,
         fraction=fraction, utility=utility, shrink=shrink, perturb=perturb,
