@@ -53,13 +53,13 @@ class Result:
 @pytest.fixture
 def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
     """Run ``plastic ARGS`` in-process through the real entry point (fast: torch stays imported)."""
-    from plastic.cli.app import main
+    from plastic.cli.main import main
 
     def run(*args: str | Path, env: dict[str, str] | None = None, own_signal: bool = False) -> Result:
         """``own_signal``: the test itself delivers a stop signal during the command (and checks the
         exit code). Otherwise a stop signal that reaches the command came from outside (CI cancelling
         the run, Ctrl-C): it is handed on to pytest, which stops, instead of failing this one test."""
-        from plastic.cli import app
+        import plastic.cli.main as entry
 
         for k, v in (env or {}).items():
             monkeypatch.setenv(k, v)
@@ -72,8 +72,8 @@ def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> 
         except SystemExit as e:
             code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
         assert {s: signal.getsignal(s) for s in handlers} == handlers, "main() left its signal handlers"
-        if app._received and not own_signal:
-            signal.raise_signal(app._received[0])
+        if entry._received and not own_signal:
+            signal.raise_signal(entry._received[0])
         out, err = capsys.readouterr()
         return Result(code, out, err)
 
@@ -90,6 +90,15 @@ def run_subprocess(*args: str | Path, env: dict[str, str] | None = None, stdin: 
         env=full_env,
         input=stdin,
         timeout=600,
+    )
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def plastic_process(*args: str | Path, **kw: Any) -> Result:
+    """``python -m plastic ARGS`` in a fresh interpreter (no launcher in between), with subprocess.run's
+    own keywords (``preexec_fn`` to close a stream or set a limit, ``stdin``)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "plastic", *map(str, args)], capture_output=True, text=True, timeout=300, **kw
     )
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
@@ -140,7 +149,7 @@ def run_light(*args: str | Path) -> str:
     """``plastic ARGS`` in a fresh interpreter that must not import torch or timm; its stdout."""
     code = (
         f"import sys; sys.argv=['plastic', *{[str(a) for a in args]!r}]\n"
-        "from plastic.cli.app import main\n"
+        "from plastic.cli.main import main\n"
         "try:\n    main()\nexcept SystemExit as e:\n    assert e.code in (0, None), e.code\n"
         "assert 'torch' not in sys.modules and 'timm' not in sys.modules, 'heavy import'\n"
     )

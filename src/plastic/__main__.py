@@ -1,6 +1,6 @@
 """``python -m plastic`` runs the command line."""
 
-from plastic.cli.app import main
+from plastic.cli.main import main
 
 if __name__ == "__main__":
     main()
