@@ -38,8 +38,8 @@ __version__ = "0.1.0"
 
 # name -> the module that defines it, imported on first access (PEP 562)
 _LAZY = {
-    "inspect_checkpoint": "plastic.api",
-    "diagnose_checkpoint": "plastic.api",
+    "inspect_checkpoint": "plastic.pipelines.inspect",
+    "diagnose_checkpoint": "plastic.pipelines.diagnose",
     "reinit_checkpoint": "plastic.api",
     "diagnose_model": "plastic.pipelines.live_diagnose",
     "reinit_model": "plastic.pipelines.live_reinit",

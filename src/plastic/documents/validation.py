@@ -129,9 +129,10 @@ def describe(value: object, limit: int = 60) -> str:
 
 def check_fields(fields: dict[str, object], where: str, error: type[Exception] = UsageError) -> None:
     """Every present field of ``fields`` by :func:`field_problem`; the first problem raises ``error``
-    naming ``where`` (a file, a report) and the field."""
+    naming ``where`` (a file, a report) and the field. A dotted name (``pretrained_cfg.std``) is shown
+    whole and checked by its last part."""
     for name, value in fields.items():
-        problem = field_problem(name, value)
+        problem = field_problem(name.rpartition(".")[2], value)
         if problem:
             raise error(f"{where}: {name} {problem}, not {describe(value)}")
 

@@ -63,7 +63,7 @@ def read_hub_config(folder: Path) -> HubConfig | None:
     Every field plastic uses is checked (documents.validation.field_problem, the rule options and
     reports follow too); a bad one is a CheckpointError naming the file and the field.
     """
-    from plastic.documents.validation import describe, field_problem
+    from plastic.documents.validation import check_fields
 
     path = folder / CONFIG_NAME
     if not path.is_file():
@@ -79,10 +79,7 @@ def read_hub_config(folder: Path) -> HubConfig | None:
         fields["model_args.in_chans"] = args["in_chans"]
     if doc.get("num_classes") is not None:
         fields["num_classes"] = doc["num_classes"]
-    for name, value in fields.items():
-        problem = field_problem(name.rpartition(".")[2], value)
-        if problem:
-            raise CheckpointError(f"{path}: {name} {problem}, not {describe(value)}")
+    check_fields(fields, str(path), CheckpointError)
     size = cfg.get("input_size")
     input_size = (int(size[0]), int(size[1]), int(size[2])) if size is not None else None
     in_chans = args.get("in_chans")

@@ -127,10 +127,48 @@ def diagnose(
     in_chans: int | None = None,
     reference: bool = True,
 ) -> DiagnoseReport:
-    """Build the model, run the calibration images through it, and score every layer and block.
+    """Run calibration images through a checkpoint's model and score every layer's loss of plasticity
+    against the same architecture freshly initialised, with a recommendation.
 
-    ``reference``: also measure the same architecture freshly initialised (seeded) in the same pass;
-    each layer's score is then its excess over that fresh layer (``False``: absolute scores, one pass).
+    Args:
+        path: The checkpoint (any layout ``inspect_checkpoint`` reads).
+        data: A folder of calibration images from the target dataset; class subfolders give labels.
+        key: The entry of a training checkpoint that holds the weights.
+        arch: A timm architecture name; otherwise the file's, else recognised from its tensors.
+        device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        amp: bf16 autocast on CUDA.
+        max_images: At most this many images (a seeded sample spread over the classes).
+        batch_size: Images decoded per batch.
+        workers: Decoder processes (0..64; at most one per core and per batch start).
+        tau: The ReDo dormant threshold.
+        seed: Seeds the image sample, random labels, the probe head and the fresh reference.
+        input_size: ``(channels, height, width)``; default: the file's config, else timm's.
+        mean: Normalisation mean per channel; default as ``input_size``.
+        std: Normalisation std per channel; default as ``input_size``.
+        progress: Called with (phase, images done, images total) during the pass.
+        in_chans: Input channels (1: grayscale); default: the config's, else the stem's.
+        reference: Score each layer by its excess over a fresh model (``False``: absolute scores).
+
+    Returns:
+        A ``DiagnoseReport`` (layers, blocks, stages, ``recommendation``); ``report.to_dict()`` is the
+        ``plastic diagnose --json`` document, which ``reinit_checkpoint`` also takes.
+
+    Raises:
+        CheckpointError, ArchitectureError: the checkpoint cannot be read or its model built.
+        DataError: no calibration image could be read.
+        DeviceError: the device asked for is not there.
+        ResourceError: out of memory (lower ``batch_size`` or ``max_images``).
+        UsageError: an option is out of range.
+
+    Example:
+        >>> import plastic
+        >>> report = plastic.diagnose_checkpoint(
+        ...     "sample_checkpoints/test_resnet.mnist.safetensors", "sample_checkpoints/calib",
+        ...     device="cpu", max_images=16)
+        >>> report.recommendation.action in ("reinit", "finetune")
+        True
+        >>> report.to_dict()["command"]
+        'diagnose'
     """
     with full_float32():
         return _diagnose(
@@ -511,3 +549,6 @@ def _stage_table(model: nn.Module, layers: list[LayerDiagnosis]) -> list[StageDi
         scores = [s for n in names if (s := by_name[n].score) is not None and not by_name[n].classifier]
         stages.append(StageDiagnosis(block_name(names), start, names, max(scores) if scores else None))
     return stages
+
+
+diagnose_checkpoint = diagnose  # the public name (``plastic.diagnose_checkpoint``)

@@ -135,12 +135,38 @@ def inspect_checkpoint(
     progress: Progress | None = None,
     stable_rank: bool = False,
 ) -> InspectReport:
-    """Read a checkpoint's header (and, with ``stats``, stream its tensors once) into a report.
+    """What is inside a checkpoint: tensors grouped into layers, dtypes, parameter counts and data-free
+    weight statistics, read one tensor at a time (a safetensors file never imports torch).
 
-    Totals always describe the whole checkpoint; ``layer_filter`` (a glob on layer or tensor names)
-    limits which layers are listed and which tensors are read. ``skip`` names metrics not to compute
-    (reported as null). ``weight_stable_rank`` costs ~6x all the other metrics together, so it is
-    computed only with ``stable_rank=True`` (``inspect --stable-rank``).
+    Args:
+        path: A ``.safetensors`` file, a sharded ``*.safetensors.index.json`` (or its folder), a
+            ``.pt``/``.pth``/``.pth.tar``/``.bin``/``.ckpt`` file (loaded with ``weights_only=True``), or
+            a hub folder.
+        key: The entry of a training checkpoint that holds the weights (``state_dict``,
+            ``model_ema``...); found by itself when there is one obvious candidate.
+        arch: A timm architecture name, when the file's own (metadata, ``config.json``) is wrong or
+            missing.
+        stats: Compute the statistics (reads every tensor); ``False`` reads the header only.
+        layer_filter: A glob on layer or tensor names: only those layers are listed and read.
+        skip: Metric names not to compute (reported as ``None``).
+        progress: Called with (bytes done, bytes total) while the statistics are computed.
+        stable_rank: Also compute ``weight_stable_rank`` (costs more than all the others together).
+
+    Returns:
+        An ``InspectReport``; ``report.to_dict()`` is the ``plastic inspect --json`` document.
+
+    Raises:
+        CheckpointError: the file is missing, truncated, corrupt or of an unknown kind.
+        UnsafeCheckpointError: a pickle would need to run code to load.
+        UsageError: an option names something that does not exist.
+
+    Example:
+        >>> import plastic
+        >>> report = plastic.inspect_checkpoint("sample_checkpoints/test_resnet.mnist.safetensors")
+        >>> report.totals.parameters
+        373658
+        >>> report.to_dict()["checkpoint"]["format"]
+        'safetensors'
     """
     if skip:
         from plastic.measure.weight_stats import METRIC_NAMES
