@@ -364,7 +364,7 @@ def diagnose_table(console: Console, doc: Mapping[str, Any], show_all: bool, wid
     )
     if doc["blocks"]:
         bh, br = _block_rows(doc)
-        _table(console, "Blocks (timm group_matcher)", _columns(bh, {"block"}), br, wide)
+        _table(console, "Blocks", _columns(bh, {"block"}), br, wide)
     for line in _diag_summary(doc, show_all, console.width):
         console.print(line, markup=False, soft_wrap=True)  # wrapped above where it may be; never a command
 
@@ -506,7 +506,7 @@ def diagnose_html(doc: Mapping[str, Any], show_all: bool, plot_svg: str | None) 
     parts.append(_html_table(header, rows, names, chosen_rows))
     if doc.get("blocks"):
         bh, br = _block_rows(doc)
-        parts.append("<h2>Blocks (timm group_matcher)</h2>" + _html_table(bh, br, {1}, set()))
+        parts.append("<h2>Blocks</h2>" + _html_table(bh, br, {1}, set()))
     parts.append(f'<p class="muted">schema_version {doc["schema_version"]}; '
                  "the same document as <code>--json</code> is in the comment below.</p>")  # fmt: skip
     parts.append("<!-- plastic diagnose --json\n" + dump_json(doc).replace("--", "- -") + "\n-->")

@@ -34,7 +34,12 @@ class EvidenceDoc(TypedDict):
     pick: str | None
 
 
-class ArchDoc(TypedDict):
+class _ArchOptional(TypedDict, total=False):
+    family: str  # "torchvision" | "transformers"; absent for timm (reports from before are unchanged)
+    certainty: str  # "assumed": the canonical model among look-alikes the images could not tell apart
+
+
+class ArchDoc(_ArchOptional):
     name: str | None
     source: str | None
     candidates: list[str]

@@ -3,12 +3,17 @@
 timm writes it with ``push_to_hf_hub``/``save_for_hf``: ``architecture`` (``resnet50.a1_in1k``),
 ``num_classes``, optional ``model_args`` (``in_chans``...), and ``pretrained_cfg`` with the
 preprocessing the weights were trained with. It outranks detection and the model's defaults; options
-outrank it. A ``config.json`` without a string ``architecture`` (another library's) is ignored.
+outrank it.
+
+Hugging Face transformers writes a ``config.json`` too (``save_pretrained``), with ``model_type`` and
+``architectures`` instead: the model is built from that whole document, and the preprocessing comes from
+``preprocessor_config.json`` beside it when there is one. Any other ``config.json`` is ignored.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +21,7 @@ from typing import Any
 from plastic.errors import CheckpointError
 
 CONFIG_NAME = "config.json"
+PREPROCESSOR_NAME = "preprocessor_config.json"
 WEIGHT_NAMES = ("model.safetensors", "pytorch_model.bin")
 
 
@@ -31,6 +37,9 @@ class HubConfig:
     interpolation: str | None = None
     crop_pct: float | None = None
     crop_mode: str | None = None
+    family: str = "timm"  # "timm" | "transformers"
+    config: Mapping[str, Any] | None = None  # transformers: the whole config.json
+    preprocessor: Path | None = None  # transformers: preprocessor_config.json, when read
 
 
 MAX_CONFIG_BYTES = 16 << 20  # a config.json is a few KB (with label names, a few MB); more is not one
@@ -69,6 +78,8 @@ def read_hub_config(folder: Path) -> HubConfig | None:
     if not path.is_file():
         return None
     doc = read_json_capped(path, "config.json")
+    if isinstance(doc, dict) and isinstance(doc.get("model_type"), str) and "architecture" not in doc:
+        return _transformers_config(path, doc)
     if not isinstance(doc, dict) or not isinstance(doc.get("architecture"), str) or not doc["architecture"]:
         return None
     raw_cfg, raw_args = doc.get("pretrained_cfg"), doc.get("model_args")
@@ -108,3 +119,94 @@ def read_hub_config(folder: Path) -> HubConfig | None:
 
 
 PREPROCESSING = ("input_size", "mean", "std", "interpolation", "crop_pct", "crop_mode")
+
+
+PIL_RESAMPLE = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
+
+
+def _transformers_config(path: Path, doc: dict[str, Any]) -> HubConfig:
+    """A transformers ``config.json`` (and its ``preprocessor_config.json``): the class to build, the
+    label count, the channels, and the image processor's size, mean, std, resample and crop."""
+    from plastic.documents.validation import check_fields
+
+    archs = doc.get("architectures")
+    if archs is not None and (
+        not isinstance(archs, list) or not archs or not all(isinstance(a, str) and a for a in archs)
+    ):
+        raise CheckpointError(f"{path}: architectures must be a list of class names, not {archs!r}"[:300])
+    name = archs[0] if archs else ""
+    if name and not name.isidentifier():
+        raise CheckpointError(f"{path}: architectures[0] is not a class name: {name[:80]!r}")
+    labels = doc.get("id2label")
+    num_classes = len(labels) if isinstance(labels, dict) else doc.get("num_labels")
+    chans = doc.get("num_channels")
+    fields: dict[str, Any] = {}
+    if num_classes is not None:
+        fields["num_classes"] = num_classes
+    if chans is not None:
+        fields["in_chans"] = chans
+    check_fields(fields, str(path), CheckpointError)
+    prep = path.parent / PREPROCESSOR_NAME
+    pre = _preprocessing(prep) if prep.is_file() else {}
+    size = pre.get("input_size")
+    return HubConfig(
+        path=path,
+        architecture=f"transformers:{name}" if name else "transformers:",
+        num_classes=num_classes,
+        in_chans=chans if chans not in (None, 3) else None,
+        input_size=(int(chans or 3), *size) if size is not None else None,  # type: ignore[arg-type]
+        mean=pre.get("mean"),
+        std=pre.get("std"),
+        interpolation=pre.get("interpolation"),
+        crop_pct=pre.get("crop_pct"),
+        crop_mode="center" if pre else None,
+        family="transformers",
+        config=doc,
+        preprocessor=prep if pre else None,
+    )
+
+
+def _preprocessing(path: Path) -> dict[str, Any]:
+    """An image processor's settings as timm's data-config fields; a field it lacks stays unset."""
+    from plastic.documents.validation import check_fields
+
+    doc = read_json_capped(path, PREPROCESSOR_NAME)
+    if not isinstance(doc, dict):
+        raise CheckpointError(f"{path}: not a JSON object; not a {PREPROCESSOR_NAME}")
+    out: dict[str, Any] = {}
+    size, crop = doc.get("size"), doc.get("crop_size")
+    edge = None
+    if isinstance(size, dict):
+        if isinstance(size.get("height"), int) and isinstance(size.get("width"), int):
+            out["input_size"] = (size["height"], size["width"])
+        elif isinstance(size.get("shortest_edge"), int):
+            edge = size["shortest_edge"]
+            out["input_size"] = (edge, edge)
+    elif isinstance(size, int):
+        out["input_size"] = (size, size)
+    if doc.get("do_center_crop") and isinstance(crop, dict) and isinstance(crop.get("height"), int):
+        out["input_size"] = (crop["height"], crop.get("width", crop["height"]))
+        if edge:
+            out["crop_pct"] = crop["height"] / edge
+    elif isinstance(doc.get("crop_pct"), int | float) and not isinstance(doc.get("crop_pct"), bool):
+        out["crop_pct"] = float(doc["crop_pct"])
+    elif "input_size" in out:
+        out["crop_pct"] = 1.0  # resized straight to the model's size, no crop
+    for key, field in (("image_mean", "mean"), ("image_std", "std")):
+        value = doc.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            value = [value] * 3
+        if value is not None:
+            out[field] = value
+    resample = doc.get("resample")
+    if isinstance(resample, int) and resample in PIL_RESAMPLE:
+        out["interpolation"] = PIL_RESAMPLE[resample]
+    checked = {k: v for k, v in out.items() if k in ("mean", "std", "crop_pct")}
+    if "input_size" in out:
+        checked["input_size"] = (3, *out["input_size"])
+    check_fields(checked, str(path), CheckpointError)
+    if "mean" in out:
+        out["mean"] = tuple(float(v) for v in out["mean"])
+    if "std" in out:
+        out["std"] = tuple(float(v) for v in out["std"])
+    return out

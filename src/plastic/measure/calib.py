@@ -271,9 +271,9 @@ def resolve_data_config(
     With ``in_chans`` other than 3 the input size takes that channel count and a 3-value mean/std is
     averaged to one value per channel (grayscale models read images as luminance).
     """
-    from timm.data.config import resolve_model_data_config
+    from plastic.model.backends import backend_of_model
 
-    cfg = resolve_model_data_config(model)
+    cfg = backend_of_model(model).data_defaults(model)
     source = "model"
     if input_size is not None:
         source = "option"

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from plastic.measure.capture import Capture, capture
+from plastic.model.backends import backend_of_model
 from plastic.model.modules import find_act_sites, layers_of
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total) in images
@@ -70,17 +71,24 @@ def probe_targets(
 
 
 def classifier_of(model: nn.Module) -> nn.Module | None:
-    """The module whose input is the pre-logits feature vector (timm ``get_classifier``)."""
-    get = getattr(model, "get_classifier", None)
-    if get is None:
-        return None
-    try:
-        head = get()
-    except Exception:  # a model whose classifier accessor does not apply to this configuration
-        return None
-    if isinstance(head, tuple | list):  # distilled models: (head, head_dist); the class head is first
-        head = head[0] if head else None
-    return head if isinstance(head, nn.Module) else None
+    """The module whose input is the pre-logits feature vector (its family's classifier; of a distilled
+    model's (head, head_dist), the class head)."""
+    heads = backend_of_model(model).classifier(model)
+    return heads[0] if heads else None
+
+
+def features_of(out: Any) -> Any:
+    """A model's output as the probe's features when no classifier hook caught them: the tensor itself,
+    else a transformers output's pooled (or last hidden) state."""
+    if isinstance(out, torch.Tensor):
+        return out
+    for name in ("pooler_output", "last_hidden_state", "logits"):
+        value = getattr(out, name, None)
+        if isinstance(value, torch.Tensor):
+            return value
+    if isinstance(out, tuple | list) and out and isinstance(out[0], torch.Tensor):
+        return out[0]
+    return out
 
 
 class _Probe:
@@ -114,7 +122,7 @@ class _Probe:
         self.stash.clear()
         with autocast():
             out = self.model(x)
-        feats = self.stash[0] if self.stash else out  # no classifier hook: the output is the feature
+        feats = self.stash[0] if self.stash else features_of(out)  # no classifier: the output is it
         self.stash.clear()
         if not isinstance(feats, torch.Tensor) or not feats.requires_grad:
             return  # nothing upstream needs a gradient (a model with no layer weights)

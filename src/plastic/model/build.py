@@ -1,14 +1,17 @@
-"""Building the timm model a checkpoint belongs to, and loading the checkpoint into it strictly."""
+"""Deciding which architecture a checkpoint is (any family: ``model/backends``), building it, and
+loading the checkpoint into it strictly."""
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from functools import cache
+from typing import TYPE_CHECKING
 
 from plastic.errors import ArchitectureError
 from plastic.files.checkpoint import Checkpoint
+from plastic.model.backends import ArchSpec, Detection, backend, backend_of, parse_arch
 
 if TYPE_CHECKING:
     import torch
@@ -26,6 +29,8 @@ class BuiltModel:
     num_classes: int
     classifier_keys: list[str]
     notes: list[str] = field(default_factory=list)  # for the user (stderr in the CLI)
+    spec: ArchSpec | None = None  # None for a live model of unknown architecture
+    certainty: str | None = None  # "assumed": see Resolution
 
 
 def check_arch_name(arch: str, where: str = "--arch") -> None:
@@ -51,25 +56,72 @@ def check_arch_name(arch: str, where: str = "--arch") -> None:
 def arch_origin(ckpt: Checkpoint) -> str:
     """Where the checkpoint's architecture name came from, as an error names it."""
     if ckpt.arch_source == "config.json" and ckpt.hub is not None:
-        return f"{ckpt.hub.path}: architecture (and pretrained_cfg.tag)"
+        timm_field = "architecture (and pretrained_cfg.tag)"
+        what = "architectures" if ckpt.hub.family == "transformers" else timm_field
+        return f"{ckpt.hub.path}: {what}"
     if ckpt.arch_source in ("metadata", "checkpoint"):
         return f"{ckpt.path}: the 'arch' recorded in the file"
     return "--arch"
 
 
-def _create(arch: str, num_classes: int, device: str = "cpu", in_chans: int | None = None) -> nn.Module:
-    import timm
+@dataclass(frozen=True)
+class Resolution:
+    """Which architecture a checkpoint is, how that was decided, and how sure it is."""
+
+    spec: ArchSpec  # family, name, class count, channels (and a transformers config)
+    source: str  # "option" | "config.json" | "metadata" | "checkpoint" | "detected"
+    candidates: tuple[str, ...]  # labels of every architecture that matched
+    classifier: tuple[str, ...]  # the checkpoint keys of the classifier
+    notes: tuple[str, ...] = ()
+    certainty: str | None = None  # "assumed": the canonical model among look-alikes the data left open
+
+    @property
+    def arch(self) -> str:
+        return self.spec.label
+
+
+def _create(spec: ArchSpec, device: str = "cpu") -> nn.Module:
     import torch
 
-    extra: dict[str, Any] = {"in_chans": in_chans} if in_chans not in (None, 3) else {}
     with torch.device(device):
-        return timm.create_model(arch, pretrained=False, num_classes=num_classes, **extra)
+        return backend_of(spec).create(spec)
 
 
-def classifier_keys(arch: str, keys: set[str]) -> list[str]:
-    from plastic.model.signatures import model_signature
+@cache
+def _meta_keys(spec: ArchSpec) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(state-dict keys, classifier keys) of a family's model, from a build on the meta device."""
+    import torch
 
-    return [k for k in model_signature(arch).classifier if k in keys]
+    from plastic.model.init_replay import MetaShapesOnly
+
+    b = backend_of(spec)
+    with torch.device("meta"), MetaShapesOnly():
+        model = b.create(spec)
+    heads = {id(h) for h in b.classifier(model)}
+    names = {n for n, m in model.named_modules() if id(m) in heads}
+    keys = tuple(model.state_dict())
+    classifier = tuple(sorted(k for k in keys if k.rpartition(".")[0] in names))
+    return keys, classifier
+
+
+def spec_keys(spec: ArchSpec) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(every state-dict key, the classifier's keys) of ``spec`` at its default class count."""
+    if spec.family == "timm":
+        from plastic.model.signatures import model_signature
+
+        sig = model_signature(spec.name)
+        return sig.keys, sig.classifier
+    if spec.family == "torchvision":
+        from plastic.model.backends.torchvision_family import load_index
+
+        entry = load_index()[1].get(spec.name)
+        if entry is not None:
+            return tuple(e.rpartition(":")[0] for e in entry.entries), entry.classifier
+    return _meta_keys(ArchSpec(spec.family, spec.name, -1, spec.in_chans, spec.config))
+
+
+def classifier_keys(spec: ArchSpec, keys: set[str]) -> list[str]:
+    return [k for k in spec_keys(spec)[1] if k in keys]
 
 
 def num_classes_of(ckpt: Checkpoint, classifier_keys: list[str]) -> int:
@@ -97,8 +149,11 @@ def mismatch_message(arch: str, missing: list[str], unexpected: list[str], shape
     return f"checkpoint does not match architecture {arch!r}: " + "; ".join(parts)
 
 
-def _map_by_position(arch: str, ckpt: Checkpoint) -> tuple[nn.Module, dict[str, torch.Tensor], int] | None:
-    """Map a foreign state dict (e.g. torchvision names) onto timm names when every shape lines up.
+def _map_by_position(
+    spec: ArchSpec, ckpt: Checkpoint
+) -> tuple[nn.Module, dict[str, torch.Tensor], int] | None:
+    """Map a foreign state dict (e.g. torchvision names) onto the family's names when every shape lines
+    up in order.
 
     Only for PyTorch files: safetensors stores tensors sorted by name, so their model order is lost.
     The class count is unknown without names: try the architecture's default, then the row count of
@@ -107,34 +162,34 @@ def _map_by_position(arch: str, ckpt: Checkpoint) -> tuple[nn.Module, dict[str, 
     if ckpt.format != "torch":
         return None
     mats = [t.shape[0] for t in ckpt.tensors if len(t.shape) == 2]
-    for num_classes in dict.fromkeys([-1, *(mats[-1:])]):  # -1: timm's default for the architecture
-        model = _create(arch, num_classes) if num_classes >= 0 else _create_default(arch)
+    for num_classes in dict.fromkeys([-1, *(mats[-1:])]):  # -1: the family's default for the architecture
+        model = _create(spec.with_classes(num_classes))
         target = list(model.state_dict().items())
         if len(target) == len(ckpt.tensors) and all(
             tuple(v.shape) == t.shape for (_, v), t in zip(target, ckpt.tensors, strict=True)
         ):
             state = {k: ckpt.tensor(t.name) for (k, _), t in zip(target, ckpt.tensors, strict=True)}
-            return model, state, int(getattr(model, "num_classes", num_classes))
+            found = num_classes_of_model_keys(model, spec)
+            return model, state, found
     return None
 
 
-def _create_default(arch: str) -> nn.Module:
-    import timm
+def num_classes_of_model_keys(model: nn.Module, spec: ArchSpec) -> int:
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    weights = [shapes[k] for k in spec_keys(spec)[1] if k.endswith("weight") and len(shapes.get(k, ())) >= 2]
+    return int(weights[0][0]) if weights else 0
 
-    return timm.create_model(arch, pretrained=False)
 
-
-def _same_function(archs: list[str], ckpt: Checkpoint, num_classes: int) -> bool:
+def _same_function(specs: list[ArchSpec], ckpt: Checkpoint) -> bool:
     """Do these architectures compute the same outputs with the same weights (fixed random input)?"""
     import torch
-    from timm.data.config import resolve_model_data_config
 
     state = {i.name: t for i, t in ckpt.iter_tensors()}
     outputs, sizes = [], set()
-    for arch in archs:
-        model = _create(arch, num_classes, in_chans=ckpt.in_chans).eval()
+    for spec in specs:
+        model = _create(spec).eval()
         model.load_state_dict(state, strict=True)
-        size = (ckpt.in_chans or 3, *tuple(resolve_model_data_config(model)["input_size"])[1:])
+        size = (ckpt.in_chans or 3, *tuple(backend_of(spec).data_defaults(model)["input_size"])[1:])
         sizes.add(size)
         x = torch.randn(2, *size, generator=torch.Generator().manual_seed(0))
         with torch.no_grad():
@@ -163,15 +218,6 @@ def common_components(names: list[str]) -> list[str]:
     return common
 
 
-def _body_keys(arch: str) -> tuple[set[str], set[str]]:
-    """(state-dict keys without the classifier, classifier keys) of ``arch``, from its meta build."""
-    from plastic.model.signatures import model_signature
-
-    sig = model_signature(arch)
-    classifier = set(sig.classifier)
-    return set(sig.keys) - classifier, classifier
-
-
 def first_conv_key(arch: str) -> str | None:
     """The stem's weight key (timm's ``pretrained_cfg['first_conv']``), or None when timm names none."""
     import timm
@@ -181,17 +227,19 @@ def first_conv_key(arch: str) -> str | None:
     return f"{first}.weight" if isinstance(first, str) and first else None
 
 
-def stem_channels(ckpt: Checkpoint, arch: str) -> int | None:
+def stem_channels(ckpt: Checkpoint, spec: ArchSpec) -> int | None:
     """The input channels the checkpoint's stem was built for, when they are not 3."""
-    key = first_conv_key(arch)
+    key = backend_of(spec).first_conv(spec)
     shape = ckpt.by_name[key].shape if key is not None and key in ckpt.by_name else None
     return shape[1] if shape is not None and len(shape) >= 2 and shape[1] != 3 else None
 
 
-def _align_to(ckpt: Checkpoint, arch: str) -> str | None:
-    """Strip the wrapper prefix under which ``ckpt`` holds ``arch``'s names; the note, or None."""
+def _align_to(ckpt: Checkpoint, spec: ArchSpec) -> str | None:
+    """Strip the wrapper prefix under which ``ckpt`` holds ``spec``'s names; the note, or None."""
     names = [t.name for t in ckpt.tensors]
-    body, classifier = _body_keys(arch)
+    keys, classifier_set = spec_keys(spec)
+    classifier = set(classifier_set)
+    body = set(keys) - classifier
     if set(names) - classifier == body:
         return None
     for prefix in wrapper_prefixes(names):
@@ -205,79 +253,151 @@ def _prefix_note(prefix: str) -> str:
     return f"tensor names carry the wrapper prefix {prefix!r}: stripped for the model, kept in outputs"
 
 
-def resolve_arch(
-    ckpt: Checkpoint, images: Callable[[nn.Module], torch.Tensor | None] | None = None
-) -> tuple[str, str, list[str], list[str]]:
-    """(arch, source, candidates, notes): the file's or the user's name, else signature detection.
+def named_spec(ckpt: Checkpoint) -> ArchSpec:
+    """The architecture the option, config.json or file names, checked against its family."""
+    assert ckpt.arch is not None
+    family, name = parse_arch(ckpt.arch)
+    b = backend(family)
+    if not b.available():
+        raise ArchitectureError(f"{arch_origin(ckpt)}: {ckpt.arch} needs {family}: {b.install}")
+    config = ckpt.hub.config if ckpt.hub is not None and ckpt.hub.family == family else None
+    if family == "transformers":
+        if config is None:
+            raise ArchitectureError(
+                f"{ckpt.path}: a transformers model is built from the config.json that save_pretrained "
+                "writes beside its weights; give that folder"
+            )
+        if not name:
+            from plastic.model.backends.transformers_family import class_for
 
-    A wrapper's prefix on every name (``model.`` in a Lightning checkpoint) is found and stripped here,
-    for a named architecture and for detection alike.
-    """
-    if ckpt.arch:
-        check_arch_name(ckpt.arch, arch_origin(ckpt))
-        note = _align_to(ckpt, ckpt.arch)
-        ckpt.in_chans = ckpt.in_chans or stem_channels(ckpt, ckpt.arch)
-        return ckpt.arch, ckpt.arch_source or "option", [ckpt.arch], [note] if note else []
-    from plastic.model.signatures import detect
+            name = class_for(config)
+    b.check_name(name, arch_origin(ckpt))
+    return ArchSpec(family, name, -1, ckpt.in_chans, config)
 
-    notes: list[str] = []
+
+def _finish(
+    ckpt: Checkpoint, spec: ArchSpec, source: str, candidates: list[str], notes: list[str],
+    certainty: str | None = None,
+) -> Resolution:  # fmt: skip
+    """The class count (from the classifier's rows) and channels, once the names are the family's."""
+    ckpt.in_chans = ckpt.in_chans or stem_channels(ckpt, spec)
+    keys = {t.name for t in ckpt.tensors}
+    classifier = classifier_keys(spec, keys)
+    spec = ArchSpec(spec.family, spec.name, num_classes_of(ckpt, classifier), ckpt.in_chans, spec.config)
+    return Resolution(spec, source, tuple(candidates), tuple(classifier), tuple(notes), certainty)
+
+
+def _detect(ckpt: Checkpoint, notes: list[str]) -> tuple[str, Detection]:
+    """(family, detection) from the first family whose index knows the checkpoint's signature, trying
+    a wrapper prefix and (timm) a stem built for other channels; an empty detection when none does."""
     shapes = {t.name: t.shape for t in ckpt.tensors}
-    found = detect(shapes)
-    if not found.candidates:
+    for family in ("timm", "torchvision"):
+        b = backend(family)
+        found = b.detect(shapes)
+        if found is not None and found.candidates:
+            return family, found
         for prefix in wrapper_prefixes(list(shapes)):
-            found = detect({k[len(prefix) :]: v for k, v in shapes.items()})
-            if found.candidates:
+            found = b.detect({k[len(prefix) :]: v for k, v in shapes.items()})
+            if found is not None and found.candidates:
                 ckpt.strip_prefix(prefix)
                 notes.append(_prefix_note(prefix))
-                break
-    if not found.candidates:  # a stem built for 1 (or 4...) channels: try each such conv as the stem
-        shapes = {t.name: t.shape for t in ckpt.tensors}
-        stems = [k for k, v in shapes.items() if len(v) == 4 and v[1] != 3 and k.endswith("weight")][:64]
-        for key in stems:
-            as_rgb = detect({**shapes, key: (shapes[key][0], 3, *shapes[key][2:])})
-            if as_rgb.candidates and all(first_conv_key(a) == key for a in as_rgb.candidates):
-                found, ckpt.in_chans = as_rgb, shapes[key][1]
-                notes.append(
-                    f"the stem {key} takes {ckpt.in_chans} input channel(s): in_chans={ckpt.in_chans}"
-                )
-                break
+                return family, found
+        if family == "timm":  # a stem built for 1 (or 4...) channels: try each such conv as the stem
+            stems = [k for k, v in shapes.items() if len(v) == 4 and v[1] != 3 and k.endswith("weight")][:64]
+            for key in stems:
+                as_rgb = b.detect({**shapes, key: (shapes[key][0], 3, *shapes[key][2:])})
+                if as_rgb and as_rgb.candidates and all(first_conv_key(a) == key for a in as_rgb.candidates):
+                    ckpt.in_chans = shapes[key][1]
+                    notes.append(
+                        f"the stem {key} takes {ckpt.in_chans} input channel(s): in_chans={ckpt.in_chans}"
+                    )
+                    return family, as_rgb
+    return "", Detection([], ())
+
+
+def _not_recognised(ckpt: Checkpoint) -> ArchitectureError:
+    """What was tried, the nearest architecture and the share of tensors it shares, what settles it."""
+    shapes = {t.name: t.shape for t in ckpt.tensors}
+    near = [n for f in ("timm", "torchvision") if (n := backend(f).nearest(shapes)) is not None]
+    best = max(near, key=lambda n: n.share, default=None)
+    closest = (
+        f"; the nearest is {ArchSpec(best.family, best.name).label} ({best.share:.0%} of its tensors match "
+        "by name and shape)"
+        if best is not None and best.share > 0
+        else ""
+    )
+    return ArchitectureError(
+        f"{ckpt.path}: could not recognise the architecture from its tensor names and shapes (tried "
+        "the timm and torchvision indexes; a transformers model is read from its save_pretrained "
+        f"folder){closest}; "
+        "pass --arch NAME (a timm name, torchvision:NAME or transformers:CLASS)"
+    )
+
+
+def resolve_arch(
+    ckpt: Checkpoint, images: Callable[[nn.Module], torch.Tensor | None] | None = None
+) -> Resolution:
+    """The file's or the user's architecture, else the one its (name, shape) signature matches.
+
+    A wrapper's prefix on every name (``model.`` in a Lightning checkpoint) is found and stripped here,
+    for a named architecture and for detection alike. Look-alikes (same tensors, another function) are
+    told apart by the calibration ``images`` when given; when they cannot be, the family's canonical
+    model is assumed (said in a note and in ``certainty``); only peers stop with an error.
+    """
+    if ckpt.arch:
+        spec = named_spec(ckpt)
+        note = _align_to(ckpt, spec)
+        return _finish(ckpt, spec, ckpt.arch_source or "option", [spec.label], [note] if note else [])
+    notes: list[str] = []
+    family, found = _detect(ckpt, notes)
     if not found.candidates:
-        raise ArchitectureError(
-            f"{ckpt.path}: could not recognise the architecture from its tensor names and shapes; "
-            "pass --arch NAME (a timm model name)"
-        )
-    if len(found.candidates) == 1:
-        return found.candidates[0], "detected", found.candidates, notes
+        raise _not_recognised(ckpt)
+    specs = [ArchSpec(family, name, -1, ckpt.in_chans) for name in found.candidates]
+    labels = [s.label for s in specs]
+    if len(specs) == 1:
+        return _finish(ckpt, specs[0], "detected", labels, notes)
     num_classes = num_classes_of(ckpt, list(found.classifier))
-    if _same_function(found.candidates, ckpt, num_classes):
-        pick = found.candidates[0]
+    sized = [s.with_classes(num_classes) for s in specs]
+    if _same_function(sized, ckpt):
         note = (
-            f"architectures {', '.join(found.candidates)} share this checkpoint's signature and compute "
-            f"the same; using {pick} (its data config); pass --arch to choose"
+            f"architectures {', '.join(labels)} share this checkpoint's signature and compute "
+            f"the same; using {labels[0]} (its data config); pass --arch to choose"
         )
-        return pick, "detected", found.candidates, [*notes, note]
+        return _finish(ckpt, specs[0], "detected", labels, [*notes, note])
     evidence = None
     if images is not None:
         from plastic.model.ties import weigh_candidates
 
         state = {i.name: t for i, t in ckpt.iter_tensors()}
+        by_label = {s.label: s for s in sized}
 
-        def build(arch: str) -> nn.Module:
-            model = _create(arch, num_classes, in_chans=ckpt.in_chans)
+        def build(label: str) -> nn.Module:
+            model = _create(by_label[label])
             model.load_state_dict(state, strict=True)
             return model
 
-        evidence = weigh_candidates(found.candidates, build, images)
+        evidence = weigh_candidates(labels, build, images)
         ckpt.tie_evidence = evidence
         if evidence is not None and evidence.pick is not None:
             note = (
-                f"architectures {', '.join(found.candidates)} share this checkpoint's signature; the "
+                f"architectures {', '.join(labels)} share this checkpoint's signature; the "
                 f"calibration images decide for {evidence.pick}: {evidence.describe()}"
             )
-            return evidence.pick, "detected", found.candidates, [*notes, note]
-    why = f"; the calibration images do not decide ({evidence.describe()})" if evidence is not None else ""
+            pick = next(s for s in specs if s.label == evidence.pick)
+            return _finish(ckpt, pick, "detected", labels, [*notes, note])
+    why = f"the calibration images do not decide ({evidence.describe()})" if evidence is not None else ""
+    canonical = backend(family).canonical(found.candidates)
+    if canonical is not None:
+        pick = next(s for s in specs if s.name == canonical)
+        note = (
+            f"architectures {', '.join(labels)} share this checkpoint's signature and "
+            f"{why or 'no calibration images were given to tell them apart'}; assumed {pick.label}, the "
+            f"canonical model the others are variants of; pass --arch to choose another"
+        )
+        return _finish(ckpt, pick, "detected", labels, [*notes, note], certainty="assumed")
+    why = f"; {why}" if why else ""
     raise ArchitectureError(
-        f"{ckpt.path}: ambiguous architecture: {', '.join(found.candidates)} all match its tensors but "
+        f"{ckpt.path}: ambiguous architecture: {', '.join(labels)} all match its tensors but "
         f"compute differently{why}; pass --arch with one of them"
     )
 
@@ -288,32 +408,48 @@ def build_model(
     allow_position_mapping: bool | None = None,
     images: Callable[[nn.Module], torch.Tensor | None] | None = None,
 ) -> BuiltModel:
-    """The timm model for ``ckpt`` on the CPU, in eval mode, with the checkpoint loaded strictly.
+    """The model for ``ckpt`` on the CPU, in eval mode, with the checkpoint loaded strictly.
 
     Keys that follow another library's naming are mapped by position only when the user named the
     architecture (``--arch``) and every shape lines up in order; a note says so.
     """
-    arch, source, candidates, notes = resolve_arch(ckpt, images)
-    keys = {t.name for t in ckpt.tensors}
-    classifier = classifier_keys(arch, keys)
-    num_classes = num_classes_of(ckpt, classifier)
-    model = _create(arch, num_classes, in_chans=ckpt.in_chans)
+    res = resolve_arch(ckpt, images)
+    spec, notes = res.spec, list(res.notes)
+    classifier = list(res.classifier)
+    model = _create(spec)
     missing, unexpected, shaped = compare_names(model, ckpt)
     if missing or unexpected or shaped:
-        positional = source == "option" if allow_position_mapping is None else allow_position_mapping
+        positional = res.source == "option" if allow_position_mapping is None else allow_position_mapping
         mapped = (
-            _map_by_position(arch, ckpt) if positional and len(missing) == len(model.state_dict()) else None
+            _map_by_position(spec, ckpt) if positional and len(missing) == len(model.state_dict()) else None
         )
         if mapped is None:
-            raise ArchitectureError(mismatch_message(arch, missing, unexpected, shaped))
+            raise ArchitectureError(
+                mismatch_message(spec.label, missing, unexpected, shaped) + _naming_hint(spec, ckpt)
+            )
         model, state, num_classes = mapped
-        classifier = classifier_keys(arch, set(state))
+        spec = spec.with_classes(num_classes)
+        classifier = classifier_keys(spec, set(state))
         notes.append(
-            f"checkpoint keys do not follow timm's {arch} naming; mapped all {len(state)} tensors by "
-            "position (every shape matches in order)"
+            f"checkpoint keys do not follow {spec.family}'s {spec.name} naming; mapped all {len(state)} "
+            "tensors by position (every shape matches in order)"
         )
     else:
         state = {i.name: t for i, t in ckpt.iter_tensors()}
     model.load_state_dict(state, strict=True)
     model.eval()
-    return BuiltModel(model, arch, source, candidates, num_classes, classifier, notes)
+    return BuiltModel(model, spec.label, res.source, list(res.candidates), spec.num_classes, classifier,
+                      notes, spec, res.certainty)  # fmt: skip
+
+
+def _naming_hint(spec: ArchSpec, ckpt: Checkpoint) -> str:
+    """Why names may not match: another family's naming, or another transformers version's."""
+    if spec.family == "transformers":
+        return (
+            "; a checkpoint saved by another transformers version may use older names: load it with "
+            "from_pretrained and save_pretrained it again with this one"
+        )
+    found = backend("torchvision").detect({t.name: t.shape for t in ckpt.tensors})
+    if spec.family != "torchvision" and found is not None and found.candidates:
+        return f"; its names are torchvision's: pass --arch torchvision:{found.candidates[0]} (or no --arch)"
+    return ""

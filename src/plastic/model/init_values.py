@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
 
-from plastic.errors import UsageError
+from plastic.errors import PlasticError, UsageError
 from plastic.files.checkpoint import TensorInfo
+from plastic.model.backends import ArchSpec
 from plastic.model.init_replay import InitRecording, record_init, tensor_seed
 
 # Bumped when the same (checkpoint, strategy, options, seed) starts giving other values.
@@ -96,9 +96,9 @@ class InitSource:
     @property
     def description(self) -> str:
         if self.recording is not None:
-            return f"timm {self.arch} init, replayed per tensor (seed {self.seed}, {INIT_SCHEME})"
+            return f"{_family_words(self.arch)} init, replayed per tensor (seed {self.seed}, {INIT_SCHEME})"
         if self.init is not None:
-            return f"timm {self.arch} init (fresh model, seed {self.seed})"
+            return f"{_family_words(self.arch)} init (fresh model, seed {self.seed})"
         return "PyTorch default init for each tensor's role (no architecture known)"
 
     def resample(self, info: TensorInfo) -> torch.Tensor | None:
@@ -112,30 +112,35 @@ class InitSource:
         return default_value(info, self.shapes, self.seed)
 
 
-def recorded_model(arch: str, num_classes: int, in_chans: int | None = None) -> InitRecording:
-    """``timm.create_model(arch)`` on the meta device with its init recorded: names, shapes, module
-    types, and any tensor's init on demand, at the cost of building the model without its values."""
-    import timm
+def _family_words(label: str | None) -> str:
+    """``timm resnet50``, ``torchvision resnet50``: the init's owner, as the manifest says it."""
+    family, _, name = (label or "").rpartition(":")
+    return f"{family or 'timm'} {name}"
 
-    extra: dict[str, Any] = {"in_chans": in_chans} if in_chans not in (None, 3) else {}
+
+def recorded_model(spec: ArchSpec) -> InitRecording | None:
+    """The family's constructor on the meta device with its init recorded: names, shapes, module
+    types, and any tensor's init on demand, at the cost of building the model without its values.
+    None when the constructor cannot run on meta (it reads values: torchvision's RegNet widths)."""
+    from plastic.model.backends import backend_of
+
     try:
-        return record_init(
-            lambda: timm.create_model(arch, pretrained=False, num_classes=num_classes, **extra)
-        )
-    except Exception as e:
-        raise UsageError(f"cannot build timm model {arch!r}: {e}") from None
+        return record_init(lambda: backend_of(spec).create(spec))
+    except Exception:
+        return None
 
 
-def fresh_model(arch: str, num_classes: int, seed: int, in_chans: int | None = None) -> nn.Module:
-    """``timm.create_model(arch)`` with the global RNG seeded, restoring the RNG afterwards."""
-    import timm
+def fresh_model(spec: ArchSpec, seed: int) -> nn.Module:
+    """The family's constructor with the global RNG seeded (its own init), the RNG restored after."""
+    from plastic.model.backends import backend_of
 
-    extra: dict[str, Any] = {"in_chans": in_chans} if in_chans not in (None, 3) else {}
     state = torch.random.get_rng_state()
     try:
         torch.manual_seed(seed)
-        return timm.create_model(arch, pretrained=False, num_classes=num_classes, **extra).eval()
+        return backend_of(spec).create(spec).eval()
+    except PlasticError:
+        raise
     except Exception as e:
-        raise UsageError(f"cannot build timm model {arch!r}: {e}") from None
+        raise UsageError(f"cannot build {spec.label}: {e}") from None
     finally:
         torch.random.set_rng_state(state)

@@ -95,9 +95,9 @@ def _storage(t: Any) -> int | None:
 
 
 def _probe_input(model: nn.Module) -> torch.Tensor:
-    from timm.data.config import resolve_model_data_config
+    from plastic.model.backends import backend_of_model
 
-    size = tuple(resolve_model_data_config(model)["input_size"])
+    size = tuple(backend_of_model(model).data_defaults(model)["input_size"])
     if any(p.is_meta for p in model.parameters()):
         return torch.empty(1, input_channels(model), *size[1:], device="meta")
     return torch.randn(1, input_channels(model), *size[1:], generator=torch.Generator().manual_seed(0))
@@ -118,7 +118,9 @@ def analyse(model: nn.Module, materialise: Callable[[], nn.Module] | None = None
     forward then runs on ``materialise()``.
     """
     model.eval()
-    return Structure(layers_of(model), timm_groups(model), _classifier(model), model, materialise)
+    from plastic.model.backends import model_groups
+
+    return Structure(layers_of(model), model_groups(model), _classifier(model), model, materialise)
 
 
 def _probe(model: nn.Module, x: torch.Tensor) -> Probed:
@@ -265,12 +267,9 @@ def timm_groups(model: nn.Module, coarse: bool = False) -> dict[int, list[str]]:
 
 
 def _classifier(model: nn.Module) -> list[str]:
-    getter = getattr(model, "get_classifier", None)
-    if getter is None:
-        return []
-    heads = getter()
-    heads = heads if isinstance(heads, tuple | list) else (heads,)
-    ids = {id(h) for h in heads}
+    from plastic.model.backends import backend_of_model
+
+    ids = {id(h) for h in backend_of_model(model).classifier(model)}
     return [
         n
         for n, m in model.named_modules()

@@ -30,10 +30,10 @@ from plastic.measure.calib import (
 from plastic.measure.data_metrics import attn_entropy, dormant_units, rank_ceiling, site_metrics
 from plastic.measure.defaults import DEFAULT_BATCH_SIZE, DEFAULT_DEVICE, DEFAULT_MAX_IMAGES, DEFAULT_TAU
 from plastic.measure.onepass import Batches, Measured, PassResult, Progress, data_pass, probe_targets
+from plastic.model.backends import model_groups
 from plastic.model.build import BuiltModel, build_model, common_components
 from plastic.model.init_values import fresh_model
 from plastic.model.modules import layers_of
-from plastic.model.structure import timm_groups
 
 
 @dataclass
@@ -99,6 +99,7 @@ class DiagnoseReport:
     notes: list[str] = field(default_factory=list)
     recommendation: Recommendation | None = None
     stages: list[StageDiagnosis] = field(default_factory=list)
+    certainty: str | None = None  # "assumed": see model.build.Resolution
 
     def to_dict(self) -> DiagnoseDoc:
         """The ``plastic diagnose --json`` document (without ``findings``, which only ``--fail-on`` adds)."""
@@ -234,9 +235,8 @@ def _diagnose(
     # the reference: the same architecture freshly initialised with its own timm init (seeded), measured
     # in the same pass on the same batches: what a healthy layer shows on these images. Each component
     # of the score is the excess over it (README, "The saturation score")
-    reference = (
-        fresh_model(built.arch, built.num_classes, seed, ckpt.in_chans).to(dev) if with_reference else None
-    )
+    assert built.spec is not None
+    reference = fresh_model(built.spec, seed).to(dev) if with_reference else None
     t_build = time.perf_counter() - t0
 
     t1 = time.perf_counter()
@@ -294,7 +294,7 @@ def assemble(
         rec.confidence = "low"
     return DiagnoseReport(
         ckpt, built.arch, built.arch_source, built.candidates, device, amp, cfg, calibration,
-        layers, blocks, timing, options, notes, rec, stages,
+        layers, blocks, timing, options, notes, rec, stages, built.certainty,
     )  # fmt: skip
 
 
@@ -513,7 +513,7 @@ def block_name(members: list[str]) -> str:
 
 def _grouped(model: nn.Module, layers: Collection[str], coarse: bool) -> Iterator[tuple[int, list[str]]]:
     """(group id, its measured layers in model order) for each of timm's groups that holds any."""
-    for gid, members in sorted(timm_groups(model, coarse=coarse).items()):
+    for gid, members in sorted(model_groups(model, coarse=coarse).items()):
         names = [m for m in members if m in layers]
         if names:
             yield gid, names

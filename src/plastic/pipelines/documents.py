@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from plastic.decide.recommend import recommendation_dict
 from plastic.documents.schema import (
     SCHEMA_VERSION,
+    ArchDoc,
     BlockDoc,
     CheckpointDoc,
     DiagnoseDoc,
@@ -67,6 +68,21 @@ def _inspect_arch(report: InspectReport) -> InspectArchDoc:
                 "certainty": f"{len(found)} architectures share this signature{under}; diagnose decides "
                              "from calibration images, or pass --arch"}  # fmt: skip
     return {"name": None, "source": None, "candidates": [], "certainty": "no timm architecture matches"}
+
+
+def _diagnose_arch(report: DiagnoseReport) -> ArchDoc:
+    doc: ArchDoc = {
+        "name": report.arch,
+        "source": report.arch_source,
+        "candidates": report.candidates,
+        "evidence": _evidence_dict(report.checkpoint.tie_evidence),
+    }
+    family = report.arch.partition(":")[0] if ":" in report.arch else None
+    if family:
+        doc["family"] = family
+    if report.certainty:
+        doc["certainty"] = report.certainty
+    return doc
 
 
 def inspect_dict(report: InspectReport) -> InspectDoc:
@@ -152,12 +168,7 @@ def diagnose_dict(report: DiagnoseReport) -> DiagnoseDoc:
         "schema_version": SCHEMA_VERSION,
         "command": "diagnose",
         "checkpoint": checkpoint_dict(report.checkpoint),
-        "arch": {
-            "name": report.arch,
-            "source": report.arch_source,
-            "candidates": report.candidates,
-            "evidence": _evidence_dict(report.checkpoint.tie_evidence),
-        },
+        "arch": _diagnose_arch(report),
         "device": report.device,
         "amp": report.amp,
         "data_config": {

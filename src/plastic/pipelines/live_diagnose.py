@@ -5,6 +5,7 @@ only where the model and the images come from differs.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -17,7 +18,8 @@ from plastic.errors import DataError, UsageError
 from plastic.files.checkpoint import Checkpoint, TensorInfo
 from plastic.measure.calib import DataConfig
 from plastic.measure.defaults import DEFAULT_BATCH_SIZE, DEFAULT_MAX_IMAGES, DEFAULT_TAU
-from plastic.measure.onepass import Batches, Progress, classifier_of, probe_targets
+from plastic.measure.onepass import Batches, Progress, probe_targets
+from plastic.model.backends import ArchSpec, backend_of_model, parse_arch
 from plastic.model.build import BuiltModel
 from plastic.pipelines.diagnose import (
     Calibration,
@@ -32,12 +34,32 @@ IN_MEMORY = "<in-memory model>"
 
 
 def model_arch(model: nn.Module, arch: str | None = None) -> str | None:
-    """The timm architecture of a live model: the caller's name, else the one timm recorded on it."""
+    """The architecture label of a live model: the caller's, else what its family recorded on it
+    (timm's ``pretrained_cfg``, a transformers model's class), else the torchvision model whose
+    signature its state dict has."""
     if arch:
         return arch
+    b = backend_of_model(model)
+    if b.family == "transformers":
+        return f"transformers:{type(model).__name__}"
+    if b.family == "torchvision":
+        found = b.detect({k: tuple(v.shape) for k, v in model.state_dict().items()})
+        unique = found is not None and len(found.candidates) == 1
+        return f"torchvision:{found.candidates[0]}" if unique and found is not None else None
     cfg = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None) or {}
     name = cfg.get("architecture") if isinstance(cfg, dict) else None
     return str(name) if name else None
+
+
+def model_spec(model: nn.Module, ckpt: Checkpoint) -> ArchSpec | None:
+    """The :class:`ArchSpec` of a live model (its class count, channels and transformers config)."""
+    if ckpt.arch is None:
+        return None
+    family, name = parse_arch(ckpt.arch)
+    config = getattr(model, "config", None)
+    to_dict = getattr(config, "to_dict", None)
+    doc = to_dict() if family == "transformers" and callable(to_dict) else None
+    return ArchSpec(family, name, num_classes_of_model(model), ckpt.in_chans, doc)
 
 
 def checkpoint_view(model: nn.Module, arch: str | None = None, name: str = IN_MEMORY) -> Checkpoint:
@@ -67,12 +89,11 @@ def num_classes_of_model(model: nn.Module) -> int:
 
 
 def classifier_keys_of(model: nn.Module) -> list[str]:
-    """The state-dict keys of the model's classifier (timm ``get_classifier``), for the head exclusion."""
-    head = classifier_of(model)
-    if head is None:
-        return []
-    prefix = next((n for n, m in model.named_modules() if m is head and n), None)
-    return [] if prefix is None else [f"{prefix}.{k}" for k in head.state_dict()]
+    """The state-dict keys of the model's classifier (its family's), for the head exclusion."""
+    heads = {id(h) for h in backend_of_model(model).classifier(model)}
+    prefixes = [n for n, m in model.named_modules() if id(m) in heads and n]
+    keys = model.state_dict()
+    return [k for k in keys if k.rpartition(".")[0] in prefixes]
 
 
 def _collect(
@@ -170,16 +191,19 @@ def diagnose_model(
     keys = classifier_keys_of(model)
     classes_out = num_classes_of_model(model)
     name = ckpt.arch or type(model).__name__
-    built = BuiltModel(model, name, "option" if arch else "model", [], classes_out, keys)
+    spec = model_spec(model, ckpt)
+    built = BuiltModel(model, name, "option" if arch else "model", [], classes_out, keys, [], spec)
     ref_model = None
     if reference is None:
         reference = ckpt.arch is not None
     if reference:
-        if ckpt.arch is None:
-            raise UsageError("reference=True needs arch= (the timm architecture to initialise fresh)")
+        if spec is None:
+            raise UsageError("reference=True needs arch= (the architecture to initialise fresh)")
         from plastic.model.init_values import fresh_model
 
-        ref_model = fresh_model(ckpt.arch, classes_out, seed, x.shape[1]).to(dev)
+        chans = int(x.shape[1])
+        ref_model = fresh_model(dataclasses.replace(spec, in_chans=chans if chans != 3 else None), seed)
+        ref_model = ref_model.to(dev)
     if y is None:
         probe_labels, n_classes = probe_targets(None, [], len(x), seed)
         class_names: list[str] = []

@@ -15,7 +15,7 @@ from plastic.model.init_values import fresh_model, recorded_model
 from plastic.model.structure import analyse
 from plastic.pipelines.diagnose import DiagnoseReport
 from plastic.pipelines.documents import diagnose_dict
-from plastic.pipelines.live_diagnose import checkpoint_view, num_classes_of_model
+from plastic.pipelines.live_diagnose import checkpoint_view, model_spec
 from plastic.pipelines.manifest import ReinitResult, manifest
 from plastic.pipelines.reinit import check_names, check_report_layers
 from plastic.reinit.options import Need, Options
@@ -74,24 +74,23 @@ def reinit_model(
     notes: list[str] = []
     if doc is not None:
         check_report_layers(doc, ckpt)
-    recording, classes = None, num_classes_of_model(model)
-    if ckpt.arch is not None:
-        recording = recorded_model(ckpt.arch, classes, ckpt.in_chans)
-        check_names(recording.model, ckpt, ckpt.arch)
-    arch_name = ckpt.arch
+    spec = model_spec(model, ckpt)
+    recording = recorded_model(spec) if spec is not None else None
+    if spec is not None:
+        check_names(recording.model if recording is not None else fresh_model(spec, options.seed), ckpt, spec)
     structure = None
     mode = model.training
     try:
-        if info.wants(Need.LOADED, options):
+        if info.wants(Need.LOADED, options) or (spec is not None and recording is None):
             structure = analyse(model)  # completeness is checked on the model's own weights
-        elif recording is not None and arch_name is not None:
-            name, seed = arch_name, options.seed
-            structure = analyse(recording.model, materialise=lambda: fresh_model(name, classes, seed))
+        elif recording is not None and spec is not None:
+            seed, known = options.seed, spec
+            structure = analyse(recording.model, materialise=lambda: fresh_model(known, seed))
         plan = info.fn(Context(ckpt, options, doc, structure))
     finally:
         model.train(mode)  # analyse() puts the model it reads in eval mode
     check_dtypes(ckpt, plan)
-    source = init_source(arch_name, classes, ckpt, plan, recording, options.seed, notes)
+    source = init_source(spec, ckpt, plan, recording, options.seed, notes)
     result = manifest(ckpt, plan, source, options, strategy, None, notes, dry_run=False)
     values = new_values(ckpt, plan, source, options)
     with torch.no_grad():

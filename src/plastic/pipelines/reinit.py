@@ -19,6 +19,7 @@ from plastic.files.checkpoint import Checkpoint, open_checkpoint
 from plastic.files.writer import LateValue, Target, write_safetensors, write_torch
 from plastic.measure.defaults import DEFAULT_BATCH_SIZE, DEFAULT_DEVICE, DEFAULT_MAX_IMAGES, DEFAULT_TAU
 from plastic.measure.onepass import Progress
+from plastic.model.backends import ArchSpec
 from plastic.model.init_replay import InitRecording
 from plastic.model.init_values import InitSource, fresh_model, recorded_model
 from plastic.model.structure import Structure, analyse
@@ -39,31 +40,30 @@ def output_format(out: Path) -> str:
     raise UsageError(f"-o {out}: use a .safetensors, .pt, .pth, .pth.tar, .bin or .ckpt name")
 
 
-def _architecture(ckpt: Checkpoint, notes: list[str]) -> tuple[str | None, int]:
-    """The architecture (the option's or the report's, else detected) and the class count; None when
+def _architecture(ckpt: Checkpoint, notes: list[str]) -> ArchSpec | None:
+    """The architecture (the option's or the report's, else detected) with its class count; None when
     unknown, which makes new values fall back to PyTorch's defaults per tensor role."""
-    from plastic.model.build import classifier_keys, num_classes_of, resolve_arch
+    from plastic.model.build import resolve_arch
 
     try:
-        arch, _src, _cands, more = resolve_arch(ckpt)  # also strips a wrapper prefix (Lightning's model.)
-        notes.extend(more)
+        res = resolve_arch(ckpt)  # also strips a wrapper prefix (Lightning's model.)
+        notes.extend(res.notes)
     except ArchitectureError as e:
         if ckpt.arch is not None:
             raise
         notes.append(f"architecture unknown ({e}); new values use PyTorch's default init per tensor role")
-        return None, 0
-    keys = {t.name for t in ckpt.tensors}
-    return arch, num_classes_of(ckpt, classifier_keys(arch, keys))
+        return None
+    return res.spec
 
 
-def check_names(model: torch.nn.Module, ckpt: Checkpoint, arch: str) -> None:
+def check_names(model: torch.nn.Module, ckpt: Checkpoint, spec: ArchSpec) -> None:
     from plastic.model.build import compare_names, mismatch_message
 
     missing, unexpected, shaped = compare_names(model, ckpt)
     if missing or unexpected or shaped:
         raise ArchitectureError(
-            mismatch_message(arch, missing, unexpected, shaped)
-            + "; reinit writes tensors under their own names, so they must follow timm's naming"
+            mismatch_message(spec.label, missing, unexpected, shaped)
+            + f"; reinit writes tensors under their own names, so they must follow {spec.family}'s naming"
         )
 
 
@@ -114,14 +114,14 @@ def reinit(
     with open_checkpoint(req.path, key=req.key, arch=req.arch) as ckpt:
         notes.extend(ckpt.notes)
         fmt = _open_output(ckpt, req, inputs, force=force, dry_run=dry_run)
-        arch_name, num_classes = _architecture(ckpt, notes)
+        spec = _architecture(ckpt, notes)
         _check_report(req.report, ckpt, notes)
-        ctx, recording = _context(ckpt, info, options, req, arch_name, num_classes)
+        ctx, recording = _context(ckpt, info, options, req, spec)
         plan = info.fn(ctx)
         check_dtypes(ckpt, plan)
         if ctx.structure is not None:
             ctx.structure.release()  # drop the probe model before writing
-        source = init_source(arch_name, num_classes, ckpt, plan, recording, options.seed, notes)
+        source = init_source(spec, ckpt, plan, recording, options.seed, notes)
         result = manifest(ckpt, plan, source, options, strategy, req.out, notes, dry_run)
         if not plan.changes:
             result.notes.append("the strategy selected nothing: the output equals the input")
@@ -206,11 +206,11 @@ def _open_output(
 
 
 def _context(
-    ckpt: Checkpoint, info: StrategyInfo, options: Options, req: _Request, arch: str | None, num_classes: int
+    ckpt: Checkpoint, info: StrategyInfo, options: Options, req: _Request, spec: ArchSpec | None
 ) -> tuple[Context, InitRecording | None]:
     """What the strategy reads: the report, the structure (of the loaded model when it needs the real
     weights, else of the meta model), gradients when asked; and the init recording for the new values."""
-    if arch is None:
+    if spec is None:
         return Context(ckpt, options, req.report, None), None
     structure: Structure | None = None
     gradients = None
@@ -222,13 +222,15 @@ def _context(
         if req.data is None:
             raise UsageError("--utility gradient needs --data DIR (or a diagnose report)")
         gradients = _gradients(ckpt, req.data, options.seed, req.diag, req.report)
-    recording = recorded_model(arch, num_classes, ckpt.in_chans)  # on meta: no values drawn
-    check_names(recording.model, ckpt, arch)
-    if structure is None:
-        chans = ckpt.in_chans
-        structure = analyse(
-            recording.model, materialise=lambda: fresh_model(arch, num_classes, options.seed, chans)
-        )
+    recording = recorded_model(spec)  # on meta: no values drawn
+    if recording is None:  # a constructor that reads values cannot run on meta: a seeded fresh model
+        fresh = fresh_model(spec, options.seed)
+        check_names(fresh, ckpt, spec)
+        structure = structure or analyse(fresh)
+    else:
+        check_names(recording.model, ckpt, spec)
+    if structure is None and recording is not None:
+        structure = analyse(recording.model, materialise=lambda: fresh_model(spec, options.seed))
     grads = (lambda: gradients) if gradients is not None else None
     return Context(ckpt, options, req.report, structure, grads), recording
 

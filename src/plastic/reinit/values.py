@@ -12,6 +12,7 @@ import torch
 
 from plastic.errors import UsageError
 from plastic.files.checkpoint import Checkpoint, TensorInfo
+from plastic.model.backends import ArchSpec
 from plastic.model.init_replay import InitRecording, ReplayError
 from plastic.model.init_values import InitSource, fresh_model, mean_value
 from plastic.reinit.options import Fill, Kind, Options
@@ -24,22 +25,26 @@ RESAMPLED = (Fill.RESAMPLE, Fill.SHRINK_PERTURB)  # changes whose values need th
 
 
 def init_source(
-    arch: str | None, num_classes: int, ckpt: Checkpoint, plan: Plan, recording: InitRecording | None,
-    seed: int, notes: list[str],
+    spec: ArchSpec | None, ckpt: Checkpoint, plan: Plan, recording: InitRecording | None, seed: int,
+    notes: list[str],
 ) -> InitSource:  # fmt: skip
     """Replay the architecture's init for the tensors the plan resamples; a full fresh model when one
     cannot be replayed; PyTorch's role defaults without an architecture."""
     shapes = {t.name: t.shape for t in ckpt.tensors}
-    if arch is None or recording is None or not needs_init(plan):
-        return InitSource(arch if recording is not None else None, seed, shapes)
+    arch = spec.label if spec is not None else None
+    if spec is None or not needs_init(plan):
+        return InitSource(arch, seed, shapes)
     needed = {c.tensor for c in plan.changes if c.value in RESAMPLED}
-    try:
-        recording.check(needed)
-        return InitSource(arch, seed, shapes, recording=recording)
-    except ReplayError as e:
-        notes.append(f"the init of {arch} could not be replayed per tensor ({e}): drew a full fresh model")
-    fresh = fresh_model(arch, num_classes, seed, ckpt.in_chans)
-    source = InitSource.from_model(arch, seed, fresh, needed, shapes)
+    if recording is not None:
+        try:
+            recording.check(needed)
+            return InitSource(arch, seed, shapes, recording=recording)
+        except ReplayError as e:
+            notes.append(
+                f"the init of {arch} could not be replayed per tensor ({e}): drew a full fresh model"
+            )
+    fresh = fresh_model(spec, seed)
+    source = InitSource.from_model(spec.label, seed, fresh, needed, shapes)
     del fresh  # only the needed init tensors stay in memory while writing
     return source
 

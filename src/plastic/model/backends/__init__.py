@@ -1,0 +1,188 @@
+"""One interface, one backend per model family: timm, torchvision, Hugging Face transformers.
+
+The pipelines ask the same questions of every checkpoint, and never branch on where it came from:
+
+- which architectures match it (``detect``: a shipped signature index for timm and torchvision; the
+  ``config.json`` beside the weights for transformers);
+- build it (``create``: the family's own constructor and init, seeded by the global RNG, on whatever
+  device is the default: ``meta`` for names and shapes at no cost);
+- its blocks and stages in model order (``groups``), its classifier (``classifier``), the
+  preprocessing its weights expect (``data_defaults``).
+
+An architecture travels as an :class:`ArchSpec`; its ``label`` is the name reports carry and
+``--arch`` takes: timm's names bare (``resnet50``: reports from before the other families are
+unchanged), the others with their family (``torchvision:resnet50``,
+``transformers:ViTForImageClassification``). A fourth family is one more module here that subclasses
+:class:`Backend` and is added to ``_FAMILIES``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from plastic.errors import ArchitectureError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+# family -> the module that defines its backend (imported on first use: each pulls in its library)
+_FAMILIES = {
+    "timm": "plastic.model.backends.timm_family",
+    "torchvision": "plastic.model.backends.torchvision_family",
+    "transformers": "plastic.model.backends.transformers_family",
+}
+DEFAULT_FAMILY = "timm"
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """One architecture of one family, with what building it needs.
+
+    ``num_classes`` -1 is the family's default head; 0 is a headless model. ``config`` is the
+    transformers ``config.json`` (the model is built from it, never downloaded).
+    """
+
+    family: str
+    name: str
+    num_classes: int = -1
+    in_chans: int | None = None
+    config: Mapping[str, Any] | None = field(default=None, compare=False, hash=False)
+
+    @property
+    def label(self) -> str:
+        """The name reports carry and ``--arch`` takes."""
+        return self.name if self.family == DEFAULT_FAMILY else f"{self.family}:{self.name}"
+
+    def with_classes(self, num_classes: int) -> ArchSpec:
+        return ArchSpec(self.family, self.name, num_classes, self.in_chans, self.config)
+
+
+def parse_arch(label: str) -> tuple[str, str]:
+    """``"torchvision:resnet50"`` -> ``("torchvision", "resnet50")``; a bare name is timm's."""
+    family, sep, name = label.partition(":")
+    if not sep:
+        return DEFAULT_FAMILY, label
+    if family not in _FAMILIES:
+        raise ArchitectureError(
+            f"--arch {label[:120]!r}: unknown model family {family[:40]!r}; use a timm name, "
+            f"torchvision:NAME or transformers:CLASS"
+        )
+    if not name:
+        raise ArchitectureError(f"--arch {label[:120]!r}: no architecture after {family}:")
+    return family, name
+
+
+@dataclass
+class Detection:
+    """What one family's index says about a checkpoint's (name, shape) signature."""
+
+    candidates: list[str]  # the family's names for every matching architecture, sorted
+    classifier: tuple[str, ...]  # the checkpoint keys taken as the classifier
+    exact_index: bool = True  # False: the index was built for another version of the library
+
+
+@dataclass(frozen=True)
+class Nearest:
+    """The closest architecture of a family when none matches: for the error that says what was tried."""
+
+    family: str
+    name: str
+    share: float  # matched (name, shape) pairs / the checkpoint's tensors
+
+
+class Backend:
+    """What plastic needs to know about one family of models. Subclasses fill in each method."""
+
+    family: ClassVar[str]
+    install: ClassVar[str] = ""  # the pip extra or package that provides the library
+
+    def available(self) -> bool:
+        """Is the family's library installed?"""
+        from importlib.util import find_spec
+
+        return find_spec(self.family) is not None
+
+    def owns(self, model: nn.Module) -> bool:
+        """Was ``model`` built by this family's library?"""
+        raise NotImplementedError
+
+    def check_name(self, name: str, where: str) -> None:
+        """Raise ArchitectureError, naming ``where`` the name came from, unless the family knows it."""
+        raise NotImplementedError
+
+    def detect(self, shapes: dict[str, tuple[int, ...]]) -> Detection | None:
+        """Candidates for a checkpoint given as {key: shape}; None when the family cannot detect."""
+        return None
+
+    def nearest(self, shapes: dict[str, tuple[int, ...]]) -> Nearest | None:
+        """The family's closest architecture by shared (name, shape) pairs, for an error message."""
+        return None
+
+    def create(self, spec: ArchSpec) -> nn.Module:
+        """A fresh model with the family's own init (global RNG), on the default device, eval mode."""
+        raise NotImplementedError
+
+    def groups(self, model: nn.Module, coarse: bool = False) -> dict[int, list[str]]:
+        """{group id: module names} in model order: coarse = stem, stages, head; fine = blocks."""
+        raise NotImplementedError
+
+    def classifier(self, model: nn.Module) -> list[nn.Module]:
+        """The classifier head's modules (the first one's input is the pre-logits feature)."""
+        raise NotImplementedError
+
+    def data_defaults(self, model: nn.Module) -> dict[str, Any]:
+        """The preprocessing the family's weights use: input_size, mean, std, interpolation, crop_pct,
+        crop_mode (timm's data-config keys)."""
+        from timm.data.config import resolve_model_data_config
+
+        return dict(resolve_model_data_config(model))
+
+    def first_conv(self, spec: ArchSpec) -> str | None:
+        """The stem convolution's weight key, when the family names one."""
+        return None
+
+    def canonical(self, candidates: list[str]) -> str | None:
+        """The family's canonical model among look-alikes (resnet18 among resnet18, resnetblur18), or
+        None when they are peers."""
+        return None
+
+
+@cache
+def backend(family: str) -> Backend:
+    """The backend of ``family`` (``timm``, ``torchvision``, ``transformers``)."""
+    if family not in _FAMILIES:
+        raise ArchitectureError(f"unknown model family {family!r}; known: {', '.join(_FAMILIES)}")
+    module = importlib.import_module(_FAMILIES[family])
+    return module.BACKEND  # type: ignore[no-any-return]
+
+
+def families() -> list[str]:
+    return list(_FAMILIES)
+
+
+def backend_of(spec_or_label: ArchSpec | str) -> Backend:
+    family = spec_or_label.family if isinstance(spec_or_label, ArchSpec) else parse_arch(spec_or_label)[0]
+    return backend(family)
+
+
+def backend_of_model(model: nn.Module) -> Backend:
+    """The family that built a live model; timm's for any other module (its defaults are generic)."""
+    for family in ("transformers", "torchvision"):
+        if backend(family).owns(model):
+            return backend(family)
+    return backend(DEFAULT_FAMILY)
+
+
+def model_groups(model: nn.Module, coarse: bool = False) -> dict[int, list[str]]:
+    """{group id: module names} of a live model, by its family's rules."""
+    return backend_of_model(model).groups(model, coarse)
+
+
+def config_text(config: Mapping[str, Any] | None) -> str:
+    """A config as canonical JSON (for fingerprints and equality)."""
+    return json.dumps(config, sort_keys=True) if config is not None else ""

@@ -1,0 +1,78 @@
+"""timm: the default family. Names are timm's (``resnet50``, ``resnet50.a1_in1k``); detection is the
+shipped signature index (``model/signatures.py``); groups are each model's ``group_matcher``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from plastic.model.backends import ArchSpec, Backend, Detection
+
+if TYPE_CHECKING:
+    from torch import nn
+
+
+def is_variant_of(base: str, name: str) -> bool:
+    """``name`` is ``base`` with letters added (resnetblur18 of resnet18, tf_efficientnet_b0 of
+    efficientnet_b0): the look-alike variants timm registers beside a canonical model."""
+    it = iter(name)
+    return len(name) > len(base) and all(ch in it for ch in base)
+
+
+class TimmBackend(Backend):
+    family: ClassVar[str] = "timm"
+    install: ClassVar[str] = "timm"
+
+    def owns(self, model: nn.Module) -> bool:
+        return type(model).__module__.startswith("timm.")
+
+    def check_name(self, name: str, where: str) -> None:
+        from plastic.model.build import check_arch_name
+
+        check_arch_name(name, where)
+
+    def detect(self, shapes: dict[str, tuple[int, ...]]) -> Detection | None:
+        from plastic.model.signatures import detect
+
+        found = detect(shapes)
+        return Detection(found.candidates, found.classifier, found.exact_index)
+
+    def create(self, spec: ArchSpec) -> nn.Module:
+        import timm
+
+        extra: dict[str, Any] = {"in_chans": spec.in_chans} if spec.in_chans not in (None, 3) else {}
+        if spec.num_classes >= 0:
+            extra["num_classes"] = spec.num_classes
+        model: nn.Module = timm.create_model(spec.name, pretrained=False, **extra)
+        return model.eval()
+
+    def groups(self, model: nn.Module, coarse: bool = False) -> dict[int, list[str]]:
+        from plastic.model.structure import timm_groups
+
+        return timm_groups(model, coarse)
+
+    def classifier(self, model: nn.Module) -> list[nn.Module]:
+        from torch import nn
+
+        get = getattr(model, "get_classifier", None)
+        if get is None:
+            return []
+        try:
+            head = get()
+        except Exception:  # a model whose classifier accessor does not apply to this configuration
+            return []
+        heads = head if isinstance(head, tuple | list) else (head,)  # distilled: (head, head_dist)
+        return [h for h in heads if isinstance(h, nn.Module)]
+
+    def first_conv(self, spec: ArchSpec) -> str | None:
+        from plastic.model.build import first_conv_key
+
+        return first_conv_key(spec.name)
+
+    def canonical(self, candidates: list[str]) -> str | None:
+        for base in candidates:
+            if all(other == base or is_variant_of(base, other) for other in candidates):
+                return base
+        return None
+
+
+BACKEND = TimmBackend()
