@@ -146,14 +146,36 @@ def test_input_errors(cli: Callable[..., Result], tmp_path: Path) -> None:
     )
 
 
-def test_ambiguous_signature_asks_for_arch(cli: Callable[..., Result], tmp_path: Path) -> None:
+def test_look_alikes_the_data_cannot_decide_take_the_canonical_model_and_say_so(tmp_path: Path) -> None:
+    """resnet18 and resnetblur18 hold the same tensors; without images to tell them apart the canonical
+    resnet18 is assumed (a note, arch certainty 'assumed'), not an exit 2."""
+    from plastic.files.checkpoint import open_checkpoint
+    from plastic.model.build import resolve_arch
+
     torch.manual_seed(0)
     sd = timm.create_model("resnet18", pretrained=False, num_classes=4).state_dict()
     p = tmp_path / "r18.safetensors"
     save_file({k: v.contiguous() for k, v in sd.items()}, p)
-    expect_error(
-        cli("diagnose", p, "--data", CALIB, *FAST), "ambiguous architecture", "resnet18", "resnetblur18"
-    )
+    with open_checkpoint(p) as ckpt:
+        res = resolve_arch(ckpt)
+    assert res.arch == "resnet18" and res.certainty == "assumed" and res.spec.num_classes == 4
+    assert set(res.candidates) == {"resnet18", "resnetblur18"} and "assumed resnet18" in res.notes[-1]
+
+
+def test_peers_the_data_cannot_decide_still_ask_for_arch(tmp_path: Path) -> None:
+    """xcit_nano_12_p16_224 and _384 share every tensor but are peers (neither is a variant of the
+    other): without evidence, an error that lists both and names --arch."""
+    from plastic.errors import ArchitectureError
+    from plastic.files.checkpoint import open_checkpoint
+    from plastic.model.build import resolve_arch
+
+    torch.manual_seed(0)
+    sd = timm.create_model("xcit_nano_12_p16_224", pretrained=False, num_classes=3).state_dict()
+    p = tmp_path / "x.safetensors"
+    save_file({k: v.contiguous() for k, v in sd.items()}, p)
+    with open_checkpoint(p) as ckpt, pytest.raises(ArchitectureError) as e:
+        resolve_arch(ckpt)
+    assert "ambiguous" in str(e.value) and "xcit_nano_12_p16_384" in str(e.value) and "--arch" in str(e.value)
 
 
 def test_same_function_candidates_pick_one_and_say_so(tmp_path: Path) -> None:
@@ -165,9 +187,10 @@ def test_same_function_candidates_pick_one_and_say_so(tmp_path: Path) -> None:
     p = tmp_path / "vt.safetensors"
     save_file({k: v.contiguous() for k, v in sd.items()}, p)
     with open_checkpoint(p) as ckpt:
-        arch, source, candidates, notes = resolve_arch(ckpt)
-    assert candidates == ["deit_tiny_patch16_224", "vit_tiny_patch16_224"]
-    assert arch == "deit_tiny_patch16_224" and source == "detected" and "compute the same" in notes[0]
+        res = resolve_arch(ckpt)
+    assert list(res.candidates) == ["deit_tiny_patch16_224", "vit_tiny_patch16_224"]
+    assert res.arch == "deit_tiny_patch16_224" and res.source == "detected"
+    assert "compute the same" in res.notes[0] and res.certainty is None
 
 
 def test_torchvision_names_mapped_by_position(cli: Callable[..., Result], tmp_path: Path) -> None:

@@ -281,13 +281,17 @@ def test_ties_are_resolved_by_batchnorm_statistics(
 
 
 @pytest.mark.slow
-def test_undecided_tie_asks_for_arch_with_the_evidence(cli: Callable[..., Result], tmp_path: Path) -> None:
-    from tests.conftest import expect_error
-
+def test_undecided_tie_assumes_the_canonical_model_with_the_evidence(
+    cli: Callable[..., Result], tmp_path: Path
+) -> None:
     src = tmp_path / "fresh.safetensors"
     save_file(_state("resnet18", num_classes=10), str(src))  # fresh init: running stats 0 and 1, no memory
-    line = expect_error(cli("diagnose", src, "--data", CALIB, "--device", "cpu", "--max-images", "16"))
-    assert "ambiguous" in line and "do not decide" in line and "--arch" in line
+    res = cli("diagnose", src, "--data", CALIB, "--device", "cpu", "--max-images", "16", "--json",
+              "--no-reference")  # fmt: skip
+    doc = json_doc(res)
+    assert doc["arch"]["name"] == "resnet18" and doc["arch"]["certainty"] == "assumed"
+    assert doc["arch"]["evidence"]["pick"] is None  # the images did not decide
+    assert "do not decide" in res.stderr and "assumed resnet18" in res.stderr
 
 
 def test_inspect_names_the_detected_architecture_without_importing_timm(tmp_path: Path) -> None:

@@ -146,3 +146,46 @@ def atomic_writer(target: Path, *, replace: bool = True, mode: int | None = None
 def write_text(target: Path, text: str, *, replace: bool = True) -> None:
     with atomic_writer(target, replace=replace) as f:
         f.write(text.encode("utf-8"))
+
+
+def check_folder_target(target: Path, *, inputs: Iterable[Path] = ()) -> Path:
+    """An output folder (``reinit -o DIR`` of a hub folder): new, or an empty folder; never one that
+    holds an input or anything else (plastic does not delete what it did not write)."""
+    real = Path(os.path.realpath(target))
+    if real.exists():
+        if not real.is_dir():
+            raise OutputError(f"{target}: exists and is not a folder; choose a new folder name")
+        if any(True for _ in real.iterdir()):
+            raise OutputError(f"{target}: a folder that is not empty; choose a new folder name")
+    for p in inputs:
+        if p.exists() and Path(os.path.realpath(p)).parent == real:
+            raise OutputError(f"{target}: holds the input {p}; choose a new folder name")
+    if not real.parent.exists():
+        raise OutputError(f"{real.parent}: no such folder")
+    return real
+
+
+@contextlib.contextmanager
+def atomic_folder(target: Path) -> Iterator[Path]:
+    """Yield a temp folder beside ``target``; when the block ends without error it becomes ``target``
+    (a new name, or in place of an empty folder) in one rename, so a reader never sees half a folder."""
+    real = Path(os.path.realpath(target))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{real.name}.", suffix=".tmp", dir=real.parent))
+    ok = False
+    try:
+        yield tmp
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes 0700: give the folder the usual permissions
+        try:
+            os.rename(tmp, real)  # replaces an empty folder; fails on a non-empty one
+        except OSError as e:
+            raise OutputError(
+                f"{target}: could not be created ({e.strerror}); choose a new folder name"
+            ) from None
+        ok = True
+    finally:
+        if not ok:
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)

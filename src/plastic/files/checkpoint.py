@@ -181,6 +181,19 @@ class Checkpoint:
         self._by_name = None
         self.stripped_prefixes.append(prefix)
 
+    def rename(self, mapping: dict[str, str], why: str) -> None:
+        """Give tensors the names their model uses (a transformers checkpoint in its library's older
+        naming); stored keys are untouched, so an output keeps the file's own names."""
+        new = [mapping.get(t.name, t.name) for t in self.tensors]
+        if len(set(new)) != len(new):
+            raise CheckpointError(f"{self.path}: renaming its tensors ({why}) makes two of them collide")
+        self.tensors = [dataclasses.replace(t, name=n) for t, n in zip(self.tensors, new, strict=True)]
+        self.entries = {mapping.get(k, k): v for k, v in self.entries.items()}
+        if self._state is not None:
+            self._state = {mapping.get(k, k): v for k, v in self._state.items()}
+        self._by_name = None
+        self.notes.append(f"{sum(a != b for a, b in mapping.items())} tensor names mapped: {why}")
+
     def file_of(self, info: TensorInfo) -> Path:
         """The file holding ``info``'s data: the shard the index assigns it to, or the file itself."""
         return self.path.parent / info.file if info.file else self.path

@@ -249,6 +249,21 @@ def _align_to(ckpt: Checkpoint, spec: ArchSpec) -> str | None:
     return None
 
 
+def _rename_for(ckpt: Checkpoint, spec: ArchSpec) -> str | None:
+    """A transformers checkpoint in its library's file naming: its tensors take the model's names."""
+    import torch
+
+    from plastic.model.backends.transformers_family import model_names
+    from plastic.model.init_replay import MetaShapesOnly
+
+    with torch.device("meta"), MetaShapesOnly():
+        model = backend_of(spec).create(spec)
+    mapping = model_names(model, [t.name for t in ckpt.tensors])
+    if any(k != v for k, v in mapping.items()):
+        ckpt.rename(mapping, "transformers' file names for this model's tensors (kept in outputs)")
+    return None
+
+
 def _prefix_note(prefix: str) -> str:
     return f"tensor names carry the wrapper prefix {prefix!r}: stripped for the model, kept in outputs"
 
@@ -346,7 +361,7 @@ def resolve_arch(
     """
     if ckpt.arch:
         spec = named_spec(ckpt)
-        note = _align_to(ckpt, spec)
+        note = _rename_for(ckpt, spec) if spec.family == "transformers" else _align_to(ckpt, spec)
         return _finish(ckpt, spec, ckpt.arch_source or "option", [spec.label], [note] if note else [])
     notes: list[str] = []
     family, found = _detect(ckpt, notes)

@@ -118,22 +118,38 @@ def _family_words(label: str | None) -> str:
     return f"{family or 'timm'} {name}"
 
 
-def recorded_model(spec: ArchSpec) -> InitRecording | None:
+def as_spec(arch: ArchSpec | str, num_classes: int = -1, in_chans: int | None = None) -> ArchSpec:
+    """An :class:`ArchSpec` from a spec or a label (``resnet50``, ``torchvision:resnet50``)."""
+    if isinstance(arch, ArchSpec):
+        return arch
+    from plastic.model.backends import parse_arch
+
+    family, name = parse_arch(arch)
+    return ArchSpec(family, name, num_classes, in_chans)
+
+
+def recorded_model(
+    arch: ArchSpec | str, num_classes: int = -1, in_chans: int | None = None
+) -> InitRecording | None:
     """The family's constructor on the meta device with its init recorded: names, shapes, module
     types, and any tensor's init on demand, at the cost of building the model without its values.
     None when the constructor cannot run on meta (it reads values: torchvision's RegNet widths)."""
     from plastic.model.backends import backend_of
 
+    spec = as_spec(arch, num_classes, in_chans)
     try:
         return record_init(lambda: backend_of(spec).create(spec))
     except Exception:
         return None
 
 
-def fresh_model(spec: ArchSpec, seed: int) -> nn.Module:
+def fresh_model(
+    arch: ArchSpec | str, num_classes: int = -1, seed: int = 0, in_chans: int | None = None
+) -> nn.Module:
     """The family's constructor with the global RNG seeded (its own init), the RNG restored after."""
     from plastic.model.backends import backend_of
 
+    spec = as_spec(arch, num_classes, in_chans)
     state = torch.random.get_rng_state()
     try:
         torch.manual_seed(seed)

@@ -236,7 +236,7 @@ def _diagnose(
     # in the same pass on the same batches: what a healthy layer shows on these images. Each component
     # of the score is the excess over it (README, "The saturation score")
     assert built.spec is not None
-    reference = fresh_model(built.spec, seed).to(dev) if with_reference else None
+    reference = fresh_model(built.spec, seed=seed).to(dev) if with_reference else None
     t_build = time.perf_counter() - t0
 
     t1 = time.perf_counter()

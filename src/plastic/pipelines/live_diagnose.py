@@ -202,7 +202,7 @@ def diagnose_model(
         from plastic.model.init_values import fresh_model
 
         chans = int(x.shape[1])
-        ref_model = fresh_model(dataclasses.replace(spec, in_chans=chans if chans != 3 else None), seed)
+        ref_model = fresh_model(dataclasses.replace(spec, in_chans=chans if chans != 3 else None), seed=seed)
         ref_model = ref_model.to(dev)
     if y is None:
         probe_labels, n_classes = probe_targets(None, [], len(x), seed)

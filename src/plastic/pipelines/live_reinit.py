@@ -77,7 +77,9 @@ def reinit_model(
     spec = model_spec(model, ckpt)
     recording = recorded_model(spec) if spec is not None else None
     if spec is not None:
-        check_names(recording.model if recording is not None else fresh_model(spec, options.seed), ckpt, spec)
+        check_names(
+            recording.model if recording is not None else fresh_model(spec, seed=options.seed), ckpt, spec
+        )
     structure = None
     mode = model.training
     try:
@@ -85,7 +87,7 @@ def reinit_model(
             structure = analyse(model)  # completeness is checked on the model's own weights
         elif recording is not None and spec is not None:
             seed, known = options.seed, spec
-            structure = analyse(recording.model, materialise=lambda: fresh_model(known, seed))
+            structure = analyse(recording.model, materialise=lambda: fresh_model(known, seed=seed))
         plan = info.fn(Context(ckpt, options, doc, structure))
     finally:
         model.train(mode)  # analyse() puts the model it reads in eval mode

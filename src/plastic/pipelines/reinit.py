@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,7 +16,7 @@ from plastic.documents.reports import validate_report
 from plastic.documents.schema import DiagnoseDoc
 from plastic.documents.validation import check_diagnose_options
 from plastic.errors import ArchitectureError, DataError, UsageError
-from plastic.files.atomic import check_target
+from plastic.files.atomic import atomic_folder, check_folder_target, check_target
 from plastic.files.checkpoint import Checkpoint, open_checkpoint
 from plastic.files.writer import LateValue, Target, write_safetensors, write_torch
 from plastic.measure.defaults import DEFAULT_BATCH_SIZE, DEFAULT_DEVICE, DEFAULT_MAX_IMAGES, DEFAULT_TAU
@@ -31,8 +33,16 @@ from plastic.reinit.values import check_dtypes, init_source, new_values
 SAFETENSORS_SUFFIX = ".safetensors"
 
 
-def output_format(out: Path) -> str:
-    """``safetensors`` or ``torch``, from the output's extension."""
+def output_format(out: Path, ckpt: Checkpoint | None = None) -> str:
+    """``safetensors`` or ``torch``, from the output's extension; ``folder`` for a folder name (no
+    extension, or an existing folder) when the input is a hub folder (``config.json`` beside it)."""
+    if out.is_dir() or out.suffix == "" or str(out).endswith(("/", os.sep)):
+        if ckpt is not None and ckpt.hub is not None:
+            return "folder"
+        raise UsageError(
+            f"-o {out}: a folder output needs a save_pretrained / hub folder as input (its config.json is "
+            "copied); give a .safetensors or .pt file name"
+        )
     if out.suffix == SAFETENSORS_SUFFIX:
         return "safetensors"
     if out.suffix in (".pt", ".pth", ".bin", ".ckpt", ".tar"):
@@ -198,8 +208,11 @@ def _open_output(
         ckpt.in_chans = req.in_chans
     fmt = None
     if req.out is not None:
-        check_target(req.out, inputs=[*ckpt.input_files, *inputs], force=force)
-        fmt = output_format(req.out)
+        fmt = output_format(req.out, ckpt)
+        if fmt == "folder":
+            check_folder_target(req.out, inputs=[*ckpt.input_files, *inputs])
+        else:
+            check_target(req.out, inputs=[*ckpt.input_files, *inputs], force=force)
     if req.report is not None or (req.out is not None and not dry_run):
         ckpt.hash_in_background()  # the manifest's source_sha256, ready when the header is written
     return fmt
@@ -224,13 +237,13 @@ def _context(
         gradients = _gradients(ckpt, req.data, options.seed, req.diag, req.report)
     recording = recorded_model(spec)  # on meta: no values drawn
     if recording is None:  # a constructor that reads values cannot run on meta: a seeded fresh model
-        fresh = fresh_model(spec, options.seed)
+        fresh = fresh_model(spec, seed=options.seed)
         check_names(fresh, ckpt, spec)
         structure = structure or analyse(fresh)
     else:
         check_names(recording.model, ckpt, spec)
     if structure is None and recording is not None:
-        structure = analyse(recording.model, materialise=lambda: fresh_model(spec, options.seed))
+        structure = analyse(recording.model, materialise=lambda: fresh_model(spec, seed=options.seed))
     grads = (lambda: gradients) if gradients is not None else None
     return Context(ckpt, options, req.report, structure, grads), recording
 
@@ -239,6 +252,9 @@ def _write(
     ckpt: Checkpoint, plan: Plan, source: InitSource, options: Options, result: ReinitResult,
     target: Target, fmt: str, keep_extra: bool,
 ) -> None:  # fmt: skip
+    if fmt == "folder":
+        _write_folder(ckpt, plan, source, options, result, target, keep_extra)
+        return
     values = new_values(ckpt, plan, source, options)
     if fmt == "safetensors":  # the source's fingerprint finishes hashing while the bytes are copied
         late = {SOURCE_SHA256: LateValue(64, ckpt.compute_sha256)}
@@ -253,6 +269,26 @@ def _write(
             "what changed is recorded only in `reinit --json` (its `metadata`)"
         )
     write_torch(ckpt, target, values, meta, keep_extra=keep_extra)
+
+
+def _write_folder(
+    ckpt: Checkpoint, plan: Plan, source: InitSource, options: Options, result: ReinitResult,
+    target: Target, keep_extra: bool,
+) -> None:  # fmt: skip
+    """A hub folder out of a hub folder: the weights under the input's file name (one
+    ``model.safetensors`` for a sharded input), ``config.json`` and ``preprocessor_config.json`` copied
+    byte for byte, so ``from_pretrained(DIR)`` (transformers) or timm's hub loader reads it."""
+    assert ckpt.hub is not None
+    weights = "model.safetensors" if ckpt.format.startswith("safetensors") else ckpt.path.name
+    fmt = "safetensors" if weights.endswith(SAFETENSORS_SUFFIX) else "torch"
+    companions = [ckpt.hub.path, *([ckpt.hub.preprocessor] if ckpt.hub.preprocessor else [])]
+    with atomic_folder(target.path) as tmp:
+        _write(
+            ckpt, plan, source, options, result, Target(tmp / weights, False, target.mode), fmt, keep_extra
+        )
+        for f in companions:
+            shutil.copyfile(f, tmp / f.name)
+    result.notes.append(f"wrote {weights} and {', '.join(f.name for f in companions)} in {target.path}")
 
 
 def _mode_of(ckpt: Checkpoint) -> int:

@@ -43,7 +43,7 @@ def init_source(
             notes.append(
                 f"the init of {arch} could not be replayed per tensor ({e}): drew a full fresh model"
             )
-    fresh = fresh_model(spec, seed)
+    fresh = fresh_model(spec, seed=seed)
     source = InitSource.from_model(spec.label, seed, fresh, needed, shapes)
     del fresh  # only the needed init tensors stay in memory while writing
     return source

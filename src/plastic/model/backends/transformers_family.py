@@ -144,4 +144,28 @@ class TransformersBackend(Backend):
         }
 
 
+def model_names(model: nn.Module, file_keys: list[str]) -> dict[str, str]:
+    """{file key: model key} by the library's own checkpoint conversion (``save_pretrained`` writes
+    ViT's ``encoder.layer.N.attention.attention.query`` for the model's ``layers.N.attention.q_proj``);
+    only renames: a checkpoint whose tensors the library merges or splits on load is refused."""
+    from transformers.conversion_mapping import get_model_conversion_mapping
+    from transformers.core_model_loading import WeightConverter, WeightRenaming, rename_source_key
+
+    transforms = get_model_conversion_mapping(model)  # type: ignore[arg-type]
+    renamings = [t for t in transforms if isinstance(t, WeightRenaming)]
+    converters = [t for t in transforms if isinstance(t, WeightConverter)]
+    meta = model.state_dict()
+    prefix = getattr(model, "base_model_prefix", None)
+    out = {}
+    for key in file_keys:
+        new, converter = rename_source_key(key, renamings, converters, prefix, meta)
+        if converter is not None:
+            raise ArchitectureError(
+                f"transformers converts {key!r} on load (merged or split tensors): plastic cannot keep "
+                "such a checkpoint's file layout"
+            )
+        out[key] = new
+    return out
+
+
 BACKEND = TransformersBackend()
