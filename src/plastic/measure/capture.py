@@ -179,9 +179,18 @@ def capture(model: nn.Module, act_sites: dict[str, str], *, saturation: bool = T
         dim = -1 if stats.channels_last else 1
         return isinstance(t, torch.Tensor) and t.dim() >= 2 and t.shape[dim] == stats.units
 
+    # an activation module called several times per forward (torchvision's shared ``relu``): each
+    # layer reads only its own call, counted from the model's forward
+    calls: dict[str, int] = dict(getattr(act_sites, "calls", {}))
+    count: dict[str, int] = {}
+
+    def mine(stats: SiteStats) -> bool:
+        want = calls.get(stats.layer)
+        return want is None or count.get(stats.site, 0) == want
+
     def on_act(stats: SiteStats):  # type: ignore[no-untyped-def]
         def hook(_m: nn.Module, _i: object, out: torch.Tensor) -> None:
-            if fits(stats, out):
+            if mine(stats) and fits(stats, out):
                 stats.add(out)
 
         return hook
@@ -190,8 +199,14 @@ def capture(model: nn.Module, act_sites: dict[str, str], *, saturation: bool = T
         # before the call: an in-place activation (ReLU(inplace=True), SiLU(inplace=True)) overwrites
         # its input, so a hook after it would see f(x) where the derivative needs x
         def hook(_m: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-            if inputs and fits(stats, inputs[0]):
+            if inputs and mine(stats) and fits(stats, inputs[0]):
                 stats.add_saturation_sample(inputs[0])
+
+        return hook
+
+    def counter(site: str):  # type: ignore[no-untyped-def]
+        def hook(_m: nn.Module, _i: object, _o: object) -> None:
+            count[site] = count.get(site, 0) + 1
 
         return hook
 
@@ -210,6 +225,11 @@ def capture(model: nn.Module, act_sites: dict[str, str], *, saturation: bool = T
             handles.append(target.register_forward_hook(hook))
             if saturation and stats.site != name:
                 handles.append(target.register_forward_pre_hook(on_act_input(stats)))
+        shared = {sites[la].site for la in calls if la in sites}
+        for site in sorted(shared):  # after the statistics hooks: they see the call's own index
+            handles.append(modules[site].register_forward_hook(counter(site)))
+        if shared:
+            handles.append(model.register_forward_pre_hook(lambda _m, _i: count.clear()))
         for name, m in modules.items():
             # timm attention: with fused_attn off, attn_drop receives the softmax probabilities
             drop = getattr(m, "attn_drop", None)

@@ -116,7 +116,7 @@ def spec_keys(spec: ArchSpec) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
         entry = load_index()[1].get(spec.name)
         if entry is not None:
-            return tuple(e.rpartition(":")[0] for e in entry.entries), entry.classifier
+            return tuple(k for k, _ in entry.shapes), entry.classifier
     return _meta_keys(ArchSpec(spec.family, spec.name, -1, spec.in_chans, spec.config))
 
 

@@ -59,7 +59,16 @@ def _closeness(layer: str, act: str) -> tuple[int, int]:
     return common, -(len(lp) - common)
 
 
-def find_act_sites(model: nn.Module, x: torch.Tensor) -> dict[str, str]:
+class ActSites(dict[str, str]):
+    """{layer: activation module} and, in ``calls``, which call of that module within one forward is
+    the layer's: torchvision's ResNet blocks call one ``relu`` after ``bn1`` and again after the add."""
+
+    def __init__(self, sites: dict[str, str], calls: dict[str, int]) -> None:
+        super().__init__(sites)
+        self.calls = calls
+
+
+def find_act_sites(model: nn.Module, x: torch.Tensor) -> ActSites:
     """One probe forward: {layer name: activation module name} for layers followed by an activation.
 
     An activation is attributed to one of the layers called since the previous activation whose unit
@@ -70,6 +79,8 @@ def find_act_sites(model: nn.Module, x: torch.Tensor) -> dict[str, str]:
     acts = {name: m for name, m in model.named_modules() if name and is_activation(m)}
     pending: list[str] = []  # layers called since the last activation, in call order
     found: dict[str, str] = {}
+    calls: dict[str, int] = {}  # layer -> the index of its activation module's call
+    seen: dict[str, int] = {}  # activation module -> calls so far
 
     def on_layer(name: str):  # type: ignore[no-untyped-def]
         def hook(_m: nn.Module, _i: object, _o: object) -> None:
@@ -79,6 +90,8 @@ def find_act_sites(model: nn.Module, x: torch.Tensor) -> dict[str, str]:
 
     def on_act(name: str):  # type: ignore[no-untyped-def]
         def hook(_m: nn.Module, inputs: tuple[torch.Tensor, ...], _o: object) -> None:
+            index = seen.get(name, 0)
+            seen[name] = index + 1
             if not inputs or not isinstance(inputs[0], torch.Tensor) or inputs[0].dim() < 2:
                 return
             shape = inputs[0].shape
@@ -91,6 +104,7 @@ def find_act_sites(model: nn.Module, x: torch.Tensor) -> dict[str, str]:
             if fits:
                 _, layer = max(fits, key=lambda f: (_closeness(f[1], name), f[0]))
                 found[layer] = name
+                calls[layer] = index
             pending.clear()
 
         return hook
@@ -98,4 +112,5 @@ def find_act_sites(model: nn.Module, x: torch.Tensor) -> dict[str, str]:
     hooks = {m: on_layer(name) for name, m in layers.items()}
     hooks.update({m: on_act(name) for name, m in acts.items()})
     probe_forward(model, x, hooks)
-    return found
+    shared = {a for a, n in seen.items() if n > 1}  # only a module called several times needs its index
+    return ActSites(found, {la: i for la, i in calls.items() if found[la] in shared})

@@ -47,6 +47,7 @@ class TvEntry:
     classifier: tuple[str, ...]
     body: str  # signature_hash of the non-classifier (key, shape) pairs
     first_conv: str | None
+    shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()  # (key, shape) in state-dict order
 
 
 def _entry(key: str, shape: tuple[int, ...]) -> str:
@@ -77,7 +78,7 @@ def load_index() -> tuple[str, dict[str, TvEntry]]:
         cls = tuple(m["classifier"])
         body = signature_hash((k, s) for k, s in pairs if k not in cls)
         models[name] = TvEntry(
-            name, frozenset(_entry(k, s) for k, s in pairs), cls, body, m.get("first_conv")
+            name, frozenset(_entry(k, s) for k, s in pairs), cls, body, m.get("first_conv"), tuple(pairs)
         )
     return str(doc["torchvision_version"]), models
 

@@ -1,0 +1,307 @@
+"""torchvision and Hugging Face transformers checkpoints beside timm's (issue 22): recognised without
+--arch, diagnosed with their own fresh reference, re-initialized into files their own library loads.
+
+Every model here is the real library's, built offline from its constructor or a small config.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+import plastic
+from plastic import Options
+from tests.conftest import CALIB, run_subprocess
+
+torchvision = pytest.importorskip("torchvision")
+FAST = {"device": "cpu", "max_images": 8}
+
+
+def _tv(name: str, num_classes: int = 1000, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torchvision.models.get_model(name, weights=None, num_classes=num_classes).eval()  # type: ignore[no-any-return]
+
+
+def _save(model: torch.nn.Module, path: Path) -> Path:
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    if path.suffix == ".safetensors":
+        save_file(state, str(path))
+    else:
+        torch.save(state, path)
+    return path
+
+
+# --- torchvision ---------------------------------------------------------------------------------
+
+
+def test_every_torchvision_classifier_is_in_the_index_and_recognised_from_its_own_signature() -> None:
+    """All of list_models(module=torchvision.models): each one's tensors (at 1000 and at 7 classes)
+    detect it, and only look-alikes that share every tensor come with it."""
+    from plastic.model.backends import backend
+    from plastic.model.backends.torchvision_family import load_index
+
+    b = backend("torchvision")
+    _version, index = load_index()
+    names = torchvision.models.list_models(module=torchvision.models)
+    assert set(names) <= set(index)
+    for name in names:
+        entry = index[name]
+        shapes = dict(entry.shapes)
+        found = b.detect(shapes)
+        assert found is not None and name in found.candidates, name
+        resized = {
+            k: ((7, *v[1:]) if k in entry.classifier and v and v[0] == 1000 else v) for k, v in shapes.items()
+        }
+        assert name in b.detect(resized).candidates, name  # type: ignore[union-attr]
+
+
+def test_torchvision_state_dict_recognised_diagnosed_and_fresh_is_healthy(tmp_path: Path) -> None:
+    """A torchvision mobilenet_v3_small .pth (10 classes): no --arch; its fresh init is healthy."""
+    src = _save(_tv("mobilenet_v3_small", 10), tmp_path / "m.pth")
+    report = plastic.diagnose_checkpoint(src, CALIB, **FAST)
+    doc = report.to_dict()
+    assert doc["arch"]["name"] == "torchvision:mobilenet_v3_small" and doc["arch"]["source"] == "detected"
+    assert doc["arch"]["family"] == "torchvision"
+    assert report.recommendation is not None and report.recommendation.action == "finetune"
+    assert all((la["score"] or 0) < 0.10 for la in doc["layers"] if not la["classifier"])
+    assert [s["start"] for s in doc["stages"]][:2] == ["features.0.0", "features.1.block"]
+
+
+@pytest.mark.parametrize("name", ["shufflenet_v2_x0_5", "regnet_y_400mf", "efficientnet_b0"])
+def test_fresh_torchvision_models_are_healthy(name: str, tmp_path: Path) -> None:
+    src = _save(_tv(name, 5), tmp_path / f"{name}.safetensors")
+    doc = plastic.diagnose_checkpoint(src, CALIB, **FAST).to_dict()
+    assert doc["arch"]["name"] == f"torchvision:{name}"
+    flagged = [la["name"] for la in doc["layers"] if not la["classifier"] and (la["score"] or 0) >= 0.10]
+    assert not flagged and doc["recommendation"]["action"] == "finetune"
+
+
+STRATEGIES: list[tuple[str, dict[str, Any]]] = [
+    ("auto", {}),
+    ("head", {}),
+    ("topk-layers", {}),
+    ("from-block", {"from_block": "features.9"}),
+    ("dormant-units", {}),
+    ("weights", {}),
+    ("shrink-perturb", {}),
+    ("layers", {"layers": ["features.0.0.*"]}),
+]
+
+
+def test_every_strategy_writes_a_file_torchvision_loads_strictly(tmp_path: Path) -> None:
+    model = _tv("mobilenet_v3_small", 10)
+    with torch.no_grad():  # a dead unit (its BN gives 0 before the hardswish): dormant, known answer
+        model.features[0][1].weight[3] = 0.0
+        model.features[0][1].bias[3] = -5.0
+    src = _save(model, tmp_path / "m.pth")
+    report = plastic.diagnose_checkpoint(src, CALIB, **FAST)
+    stem = next(la for la in report.layers if la.name == "features.0.0")
+    assert 3 in stem.dormant_units
+    before = torch.load(src)
+    for strategy, opts in STRATEGIES:
+        out = tmp_path / f"{strategy}.pth"
+        plastic.reinit_checkpoint(src, strategy, out, report=report, options=Options(**opts))
+        after = torch.load(out)
+        _tv("mobilenet_v3_small", 10).load_state_dict(after, strict=True)
+        changed = {k for k in before if not torch.equal(before[k], after[k])}
+        if strategy in ("head", "layers", "from-block"):
+            assert changed, strategy
+        if strategy == "head":
+            assert changed <= {"classifier.3.weight", "classifier.3.bias"}
+        for k in set(before) - changed:
+            assert torch.equal(before[k], after[k])  # untouched tensors bit-identical
+
+
+def test_torchvision_and_timm_resnet18_give_the_same_per_layer_metrics() -> None:
+    """One set of weights in two families that share its names, the same images: the same measurements
+    layer by layer. (From files, each family's own preprocessing applies: timm's resnet18 resizes
+    bicubic, torchvision's bilinear, so there the images differ.)"""
+    import timm
+
+    tv = _tv("resnet18", 6)
+    tm = timm.create_model("resnet18", num_classes=6).eval()
+    tm.load_state_dict(tv.state_dict(), strict=True)
+    x = torch.randn(16, 3, 96, 96, generator=torch.Generator().manual_seed(1))
+    a = plastic.diagnose_model(tm, x, reference=False)
+    b = plastic.diagnose_model(tv, x, reference=False)
+    assert b.arch == "torchvision:resnet18" and a.arch == "resnet18"
+    assert [la.name for la in a.layers] == [la.name for la in b.layers]
+    for p, q in zip(a.layers, b.layers, strict=True):
+        for key, value in p.metrics.items():
+            other = q.metrics[key]
+            assert (value is None) == (other is None), (p.name, key)
+            if value is not None and other is not None:
+                assert other == pytest.approx(value, rel=1e-4, abs=1e-6), (p.name, key)
+
+
+def test_a_plain_resnet18_from_either_library_needs_no_arch(tmp_path: Path) -> None:
+    """timm's and torchvision's resnet18 (fresh, and lightly trained): resnet18 is assumed among its
+    look-alikes, said in arch.certainty, and the run goes on."""
+    import timm
+
+    from plastic.files.checkpoint import open_checkpoint
+    from plastic.model.build import resolve_arch
+
+    torch.manual_seed(0)
+    trained = _tv("resnet18", 4)
+    opt = torch.optim.SGD(trained.parameters(), lr=0.01)
+    trained.train()
+    for _ in range(2):  # a few steps: running statistics and weights move off their init
+        opt.zero_grad()
+        trained(torch.randn(4, 3, 64, 64)).sum().backward()
+        opt.step()
+    models = {
+        "timm": timm.create_model("resnet18", num_classes=4),
+        "tv": _tv("resnet18", 4),
+        "trained": trained,
+    }
+    for label, model in models.items():
+        src = _save(model, tmp_path / f"{label}.safetensors")
+        with open_checkpoint(src) as ckpt:
+            res = resolve_arch(ckpt)
+        assert res.arch == "resnet18" and res.certainty == "assumed", label
+
+
+def test_an_unrecognised_state_dict_names_the_nearest_model_and_the_share(tmp_path: Path) -> None:
+    state = _tv("mobilenet_v3_small").state_dict()
+    state.pop("features.3.block.0.0.weight")  # one tensor gone: no signature matches
+    src = tmp_path / "broken.pth"
+    torch.save(state, src)
+    res = run_subprocess("diagnose", src, "--data", CALIB)
+    assert res.code == 2
+    line = res.stderr.strip().splitlines()[-1]
+    assert "torchvision:mobilenet_v3_small" in line and "% of its tensors" in line and "--arch" in line
+
+
+# --- transformers --------------------------------------------------------------------------------
+
+transformers = pytest.importorskip("transformers")
+
+
+def _hf_models() -> dict[str, Any]:
+    T = transformers
+    vit = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+               image_size=32, patch_size=8, num_labels=4)  # fmt: skip
+    stages = dict(hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 2, 1], num_labels=4)
+    return {
+        "vit": lambda: T.ViTForImageClassification(T.ViTConfig(**vit)),
+        "deit": lambda: T.DeiTForImageClassification(T.DeiTConfig(**vit)),
+        "beit": lambda: T.BeitForImageClassification(T.BeitConfig(**vit)),
+        "dinov2": lambda: T.Dinov2ForImageClassification(T.Dinov2Config(**vit)),
+        "convnext": lambda: T.ConvNextForImageClassification(T.ConvNextConfig(**stages)),
+        "convnextv2": lambda: T.ConvNextV2ForImageClassification(T.ConvNextV2Config(**stages)),
+        "swin": lambda: T.SwinForImageClassification(
+            T.SwinConfig(
+                image_size=32,
+                patch_size=4,
+                embed_dim=16,
+                depths=[1, 1],
+                num_heads=[1, 2],
+                window_size=4,
+                num_labels=4,
+            )
+        ),  # fmt: skip
+        "resnet": lambda: T.ResNetForImageClassification(
+            T.ResNetConfig(embedding_size=8, hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 1, 1], num_labels=4)
+        ),  # fmt: skip
+        "regnet": lambda: T.RegNetForImageClassification(
+            T.RegNetConfig(
+                embedding_size=8,
+                hidden_sizes=[8, 16, 24, 32],
+                depths=[1, 1, 1, 1],
+                groups_width=8,
+                num_labels=4,
+            )
+        ),  # fmt: skip
+        "efficientnet": lambda: T.EfficientNetForImageClassification(
+            T.EfficientNetConfig(
+                image_size=32, width_coefficient=0.25, depth_coefficient=0.25, hidden_dim=320, num_labels=4
+            )
+        ),  # fmt: skip
+        "mobilenet_v2": lambda: T.MobileNetV2ForImageClassification(
+            T.MobileNetV2Config(image_size=32, depth_multiplier=0.25, num_labels=4)
+        ),  # fmt: skip
+    }
+
+
+def _pretrained(name: str, folder: Path, seed: int = 0) -> Path:
+    torch.manual_seed(seed)
+    _hf_models()[name]().save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("name", list(_hf_models()))
+def test_fresh_transformers_models_are_recognised_from_config_and_healthy(name: str, tmp_path: Path) -> None:
+    """Each family people fine-tune, from a save_pretrained folder: the config names it, the fresh
+    init (transformers' own _init_weights) is healthy: fine-tune as is, every layer under 0.10."""
+    folder = _pretrained(name, tmp_path / name)
+    report = plastic.diagnose_checkpoint(folder, CALIB, **FAST)
+    doc = report.to_dict()
+    assert doc["arch"]["source"] == "config.json" and doc["arch"]["family"] == "transformers"
+    assert (
+        doc["arch"]["name"]
+        == "transformers:" + json.loads((folder / "config.json").read_text())["architectures"][0]
+    )
+    flagged = [la["name"] for la in doc["layers"] if not la["classifier"] and (la["score"] or 0) >= 0.10]
+    assert not flagged and doc["recommendation"]["action"] == "finetune", flagged
+    assert len(doc["stages"]) >= 3  # stem, stages, head
+
+
+@pytest.mark.parametrize("name", ["vit", "convnext", "resnet"])
+def test_reinit_writes_a_folder_from_pretrained_loads_with_no_missing_keys(name: str, tmp_path: Path) -> None:
+    folder = _pretrained(name, tmp_path / name)
+    report = plastic.diagnose_checkpoint(folder, CALIB, **FAST)
+    stage = report.stages[-2].start  # the last stage before the head
+    out = tmp_path / "out"
+    result = plastic.reinit_checkpoint(folder, "from-block", out, options=Options(from_block=stage))
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
+    assert (out / "config.json").read_bytes() == (folder / "config.json").read_bytes()
+    _model, info = transformers.AutoModelForImageClassification.from_pretrained(out, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
+    before, after = load_file(folder / "model.safetensors"), load_file(out / "model.safetensors")
+    assert set(before) == set(after)  # the file's own (older) names are kept
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and len(result.changed) > 0
+    assert all(torch.equal(before[k], after[k]) for k in set(before) - changed)
+    single = tmp_path / "weights.safetensors"  # -o FILE: the weights alone
+    plastic.reinit_checkpoint(folder, "head", single)
+    assert set(load_file(single)) == set(before)
+
+
+def test_a_dead_unit_in_a_transformers_resnet_is_dormant(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = _hf_models()["resnet"]()
+    norm = model.resnet.embedder.embedder.normalization
+    with torch.no_grad():
+        norm.weight[2], norm.bias[2] = 0.0, -5.0  # ReLU(-5) = 0 for every image
+    model.save_pretrained(tmp_path / "m")
+    report = plastic.diagnose_checkpoint(tmp_path / "m", CALIB, **FAST)
+    stem = next(la for la in report.layers if la.name == "resnet.embedder.embedder.convolution")
+    assert stem.dormant_units == [2]
+
+
+def test_without_transformers_a_transformers_folder_is_one_error_naming_the_extra(tmp_path: Path) -> None:
+    folder = _pretrained("vit", tmp_path / "vit")
+    code = (
+        "import sys; sys.modules['transformers'] = None\n"  # as if not installed: its import fails
+        "from plastic.cli.main import main\n"
+        "sys.argv = ['plastic', 'diagnose', sys.argv[1], '--data', sys.argv[2]]\n"
+        "main()\n"
+    )
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(folder), str(CALIB)], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 2, proc.stderr[-1000:]
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("Error:")]
+    assert len(lines) == 1 and "plastic-reinit[transformers]" in lines[0] and "Traceback" not in proc.stderr
