@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 import plastic
 from tests.conftest import CALIB, RESNET, SAMPLES, Result, json_doc
@@ -133,6 +134,15 @@ def test_the_readme_training_script_example_loads_the_output(
     monkeypatch.chdir(tmp_path)
     plastic.reinit_checkpoint(SAMPLES / "mobilenetv2_100.imagenet.safetensors", "head",
                               "mobilenetv2_100.reinit.safetensors")  # fmt: skip
+    import torchvision
+
+    torch.save(torchvision.models.mobilenet_v3_small(num_classes=10).state_dict(), "mnv3.pth")
+    plastic.reinit_checkpoint("mnv3.pth", "head", "mnv3.reinit.pth")
+    transformers = pytest.importorskip("transformers")
+    sizes = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}
+    config = transformers.ViTConfig(**sizes, image_size=32, patch_size=8, num_labels=3)
+    transformers.ViTForImageClassification(config).save_pretrained("hf_folder")
+    plastic.reinit_checkpoint("hf_folder", "head", "out_folder")
     scope: dict[str, Any] = {}
     exec(compile(block, "README.md training-script block", "exec"), scope)
     from safetensors.torch import load_file

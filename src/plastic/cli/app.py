@@ -103,7 +103,10 @@ KeyOpt = Annotated[
     str | None,
     typer.Option("--key", help="Entry of a training checkpoint to read (state_dict, model_ema, ...)."),
 ]
-ArchOpt = Annotated[str | None, typer.Option("--arch", help="timm architecture name (overrides the file's).")]
+ArchOpt = Annotated[
+    str | None,
+    typer.Option("--arch", help="timm name, torchvision:NAME or transformers:CLASS (overrides the file's)."),
+]
 InChansOpt = Annotated[
     int | None,
     typer.Option("--in-chans", help="Input channels (1: grayscale); default: config.json, else the stem's."),

@@ -67,7 +67,8 @@ def _inspect_arch(report: InspectReport) -> InspectArchDoc:
         return {"name": None, "source": "detected", "candidates": found,
                 "certainty": f"{len(found)} architectures share this signature{under}; diagnose decides "
                              "from calibration images, or pass --arch"}  # fmt: skip
-    return {"name": None, "source": None, "candidates": [], "certainty": "no timm architecture matches"}
+    return {"name": None, "source": None, "candidates": [],
+            "certainty": "no timm or torchvision architecture matches"}  # fmt: skip
 
 
 def _diagnose_arch(report: DiagnoseReport) -> ArchDoc:

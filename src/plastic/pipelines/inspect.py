@@ -63,12 +63,19 @@ def detect_for_inspect(ckpt: Checkpoint) -> tuple[list[str] | None, str]:
     from plastic.model.signatures import quick_detect
 
     shapes = {t.name: t.shape for t in ckpt.tensors}
-    for prefix in ["", *wrapper_prefixes(list(shapes))]:
+    prefixes = ["", *wrapper_prefixes(list(shapes))]
+    for prefix in prefixes:
         found = quick_detect({k[len(prefix) :]: v for k, v in shapes.items()})
         if found is None:
             return None, ""
         if found.candidates:
             return found.candidates, prefix
+    from plastic.model.backends import backend
+
+    for prefix in prefixes:  # torchvision's index: its names, also cheap
+        tv = backend("torchvision").detect({k[len(prefix) :]: v for k, v in shapes.items()})
+        if tv is not None and tv.candidates:
+            return [f"torchvision:{n}" for n in tv.candidates], prefix
     return [], ""
 
 

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from plastic.errors import ArchitectureError
 from plastic.model.backends import ArchSpec, Backend, Detection, Nearest
-from plastic.model.backends.tree import last_layer, tree_groups
 from plastic.model.signatures import DATA, signature_hash
 
 if TYPE_CHECKING:
@@ -154,9 +153,13 @@ class TorchvisionBackend(Backend):
         return model.eval()
 
     def groups(self, model: nn.Module, coarse: bool = False) -> dict[int, list[str]]:
+        from plastic.model.backends.tree import tree_groups
+
         return tree_groups(model, TRUNKS.get(type(model).__name__, "features"), coarse)
 
     def classifier(self, model: nn.Module) -> list[nn.Module]:
+        from plastic.model.backends.tree import last_layer
+
         return last_layer(model)
 
     def data_defaults(self, model: nn.Module) -> dict[str, Any]:

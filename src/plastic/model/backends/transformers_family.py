@@ -148,8 +148,11 @@ def model_names(model: nn.Module, file_keys: list[str]) -> dict[str, str]:
     """{file key: model key} by the library's own checkpoint conversion (``save_pretrained`` writes
     ViT's ``encoder.layer.N.attention.attention.query`` for the model's ``layers.N.attention.q_proj``);
     only renames: a checkpoint whose tensors the library merges or splits on load is refused."""
-    from transformers.conversion_mapping import get_model_conversion_mapping
-    from transformers.core_model_loading import WeightConverter, WeightRenaming, rename_source_key
+    try:
+        from transformers.conversion_mapping import get_model_conversion_mapping
+        from transformers.core_model_loading import WeightConverter, WeightRenaming, rename_source_key
+    except ImportError:  # transformers 4: files carry the model's own names
+        return {k: k for k in file_keys}
 
     transforms = get_model_conversion_mapping(model)  # type: ignore[arg-type]
     renamings = [t for t in transforms if isinstance(t, WeightRenaming)]
