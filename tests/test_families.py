@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 
 import plastic
 from plastic import Options
-from tests.conftest import CALIB, run_subprocess
+from tests.conftest import CALIB
 
 torchvision = pytest.importorskip("torchvision")
 FAST = {"device": "cpu", "max_images": 8}
@@ -170,12 +170,12 @@ def test_a_plain_resnet18_from_either_library_needs_no_arch(tmp_path: Path) -> N
         assert res.arch == "resnet18" and res.certainty == "assumed", label
 
 
-def test_an_unrecognised_state_dict_names_the_nearest_model_and_the_share(tmp_path: Path) -> None:
+def test_an_unrecognised_state_dict_names_the_nearest_model_and_the_share(cli: Any, tmp_path: Path) -> None:
     state = _tv("mobilenet_v3_small").state_dict()
     state.pop("features.3.block.0.0.weight")  # one tensor gone: no signature matches
     src = tmp_path / "broken.pth"
     torch.save(state, src)
-    res = run_subprocess("diagnose", src, "--data", CALIB)
+    res = cli("diagnose", src, "--data", CALIB)
     assert res.code == 2
     line = res.stderr.strip().splitlines()[-1]
     assert "torchvision:mobilenet_v3_small" in line and "% of its tensors" in line and "--arch" in line
