@@ -305,3 +305,28 @@ def test_without_transformers_a_transformers_folder_is_one_error_naming_the_extr
     assert proc.returncode == 2, proc.stderr[-1000:]
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("Error:")]
     assert len(lines) == 1 and "plastic-reinit[transformers]" in lines[0] and "Traceback" not in proc.stderr
+
+
+def test_new_values_are_the_familys_own_init(tmp_path: Path) -> None:
+    """torchvision's and transformers' constructors write some tensors in ways the per-tensor replay
+    does not see (convnext_tiny, swin_t, googlenet; ViT's cls_token), so their new values come from the
+    full fresh model: every re-initialized tensor equals the constructor's own under the seed."""
+    from safetensors.torch import load_file as load
+
+    from plastic.model.backends import ArchSpec
+    from plastic.model.init_values import fresh_model
+
+    folder = _pretrained("vit", tmp_path / "vit", seed=3)
+    config = json.loads((folder / "config.json").read_text())
+    out = tmp_path / "out.safetensors"
+    result = plastic.reinit_checkpoint(
+        folder, "layers", out, options=Options(layers=["vit.embeddings*"], seed=9)
+    )
+    assert "fresh model" in result.init_source
+    fresh = fresh_model(ArchSpec("transformers", "ViTForImageClassification", 4, None, config), seed=9)
+    expected = fresh.state_dict()
+    written = load(out)
+    assert torch.equal(written["vit.embeddings.cls_token"], expected["vit.embeddings.cls_token"])
+    assert not torch.equal(
+        written["vit.embeddings.cls_token"], load(folder / "model.safetensors")["vit.embeddings.cls_token"]
+    )

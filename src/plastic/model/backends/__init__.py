@@ -100,6 +100,9 @@ class Backend:
 
     family: ClassVar[str]
     install: ClassVar[str] = ""  # the pip extra or package that provides the library
+    # the per-tensor init replay (model/init_replay) reproduces this family's constructors bit for bit
+    # (tested across timm architectures); where not, new values come from a full fresh model
+    replay_exact: ClassVar[bool] = False
 
     def available(self) -> bool:
         """Is the family's library installed?"""

@@ -21,6 +21,7 @@ def is_variant_of(base: str, name: str) -> bool:
 class TimmBackend(Backend):
     family: ClassVar[str] = "timm"
     install: ClassVar[str] = "timm"
+    replay_exact: ClassVar[bool] = True
 
     def owns(self, model: nn.Module) -> bool:
         return type(model).__module__.startswith("timm.")
