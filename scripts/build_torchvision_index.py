@@ -14,7 +14,6 @@ import gzip
 import json
 import sys
 import time
-import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,16 +21,12 @@ sys.path.insert(0, str(ROOT / "src"))
 
 
 def shapes_of(name: str, num_classes: int) -> dict[str, list[int]]:
-    from torchvision import models
-
+    from plastic.model.backends import ArchSpec
+    from plastic.model.backends.torchvision_family import BACKEND
     from plastic.model.init_replay import MetaShapesOnly
 
-    kwargs = {"weights": None, "num_classes": num_classes}
-    if name in ("googlenet", "inception_v3"):
-        kwargs["init_weights"] = True
-    with warnings.catch_warnings(), MetaShapesOnly():  # allocation only: no init values drawn
-        warnings.simplefilter("ignore")
-        model = models.get_model_builder(name)(**kwargs)
+    with MetaShapesOnly():  # allocation only: no init values drawn
+        model = BACKEND.create(ArchSpec("torchvision", name, num_classes))
     return {k: list(v.shape) for k, v in model.state_dict().items()}
 
 
@@ -44,7 +39,9 @@ def main() -> None:
     t0 = time.time()
     doc: dict[str, object] = {"torchvision_version": torchvision.__version__}
     entries = {}
-    for name in models.list_models(module=models):
+    from plastic.model.backends.torchvision_family import VARIANTS
+
+    for name in [*models.list_models(module=models), *VARIANTS]:
         full, small = shapes_of(name, 1000), shapes_of(name, 10)
         classifier = sorted(k for k in full if small.get(k) != full[k])
         convs = [k for k, s in full.items() if k.endswith("weight") and len(s) == 4]

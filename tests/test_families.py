@@ -178,7 +178,8 @@ def test_an_unrecognised_state_dict_names_the_nearest_model_and_the_share(cli: A
     res = cli("diagnose", src, "--data", CALIB)
     assert res.code == 2
     line = res.stderr.strip().splitlines()[-1]
-    assert "torchvision:mobilenet_v3_small" in line and "% of its tensors" in line and "--arch" in line
+    assert "torchvision:mobilenet_v3_small" in line and "--arch" in line
+    assert "% of the checkpoint's tensors match it by name and shape" in line
 
 
 # --- transformers --------------------------------------------------------------------------------
@@ -330,3 +331,31 @@ def test_new_values_are_the_familys_own_init(tmp_path: Path) -> None:
     assert not torch.equal(
         written["vit.embeddings.cls_token"], load(folder / "model.safetensors")["vit.embeddings.cls_token"]
     )
+
+
+def test_an_unrecognised_timm_checkpoint_names_the_nearest_timm_model(cli: Any, tmp_path: Path) -> None:
+    """timm's index keeps hashes only; its name patterns (indices aside) still name the nearest model."""
+    from tests.conftest import RESNET
+
+    state = load_file(RESNET)
+    state.pop("layer2.0.conv1.weight")
+    src = tmp_path / "broken.safetensors"
+    save_file(state, str(src))
+    line = cli("diagnose", src, "--data", CALIB).stderr.strip().splitlines()[-1]
+    assert "the nearest is" in line and "resnet" in line and "by name pattern" in line
+
+
+def test_googlenet_saved_without_its_auxiliary_heads_is_recognised(tmp_path: Path) -> None:
+    """torchvision's pretrained GoogLeNet and Inception-v3 come without aux heads: indexed as
+    ``@noaux`` variants, built with ``aux_logits=False``, loaded strictly."""
+    from plastic.files.checkpoint import open_checkpoint
+    from plastic.model.build import build_model
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=True, num_classes=5)
+    src = _save(model, tmp_path / "g.pth")
+    with open_checkpoint(src) as ckpt:
+        built = build_model(ckpt)
+    assert built.arch == "torchvision:googlenet@noaux" and built.num_classes == 5
+    assert not getattr(built.model, "aux_logits", True)

@@ -334,10 +334,11 @@ def _not_recognised(ckpt: Checkpoint) -> ArchitectureError:
     """What was tried, the nearest architecture and the share of tensors it shares, what settles it."""
     shapes = {t.name: t.shape for t in ckpt.tensors}
     near = [n for f in ("timm", "torchvision") if (n := backend(f).nearest(shapes)) is not None]
-    best = max(near, key=lambda n: n.share, default=None)
+    # a match by name and shape is stronger evidence than one by name pattern: it wins from half up
+    best = max(near, key=lambda n: (n.by == "name and shape" and n.share >= 0.5, n.share), default=None)
     closest = (
-        f"; the nearest is {ArchSpec(best.family, best.name).label} ({best.share:.0%} of its tensors match "
-        "by name and shape)"
+        f"; the nearest is {ArchSpec(best.family, best.name).label} ({best.share:.0%} of the checkpoint's "
+        f"tensors match it by {best.by})"
         if best is not None and best.share > 0
         else ""
     )

@@ -28,6 +28,40 @@ def signature_hash(items: Iterable[tuple[str, tuple[int, ...]]]) -> str:
     return hashlib.sha1("\n".join(lines).encode()).hexdigest()[:20]
 
 
+def name_pattern(key: str) -> str:
+    """A tensor name with its indices replaced: ``blocks.3.1.conv.weight`` -> ``blocks.#.#.conv.weight``."""
+    return ".".join("#" if part.isdigit() else part for part in key.split("."))
+
+
+@cache
+def load_patterns() -> tuple[list[str], dict[str, frozenset[int]]] | None:
+    """(vocabulary, {arch: its pattern ids}) from the shipped pattern file, the newest one."""
+    files = sorted(DATA.glob("patterns-timm-*.json.gz"))
+    if not files:
+        return None
+    with gzip.open(files[-1], "rt", encoding="utf-8") as f:
+        doc = json.load(f)
+    return list(doc["vocabulary"]), {a: frozenset(ids) for a, ids in doc["models"].items()}
+
+
+def nearest(keys: Iterable[str]) -> tuple[str, float] | None:
+    """The timm model whose name patterns cover most of the checkpoint's tensors, and that share (ties:
+    the model with fewer patterns, then the name); None without the pattern file."""
+    loaded = load_patterns()
+    names = list(keys)
+    if loaded is None or not names:
+        return None
+    vocab, models = loaded
+    ids = {p: i for i, p in enumerate(vocab)}
+    have = [ids.get(name_pattern(k), -1) for k in names]
+    best = max(
+        models.items(), key=lambda kv: (sum(1 for i in have if i in kv[1]), -len(kv[1]), kv[0]), default=None
+    )
+    if best is None:
+        return None
+    return best[0], sum(1 for i in have if i in best[1]) / len(names)
+
+
 def names_hash(keys: Iterable[str]) -> str:
     return hashlib.sha1("\n".join(sorted(keys)).encode()).hexdigest()[:20]
 

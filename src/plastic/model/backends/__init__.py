@@ -92,7 +92,8 @@ class Nearest:
 
     family: str
     name: str
-    share: float  # matched (name, shape) pairs / the checkpoint's tensors
+    share: float  # the checkpoint's tensors it matches / all of them
+    by: str = "name and shape"  # what a match is: "name and shape", or "name pattern" (indices aside)
 
 
 class Backend:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from plastic.model.backends import ArchSpec, Backend, Detection
+from plastic.model.backends import ArchSpec, Backend, Detection, Nearest
 
 if TYPE_CHECKING:
     from torch import nn
@@ -36,6 +36,13 @@ class TimmBackend(Backend):
 
         found = detect(shapes)
         return Detection(found.candidates, found.classifier, found.exact_index)
+
+    def nearest(self, shapes: dict[str, tuple[int, ...]]) -> Nearest | None:
+        """By name pattern (``blocks.#.#.conv_pw.weight``): the shipped timm index keeps hashes only."""
+        from plastic.model.signatures import nearest
+
+        found = nearest(shapes)
+        return Nearest(self.family, found[0], found[1], "name pattern") if found is not None else None
 
     def create(self, spec: ArchSpec) -> nn.Module:
         import timm

@@ -35,6 +35,12 @@ TRUNKS = {
     "MNASNet": "layers",
     "MaxVit": "blocks",
 }
+# Builds of one model with other constructor arguments, as its own weights are saved: torchvision's
+# pretrained GoogLeNet and Inception-v3 come without their auxiliary heads (``aux_logits=False``)
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "googlenet@noaux": ("googlenet", {"aux_logits": False}),
+    "inception_v3@noaux": ("inception_v3", {"aux_logits": False}),
+}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -102,7 +108,7 @@ class TorchvisionBackend(Backend):
 
         from torchvision import models
 
-        known = models.list_models(module=models)
+        known = [*models.list_models(module=models), *VARIANTS]
         if name not in known:
             close = difflib.get_close_matches(name, known, n=3)
             hint = f"; did you mean {', '.join('torchvision:' + c for c in close)}?" if close else ""
@@ -133,14 +139,15 @@ class TorchvisionBackend(Backend):
         return Nearest(self.family, best.name, len(have & best.entries) / len(have))
 
     def create(self, spec: ArchSpec) -> nn.Module:
+        base, extra = VARIANTS.get(spec.name, (spec.name, {}))
         try:
-            build = _builder(spec.name)
+            build = _builder(base)
         except KeyError:
             raise ArchitectureError(f"torchvision has no classification model {spec.name!r}") from None
-        kwargs: dict[str, Any] = {"weights": None}
+        kwargs: dict[str, Any] = {"weights": None, **extra}
         if spec.num_classes >= 0:
             kwargs["num_classes"] = spec.num_classes
-        if spec.name in ("googlenet", "inception_v3"):
+        if base in ("googlenet", "inception_v3"):
             kwargs["init_weights"] = True  # their documented init (and no FutureWarning)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
