@@ -97,7 +97,7 @@ STRATEGIES: list[tuple[str, dict[str, Any]]] = [
 
 
 def test_every_strategy_writes_a_file_torchvision_loads_strictly(tmp_path: Path) -> None:
-    model = _tv("mobilenet_v3_small", 10)
+    model = _tv("mobilenet_v3_small", 10, seed=1)  # not reinit's seed 0: new values differ from the old
     with torch.no_grad():  # a dead unit (its BN gives 0 before the hardswish): dormant, known answer
         model.features[0][1].weight[3] = 0.0
         model.features[0][1].bias[3] = -5.0
@@ -258,7 +258,7 @@ def test_fresh_transformers_models_are_recognised_from_config_and_healthy(name: 
 
 @pytest.mark.parametrize("name", ["vit", "convnext", "resnet"])
 def test_reinit_writes_a_folder_from_pretrained_loads_with_no_missing_keys(name: str, tmp_path: Path) -> None:
-    folder = _pretrained(name, tmp_path / name)
+    folder = _pretrained(name, tmp_path / name, seed=1)  # not reinit's seed 0: new values differ
     report = plastic.diagnose_checkpoint(folder, CALIB, **FAST)
     stage = report.stages[-2].start  # the last stage before the head
     out = tmp_path / "out"
