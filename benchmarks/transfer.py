@@ -319,7 +319,7 @@ def run_scenario(
                 )
                 ckpt = out_dir / f"_reinit_{name}.safetensors"
                 if sc["arch"].startswith("transformers:"):  # a folder that from_pretrained reads
-                    ckpt = out_dir / f"_reinit_{name}"
+                    ckpt = out_dir / f"_reinit_{name.replace('.', '_')}"  # a folder: no extension
                     shutil.rmtree(ckpt, ignore_errors=True)
                 res = reinit(sc["ckpt"], strategy=strategy, output=ckpt, options=Options(seed=seed, **opts),
                              report=rep, data=calib, force=True)  # fmt: skip

@@ -375,7 +375,7 @@ def test_an_unknown_tag_in_arch_is_a_clear_error(cli: Callable[..., Result]) -> 
 def test_bad_input_size_metadata_is_named_with_the_way_out(text: str) -> None:
     from plastic.measure.calib import metadata_input_size
 
-    with pytest.raises(CheckpointError, match=r"metadata input_size.*--input-size"):
+    with pytest.raises(CheckpointError, match=r"metadata input_size.*input_size"):
         metadata_input_size(text)
     assert metadata_input_size("1x28x28") == (1, 28, 28)
 

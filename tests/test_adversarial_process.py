@@ -98,7 +98,9 @@ def test_an_allocation_failure_in_the_pass_suggests_smaller_batches() -> None:
         yield [0], torch.empty(1 << 60), []
 
     model = timm.create_model("test_resnet", num_classes=10)
-    with pytest.raises(ResourceError, match=r"out of memory during the data pass.*--batch-size"):
+    with pytest.raises(
+        ResourceError, match=r"out of memory during the data pass \(batch_size=.*lower batch_size"
+    ):
         one_pass(
             [model],
             batches,

@@ -149,3 +149,31 @@ def test_the_readme_training_script_example_loads_the_output(
 
     written = load_file("mobilenetv2_100.reinit.safetensors")
     assert all(bool((scope["model"].state_dict()[k] == v).all()) for k, v in written.items())
+
+
+def test_library_messages_name_keyword_arguments_and_the_cli_names_options(
+    tmp_path: Path, cli: Callable[..., Any]
+) -> None:
+    """One message, two spellings: from Python the keyword (``from_block=BLOCK``), from the command line
+    the option (``--from BLOCK``); a command quoted in a message stays a command."""
+    from plastic.errors import UsageError, python_spelling
+
+    with pytest.raises(UsageError) as e:
+        plastic.reinit_checkpoint(
+            SAMPLES / "test_resnet.mnist.safetensors", "from-block", tmp_path / "o.safetensors"
+        )
+    assert "from_block=BLOCK" in str(e.value) and "--from" not in str(e.value)
+    res = cli(
+        "reinit",
+        SAMPLES / "test_resnet.mnist.safetensors",
+        "-s",
+        "from-block",
+        "-o",
+        tmp_path / "o.safetensors",
+    )
+    assert res.code == 2 and "--from BLOCK" in res.stderr
+    quoted = "repair it (plastic reinit --strategy layers --layers NAME.*); or pass --force"
+    assert (
+        python_spelling(quoted)
+        == "repair it (plastic reinit --strategy layers --layers NAME.*); or pass force=True"
+    )

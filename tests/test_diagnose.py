@@ -175,7 +175,9 @@ def test_peers_the_data_cannot_decide_still_ask_for_arch(tmp_path: Path) -> None
     save_file({k: v.contiguous() for k, v in sd.items()}, p)
     with open_checkpoint(p) as ckpt, pytest.raises(ArchitectureError) as e:
         resolve_arch(ckpt)
-    assert "ambiguous" in str(e.value) and "xcit_nano_12_p16_384" in str(e.value) and "--arch" in str(e.value)
+    assert (
+        "ambiguous" in str(e.value) and "xcit_nano_12_p16_384" in str(e.value) and "pass arch" in str(e.value)
+    )
 
 
 def test_same_function_candidates_pick_one_and_say_so(tmp_path: Path) -> None:

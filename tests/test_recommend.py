@@ -339,7 +339,7 @@ def test_output_records_only_the_options_that_applied(
     reinit(RESNET, strategy="head", output=head, options=Options())
     with safe_open(str(head), framework="pt") as f:
         assert json.loads(f.metadata()["plastic.options"]) == {"value": "resample"}
-    with pytest.raises(UsageError, match="--k, --fraction do not apply to --strategy head"):  # not ignored
+    with pytest.raises(UsageError, match="k, fraction do not apply to strategy=head"):  # not ignored
         reinit(
             RESNET, strategy="head", output=tmp_path / "h2.safetensors", options=Options(fraction=0.5, k=7)
         )

@@ -17,7 +17,7 @@ import typer
 
 from plastic.cli import StdoutClosed
 from plastic.cli.app import app, printable
-from plastic.errors import MEMORY_HINT, PlasticError, ResourceError, is_allocation_failure
+from plastic.errors import CLI_SPELLING, MEMORY_HINT, PlasticError, ResourceError, is_allocation_failure
 
 
 def _fail(message: str) -> None:
@@ -173,9 +173,11 @@ def main() -> None:
             if hasattr(signal, name):
                 signum = getattr(signal, name)
                 saved[signum] = signal.signal(signum, _on_signal)
+    spelling = CLI_SPELLING.set(True)  # the library's messages name options as the command line does
     try:
         _main(usage_errors, aborts, closed_stdout)
     finally:  # called in-process (a test, a notebook): leave the caller's handlers as they were
+        CLI_SPELLING.reset(spelling)
         for signum, handler in saved.items():
             signal.signal(signum, handler)
 

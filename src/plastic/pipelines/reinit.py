@@ -47,7 +47,8 @@ def output_format(out: Path, ckpt: Checkpoint | None = None) -> str:
         return "safetensors"
     if out.suffix in (".pt", ".pth", ".bin", ".ckpt", ".tar"):
         return "torch"
-    raise UsageError(f"-o {out}: use a .safetensors, .pt, .pth, .pth.tar, .bin or .ckpt name")
+    folder = " (or, for a hub folder input, a folder name without an extension)" if ckpt and ckpt.hub else ""
+    raise UsageError(f"-o {out}: use a .safetensors, .pt, .pth, .pth.tar, .bin or .ckpt name{folder}")
 
 
 def _architecture(ckpt: Checkpoint, notes: list[str]) -> ArchSpec | None:
