@@ -127,3 +127,20 @@ def transformers_source() -> Path:
         }
         (out / "preprocessor_config.json").write_text(json.dumps(prep, indent=2) + "\n")
     return out
+
+
+def lite2_source() -> Path:
+    """EfficientNet-Lite2's real ImageNet weights under timm's ``tf_efficientnet_lite2`` names
+    (``scripts/lite2_to_timm.py``, checked in ``tests/test_lite2.py``), as safetensors."""
+    out = CACHE / "tf_efficientnet_lite2.imagenet.safetensors"
+    if not out.exists():
+        import sys
+
+        from safetensors.torch import save_file
+
+        sys.path.insert(0, str(ROOT / "scripts"))
+        from lite2_to_timm import ARCH, convert
+
+        CACHE.mkdir(parents=True, exist_ok=True)
+        save_file(convert(), str(out), metadata={"arch": ARCH})
+    return out

