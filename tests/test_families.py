@@ -359,3 +359,16 @@ def test_googlenet_saved_without_its_auxiliary_heads_is_recognised(tmp_path: Pat
         built = build_model(ckpt)
     assert built.arch == "torchvision:googlenet@noaux" and built.num_classes == 5
     assert not getattr(built.model, "aux_logits", True)
+
+
+def test_two_configs_of_one_transformers_class_in_one_process(tmp_path: Path) -> None:
+    """An ArchSpec compares without its config: nothing cached per spec may mix two ViTs of other sizes."""
+    T = transformers
+    for width in (32, 48):
+        cfg = T.ViTConfig(hidden_size=width, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                          image_size=32, patch_size=8, num_labels=3)  # fmt: skip
+        torch.manual_seed(1)
+        T.ViTForImageClassification(cfg).save_pretrained(tmp_path / f"w{width}")
+        out = tmp_path / f"w{width}.safetensors"
+        plastic.reinit_checkpoint(tmp_path / f"w{width}", "head", out)
+        assert load_file(out)["vit.embeddings.cls_token"].shape[-1] == width

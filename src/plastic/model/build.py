@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from plastic.errors import ArchitectureError
 from plastic.files.checkpoint import Checkpoint
-from plastic.model.backends import ArchSpec, Detection, backend, backend_of, parse_arch
+from plastic.model.backends import ArchSpec, Detection, backend, backend_of, config_text, parse_arch
 
 if TYPE_CHECKING:
     import torch
@@ -88,8 +88,9 @@ def _create(spec: ArchSpec, device: str = "cpu") -> nn.Module:
 
 
 @cache
-def _meta_keys(spec: ArchSpec) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(state-dict keys, classifier keys) of a family's model, from a build on the meta device."""
+def _meta_keys(spec: ArchSpec, _config: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(state-dict keys, classifier keys) of a family's model, from a build on the meta device; cached
+    per spec and config text (an ArchSpec compares without its config)."""
     import torch
 
     from plastic.model.init_replay import MetaShapesOnly
@@ -117,7 +118,9 @@ def spec_keys(spec: ArchSpec) -> tuple[tuple[str, ...], tuple[str, ...]]:
         entry = load_index()[1].get(spec.name)
         if entry is not None:
             return tuple(k for k, _ in entry.shapes), entry.classifier
-    return _meta_keys(ArchSpec(spec.family, spec.name, -1, spec.in_chans, spec.config))
+    return _meta_keys(
+        ArchSpec(spec.family, spec.name, -1, spec.in_chans, spec.config), config_text(spec.config)
+    )
 
 
 def classifier_keys(spec: ArchSpec, keys: set[str]) -> list[str]:
