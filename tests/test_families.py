@@ -372,3 +372,22 @@ def test_two_configs_of_one_transformers_class_in_one_process(tmp_path: Path) ->
         out = tmp_path / f"w{width}.safetensors"
         plastic.reinit_checkpoint(tmp_path / f"w{width}", "head", out)
         assert load_file(out)["vit.embeddings.cls_token"].shape[-1] == width
+
+
+def test_sharded_and_pytorch_model_bin_folders_come_back_loadable(tmp_path: Path) -> None:
+    """save_pretrained's other layouts: shards (written back as one model.safetensors) and a
+    pytorch_model.bin (written back as one): from_pretrained loads both outputs with nothing missing."""
+    torch.manual_seed(1)
+    model = _hf_models()["vit"]()
+    model.save_pretrained(tmp_path / "sharded", max_shard_size="30KB")
+    assert len(list((tmp_path / "sharded").glob("model-*.safetensors"))) > 1
+    (tmp_path / "bin").mkdir()
+    torch.save(load_file(_pretrained("vit", tmp_path / "single", seed=1) / "model.safetensors"),
+               tmp_path / "bin" / "pytorch_model.bin")  # fmt: skip
+    (tmp_path / "bin" / "config.json").write_bytes((tmp_path / "single" / "config.json").read_bytes())
+    for layout, weights in (("sharded", "model.safetensors"), ("bin", "pytorch_model.bin")):
+        out = tmp_path / f"{layout}_out"
+        plastic.reinit_checkpoint(tmp_path / layout, "head", out)
+        assert sorted(p.name for p in out.iterdir()) == ["config.json", weights]
+        _m, info = transformers.AutoModelForImageClassification.from_pretrained(out, output_loading_info=True)
+        assert not info["missing_keys"] and not info["unexpected_keys"], layout
