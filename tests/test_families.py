@@ -75,7 +75,7 @@ def test_torchvision_state_dict_recognised_diagnosed_and_fresh_is_healthy(tmp_pa
     assert [s["start"] for s in doc["stages"]][:2] == ["features.0.0", "features.1.block"]
 
 
-@pytest.mark.parametrize("name", ["shufflenet_v2_x0_5", "regnet_y_400mf"])
+@pytest.mark.parametrize("name", ["shufflenet_v2_x0_5", "regnet_y_400mf", "swin_t"])  # and mobilenet_v3 above
 def test_fresh_torchvision_models_are_healthy(name: str, tmp_path: Path) -> None:
     src = _save(_tv(name, 5), tmp_path / f"{name}.safetensors")
     doc = plastic.diagnose_checkpoint(src, CALIB, **FAST).to_dict()
