@@ -165,10 +165,6 @@ def backend(family: str) -> Backend:
     return module.BACKEND  # type: ignore[no-any-return]
 
 
-def families() -> list[str]:
-    return list(_FAMILIES)
-
-
 def backend_of(spec_or_label: ArchSpec | str) -> Backend:
     family = spec_or_label.family if isinstance(spec_or_label, ArchSpec) else parse_arch(spec_or_label)[0]
     return backend(family)
