@@ -434,6 +434,25 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def combine(folders: list[Path], out: Path) -> dict[str, Any]:
+    """One result from runs made by several processes (each on its own conditions or seeds, each with
+    its own ``--out``): the same diagnose report is required; a (condition, seed) seen twice is an error."""
+    parts = [json.loads((f / "result.json").read_text()) for f in folders]
+    if any(p["report"]["layers"] != parts[0]["report"]["layers"] for p in parts):
+        raise SystemExit("--combine: the folders hold different diagnose reports")
+    runs = [r for p in parts for r in p["runs"]]
+    keys = [(r["condition"], r["seed"]) for r in runs]
+    if len(set(keys)) != len(keys):
+        raise SystemExit("--combine: a condition and seed appear twice")
+    out.mkdir(parents=True, exist_ok=True)
+    for f in folders:
+        for run in f.glob("*__seed*.json"):
+            shutil.copyfile(run, out / run.name)
+    result = dict(parts[0], runs=runs)
+    (out / "result.json").write_text(json.dumps(result) + "\n")
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -461,12 +480,18 @@ def main() -> None:
     parser.add_argument(
         "--from-results", action="store_true", help="re-summarise the saved runs, train nothing"
     )
+    parser.add_argument(
+        "--combine", type=Path, nargs="+",
+        help="folders of runs made in parallel (--out): their runs and raw JSON join this scenario's results",
+    )  # fmt: skip
     args = parser.parse_args()
     sc = SCENARIOS[args.scenario]
     seeds = 1 if args.quick else (args.seeds or sc["seeds"])
     epochs = 2 if args.quick else (args.epochs or sc["epochs"])
     out = args.out or ROOT / "benchmarks" / "results" / f"scenario{args.scenario}"
-    if args.from_results:
+    if args.combine:
+        result = combine(args.combine, out)
+    elif args.from_results:
         result = json.loads((out / "result.json").read_text())
     else:
         only = set(args.conditions.split(",")) if args.conditions else None
