@@ -52,19 +52,21 @@ class Recommendation:
 
 # What the transfer benchmark (BENCHMARKS.md) showed for each kind of choice; quoted with the verdict.
 _RATE = (
-    " The learning rate is not predicted: 3x the rate gained 2.6 and 11 points for one model and lost "
-    "0.7 to 7.7 for the others; try it as a second run"
+    " The learning rate is not predicted: 3x the rate gained 2.6 and 11 points for a small ResNet and 4.0 "
+    "for a ShuffleNetV2, and lost 0.7 to 7.7 for the other models; try it as a second run"
 )
 EVIDENCE = {
     "from-block": "in the transfer benchmark's 5 scenarios with a flagged top stage (a small ResNet and "
-    "an ImageNet MobileNetV2, 3 targets), re-initializing from it gave +0.5, +0.7, +0.1, +1.2 and +3.6 "
-    "points over plain fine-tuning, the best start each time, and fitted leave-one-scenario-out the rule "
-    "made the same choices; starting deeper did worse (up to -41 points). Small models on small targets: a "
-    "starting point, not a guarantee." + _RATE,
+    "an ImageNet MobileNetV2, 3 targets), re-initializing from it gave +0.5 ± 0.6, +0.7 ± 0.3, +0.1 ± 0.4, "
+    "+1.2 ± 1.3 and +3.6 ± 0.7 points over plain fine-tuning (mean ± std of the per-seed gain; more than "
+    "one std in 2 of the 5), the best start each time, and fitted on the other scenarios (or the other "
+    "model families) the rule made the same choices; starting deeper did worse (up to -41 points). Small "
+    "models on small targets: a starting point, not a guarantee." + _RATE,
     "topk-layers": "in the transfer benchmark the top-ranked layers beat the same number of random layers "
     "(+1.2 to +2.8 points); this model has no timm stages, so the rule could not be checked here." + _RATE,
-    "finetune": "in the transfer benchmark's scenario without a flagged top stage (a ViT), every "
-    "from-stage start lost 1.8 to 20 points against plain fine-tuning (BENCHMARKS.md)." + _RATE,
+    "finetune": "in the transfer benchmark's 3 scenarios without a flagged top stage (a timm ViT, a "
+    "torchvision ShuffleNetV2, a transformers ViT), every from-stage start lost 0.3 to 24 points against "
+    "plain fine-tuning (BENCHMARKS.md)." + _RATE,
 }
 
 
