@@ -11,7 +11,15 @@ from typing import TYPE_CHECKING
 
 from plastic.errors import ArchitectureError
 from plastic.files.checkpoint import Checkpoint
-from plastic.model.backends import ArchSpec, Detection, backend, backend_of, config_text, parse_arch
+from plastic.model.backends import (
+    ArchSpec,
+    Detection,
+    backend,
+    backend_of,
+    classifier_names,
+    config_text,
+    parse_arch,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -95,11 +103,9 @@ def _meta_keys(spec: ArchSpec, _config: str) -> tuple[tuple[str, ...], tuple[str
 
     from plastic.model.init_replay import MetaShapesOnly
 
-    b = backend_of(spec)
     with torch.device("meta"), MetaShapesOnly():
-        model = b.create(spec)
-    heads = {id(h) for h in b.classifier(model)}
-    names = {n for n, m in model.named_modules() if id(m) in heads}
+        model = backend_of(spec).create(spec)
+    names = set(classifier_names(model))
     keys = tuple(model.state_dict())
     classifier = tuple(sorted(k for k in keys if k.rpartition(".")[0] in names))
     return keys, classifier

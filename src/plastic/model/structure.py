@@ -267,11 +267,11 @@ def timm_groups(model: nn.Module, coarse: bool = False) -> dict[int, list[str]]:
 
 
 def _classifier(model: nn.Module) -> list[str]:
-    from plastic.model.backends import backend_of_model
+    from plastic.model.backends import classifier_names
 
-    ids = {id(h) for h in backend_of_model(model).classifier(model)}
+    modules = dict(model.named_modules())
     return [
         n
-        for n, m in model.named_modules()
-        if n and id(m) in ids and (is_layer(m) or any(True for _ in m.parameters()))
+        for n in classifier_names(model)
+        if is_layer(modules[n]) or any(True for _ in modules[n].parameters())
     ]

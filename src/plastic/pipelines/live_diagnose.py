@@ -19,7 +19,7 @@ from plastic.files.checkpoint import Checkpoint, TensorInfo
 from plastic.measure.calib import DataConfig
 from plastic.measure.defaults import DEFAULT_BATCH_SIZE, DEFAULT_MAX_IMAGES, DEFAULT_TAU
 from plastic.measure.onepass import Batches, Progress, probe_targets
-from plastic.model.backends import ArchSpec, backend_of_model, parse_arch
+from plastic.model.backends import ArchSpec, backend_of_model, classifier_names, parse_arch
 from plastic.model.build import BuiltModel
 from plastic.pipelines.diagnose import (
     Calibration,
@@ -90,8 +90,7 @@ def num_classes_of_model(model: nn.Module) -> int:
 
 def classifier_keys_of(model: nn.Module) -> list[str]:
     """The state-dict keys of the model's classifier (its family's), for the head exclusion."""
-    heads = {id(h) for h in backend_of_model(model).classifier(model)}
-    prefixes = [n for n, m in model.named_modules() if id(m) in heads and n]
+    prefixes = classifier_names(model)
     keys = model.state_dict()
     return [k for k in keys if k.rpartition(".")[0] in prefixes]
 

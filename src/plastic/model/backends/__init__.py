@@ -178,6 +178,12 @@ def backend_of_model(model: nn.Module) -> Backend:
     return backend(DEFAULT_FAMILY)
 
 
+def classifier_names(model: nn.Module) -> list[str]:
+    """The module names of a live model's classifier, by its family's rules, in model order."""
+    ids = {id(h) for h in backend_of_model(model).classifier(model)}
+    return [n for n, m in model.named_modules() if n and id(m) in ids]
+
+
 def model_groups(model: nn.Module, coarse: bool = False) -> dict[int, list[str]]:
     """{group id: module names} of a live model, by its family's rules."""
     return backend_of_model(model).groups(model, coarse)
