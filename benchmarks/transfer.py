@@ -343,10 +343,14 @@ def run_scenario(
                    "seconds": time.perf_counter() - t0, "device": str(dev)}  # fmt: skip
             (out_dir / f"{name}__seed{seed}.json").write_text(json.dumps(run, indent=1) + "\n")
             runs.append(run)
+            # the runs so far, after each one: a process stopped midway still leaves a folder --combine reads
+            partial = {"scenario": n, "report": report, "runs": runs, "quick": quick}
+            (out_dir / "partial.json").write_text(json.dumps(partial) + "\n")
             print(
                 f"scenario {n} seed {seed} {name:24s} final {accs[-1]:.3f} ({run['seconds']:.0f}s)",
                 flush=True,
             )
+    (out_dir / "partial.json").unlink(missing_ok=True)
     for p in out_dir.glob("_reinit_*"):
         shutil.rmtree(p) if p.is_dir() else p.unlink()
     if calib != SAMPLES / "calib":
@@ -437,7 +441,11 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
 def combine(folders: list[Path], out: Path) -> dict[str, Any]:
     """One result from runs made by several processes (each on its own conditions or seeds, each with
     its own ``--out``): the same diagnose report is required; a (condition, seed) seen twice is an error."""
-    parts = [json.loads((f / "result.json").read_text()) for f in folders]
+    # a process still running (or stopped midway) has left partial.json: the runs it finished
+    parts = [
+        json.loads((f / "result.json" if (f / "result.json").exists() else f / "partial.json").read_text())
+        for f in folders
+    ]
     if any(p["report"]["layers"] != parts[0]["report"]["layers"] for p in parts):
         raise SystemExit("--combine: the folders hold different diagnose reports")
     runs = [r for p in parts for r in p["runs"]]
@@ -446,6 +454,8 @@ def combine(folders: list[Path], out: Path) -> dict[str, Any]:
         raise SystemExit("--combine: a condition and seed appear twice")
     out.mkdir(parents=True, exist_ok=True)
     for f in folders:
+        if f.resolve() == out.resolve():  # the scenario's own folder joins with its saved runs
+            continue
         for run in f.glob("*__seed*.json"):
             shutil.copyfile(run, out / run.name)
     result = dict(parts[0], runs=runs)
