@@ -212,7 +212,8 @@ def bench_detect() -> list[tuple[str, float, str]]:
         t0 = time.perf_counter()
         try:
             with open_checkpoint(path) as c:
-                got, _src, cands, _notes = resolve_arch(c)
+                res = resolve_arch(c)
+            got, cands = res.arch, res.candidates
             verdict = f"{got}" + (f" (candidates: {', '.join(cands)})" if len(cands) > 1 else "")
         except ArchitectureError as e:
             verdict = (

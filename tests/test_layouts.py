@@ -15,6 +15,7 @@ import timm
 import torch
 from safetensors.torch import load_file, save_file
 
+from plastic.errors import CheckpointError
 from plastic.files.checkpoint import open_checkpoint
 from tests.conftest import CALIB, Result, json_doc, run_light
 
@@ -150,13 +151,54 @@ def test_report_architecture_reaches_reinit(
     assert "ambiguous" not in res.stderr
 
 
-def test_open_checkpoint_strip_prefix_keeps_keys(tmp_path: Path) -> None:
-    src = tmp_path / "m.safetensors"
-    save_file({"model.fc.weight": torch.ones(2, 2)}, str(src))
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+def test_open_checkpoint_strip_prefix_keeps_keys(tmp_path: Path, suffix: str) -> None:
+    """Stripping gives a new view over the same open file: names change, stored keys do not, and the
+    checkpoint it came from is untouched."""
+    src = tmp_path / f"m{suffix}"
+    state = {"model.fc.weight": torch.ones(2, 2)}
+    save_file(state, str(src)) if suffix == ".safetensors" else torch.save(state, src)
     with open_checkpoint(src) as ckpt:
-        ckpt.strip_prefix("model.")
-        assert [(t.name, t.key) for t in ckpt.tensors] == [("fc.weight", "model.fc.weight")]
-        assert ckpt.tensor("fc.weight").sum().item() == 4
+        view = ckpt.strip_prefix("model.")
+        assert [(t.name, t.key) for t in view.tensors] == [("fc.weight", "model.fc.weight")]
+        assert view.tensor("fc.weight").sum().item() == 4 and view.stripped_prefixes == ("model.",)
+        assert [t.name for t in ckpt.tensors] == ["model.fc.weight"] and ckpt.stripped_prefixes == ()
+        assert ckpt.tensor("model.fc.weight").sum().item() == 4
+        with pytest.raises(CheckpointError, match=r"no tensor named 'fc\.weight'"):
+            ckpt.tensor("fc.weight")
+        renamed = view.renamed({"fc.weight": "head.weight"}, "a test")
+        assert (
+            renamed.tensor("head.weight").sum().item() == 4
+            and "1 tensor names mapped: a test" in renamed.notes
+        )
+        assert view.notes == ()
+
+
+def test_the_checkpoint_is_immutable_and_resolution_returns_its_own_view(tmp_path: Path) -> None:
+    """A Lightning-style file: resolve_arch finds the architecture under the ``model.`` prefix and
+    returns the stripped view (with the stem's channels in the spec), leaving the opened checkpoint as
+    it was; nothing can be assigned to a checkpoint."""
+    import dataclasses
+
+    from plastic.model.build import build_model, resolve_arch
+
+    src = tmp_path / "wrapped.safetensors"
+    save_file({f"model.{k}": v for k, v in _state(SMALL, in_chans=1, num_classes=5).items()}, str(src))
+    with open_checkpoint(src) as ckpt:
+        names = [t.name for t in ckpt.tensors]
+        res = resolve_arch(ckpt)
+        assert res.arch == SMALL and res.spec.in_chans == 1 and res.spec.num_classes == 5
+        assert res.checkpoint is not ckpt and res.checkpoint.stripped_prefixes == ("model.",)
+        assert all(not t.name.startswith("model.") for t in res.checkpoint.tensors)
+        assert (
+            [t.name for t in ckpt.tensors] == names and ckpt.in_chans is None and ckpt.stripped_prefixes == ()
+        )
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            ckpt.in_chans = 1  # type: ignore[misc]
+        built = build_model(ckpt)  # the same again, from the untouched checkpoint
+        assert built.checkpoint is not None and built.checkpoint.stripped_prefixes == ("model.",)
+        ckpt.compute_sha256()
+        assert res.checkpoint.sha256 == ckpt.sha256  # one fingerprint for the file and its views
 
 
 # --- hub folders -----------------------------------------------------------------------------------------

@@ -102,29 +102,46 @@ def sha256_of(files: list[Path]) -> str:
 
 
 @dataclass
+class _Open:
+    """The open data behind a checkpoint and every renamed view of it: file descriptors, a torch file's
+    tensors (by stored key), the fingerprint. Shared, so a view reads the same bytes without reopening
+    anything, the fingerprint is computed once, and closing any of them closes all."""
+
+    fds: dict[str, int] = field(default_factory=dict)
+    state: dict[str, Any] | None = None  # torch formats: stored key -> tensor
+    sha256: str | None = None
+    hashing: _Hashing | None = None
+
+
+@dataclass(frozen=True, eq=False)
 class Checkpoint:
-    """A lazy view of a checkpoint. Use as a context manager, or call :meth:`close`."""
+    """A lazy, immutable view of a checkpoint. Use as a context manager, or call :meth:`close`.
+
+    Nothing changes it after :func:`open_checkpoint` returns: reading it under other names (a wrapper's
+    prefix stripped, transformers' file names mapped to the model's) gives a new view over the same open
+    files (:meth:`strip_prefix`, :meth:`renamed`), and what the architecture resolution decides (the
+    channels, the evidence between look-alikes) travels in its own result, not in here.
+    """
 
     path: Path
-    format: str  # "safetensors" | "safetensors-sharded" | "torch"
+    format: str  # "safetensors" | "safetensors-sharded" | "torch" | "memory"
     size_bytes: int
-    tensors: list[TensorInfo]
-    metadata: dict[str, str]
+    tensors: tuple[TensorInfo, ...]
+    metadata: Mapping[str, str]
     container_key: str | None = None
     arch: str | None = None
-    arch_source: str | None = None  # "option" | "metadata" | "checkpoint"
-    stripped_prefixes: list[str] = field(default_factory=list)
-    files: list[Path] = field(default_factory=list)
-    entries: dict[str, StEntry] = field(default_factory=dict, repr=False)  # safetensors: name -> entry
-    notes: list[str] = field(default_factory=list)  # what the reader decided on the user's behalf
-    sha256: str | None = None  # of every input file's bytes, in order; set by compute_sha256()
-    hub: HubConfig | None = None  # timm's config.json beside the weights
-    in_chans: int | None = None  # input channels when not 3: the option, config.json, or the stem's shape
-    tie_evidence: Any = None  # plastic.model.ties.TieEvidence when the images decided between look-alikes
-    _fds: dict[str, int] = field(default_factory=dict, repr=False)
-    _state: dict[str, Any] | None = field(default=None, repr=False)  # torch formats: name -> tensor
-    _by_name: dict[str, TensorInfo] | None = field(default=None, repr=False)
-    _hashing: _Hashing | None = field(default=None, repr=False)
+    arch_source: str | None = None  # "option" | "config.json" | "metadata" | "checkpoint"
+    stripped_prefixes: tuple[str, ...] = ()
+    files: tuple[Path, ...] = ()
+    entries: Mapping[str, StEntry] = field(default_factory=dict, repr=False)  # by stored key
+    notes: tuple[str, ...] = ()  # what the reader decided on the user's behalf
+    hub: HubConfig | None = None  # config.json beside the weights (timm's or transformers')
+    in_chans: int | None = None  # input channels when not 3, as given: the option or config.json
+    _open: _Open = field(default_factory=_Open, repr=False)
+    _by_name: dict[str, TensorInfo] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_name", {t.name: t for t in self.tensors})
 
     def __enter__(self) -> Checkpoint:
         return self
@@ -133,10 +150,13 @@ class Checkpoint:
         self.close()
 
     @property
-    def by_name(self) -> dict[str, TensorInfo]:
-        if self._by_name is None or len(self._by_name) != len(self.tensors):
-            self._by_name = {t.name: t for t in self.tensors}
+    def by_name(self) -> Mapping[str, TensorInfo]:
         return self._by_name
+
+    @property
+    def sha256(self) -> str | None:
+        """SHA-256 of every input file's bytes, in order, once :meth:`compute_sha256` has run."""
+        return self._open.sha256
 
     @property
     def input_files(self) -> list[Path]:
@@ -146,53 +166,50 @@ class Checkpoint:
 
     def compute_sha256(self) -> str:
         """The checkpoint's fingerprint: SHA-256 over every input file (index first, then shards)."""
-        if self.sha256 is None:
-            job, self._hashing = self._hashing, None
+        io = self._open
+        if io.sha256 is None:
+            job, io.hashing = io.hashing, None
             if job is not None:
                 job.join()
                 if job.error is not None:
                     raise job.error
-            self.sha256 = job.digest if job is not None and job.digest else sha256_of(self._hash_order)
-        return self.sha256
+            io.sha256 = job.digest if job is not None and job.digest else sha256_of(self._hash_order)
+        return io.sha256
 
     def hash_in_background(self) -> None:
         """Start :meth:`compute_sha256` in a thread: hashlib releases the GIL while it hashes, so the
         fingerprint of a 1 GB file is ready by the time a writer needs it instead of costing a second."""
-        if self.sha256 is None and self._hashing is None:
-            self._hashing = _Hashing(self._hash_order)
-            self._hashing.start()
+        io = self._open
+        if io.sha256 is None and io.hashing is None:
+            io.hashing = _Hashing(self._hash_order)
+            io.hashing.start()
 
     @property
     def _hash_order(self) -> list[Path]:
         return sorted(self.input_files, key=lambda p: (p != self.path, str(p)))
 
-    def strip_prefix(self, prefix: str) -> None:
-        """Drop a wrapper's prefix (``model.``, ``backbone.``...) from every tensor name.
+    def strip_prefix(self, prefix: str) -> Checkpoint:
+        """This checkpoint with a wrapper's prefix (``model.``, ``backbone.``...) dropped from every
+        tensor name: a new view over the same files.
 
         Stored keys are untouched, so an output keeps the input's names and its own loader reads it back.
         """
         if not prefix or not all(t.name.startswith(prefix) for t in self.tensors):
             raise CheckpointError(f"{self.path}: not every tensor name starts with {prefix!r}")
         n = len(prefix)
-        self.tensors = [dataclasses.replace(t, name=t.name[n:]) for t in self.tensors]
-        self.entries = {k[n:]: v for k, v in self.entries.items()}
-        if self._state is not None:
-            self._state = {k[n:]: v for k, v in self._state.items()}
-        self._by_name = None
-        self.stripped_prefixes.append(prefix)
+        tensors = tuple(dataclasses.replace(t, name=t.name[n:]) for t in self.tensors)
+        return dataclasses.replace(self, tensors=tensors, stripped_prefixes=(*self.stripped_prefixes, prefix))
 
-    def rename(self, mapping: dict[str, str], why: str) -> None:
-        """Give tensors the names their model uses (a transformers checkpoint in its library's older
-        naming); stored keys are untouched, so an output keeps the file's own names."""
+    def renamed(self, mapping: Mapping[str, str], why: str) -> Checkpoint:
+        """This checkpoint with its tensors under the names their model uses (a transformers checkpoint
+        in its library's older naming): a new view; stored keys are untouched, so an output keeps the
+        file's own names."""
         new = [mapping.get(t.name, t.name) for t in self.tensors]
         if len(set(new)) != len(new):
             raise CheckpointError(f"{self.path}: renaming its tensors ({why}) makes two of them collide")
-        self.tensors = [dataclasses.replace(t, name=n) for t, n in zip(self.tensors, new, strict=True)]
-        self.entries = {mapping.get(k, k): v for k, v in self.entries.items()}
-        if self._state is not None:
-            self._state = {mapping.get(k, k): v for k, v in self._state.items()}
-        self._by_name = None
-        self.notes.append(f"{sum(a != b for a, b in mapping.items())} tensor names mapped: {why}")
+        tensors = tuple(dataclasses.replace(t, name=n) for t, n in zip(self.tensors, new, strict=True))
+        note = f"{sum(a != b for a, b in mapping.items())} tensor names mapped: {why}"
+        return dataclasses.replace(self, tensors=tensors, notes=(*self.notes, note))
 
     def file_of(self, info: TensorInfo) -> Path:
         """The file holding ``info``'s data: the shard the index assigns it to, or the file itself."""
@@ -200,14 +217,11 @@ class Checkpoint:
 
     def tensor(self, name: str) -> torch.Tensor:
         """The tensor called ``name`` (stripped name). Safetensors data is memory-mapped, not copied."""
-        if self._state is not None:
-            try:
-                return self._state[name]  # type: ignore[no-any-return]
-            except KeyError:
-                raise CheckpointError(f"{self.path}: no tensor named {name!r}") from None
         info = self.by_name.get(name)
         if info is None:
             raise CheckpointError(f"{self.path}: no tensor named {name!r}")
+        if self._open.state is not None:
+            return self._open.state[info.key]  # type: ignore[no-any-return]
         return self._st_tensor(info)
 
     def iter_tensors(self, names: list[str] | None = None) -> Iterator[tuple[TensorInfo, torch.Tensor]]:
@@ -222,7 +236,7 @@ class Checkpoint:
         plastic runs gives a clear error instead of a SIGBUS."""
         import torch
 
-        entry = self.entries[info.name]
+        entry = self.entries[info.key]
         dtype = getattr(torch, info.dtype)
         if info.numel == 0:
             return torch.empty(info.shape, dtype=dtype)
@@ -231,16 +245,17 @@ class Checkpoint:
         return buf.view(dtype).view(info.shape)
 
     def _fd(self, info: TensorInfo) -> int:
-        fd = self._fds.get(info.file)
+        fds = self._open.fds
+        fd = fds.get(info.file)
         if fd is None:
             fd = os.open(self.file_of(info), os.O_RDONLY)
-            self._fds[info.file] = fd
+            fds[info.file] = fd
         return fd
 
     def open_files(self) -> None:
         """Open every data file now (before reading from several threads)."""
         for info in self.tensors:
-            if self._state is None:
+            if self._open.state is None:
                 self._fd(info)
 
     def array(self, name: str, scratch: Any = None) -> Any:
@@ -254,14 +269,14 @@ class Checkpoint:
         if info is None:
             raise CheckpointError(f"{self.path}: no tensor named {name!r}")
         np_dtype = NUMPY_DTYPES.get("uint16" if info.dtype == "bfloat16" else info.dtype)
-        if self._state is not None or np_dtype is None:
+        if self._open.state is not None or np_dtype is None:
             return self.tensor(name)
         if scratch is not None and scratch.nbytes >= info.nbytes:
             buf = scratch[: info.nbytes].view(np_dtype)  # (numel,)
         else:
             buf = np.empty(info.numel, dtype=np_dtype)  # (numel,)
         if info.numel:
-            read_exactly(self._fd(info), buf, self.entries[name].start, self.file_of(info), info.key)
+            read_exactly(self._fd(info), buf, self.entries[info.key].start, self.file_of(info), info.key)
         shaped = buf.reshape(info.shape)
         if info.dtype == "bfloat16":
             from plastic.files.bf16 import Bf16
@@ -270,11 +285,13 @@ class Checkpoint:
         return shaped
 
     def close(self) -> None:
-        for fd in self._fds.values():
+        """Close the files (for every view of them)."""
+        io = self._open
+        for fd in io.fds.values():
             with contextlib.suppress(OSError):
                 os.close(fd)
-        self._fds.clear()
-        self._state = None
+        io.fds.clear()
+        io.state = None
 
 
 def read_exactly(fd: int, out: Any, offset: int, path: Path, what: str) -> None:
@@ -324,11 +341,14 @@ def _checkpoint_files(p: Path) -> list[Path]:
     return [p]
 
 
-def open_checkpoint(path: str | Path, *, key: str | None = None, arch: str | None = None) -> Checkpoint:
+def open_checkpoint(
+    path: str | Path, *, key: str | None = None, arch: str | None = None, in_chans: int | None = None
+) -> Checkpoint:
     """Open any supported checkpoint lazily.
 
     ``key`` picks the container entry of a training checkpoint (``state_dict``, ``model_ema``, ...);
-    ``arch`` overrides the architecture name recorded in the file.
+    ``arch`` overrides the architecture name recorded in the file; ``in_chans`` the input channels a
+    config.json beside it records.
     """
     p = Path(path)
     if not p.exists():
@@ -349,21 +369,44 @@ def open_checkpoint(path: str | Path, *, key: str | None = None, arch: str | Non
             ".safetensors.index.json, .pt, .pth, .pth.tar, .bin or .ckpt"
         )
     if key is not None and ckpt.format != "torch":
+        ckpt.close()
         raise UsageError(
             "--key applies to PyTorch training checkpoints only; safetensors files hold one dict"
         )
-    weights_folder = ckpt.path.parent
-    ckpt.hub = read_hub_config(weights_folder)
-    if ckpt.hub is not None:
-        ckpt.in_chans = ckpt.hub.in_chans
+    hub = read_hub_config(ckpt.path.parent)
+    named, source = None, None
     if arch:
-        ckpt.arch, ckpt.arch_source = arch, "option"
-    elif ckpt.hub is not None:
-        ckpt.arch, ckpt.arch_source = ckpt.hub.architecture, "config.json"
+        named, source = arch, "option"
+    elif hub is not None:
+        named, source = hub.architecture, "config.json"
     elif ckpt.metadata.get("arch"):
-        ckpt.arch = ckpt.metadata["arch"]
-        ckpt.arch_source = "metadata" if ckpt.format != "torch" else "checkpoint"
-    return ckpt
+        named, source = ckpt.metadata["arch"], "metadata" if ckpt.format != "torch" else "checkpoint"
+    chans = in_chans if in_chans is not None else hub.in_chans if hub is not None else None
+    return dataclasses.replace(ckpt, hub=hub, arch=named, arch_source=source, in_chans=chans)
+
+
+def from_state_dict(
+    state: Mapping[str, torch.Tensor], *, path: Path, format: str, size_bytes: int | None = None,
+    strip: bool = True, **fields: Any,
+) -> Checkpoint:  # fmt: skip
+    """A checkpoint over an in-memory state dict (a torch file's, or a live model's): no copy; with
+    ``strip``, names lose DataParallel's and torch.compile's prefixes; ``fields``: the rest of
+    :class:`Checkpoint`."""
+    import torch
+
+    mapping, stripped = _strip(list(state)) if strip else ({k: k for k in state}, [])
+    tensors = []
+    for k, t in state.items():
+        if t.layout != torch.strided:
+            layout = str(t.layout).removeprefix("torch.")
+            raise CheckpointError(f"{path}: tensor {k!r} is {layout}; plastic reads dense tensors only")
+        dtype = str(t.dtype).removeprefix("torch.")
+        tensors.append(TensorInfo(mapping[k], k, tuple(t.shape), dtype, t.numel() * t.element_size()))
+    return Checkpoint(
+        path=path, format=format, tensors=tuple(tensors), stripped_prefixes=tuple(stripped),
+        size_bytes=sum(t.nbytes for t in tensors) if size_bytes is None else size_bytes,
+        _open=_Open(state=dict(state)), **fields,
+    )  # fmt: skip
 
 
 def _strip(keys: list[str]) -> tuple[dict[str, str], list[str]]:
@@ -392,20 +435,19 @@ def _from_headers(
     all_keys = [e.key for _, _, taken in headers for e in taken]
     mapping, stripped = _strip(all_keys)
     tensors: list[TensorInfo] = []
-    entries: dict[str, StEntry] = {}
+    entries: dict[str, StEntry] = {}  # stored key -> where its bytes are
     for file, _h, taken in headers:
         for e in taken:
-            name = mapping[e.key]
-            tensors.append(TensorInfo(name, e.key, e.shape, e.dtype, e.end - e.start, file))
-            entries[name] = e
+            tensors.append(TensorInfo(mapping[e.key], e.key, e.shape, e.dtype, e.end - e.start, file))
+            entries[e.key] = e
     return Checkpoint(
         path=path,
         format=fmt,
         size_bytes=sum(h.size_bytes for _, h, _ in headers),
-        tensors=tensors,
+        tensors=tuple(tensors),
         metadata=metadata,
-        stripped_prefixes=stripped,
-        files=[h.path for _, h, _ in headers],
+        stripped_prefixes=tuple(stripped),
+        files=tuple(h.path for _, h, _ in headers),
         entries=entries,
     )
 
@@ -484,10 +526,11 @@ def _open_sharded(index_path: Path) -> Checkpoint:
             metadata.setdefault(k, v)
     ckpt = _from_headers(index_path, "safetensors-sharded", headers, metadata)
     if ignored:
-        ckpt.notes.append(
+        note = (
             f"{len(ignored)} tensor(s) stored in a shard the index does not assign them to were ignored "
             f"(e.g. {ignored[0]!r}); the index decides which shard holds each tensor"
         )
+        ckpt = dataclasses.replace(ckpt, notes=(*ckpt.notes, note))
     return ckpt
 
 
@@ -521,34 +564,15 @@ def resolve_container(p: Path, obj: Any, key: str | None) -> tuple[Mapping[str, 
 
 
 def _open_torch(p: Path, key: str | None) -> Checkpoint:
-    import torch
-
     obj = torch_load(p)
     state, container_key = resolve_container(p, obj, key)
-    mapping, stripped = _strip(list(state))
-    tensors, clean = [], {}
-    for k, t in state.items():
-        if t.layout != torch.strided:
-            layout = str(t.layout).removeprefix("torch.")
-            raise CheckpointError(f"{p}: tensor {k!r} is {layout}; plastic reads dense tensors only")
-        name = mapping[k]
-        dtype = str(t.dtype).removeprefix("torch.")
-        tensors.append(TensorInfo(name, k, tuple(t.shape), dtype, t.numel() * t.element_size()))
-        clean[name] = t
     # Scalars beside the weights (epoch, arch, version, metric) are worth showing as metadata.
     metadata: dict[str, str] = {}
     if container_key is not None:
         for k, v in obj.items():
             if isinstance(v, str | int | float | bool) and not isinstance(k, int):
                 metadata[str(k)] = str(v)
-    return Checkpoint(
-        path=p,
-        format="torch",
-        size_bytes=p.stat().st_size,
-        tensors=tensors,
-        metadata=metadata,
-        container_key=container_key,
-        stripped_prefixes=stripped,
-        files=[p],
-        _state=clean,
-    )
+    return from_state_dict(
+        state, path=p, format="torch", size_bytes=p.stat().st_size, metadata=metadata,
+        container_key=container_key, files=(p,),
+    )  # fmt: skip

@@ -117,14 +117,14 @@ def write_safetensors(
 
 
 def _follows(ckpt: Checkpoint, prev: TensorInfo, info: TensorInfo) -> bool:
-    a, b = ckpt.entries[prev.name], ckpt.entries[info.name]
+    a, b = ckpt.entries[prev.key], ckpt.entries[info.key]
     return ckpt.file_of(prev) == ckpt.file_of(info) and a.end == b.start
 
 
 def _copy_raw(ckpt: Checkpoint, run: list[TensorInfo], f: BinaryIO) -> None:
     """Copy the input bytes of back-to-back tensors in the kernel (``copy_file_range``, else
     ``sendfile``, else read/write), without passing them through Python."""
-    first, last = ckpt.entries[run[0].name], ckpt.entries[run[-1].name]
+    first, last = ckpt.entries[run[0].key], ckpt.entries[run[-1].key]
     path = ckpt.file_of(run[0])
     f.flush()  # the buffered header and tensors go first; the copy then writes at the fd's position
     out_fd = f.fileno()

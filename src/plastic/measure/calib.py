@@ -6,7 +6,7 @@ import functools
 import os
 import random
 import stat
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -257,7 +257,7 @@ class DataConfig:
 
 def resolve_data_config(
     model: Any,
-    metadata: dict[str, str],
+    metadata: Mapping[str, str],
     *,
     input_size: tuple[int, int, int] | None = None,
     mean: tuple[float, ...] | None = None,

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from plastic.model.ties import TieEvidence
+
 SHOW = 5  # how many offending keys an error names
 
 
@@ -39,6 +41,8 @@ class BuiltModel:
     notes: list[str] = field(default_factory=list)  # for the user (stderr in the CLI)
     spec: ArchSpec | None = None  # None for a live model of unknown architecture
     certainty: str | None = None  # "assumed": see Resolution
+    checkpoint: Checkpoint | None = None  # the checkpoint under the model's names (Resolution.checkpoint)
+    evidence: TieEvidence | None = None  # see Resolution
 
 
 def check_arch_name(arch: str, where: str = "--arch") -> None:
@@ -80,8 +84,10 @@ class Resolution:
     source: str  # "option" | "config.json" | "metadata" | "checkpoint" | "detected"
     candidates: tuple[str, ...]  # labels of every architecture that matched
     classifier: tuple[str, ...]  # the checkpoint keys of the classifier
+    checkpoint: Checkpoint  # the one given, under the model's names (a view: prefix stripped, renamed)
     notes: tuple[str, ...] = ()
     certainty: str | None = None  # "assumed": the canonical model among look-alikes the data left open
+    evidence: TieEvidence | None = None  # what the calibration images said between look-alikes
 
     @property
     def arch(self) -> str:
@@ -198,7 +204,7 @@ def _same_function(specs: list[ArchSpec], ckpt: Checkpoint) -> bool:
     for spec in specs:
         model = _create(spec).eval()
         model.load_state_dict(state, strict=True)
-        size = (ckpt.in_chans or 3, *tuple(backend_of(spec).data_defaults(model)["input_size"])[1:])
+        size = (spec.in_chans or 3, *tuple(backend_of(spec).data_defaults(model)["input_size"])[1:])
         sizes.add(size)
         x = torch.randn(2, *size, generator=torch.Generator().manual_seed(0))
         with torch.no_grad():
@@ -243,23 +249,23 @@ def stem_channels(ckpt: Checkpoint, spec: ArchSpec) -> int | None:
     return shape[1] if shape is not None and len(shape) >= 2 and shape[1] != 3 else None
 
 
-def _align_to(ckpt: Checkpoint, spec: ArchSpec) -> str | None:
-    """Strip the wrapper prefix under which ``ckpt`` holds ``spec``'s names; the note, or None."""
+def _align_to(ckpt: Checkpoint, spec: ArchSpec) -> tuple[Checkpoint, list[str]]:
+    """``ckpt`` without the wrapper prefix under which it holds ``spec``'s names, and the note."""
     names = [t.name for t in ckpt.tensors]
     keys, classifier_set = spec_keys(spec)
     classifier = set(classifier_set)
     body = set(keys) - classifier
     if set(names) - classifier == body:
-        return None
+        return ckpt, []
     for prefix in wrapper_prefixes(names):
         if {n[len(prefix) :] for n in names} - classifier == body:
-            ckpt.strip_prefix(prefix)
-            return _prefix_note(prefix)
-    return None
+            return ckpt.strip_prefix(prefix), [_prefix_note(prefix)]
+    return ckpt, []
 
 
-def _rename_for(ckpt: Checkpoint, spec: ArchSpec) -> str | None:
-    """A transformers checkpoint in its library's file naming: its tensors take the model's names."""
+def _rename_for(ckpt: Checkpoint, spec: ArchSpec) -> tuple[Checkpoint, list[str]]:
+    """A transformers checkpoint in its library's file naming, under the model's names (the view's
+    notes say so)."""
     import torch
 
     from plastic.model.backends.transformers_family import model_names
@@ -269,8 +275,8 @@ def _rename_for(ckpt: Checkpoint, spec: ArchSpec) -> str | None:
         model = backend_of(spec).create(spec)
     mapping = model_names(model, [t.name for t in ckpt.tensors])
     if any(k != v for k, v in mapping.items()):
-        ckpt.rename(mapping, "transformers' file names for this model's tensors (kept in outputs)")
-    return None
+        ckpt = ckpt.renamed(mapping, "transformers' file names for this model's tensors (kept in outputs)")
+    return ckpt, []
 
 
 def _prefix_note(prefix: str) -> str:
@@ -301,42 +307,53 @@ def named_spec(ckpt: Checkpoint) -> ArchSpec:
 
 def _finish(
     ckpt: Checkpoint, spec: ArchSpec, source: str, candidates: list[str], notes: list[str],
-    certainty: str | None = None,
+    certainty: str | None = None, evidence: TieEvidence | None = None,
 ) -> Resolution:  # fmt: skip
     """The class count (from the classifier's rows) and channels, once the names are the family's."""
-    ckpt.in_chans = ckpt.in_chans or stem_channels(ckpt, spec)
+    chans = spec.in_chans or ckpt.in_chans or stem_channels(ckpt, spec)
     keys = {t.name for t in ckpt.tensors}
     classifier = classifier_keys(spec, keys)
-    spec = ArchSpec(spec.family, spec.name, num_classes_of(ckpt, classifier), ckpt.in_chans, spec.config)
-    return Resolution(spec, source, tuple(candidates), tuple(classifier), tuple(notes), certainty)
+    spec = ArchSpec(spec.family, spec.name, num_classes_of(ckpt, classifier), chans, spec.config)
+    return Resolution(
+        spec, source, tuple(candidates), tuple(classifier), ckpt, tuple(notes), certainty, evidence
+    )
 
 
-def _detect(ckpt: Checkpoint, notes: list[str]) -> tuple[str, Detection]:
-    """(family, detection) from the first family whose index knows the checkpoint's signature, trying
-    a wrapper prefix and (timm) a stem built for other channels; an empty detection when none does."""
+@dataclass(frozen=True)
+class _Found:
+    """What detection found: the family, its candidates, the checkpoint under their names, the channels."""
+
+    family: str
+    detection: Detection
+    checkpoint: Checkpoint
+    in_chans: int | None
+    notes: tuple[str, ...] = ()
+
+
+def _detect(ckpt: Checkpoint) -> _Found:
+    """The first family whose index knows the checkpoint's signature, under its own names or a wrapper's
+    prefix stripped, and (timm) with a stem built for other channels; an empty detection when none does."""
     shapes = {t.name: t.shape for t in ckpt.tensors}
     for family in ("timm", "torchvision"):
         b = backend(family)
-        found = b.detect(shapes)
-        if found is not None and found.candidates:
-            return family, found
-        for prefix in wrapper_prefixes(list(shapes)):
-            found = b.detect({k[len(prefix) :]: v for k, v in shapes.items()})
+        for prefix in ["", *wrapper_prefixes(list(shapes))]:
+            named = {k[len(prefix) :]: v for k, v in shapes.items()}
+            view = ckpt.strip_prefix(prefix) if prefix else ckpt
+            notes = (_prefix_note(prefix),) if prefix else ()
+            found = b.detect(named)
             if found is not None and found.candidates:
-                ckpt.strip_prefix(prefix)
-                notes.append(_prefix_note(prefix))
-                return family, found
-        if family == "timm":  # a stem built for 1 (or 4...) channels: try each such conv as the stem
-            stems = [k for k, v in shapes.items() if len(v) == 4 and v[1] != 3 and k.endswith("weight")][:64]
+                return _Found(family, found, view, ckpt.in_chans, notes)
+            if family != "timm":
+                continue
+            # a stem built for 1 (or 4...) channels: try each such conv as the stem
+            stems = [k for k, v in named.items() if len(v) == 4 and v[1] != 3 and k.endswith("weight")][:64]
             for key in stems:
-                as_rgb = b.detect({**shapes, key: (shapes[key][0], 3, *shapes[key][2:])})
+                as_rgb = b.detect({**named, key: (named[key][0], 3, *named[key][2:])})
                 if as_rgb and as_rgb.candidates and all(first_conv_key(a) == key for a in as_rgb.candidates):
-                    ckpt.in_chans = shapes[key][1]
-                    notes.append(
-                        f"the stem {key} takes {ckpt.in_chans} input channel(s): in_chans={ckpt.in_chans}"
-                    )
-                    return family, as_rgb
-    return "", Detection([], ())
+                    chans = named[key][1]
+                    note = f"the stem {key} takes {chans} input channel(s): in_chans={chans}"
+                    return _Found(family, as_rgb, view, chans, (*notes, note))
+    return _Found("", Detection([], ()), ckpt, ckpt.in_chans)
 
 
 def _not_recognised(ckpt: Checkpoint) -> ArchitectureError:
@@ -364,20 +381,21 @@ def resolve_arch(
 ) -> Resolution:
     """The file's or the user's architecture, else the one its (name, shape) signature matches.
 
-    A wrapper's prefix on every name (``model.`` in a Lightning checkpoint) is found and stripped here,
-    for a named architecture and for detection alike. Look-alikes (same tensors, another function) are
+    A wrapper's prefix on every name (``model.`` in a Lightning checkpoint) is found here, for a named
+    architecture and for detection alike: the result's ``checkpoint`` is a view of ``ckpt`` under the
+    model's names (``ckpt`` itself never changes). Look-alikes (same tensors, another function) are
     told apart by the calibration ``images`` when given; when they cannot be, the family's canonical
     model is assumed (said in a note and in ``certainty``); only peers stop with an error.
     """
     if ckpt.arch:
         spec = named_spec(ckpt)
-        note = _rename_for(ckpt, spec) if spec.family == "transformers" else _align_to(ckpt, spec)
-        return _finish(ckpt, spec, ckpt.arch_source or "option", [spec.label], [note] if note else [])
-    notes: list[str] = []
-    family, found = _detect(ckpt, notes)
+        view, notes = _rename_for(ckpt, spec) if spec.family == "transformers" else _align_to(ckpt, spec)
+        return _finish(view, spec, ckpt.arch_source or "option", [spec.label], notes)
+    hit = _detect(ckpt)
+    family, found, ckpt, notes = hit.family, hit.detection, hit.checkpoint, list(hit.notes)
     if not found.candidates:
         raise _not_recognised(ckpt)
-    specs = [ArchSpec(family, name, -1, ckpt.in_chans) for name in found.candidates]
+    specs = [ArchSpec(family, name, -1, hit.in_chans) for name in found.candidates]
     labels = [s.label for s in specs]
     if len(specs) == 1:
         return _finish(ckpt, specs[0], "detected", labels, notes)
@@ -402,14 +420,13 @@ def resolve_arch(
             return model
 
         evidence = weigh_candidates(labels, build, images)
-        ckpt.tie_evidence = evidence
         if evidence is not None and evidence.pick is not None:
             note = (
                 f"architectures {', '.join(labels)} share this checkpoint's signature; the "
                 f"calibration images decide for {evidence.pick}: {evidence.describe()}"
             )
             pick = next(s for s in specs if s.label == evidence.pick)
-            return _finish(ckpt, pick, "detected", labels, [*notes, note])
+            return _finish(ckpt, pick, "detected", labels, [*notes, note], evidence=evidence)
     why = f"the calibration images do not decide ({evidence.describe()})" if evidence is not None else ""
     canonical = backend(family).canonical(found.candidates)
     if canonical is not None:
@@ -419,7 +436,7 @@ def resolve_arch(
             f"{why or 'no calibration images were given to tell them apart'}; assumed {pick.label}, the "
             f"canonical model the others are variants of; pass --arch to choose another"
         )
-        return _finish(ckpt, pick, "detected", labels, [*notes, note], certainty="assumed")
+        return _finish(ckpt, pick, "detected", labels, [*notes, note], "assumed", evidence)
     why = f"; {why}" if why else ""
     raise ArchitectureError(
         f"{ckpt.path}: ambiguous architecture: {', '.join(labels)} all match its tensors but "
@@ -436,10 +453,11 @@ def build_model(
     """The model for ``ckpt`` on the CPU, in eval mode, with the checkpoint loaded strictly.
 
     Keys that follow another library's naming are mapped by position only when the user named the
-    architecture (``--arch``) and every shape lines up in order; a note says so.
+    architecture (``--arch``) and every shape lines up in order; a note says so. The result's
+    ``checkpoint`` is ``ckpt`` under the model's names (:func:`resolve_arch`).
     """
     res = resolve_arch(ckpt, images)
-    spec, notes = res.spec, list(res.notes)
+    spec, notes, ckpt = res.spec, list(res.notes), res.checkpoint
     classifier = list(res.classifier)
     model = _create(spec)
     missing, unexpected, shaped = compare_names(model, ckpt)
@@ -464,7 +482,7 @@ def build_model(
     model.load_state_dict(state, strict=True)
     model.eval()
     return BuiltModel(model, spec.label, res.source, list(res.candidates), spec.num_classes, classifier,
-                      notes, spec, res.certainty)  # fmt: skip
+                      notes, spec, res.certainty, ckpt, res.evidence)  # fmt: skip
 
 
 def _naming_hint(spec: ArchSpec, ckpt: Checkpoint) -> str:

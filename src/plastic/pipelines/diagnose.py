@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -34,6 +34,10 @@ from plastic.model.backends import model_groups
 from plastic.model.build import BuiltModel, build_model, common_components
 from plastic.model.init_values import fresh_model
 from plastic.model.modules import layers_of
+from plastic.model.structure import input_channels
+
+if TYPE_CHECKING:
+    from plastic.model.ties import TieEvidence
 
 
 @dataclass
@@ -100,6 +104,7 @@ class DiagnoseReport:
     recommendation: Recommendation | None = None
     stages: list[StageDiagnosis] = field(default_factory=list)
     certainty: str | None = None  # "assumed": see model.build.Resolution
+    evidence: TieEvidence | None = None  # what the calibration images said between look-alikes
 
     def to_dict(self) -> DiagnoseDoc:
         """The ``plastic diagnose --json`` document (without ``findings``, which only ``--fail-on`` adds)."""
@@ -294,7 +299,7 @@ def assemble(
         rec.confidence = "low"
     return DiagnoseReport(
         ckpt, built.arch, built.arch_source, built.candidates, device, amp, cfg, calibration,
-        layers, blocks, timing, options, notes, rec, stages, built.certainty,
+        layers, blocks, timing, options, notes, rec, stages, built.certainty, built.evidence,
     )  # fmt: skip
 
 
@@ -304,14 +309,13 @@ def _build(
 ) -> tuple[Checkpoint, BuiltModel, DataConfig]:  # fmt: skip
     """The checkpoint (fingerprinted), the timm model with its weights, and its preprocessing. Look-alike
     architectures are told apart on a few calibration images."""
-    with open_checkpoint(path, key=key, arch=arch) as ckpt:
-        if in_chans is not None:
-            ckpt.in_chans = in_chans
+    with open_checkpoint(path, key=key, arch=arch, in_chans=in_chans) as ckpt:
 
         def config(model: nn.Module) -> DataConfig:
+            chans = input_channels(model)  # the channels the model was built for: given, or the stem's
             return resolve_data_config(
                 model, ckpt.metadata, input_size=input_size, mean=mean, std=std, hub=ckpt.hub,
-                in_chans=ckpt.in_chans,
+                in_chans=chans if chans != 3 else None,
             )  # fmt: skip
 
         def tie_images(model: nn.Module) -> torch.Tensor | None:
@@ -325,7 +329,8 @@ def _build(
         ckpt.hash_in_background()  # the report's identity: reinit refuses it for a file with other contents
         built = build_model(ckpt, images=tie_images)
         ckpt.compute_sha256()
-    return ckpt, built, config(built.model)
+    assert built.checkpoint is not None
+    return built.checkpoint, built, config(built.model)
 
 
 @dataclass(frozen=True)
@@ -413,7 +418,7 @@ def _recommendation(
         # --arch where reinit could not find it again by itself: the user named it, or the images did
         arch=built.arch if built.arch_source == "option" or len(built.candidates) > 1 else None,
         key=ckpt.container_key,
-        in_chans=ckpt.in_chans,
+        in_chans=built.spec.in_chans if built.spec is not None else None,
     )
     return rec
 

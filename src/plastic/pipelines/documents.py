@@ -45,8 +45,8 @@ def checkpoint_dict(ckpt: Checkpoint) -> CheckpointDoc:
         "format": ckpt.format,
         "size_bytes": ckpt.size_bytes,
         "container_key": ckpt.container_key,
-        "stripped_prefixes": ckpt.stripped_prefixes,
-        "metadata": ckpt.metadata,
+        "stripped_prefixes": list(ckpt.stripped_prefixes),
+        "metadata": dict(ckpt.metadata),
     }
     if ckpt.sha256 is not None:  # the identity reinit checks a report against (diagnose computes it)
         doc["sha256"] = ckpt.sha256
@@ -76,7 +76,7 @@ def _diagnose_arch(report: DiagnoseReport) -> ArchDoc:
         "name": report.arch,
         "source": report.arch_source,
         "candidates": report.candidates,
-        "evidence": _evidence_dict(report.checkpoint.tie_evidence),
+        "evidence": _evidence_dict(report.evidence),
     }
     family = report.arch.partition(":")[0] if ":" in report.arch else None
     if family:

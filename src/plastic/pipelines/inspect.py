@@ -5,7 +5,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,7 +90,7 @@ def natural_key(name: str) -> list[tuple[int, int | str]]:
     return [(0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"(\d+)", name) if p]
 
 
-def group_layers(tensors: list[TensorInfo], *, sort: bool = False) -> list[Layer]:
+def group_layers(tensors: Sequence[TensorInfo], *, sort: bool = False) -> list[Layer]:
     """Group tensors into layers, in order of first appearance (or natural name order with ``sort``).
 
     safetensors files store tensors sorted by dtype and name, not in model order, so for them a natural
@@ -113,7 +113,7 @@ def main_tensor(layer: Layer) -> TensorInfo | None:
     return max(floats, key=lambda t: t.numel, default=None)
 
 
-def totals_of(tensors: list[TensorInfo]) -> Totals:
+def totals_of(tensors: Sequence[TensorInfo]) -> Totals:
     dtypes: dict[str, int] = {}
     for t in tensors:
         dtypes[t.dtype] = dtypes.get(t.dtype, 0) + 1

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from plastic.errors import DataError, UsageError
-from plastic.files.checkpoint import Checkpoint, TensorInfo
+from plastic.files.checkpoint import Checkpoint, from_state_dict
 from plastic.measure.calib import DataConfig
 from plastic.measure.defaults import DEFAULT_BATCH_SIZE, DEFAULT_MAX_IMAGES, DEFAULT_TAU
 from plastic.measure.onepass import Batches, Progress, probe_targets
@@ -65,19 +65,14 @@ def model_spec(model: nn.Module, ckpt: Checkpoint) -> ArchSpec | None:
 def checkpoint_view(model: nn.Module, arch: str | None = None, name: str = IN_MEMORY) -> Checkpoint:
     """A :class:`Checkpoint` over the model's own state dict (no copy: the tensors are the model's), so
     every step written for files reads a live model the same way."""
-    state = model.state_dict()  # name -> tensor sharing storage with the parameter or buffer
-    tensors = [
-        TensorInfo(k, k, tuple(t.shape), str(t.dtype).removeprefix("torch."), t.numel() * t.element_size())
-        for k, t in state.items()
-    ]
     from plastic.model.structure import input_channels
 
     arch = model_arch(model, arch)
     chans = input_channels(model)
-    return Checkpoint(
-        path=Path(name), format="memory", size_bytes=sum(t.nbytes for t in tensors), tensors=tensors,
-        metadata={}, arch=arch, arch_source="option" if arch else None, _state=dict(state),
-        in_chans=chans if chans != 3 else None,
+    return from_state_dict(
+        model.state_dict(),  # name -> tensor sharing storage with the parameter or buffer
+        path=Path(name), format="memory", strip=False, metadata={}, arch=arch,
+        arch_source="option" if arch else None, in_chans=chans if chans != 3 else None,
     )  # fmt: skip
 
 

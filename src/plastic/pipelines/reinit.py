@@ -51,20 +51,21 @@ def output_format(out: Path, ckpt: Checkpoint | None = None) -> str:
     raise UsageError(f"-o {out}: use a .safetensors, .pt, .pth, .pth.tar, .bin or .ckpt name{folder}")
 
 
-def _architecture(ckpt: Checkpoint, notes: list[str]) -> ArchSpec | None:
-    """The architecture (the option's or the report's, else detected) with its class count; None when
-    unknown, which makes new values fall back to PyTorch's defaults per tensor role."""
+def _architecture(ckpt: Checkpoint, notes: list[str]) -> tuple[Checkpoint, ArchSpec | None]:
+    """The checkpoint under the model's names (a wrapper's prefix such as Lightning's ``model.``
+    stripped) and the architecture (the option's or the report's, else detected) with its class count;
+    None when unknown, which makes new values fall back to PyTorch's defaults per tensor role."""
     from plastic.model.build import resolve_arch
 
     try:
-        res = resolve_arch(ckpt)  # also strips a wrapper prefix (Lightning's model.)
+        res = resolve_arch(ckpt)
         notes.extend(res.notes)
     except ArchitectureError as e:
         if ckpt.arch is not None:
             raise
         notes.append(f"architecture unknown ({e}); new values use PyTorch's default init per tensor role")
-        return None
-    return res.spec
+        return ckpt, None
+    return res.checkpoint, res.spec
 
 
 def check_names(model: torch.nn.Module, ckpt: Checkpoint, spec: ArchSpec) -> None:
@@ -122,10 +123,10 @@ def reinit(
     if info.wants(Need.REPORT, options):
         req.report = _report_for(req.path, req.data, req.report, **req.diag)
     notes: list[str] = []
-    with open_checkpoint(req.path, key=req.key, arch=req.arch) as ckpt:
-        notes.extend(ckpt.notes)
-        fmt = _open_output(ckpt, req, inputs, force=force, dry_run=dry_run)
-        spec = _architecture(ckpt, notes)
+    with open_checkpoint(req.path, key=req.key, arch=req.arch, in_chans=req.in_chans) as opened:
+        notes.extend(opened.notes)
+        fmt = _open_output(opened, req, inputs, force=force, dry_run=dry_run)
+        ckpt, spec = _architecture(opened, notes)  # ckpt: the file under the model's names
         _check_report(req.report, ckpt, notes)
         ctx, recording = _context(ckpt, info, options, req, spec)
         plan = info.fn(ctx)
@@ -205,8 +206,6 @@ def _open_output(
 ) -> str | None:
     """Refuse an output that would replace an input (or exist, without --force); its format; start
     hashing the source for the manifest while the rest runs."""
-    if req.in_chans is not None:
-        ckpt.in_chans = req.in_chans
     fmt = None
     if req.out is not None:
         fmt = output_format(req.out, ckpt)
@@ -337,6 +336,7 @@ def _gradients(
     from plastic.measure.calib import calib_batches, resolve_data_config, scan_folder
     from plastic.measure.onepass import data_pass, probe_targets
     from plastic.model.build import build_model
+    from plastic.model.structure import input_channels
     from plastic.pipelines.diagnose import full_float32
 
     model = build_model(ckpt).model
@@ -350,7 +350,7 @@ def _gradients(
         mean=tuple(mean) if isinstance(mean, list) and mean else None,
         std=tuple(std) if isinstance(std, list) and std else None,
         hub=ckpt.hub,
-        in_chans=ckpt.in_chans,
+        in_chans=chans if (chans := input_channels(model)) != 3 else None,
     )
     labels, classes = probe_targets(calib.labels, calib.class_names, len(calib.files), seed)
     dev = pick_device(str(diag.get("device") or DEFAULT_DEVICE))
