@@ -12,33 +12,36 @@ import pytest
 
 from tests.conftest import ROOT
 
+# one condition of each kind (every strategy, both controls, a start at each end): the harness end to end
+QUICK = (
+    "scratch", "finetune", "auto-lr3x", "topk-layer-k3", "random-block-k1", "dormant-units",
+    "weights-0.25-mean", "shrink-perturb", "from-layer1.0", "from-layer4.0",
+)  # fmt: skip
+
 
 @pytest.mark.slow
 def test_transfer_quick(tmp_path: Path) -> None:
     script = ROOT / "benchmarks" / "transfer.py"
     cmd = [sys.executable, str(script), "--scenario", "1", "--quick", "--out", str(tmp_path)]
+    cmd += ["--conditions", ",".join(QUICK)]
     threads = "1" if os.environ.get("PYTEST_XDIST_WORKER") else "2"  # -n 2: a core per worker already
     env = {**os.environ, "BENCH_THREADS": threads}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     runs = [json.loads(p.read_text()) for p in tmp_path.glob("*__seed0.json")]
-    names = {r["condition"] for r in runs}
-    assert {
-        "scratch",
-        "finetune",
-        "topk-layer-k3",
-        "random-block-k1",
-        "dormant-units",
-        "shrink-perturb",
-        "auto-lr3x",
-        "from-layer1.0",  # from-block at every stage boundary above the stem
-        "from-layer4.0",
-    } <= names
-    assert len(runs) == 26 and all(len(r["test_acc"]) == 2 and 0.0 <= r["final"] <= 1.0 for r in runs)
+    assert {r["condition"] for r in runs} == set(QUICK)
+    assert all(len(r["test_acc"]) == 2 and 0.0 <= r["final"] <= 1.0 for r in runs)
     assert all(r["changed_tensors"] > 0 for r in runs if r["condition"].startswith(("topk", "random")))
     summary = (tmp_path / "summary.md").read_text()
     assert "| finetune |" in summary and "epochs to 95% of best" in summary
     assert not list(tmp_path.glob("_reinit_*"))  # intermediate checkpoints cleaned up
+    # the full design: 22 fixed conditions and a from-<stage> start at each stage boundary above the stem
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from transfer import SCENARIOS, conditions, stage_starts
+
+    report = json.loads((tmp_path / "result.json").read_text())["report"]
+    names = [c[0] for c in conditions(SCENARIOS[1]["last"], stage_starts(report))]
+    assert len(names) == len(set(names)) == 26 and set(QUICK) <= set(names)
 
 
 def test_scenario_4_splits_are_disjoint_and_balanced(tmp_path: Path) -> None:
