@@ -385,7 +385,8 @@ def markdown(result: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     rep = result["report"]
     top = sorted((la for la in rep["layers"] if la["rank"]), key=lambda la: la["rank"])[:5]
     blocks = sorted((b for b in rep["blocks"] if b["rank"]), key=lambda b: b["rank"])[:3]
-    base = next(r for r in rows if r["condition"] == "finetune")
+    # a process that ran other conditions only (one half of a parallel run) has no fine-tuning row
+    base = next((r for r in rows if r["condition"] == "finetune"), dict(rows[0], mean=float("nan")))
     lines = [
         f"Scenario {result['scenario']}: {sc['title']}. {rows[0]['n']} seeds per condition, "
         f"{len(base['curve'])} epochs, AdamW lr {sc['lr']}, cosine, batch {BATCH}. "
