@@ -120,6 +120,39 @@ def test_every_strategy_writes_a_file_torchvision_loads_strictly(tmp_path: Path)
             assert torch.equal(before[k], after[k])  # untouched tensors bit-identical
 
 
+def test_module_versions_reach_the_model_and_the_output(tmp_path: Path) -> None:
+    """torchvision's MNASNet loads only a state dict that carries module versions (``_metadata``, which
+    torch.save(model.state_dict()) keeps and safetensors cannot hold): both files are diagnosed, the
+    .pth output keeps the input's versions (it loads into the constructor as the input does), and the
+    safetensors output loads once the versions are given, as for the input."""
+    model = _tv("mnasnet0_5", 6)
+    pth = tmp_path / "mnas.pth"
+    torch.save(model.state_dict(), pth)  # an OrderedDict with _metadata, as users save
+    st = _save(model, tmp_path / "mnas.safetensors")
+    # the file without versions is the one that needs the installed library's: it builds and measures
+    report = plastic.diagnose_checkpoint(st, CALIB, device="cpu", max_images=4, input_size=(3, 64, 64))
+    assert report.arch == "torchvision:mnasnet0_5" and report.recommendation is not None
+    for src in (pth, st):
+        out = tmp_path / f"out{src.suffix}"
+        plastic.reinit_checkpoint(src, strategy="head", output=out)
+        fresh = _tv("mnasnet0_5", 6)
+        if src is pth:
+            after = torch.load(out)
+            assert after._metadata == torch.load(pth)._metadata
+        else:
+            after = load_file(out)
+            with pytest.raises(ValueError, match="version"):  # torchvision's own refusal, input alike
+                fresh.load_state_dict(after)
+            after = type(model.state_dict())(after)
+            after._metadata = model.state_dict()._metadata  # type: ignore[attr-defined]
+        fresh.load_state_dict(after, strict=True)
+    # a plain dict in, a plain dict out (no versions invented for the file)
+    plain = tmp_path / "plain.pth"
+    torch.save(dict(model.state_dict()), plain)
+    plastic.reinit_checkpoint(plain, strategy="head", output=tmp_path / "p.pth")
+    assert type(torch.load(tmp_path / "p.pth")) is dict
+
+
 def test_torchvision_and_timm_resnet18_give_the_same_per_layer_metrics() -> None:
     """One set of weights in two families that share its names, the same images: the same measurements
     layer by layer. (From files, each family's own preprocessing applies: timm's resnet18 resizes

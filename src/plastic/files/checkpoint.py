@@ -137,6 +137,9 @@ class Checkpoint:
     notes: tuple[str, ...] = ()  # what the reader decided on the user's behalf
     hub: HubConfig | None = None  # config.json beside the weights (timm's or transformers')
     in_chans: int | None = None  # input channels when not 3, as given: the option or config.json
+    # a torch state dict's ``_metadata`` (module prefix -> {"version": n}, by stored key): what some
+    # modules' loaders read (torchvision's MNASNet refuses a dict without it; BatchNorm's version)
+    module_versions: Mapping[str, Any] | None = field(default=None, repr=False)
     _open: _Open = field(default_factory=_Open, repr=False)
     _by_name: dict[str, TensorInfo] = field(init=False, repr=False)
 
@@ -210,6 +213,20 @@ class Checkpoint:
         tensors = tuple(dataclasses.replace(t, name=n) for t, n in zip(self.tensors, new, strict=True))
         note = f"{sum(a != b for a, b in mapping.items())} tensor names mapped: {why}"
         return dataclasses.replace(self, tensors=tensors, notes=(*self.notes, note))
+
+    def versions_for_model(self) -> dict[str, Any] | None:
+        """:attr:`module_versions` under the tensors' names (stripped wrapper prefixes dropped: the
+        wrapped model's entries win over the wrapper's own), for ``load_state_dict``; None when the file
+        has none."""
+        if self.module_versions is None:
+            return None
+        ranked: list[tuple[int, str, Any]] = []
+        for key, value in self.module_versions.items():
+            name, strips = key + ".", 0
+            while hit := next((p for p in self.stripped_prefixes if name.startswith(p)), None):
+                name, strips = name[len(hit) :], strips + 1
+            ranked.append((strips, name[:-1], value))
+        return {name: value for _strips, name, value in sorted(ranked, key=lambda r: r[0])}
 
     def file_of(self, info: TensorInfo) -> Path:
         """The file holding ``info``'s data: the shard the index assigns it to, or the file itself."""
@@ -395,6 +412,7 @@ def from_state_dict(
     import torch
 
     mapping, stripped = _strip(list(state)) if strip else ({k: k for k in state}, [])
+    fields.setdefault("module_versions", getattr(state, "_metadata", None))
     tensors = []
     for k, t in state.items():
         if t.layout != torch.strided:

@@ -14,6 +14,7 @@ import json
 import os
 import struct
 import sys
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -223,10 +224,14 @@ def write_torch(
     ckpt: Checkpoint, out: Target | Path, new_value: NewValue, metadata: dict[str, str], *, keep_extra: bool
 ) -> None:
     """A PyTorch file with the input's container structure (bare dicts stay bare)."""
-    state: dict[str, torch.Tensor] = {}
+    # the input's kind of dict: torch.save(model.state_dict()) writes an OrderedDict whose _metadata
+    # (module versions) some loaders need, kept as it was; a plain dict stays plain
+    state: dict[str, torch.Tensor] = {} if ckpt.module_versions is None else OrderedDict()
     for info in ckpt.tensors:
         new = new_value(info)
         state[info.key] = new.to(getattr(torch, info.dtype)) if new is not None else ckpt.tensor(info.name)
+    if ckpt.module_versions is not None:
+        state._metadata = dict(ckpt.module_versions)  # type: ignore[attr-defined]
     obj: Any = state
     if ckpt.format == "torch" and ckpt.container_key is not None:
         original = torch_load(ckpt.path)

@@ -7,9 +7,9 @@ import difflib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from plastic.errors import ArchitectureError
+from plastic.errors import ArchitectureError, is_allocation_failure
 from plastic.files.checkpoint import Checkpoint
 from plastic.model.backends import (
     ArchSpec,
@@ -195,6 +195,27 @@ def num_classes_of_model_keys(model: nn.Module, spec: ArchSpec) -> int:
     return int(weights[0][0]) if weights else 0
 
 
+def load_strict(model: nn.Module, state: dict[str, torch.Tensor], ckpt: Checkpoint) -> None:
+    """``model.load_state_dict(state, strict=True)`` with the module versions some loaders read: the
+    file's own (a torch state dict's ``_metadata``), else the installed library's, since the names and
+    shapes were checked against it (a safetensors file has none, and torchvision's MNASNet refuses to
+    load without them)."""
+    from collections import OrderedDict
+
+    versions = ckpt.versions_for_model()
+    if versions is None:
+        versions = dict(getattr(model.state_dict(), "_metadata", {}))
+    loaded: Any = OrderedDict(state)
+    loaded._metadata = versions
+    try:
+        model.load_state_dict(loaded, strict=True)
+    except (RuntimeError, ValueError, KeyError, TypeError) as e:  # a module's own loader objected
+        if is_allocation_failure(e):
+            raise
+        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+        raise ArchitectureError(f"{ckpt.path}: {type(model).__name__} refused these weights: {first}") from e
+
+
 def _same_function(specs: list[ArchSpec], ckpt: Checkpoint) -> bool:
     """Do these architectures compute the same outputs with the same weights (fixed random input)?"""
     import torch
@@ -203,7 +224,7 @@ def _same_function(specs: list[ArchSpec], ckpt: Checkpoint) -> bool:
     outputs, sizes = [], set()
     for spec in specs:
         model = _create(spec).eval()
-        model.load_state_dict(state, strict=True)
+        load_strict(model, state, ckpt)
         size = (spec.in_chans or 3, *tuple(backend_of(spec).data_defaults(model)["input_size"])[1:])
         sizes.add(size)
         x = torch.randn(2, *size, generator=torch.Generator().manual_seed(0))
@@ -416,7 +437,7 @@ def resolve_arch(
 
         def build(label: str) -> nn.Module:
             model = _create(by_label[label])
-            model.load_state_dict(state, strict=True)
+            load_strict(model, state, ckpt)
             return model
 
         evidence = weigh_candidates(labels, build, images)
@@ -461,6 +482,7 @@ def build_model(
     classifier = list(res.classifier)
     model = _create(spec)
     missing, unexpected, shaped = compare_names(model, ckpt)
+    mapped = None
     if missing or unexpected or shaped:
         positional = res.source == "option" if allow_position_mapping is None else allow_position_mapping
         mapped = (
@@ -479,7 +501,10 @@ def build_model(
         )
     else:
         state = {i.name: t for i, t in ckpt.iter_tensors()}
-    model.load_state_dict(state, strict=True)
+    if mapped is None:
+        load_strict(model, state, ckpt)
+    else:  # names by position: the file's module versions name other modules
+        model.load_state_dict(state, strict=True)
     model.eval()
     return BuiltModel(model, spec.label, res.source, list(res.candidates), spec.num_classes, classifier,
                       notes, spec, res.certainty, ckpt, res.evidence)  # fmt: skip
