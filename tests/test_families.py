@@ -263,6 +263,19 @@ def _hf_models() -> dict[str, Any]:
         "mobilenet_v2": lambda: T.MobileNetV2ForImageClassification(
             T.MobileNetV2Config(image_size=32, depth_multiplier=0.25, num_labels=4)
         ),
+        "mobilevitv2": lambda: T.MobileViTV2ForImageClassification(
+            T.MobileViTV2Config(image_size=64, width_multiplier=0.25, num_labels=4)
+        ),
+        # a two-tower model: the image size lives in its vision config
+        "clip": lambda: T.CLIPForImageClassification(
+            T.CLIPConfig(
+                vision_config={k: v for k, v in vit.items() if k != "num_labels"},
+                text_config=dict(
+                    hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
+                ),
+                num_labels=4,
+            )
+        ),
     }
 
 
@@ -320,6 +333,16 @@ def test_a_dead_unit_in_a_transformers_resnet_is_dormant(tmp_path: Path) -> None
     report = plastic.diagnose_checkpoint(tmp_path / "m", CALIB, **FAST)
     stem = next(la for la in report.layers if la.name == "resnet.embedder.embedder.convolution")
     assert stem.dormant_units == [2]
+    # dormant-units checks that zeroing a unit's readers leaves the model's output (a transformers
+    # output object) unchanged before it re-initializes the unit; the stem's unit has no conv reading it
+    # directly (a max-pool follows), so it is skipped and said so
+    result = plastic.reinit_checkpoint(tmp_path / "m", "dormant-units", tmp_path / "out", report=report)
+    assert any(c["kind"] == "zero-outgoing" for c in result.changed)
+    assert any(what.startswith("resnet.embedder.embedder.convolution") for what, _why in result.skipped)
+    _model, info = transformers.AutoModelForImageClassification.from_pretrained(
+        tmp_path / "out", output_loading_info=True
+    )
+    assert not any(info.values())
 
 
 def test_without_transformers_a_transformers_folder_is_one_error_naming_the_extra(tmp_path: Path) -> None:

@@ -37,6 +37,19 @@ def layers_of(model: nn.Module) -> dict[str, nn.Module]:
     return {name: m for name, m in model.named_modules() if name and is_layer(m)}
 
 
+def output_tensor(out: Any) -> torch.Tensor:
+    """A model's output as one tensor: the tensor itself, a transformers output's ``logits``, or the
+    first tensor of a tuple (torchvision's GoogLeNet with its auxiliary heads)."""
+    if isinstance(out, torch.Tensor):
+        return out
+    logits = getattr(out, "logits", None)
+    if isinstance(logits, torch.Tensor):
+        return logits
+    if isinstance(out, tuple | list) and out and isinstance(out[0], torch.Tensor):
+        return out[0]
+    raise TypeError(f"a model output of type {type(out).__name__} holds no tensor to compare")
+
+
 def probe_forward(model: nn.Module, x: torch.Tensor, hooks: dict[nn.Module, Callable[..., Any]]) -> None:
     """One ``no_grad`` forward of ``x`` with forward hooks that are removed however it ends."""
     handles = [m.register_forward_hook(fn) for m, fn in hooks.items()]

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from plastic.model.modules import find_act_sites, is_layer, layers_of, probe_forward, units_of
+from plastic.model.modules import find_act_sites, is_layer, layers_of, output_tensor, probe_forward, units_of
 
 NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
 
@@ -224,7 +224,7 @@ def _consumers_complete(
     def run(perturbed: bool) -> torch.Tensor:
         handle = site.register_forward_hook(perturb) if perturbed else None
         try:
-            return model(x)  # type: ignore[no-any-return]
+            return output_tensor(model(x))
         finally:
             if handle is not None:
                 handle.remove()

@@ -128,6 +128,8 @@ class TransformersBackend(Backend):
 
     def data_defaults(self, model: nn.Module) -> dict[str, Any]:
         config = getattr(model, "config", None)
+        # a two-tower model (CLIP, SigLIP) keeps the image's settings in its vision config
+        config = getattr(config, "vision_config", None) or config
         size = getattr(config, "image_size", 224)
         if isinstance(size, list | tuple):
             h, w = (int(size[0]), int(size[-1]))

@@ -1,0 +1,177 @@
+"""Fresh torchvision and transformers classifiers through ``diagnose`` and ``reinit``, as a user would hand
+them over: every one must be recognised, called healthy (its fresh init: fine-tune as is, no layer at
+0.10), and re-initialized (auto, from-block at the middle stage, dormant-units, head) into a file its own
+library loads strictly (torchvision) or with no missing/unexpected keys (transformers ``from_pretrained``).
+
+    python scripts/sweep_families.py torchvision [NAME,...]    # one model per torchvision family
+    python scripts/sweep_families.py transformers [NAME,...]   # small configs beyond tests/test_families.py
+
+Prints one line per model (OK / FAIL with the error) and exits 1 if any failed. Slow (minutes per big
+torchvision model on a CPU); the suite tests a few of each family, this checks the breadth.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+import traceback
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import plastic
+from plastic import Options
+
+CALIB = Path(__file__).resolve().parents[1] / "sample_checkpoints" / "calib"
+TORCHVISION = [
+    "squeezenet1_0",
+    "mnasnet0_5",
+    "mobilenet_v2",
+    "shufflenet_v2_x1_0",
+    "regnet_x_400mf",
+    "efficientnet_b0",
+    "googlenet",
+    "densenet121",
+    "alexnet",
+    "resnext50_32x4d",
+    "mobilenet_v3_large",
+    "convnext_tiny",
+    "efficientnet_v2_s",
+    "inception_v3",
+    "swin_v2_t",
+    "vgg11_bn",
+    "vit_b_32",
+    "maxvit_t",
+    "wide_resnet50_2",
+]
+
+
+def transformers_models() -> dict[str, Callable[[], Any]]:
+    import transformers as T
+
+    vit = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+               image_size=32, patch_size=8)  # fmt: skip
+    text = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+    stages = dict(hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 1, 1], num_labels=4)
+    heads = dict(num_attention_heads=[1, 1, 2, 2])
+    return {
+        "mobilevit": lambda: T.MobileViTForImageClassification(T.MobileViTConfig(
+            image_size=64, hidden_sizes=[16, 24, 32], neck_hidden_sizes=[8, 8, 16, 16, 24, 32, 64],
+            num_labels=4)),
+        "mobilevitv2": lambda: T.MobileViTV2ForImageClassification(
+            T.MobileViTV2Config(image_size=64, width_multiplier=0.25, num_labels=4)),
+        "levit": lambda: T.LevitForImageClassification(T.LevitConfig(
+            image_size=64, hidden_sizes=[32, 48, 64], num_attention_heads=[1, 2, 2], depths=[1, 1, 1],
+            key_dim=[8, 8, 8], num_labels=4)),
+        "poolformer": lambda: T.PoolFormerForImageClassification(T.PoolFormerConfig(**stages)),
+        "segformer": lambda: T.SegformerForImageClassification(
+            T.SegformerConfig(**stages, **heads, decoder_hidden_size=32)),
+        "swinv2": lambda: T.Swinv2ForImageClassification(T.Swinv2Config(
+            image_size=32, patch_size=4, embed_dim=16, depths=[1, 1], num_heads=[1, 2], window_size=4,
+            num_labels=4)),
+        "data2vec-vision": lambda: T.Data2VecVisionForImageClassification(
+            T.Data2VecVisionConfig(**vit, num_labels=4)),
+        "bit": lambda: T.BitForImageClassification(T.BitConfig(embedding_size=8, num_groups=8, **stages)),
+        "focalnet": lambda: T.FocalNetForImageClassification(
+            T.FocalNetConfig(image_size=32, embed_dim=16, depths=[1, 1], num_labels=4)),
+        "mobilenet_v1": lambda: T.MobileNetV1ForImageClassification(
+            T.MobileNetV1Config(image_size=32, depth_multiplier=0.25, num_labels=4)),
+        "pvt": lambda: T.PvtForImageClassification(T.PvtConfig(image_size=32, **stages, **heads)),
+        "pvt_v2": lambda: T.PvtV2ForImageClassification(T.PvtV2Config(image_size=32, **stages, **heads)),
+        "hiera": lambda: T.HieraForImageClassification(T.HieraConfig(
+            image_size=[64, 64], embed_dim=16, num_heads=[1, 1, 2, 2], depths=[1, 1, 1, 1], num_labels=4)),
+        "dinov2-registers": lambda: T.Dinov2WithRegistersForImageClassification(
+            T.Dinov2WithRegistersConfig(**vit, num_labels=4)),
+        "vit-msn": lambda: T.ViTMSNForImageClassification(T.ViTMSNConfig(**vit, num_labels=4)),
+        "ijepa": lambda: T.IJepaForImageClassification(T.IJepaConfig(**vit, num_labels=4)),
+        "clip": lambda: T.CLIPForImageClassification(
+            T.CLIPConfig(vision_config=vit, text_config=text, num_labels=4)),
+        "siglip": lambda: T.SiglipForImageClassification(
+            T.SiglipConfig(vision_config=vit, text_config=text, num_labels=4)),
+    }  # fmt: skip
+
+
+def _torchvision(name: str, folder: Path) -> tuple[Path, Callable[[Path], None]]:
+    import torchvision
+
+    def make() -> torch.nn.Module:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torchvision.models.get_model(name, weights=None, num_classes=10).eval()  # type: ignore[no-any-return]
+
+    src = folder / f"{name}.pth"
+    torch.save(make().state_dict(), src)  # as users save: an OrderedDict with module versions
+
+    def check(out: Path) -> None:
+        make().load_state_dict(torch.load(out), strict=True)
+
+    return src, check
+
+
+def _transformers(name: str, folder: Path) -> tuple[Path, Callable[[Path], None]]:
+    model = transformers_models()[name]()
+    src = folder / name
+    model.save_pretrained(src)
+
+    def check(out: Path) -> None:
+        _model, info = type(model).from_pretrained(out, output_loading_info=True)
+        bad = {k: v for k, v in info.items() if v}
+        if bad:
+            raise AssertionError(f"from_pretrained: {bad}")
+
+    return src, check
+
+
+def sweep(family: str, names: list[str], folder: Path) -> int:
+    make = _torchvision if family == "torchvision" else _transformers
+    failed = 0
+    for name in names:
+        t0 = time.perf_counter()
+        try:
+            torch.manual_seed(0)
+            src, check = make(name, folder)
+            report = plastic.diagnose_checkpoint(src, CALIB, device="cpu", max_images=8)
+            doc = report.to_dict()
+            flagged = [
+                la["name"] for la in doc["layers"] if not la["classifier"] and (la["score"] or 0) >= 0.10
+            ]
+            if flagged or doc["recommendation"]["action"] != "finetune":
+                raise AssertionError(f"a fresh model flagged: {flagged[:3]}")
+            stages = [s["start"] for s in doc["stages"]]
+            done = []
+            for strategy, opts in (("auto", {}), ("from-block", {"from_block": stages[len(stages) // 2]}),
+                                   ("dormant-units", {}), ("head", {})):  # fmt: skip
+                out = folder / f"{name}-{strategy}{src.suffix}"
+                result = plastic.reinit_checkpoint(src, strategy, out, options=Options(**opts), report=report)
+                check(out)
+                done.append(f"{strategy} {len(result.changed)}")
+            took = time.perf_counter() - t0
+            print(f"OK   {name}: {doc['arch']['name']}, {len(stages)} stages; changed {', '.join(done)} "
+                  f"({took:.0f} s)", flush=True)  # fmt: skip
+        except Exception as e:
+            failed += 1
+            print(f"FAIL {name}: {type(e).__name__}: {str(e)[:300]}", flush=True)
+            traceback.print_exc(limit=6, file=sys.stderr)
+    return failed
+
+
+def main() -> None:
+    if len(sys.argv) < 2 or sys.argv[1] not in ("torchvision", "transformers"):
+        raise SystemExit(__doc__)
+    family = sys.argv[1]
+    names = sys.argv[2].split(",") if len(sys.argv) > 2 else (
+        TORCHVISION if family == "torchvision" else list(transformers_models())
+    )  # fmt: skip
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        failed = sweep(family, names, Path(tmp))
+    print(f"{len(names) - failed} of {len(names)} passed", flush=True)
+    raise SystemExit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
