@@ -338,9 +338,14 @@ def main() -> None:
     print(text)
     everything = load(design_only=False)
     later = out_of_sample(everything, {n: SCENARIOS[n]["title"] for n in everything if n in SCENARIOS})
-    unseen = {n: sc for n, sc in everything.items() if n not in DESIGN}
+    unseen = {n: everything[n] for n in sorted(everything) if n not in DESIGN}
     later += "\n\nWhere the shipped rule re-initializes there, `auto` against fine-tuning seed by seed:\n\n"
     later += paired(unseen)
+    later += (
+        "\n\nEvery variant of the rule on these scenarios (regret vs the best start, points). Reported, "
+        "not acted on: the rule stays as pre-registered; a change would need scenarios of its own.\n\n"
+    )
+    later += sensitivity(unseen)
     print("\n" + later)
     if args.write:
         (RESULTS / "loso.json").write_text(json.dumps(rows, indent=1) + "\n")
