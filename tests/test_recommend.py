@@ -159,6 +159,9 @@ def test_recommend_takes_the_flagged_top_segment() -> None:
     # flagged everywhere, the stem most of all (what ImageNet training does to every layer): fine-tune
     spread = recommend(_layers({"s4.a": 0.3, "s2.a": 0.2, "s0.a": 0.4}, stages), stages)
     assert spread.action == "finetune" and "s4 scores below a lower stage" in spread.reason
+    # its evidence is that case's (flagged below a top that does not stand out), not the calm case's
+    calm = recommend(_layers({}, stages), stages)
+    assert spread.evidence != calm.evidence and "second run" in spread.evidence
     # flagged layers only below the top stage: fine-tune, and say which
     low = recommend(_layers({"s1.a": 0.4, "s0.b": 0.2}, stages), stages)
     assert low.action == "finetune" and low.layers == [] and "s4 has no layer at the threshold" in low.reason
