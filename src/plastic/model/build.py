@@ -359,11 +359,14 @@ def _detect(ckpt: Checkpoint) -> _Found:
         b = backend(family)
         for prefix in ["", *wrapper_prefixes(list(shapes))]:
             named = {k[len(prefix) :]: v for k, v in shapes.items()}
-            view = ckpt.strip_prefix(prefix) if prefix else ckpt
             notes = (_prefix_note(prefix),) if prefix else ()
+
+            def view(prefix: str = prefix) -> Checkpoint:  # made only for the naming that matched
+                return ckpt.strip_prefix(prefix) if prefix else ckpt
+
             found = b.detect(named)
             if found is not None and found.candidates:
-                return _Found(family, found, view, ckpt.in_chans, notes)
+                return _Found(family, found, view(), ckpt.in_chans, notes)
             if family != "timm":
                 continue
             # a stem built for 1 (or 4...) channels: try each such conv as the stem
@@ -373,7 +376,7 @@ def _detect(ckpt: Checkpoint) -> _Found:
                 if as_rgb and as_rgb.candidates and all(first_conv_key(a) == key for a in as_rgb.candidates):
                     chans = named[key][1]
                     note = f"the stem {key} takes {chans} input channel(s): in_chans={chans}"
-                    return _Found(family, as_rgb, view, chans, (*notes, note))
+                    return _Found(family, as_rgb, view(), chans, (*notes, note))
     return _Found("", Detection([], ()), ckpt, ckpt.in_chans)
 
 
