@@ -8,7 +8,9 @@ import re
 from pathlib import Path
 
 
-def machine_line() -> str:
+def machine_line(threads: str | None = None) -> str:
+    """The machine in one line. ``threads`` overrides the torch thread count shown: a summary written by one
+    process over runs made by others states the runs' own count, not its own."""
     import torch
 
     cpu = platform.processor() or platform.machine()
@@ -28,7 +30,7 @@ def machine_line() -> str:
     gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU"
     return (
         f"{cpu}, {os.cpu_count()} cores{mem}{gpu}; Python {platform.python_version()}, "
-        f"torch {torch.__version__}, torch threads {torch.get_num_threads()}"
+        f"torch {torch.__version__}, torch threads {threads or torch.get_num_threads()}"
     )
 
 

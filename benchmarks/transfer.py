@@ -340,7 +340,8 @@ def run_scenario(
             accs = finetune(model, data, epochs, lr, seed, dev)
             run = {"scenario": n, "condition": name, "seed": seed, "epochs": epochs, "test_acc": accs,
                    "final": accs[-1], "changed_tensors": changed, "lr": lr,
-                   "seconds": time.perf_counter() - t0, "device": str(dev)}  # fmt: skip
+                   "seconds": time.perf_counter() - t0, "device": str(dev),
+                   "threads": torch.get_num_threads()}  # fmt: skip
             (out_dir / f"{name}__seed{seed}.json").write_text(json.dumps(run, indent=1) + "\n")
             runs.append(run)
             # the runs so far, after each one: a process stopped midway still leaves a folder --combine reads
@@ -380,6 +381,17 @@ def summarize(result: dict[str, Any]) -> tuple[list[dict[str, Any]], float]:
     return rows, best
 
 
+def _threads(runs: list[dict[str, Any]]) -> str:
+    """The torch thread count the runs used (recorded by each run since scenario 10 seed 2; earlier runs
+    did not record it, and the summarising process's own count would misstate it)."""
+    counts = sorted({str(r["threads"]) for r in runs if "threads" in r})
+    missing = sum("threads" not in r for r in runs)
+    text = "/".join(counts) + " per run" if counts else ""
+    if missing:
+        text += f"{' (' if text else ''}not recorded in {missing} of {len(runs)} runs{')' if text else ''}"
+    return text
+
+
 def markdown(result: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     sc = SCENARIOS[result["scenario"]]
     rep = result["report"]
@@ -390,7 +402,7 @@ def markdown(result: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     lines = [
         f"Scenario {result['scenario']}: {sc['title']}. {rows[0]['n']} seeds per condition, "
         f"{len(base['curve'])} epochs, AdamW lr {sc['lr']}, cosine, batch {BATCH}. "
-        f"Machine: {machine_line()}.",
+        f"Machine: {machine_line(_threads(result['runs']))}.",
         "",
         "Diagnose summary of the pretrained model (on the target's calibration images): top layers "
         + ", ".join(f"`{la['name']}` {la['score']:.3f}" for la in top)
