@@ -205,7 +205,7 @@ def test_torchvision_names_mapped_by_position(cli: Callable[..., Result], tmp_pa
         sd = load_file(MOBILENET)
         order = list(timm.create_model("mobilenetv2_100").state_dict())  # model order, as torchvision saves
         p = tmp_path / "tv.pth"
-        torch.save({f"tv.{i}": sd[k] for i, k in enumerate(order)}, p)
+        torch.save({f"tv.{i}.{k.rpartition('.')[2]}": sd[k] for i, k in enumerate(order)}, p)
     else:
         p = Path(spec.origin).parent / "weights" / "mobilenet_v2-b0353104.pth"
     res = cli("diagnose", p, "--data", CALIB, "--arch", "mobilenetv2_100", "--json", "--max-images", "4")
@@ -213,6 +213,62 @@ def test_torchvision_names_mapped_by_position(cli: Callable[..., Result], tmp_pa
     assert doc["arch"]["name"] == "mobilenetv2_100"
     assert "mapped all 314 tensors by position" in res.stderr
     expect_error(cli("diagnose", p, "--data", CALIB, *FAST), "could not recognise the architecture")
+
+
+def test_another_implementations_names_diagnose_and_reinit_by_position(
+    cli: Callable[..., Result], tmp_path: Path
+) -> None:
+    """A plain state dict in another implementation's names (as ``efficientnet_pytorch`` saves
+    EfficientNet: ``_blocks.N._depthwise_conv``): with --arch it is read by position (shape and role in
+    order), every command diagnose prints runs when pasted, and reinit writes the file's own names
+    back with the module versions it had. A role out of place refuses the mapping."""
+    import shlex
+    from collections import OrderedDict
+
+    sd = load_file(RESNET)
+    order = list(timm.create_model("test_resnet").state_dict())  # registration order, as torch.save keeps
+    foreign: OrderedDict[str, torch.Tensor] = OrderedDict(
+        (f"_net._layers.{i}.{k.rpartition('.')[2]}", sd[k]) for i, k in enumerate(order)
+    )
+    foreign._metadata = OrderedDict({"": {"version": 1}})  # type: ignore[attr-defined]
+    p = tmp_path / "foreign.pth"
+    torch.save(foreign, p)
+    r = cli(
+        "diagnose",
+        p,
+        "--data",
+        CALIB,
+        "--arch",
+        "test_resnet",
+        "--input-size",
+        "32",
+        env={"NO_COLOR": "1", "COLUMNS": "300"},
+    )
+    assert r.code == 0, r.stderr
+    assert "mapped all 92 tensors by position" in r.stderr
+    lines = [ln.strip() for ln in r.stdout.splitlines() if ln.strip().startswith("plastic reinit")]
+    assert lines and all("--arch test_resnet" in ln for ln in lines), r.stdout
+    for line in lines:
+        args = shlex.split(line)
+        out = Path(args[args.index("-o") + 1])
+        res = cli(*args[1:])
+        assert res.code == 0, (line, res.stderr)
+        back = torch.load(out, weights_only=True)
+        assert list(back) == list(foreign) and back._metadata == foreign._metadata
+        changed = {k for k in foreign if not torch.equal(back[k], foreign[k])}
+        assert changed and changed < set(foreign)
+        last = list(foreign)[-1]  # the classifier's bias (fc.bias): every start re-initializes the head
+        assert any(k.startswith(last.rpartition(".")[0] + ".") for k in changed)
+        out.unlink()
+    # the same file with a running mean where the model has a bias: not this architecture's layout
+    keys = list(foreign)
+    i = next(n for n, k in enumerate(keys) if k.endswith("running_mean"))
+    q = tmp_path / "swapped.pth"
+    torch.save(
+        OrderedDict((k.replace("running_mean", "bias") if k == keys[i] else k, foreign[k]) for k in keys), q
+    )
+    expect_error(cli("reinit", q, "--arch", "test_resnet", "-s", "head", "-o", tmp_path / "x.pth"),
+                 "does not match architecture 'test_resnet'")  # fmt: skip
 
 
 def test_workers_decode_in_parallel_with_the_same_result(cli: Callable[..., Result]) -> None:

@@ -140,6 +140,7 @@ class Checkpoint:
     # a torch state dict's ``_metadata`` (module prefix -> {"version": n}, by stored key): what some
     # modules' loaders read (torchvision's MNASNet refuses a dict without it; BatchNorm's version)
     module_versions: Mapping[str, Any] | None = field(default=None, repr=False)
+    renamed_names: bool = False  # a view under names the file does not use (:meth:`renamed`)
     _open: _Open = field(default_factory=_Open, repr=False)
     _by_name: dict[str, TensorInfo] = field(init=False, repr=False)
 
@@ -212,13 +213,14 @@ class Checkpoint:
             raise CheckpointError(f"{self.path}: renaming its tensors ({why}) makes two of them collide")
         tensors = tuple(dataclasses.replace(t, name=n) for t, n in zip(self.tensors, new, strict=True))
         note = f"{sum(a != b for a, b in mapping.items())} tensor names mapped: {why}"
-        return dataclasses.replace(self, tensors=tensors, notes=(*self.notes, note))
+        return dataclasses.replace(self, tensors=tensors, notes=(*self.notes, note), renamed_names=True)
 
     def versions_for_model(self) -> dict[str, Any] | None:
         """:attr:`module_versions` under the tensors' names (stripped wrapper prefixes dropped: the
         wrapped model's entries win over the wrapper's own), for ``load_state_dict``; None when the file
-        has none."""
-        if self.module_versions is None:
+        has none, or when this view renamed its tensors (the file's versions name its own modules, not
+        the model's; the caller falls back to the installed library's, whose names were checked)."""
+        if self.module_versions is None or self.renamed_names:
             return None
         ranked: list[tuple[int, str, Any]] = []
         for key, value in self.module_versions.items():

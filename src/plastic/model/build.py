@@ -164,35 +164,47 @@ def mismatch_message(arch: str, missing: list[str], unexpected: list[str], shape
     return f"checkpoint does not match architecture {arch!r}: " + "; ".join(parts)
 
 
-def _map_by_position(
-    spec: ArchSpec, ckpt: Checkpoint
-) -> tuple[nn.Module, dict[str, torch.Tensor], int] | None:
-    """Map a foreign state dict (e.g. torchvision names) onto the family's names when every shape lines
-    up in order.
+def _role(key: str) -> str:
+    """What a tensor is for, from its leaf name: ``weight`` (``in_proj_weight`` too), ``bias``, or the
+    leaf itself (``running_mean``, ``num_batches_tracked``)."""
+    leaf = key.rpartition(".")[2]
+    return next((r for r in ("weight", "bias") if leaf.endswith(r)), leaf)
 
-    Only for PyTorch files: safetensors stores tensors sorted by name, so their model order is lost.
-    The class count is unknown without names: try the architecture's default, then the row count of
-    the checkpoint's last matrix.
+
+def _by_position(ckpt: Checkpoint, spec: ArchSpec) -> tuple[Checkpoint, list[str]] | None:
+    """``ckpt`` under ``spec``'s names when its own names are another implementation's (torchvision's
+    files read as timm's, ``efficientnet_pytorch``'s ``_blocks.N._depthwise_conv``) but every tensor lines
+    up with the model's in order, in shape and in role (weight, bias, running statistic); None otherwise.
+
+    Only for PyTorch files, which keep the model's registration order (safetensors sorts by name), and
+    only for an architecture the user named: order alone is not evidence enough to detect one. A view,
+    like a stripped prefix: an output keeps the file's own names. The class count is unknown without
+    names: the architecture's default is tried, then the row count of the checkpoint's last matrix.
     """
+    import torch
+
+    from plastic.model.init_replay import MetaShapesOnly
+
     if ckpt.format != "torch":
         return None
     mats = [t.shape[0] for t in ckpt.tensors if len(t.shape) == 2]
     for num_classes in dict.fromkeys([-1, *(mats[-1:])]):  # -1: the family's default for the architecture
-        model = _create(spec.with_classes(num_classes))
-        target = list(model.state_dict().items())
+        with torch.device("meta"), MetaShapesOnly():
+            model = backend_of(spec).create(spec.with_classes(num_classes))
+        target = [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
         if len(target) == len(ckpt.tensors) and all(
-            tuple(v.shape) == t.shape for (_, v), t in zip(target, ckpt.tensors, strict=True)
+            shape == t.shape and _role(k) == _role(t.name)
+            for (k, shape), t in zip(target, ckpt.tensors, strict=True)
         ):
-            state = {k: ckpt.tensor(t.name) for (k, _), t in zip(target, ckpt.tensors, strict=True)}
-            found = num_classes_of_model_keys(model, spec)
-            return model, state, found
+            mapping = {t.name: k for (k, _), t in zip(target, ckpt.tensors, strict=True)}
+            view = ckpt.renamed(mapping, f"by position onto {spec.label}'s names (kept in outputs)")
+            note = (
+                f"checkpoint keys do not follow {spec.family}'s {spec.name} naming; mapped all "
+                f"{len(mapping)} tensors by position (every shape and role matches in order); outputs keep "
+                "the file's names"
+            )
+            return view, [note]
     return None
-
-
-def num_classes_of_model_keys(model: nn.Module, spec: ArchSpec) -> int:
-    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    weights = [shapes[k] for k in spec_keys(spec)[1] if k.endswith("weight") and len(shapes.get(k, ())) >= 2]
-    return int(weights[0][0]) if weights else 0
 
 
 def load_strict(model: nn.Module, state: dict[str, torch.Tensor], ckpt: Checkpoint) -> None:
@@ -270,8 +282,9 @@ def stem_channels(ckpt: Checkpoint, spec: ArchSpec) -> int | None:
     return shape[1] if shape is not None and len(shape) >= 2 and shape[1] != 3 else None
 
 
-def _align_to(ckpt: Checkpoint, spec: ArchSpec) -> tuple[Checkpoint, list[str]]:
-    """``ckpt`` without the wrapper prefix under which it holds ``spec``'s names, and the note."""
+def _align_to(ckpt: Checkpoint, spec: ArchSpec, positional: bool) -> tuple[Checkpoint, list[str]]:
+    """``ckpt`` under ``spec``'s names and the note: as it is, without a wrapper's prefix, or (when
+    ``positional``: the user named the architecture) mapped by position from another naming."""
     names = [t.name for t in ckpt.tensors]
     keys, classifier_set = spec_keys(spec)
     classifier = set(classifier_set)
@@ -281,7 +294,8 @@ def _align_to(ckpt: Checkpoint, spec: ArchSpec) -> tuple[Checkpoint, list[str]]:
     for prefix in wrapper_prefixes(names):
         if {n[len(prefix) :] for n in names} - classifier == body:
             return ckpt.strip_prefix(prefix), [_prefix_note(prefix)]
-    return ckpt, []
+    moved = _by_position(ckpt, spec) if positional else None
+    return moved if moved is not None else (ckpt, [])
 
 
 def _rename_for(ckpt: Checkpoint, spec: ArchSpec) -> tuple[Checkpoint, list[str]]:
@@ -413,7 +427,10 @@ def resolve_arch(
     """
     if ckpt.arch:
         spec = named_spec(ckpt)
-        view, notes = _rename_for(ckpt, spec) if spec.family == "transformers" else _align_to(ckpt, spec)
+        if spec.family == "transformers":
+            view, notes = _rename_for(ckpt, spec)
+        else:
+            view, notes = _align_to(ckpt, spec, positional=ckpt.arch_source == "option")
         return _finish(view, spec, ckpt.arch_source or "option", [spec.label], notes)
     hit = _detect(ckpt)
     family, found, ckpt, notes = hit.family, hit.detection, hit.checkpoint, list(hit.notes)
@@ -471,46 +488,26 @@ def resolve_arch(
 def build_model(
     ckpt: Checkpoint,
     *,
-    allow_position_mapping: bool | None = None,
     images: Callable[[nn.Module], torch.Tensor | None] | None = None,
 ) -> BuiltModel:
     """The model for ``ckpt`` on the CPU, in eval mode, with the checkpoint loaded strictly.
 
-    Keys that follow another library's naming are mapped by position only when the user named the
-    architecture (``--arch``) and every shape lines up in order; a note says so. The result's
-    ``checkpoint`` is ``ckpt`` under the model's names (:func:`resolve_arch`).
+    The result's ``checkpoint`` is ``ckpt`` under the model's names (:func:`resolve_arch`: a wrapper's
+    prefix stripped, transformers' file names, or another library's names mapped by position when the
+    user named the architecture); ``images`` tell look-alike architectures apart.
     """
     res = resolve_arch(ckpt, images)
     spec, notes, ckpt = res.spec, list(res.notes), res.checkpoint
-    classifier = list(res.classifier)
     model = _create(spec)
     missing, unexpected, shaped = compare_names(model, ckpt)
-    mapped = None
     if missing or unexpected or shaped:
-        positional = res.source == "option" if allow_position_mapping is None else allow_position_mapping
-        mapped = (
-            _map_by_position(spec, ckpt) if positional and len(missing) == len(model.state_dict()) else None
+        raise ArchitectureError(
+            mismatch_message(spec.label, missing, unexpected, shaped) + _naming_hint(spec, ckpt)
         )
-        if mapped is None:
-            raise ArchitectureError(
-                mismatch_message(spec.label, missing, unexpected, shaped) + _naming_hint(spec, ckpt)
-            )
-        model, state, num_classes = mapped
-        spec = spec.with_classes(num_classes)
-        classifier = classifier_keys(spec, set(state))
-        notes.append(
-            f"checkpoint keys do not follow {spec.family}'s {spec.name} naming; mapped all {len(state)} "
-            "tensors by position (every shape matches in order)"
-        )
-    else:
-        state = {i.name: t for i, t in ckpt.iter_tensors()}
-    if mapped is None:
-        load_strict(model, state, ckpt)
-    else:  # names by position: the file's module versions name other modules
-        model.load_state_dict(state, strict=True)
+    load_strict(model, {i.name: t for i, t in ckpt.iter_tensors()}, ckpt)
     model.eval()
-    return BuiltModel(model, spec.label, res.source, list(res.candidates), spec.num_classes, classifier,
-                      notes, spec, res.certainty, ckpt, res.evidence)  # fmt: skip
+    return BuiltModel(model, spec.label, res.source, list(res.candidates), spec.num_classes,
+                      list(res.classifier), notes, spec, res.certainty, ckpt, res.evidence)  # fmt: skip
 
 
 def _naming_hint(spec: ArchSpec, ckpt: Checkpoint) -> str:
