@@ -20,14 +20,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 
-def describe(arch: str) -> tuple[str, str, str, list[str]] | tuple[str, str]:
+def describe(arch: str) -> tuple[str, str, str, list[str], str] | tuple[str, str]:
     from plastic.model.signatures import model_signature
 
     try:
         sig = model_signature(arch)
     except Exception as e:  # some models need arguments or optional packages
         return arch, f"{type(e).__name__}: {str(e)[:120]}"
-    return arch, sig.shapes, sig.names, list(sig.classifier)
+    return arch, sig.shapes, sig.names, list(sig.classifier), sig.order
 
 
 def main() -> None:
@@ -45,6 +45,7 @@ def main() -> None:
     t0 = time.time()
     by_shapes: dict[str, list[str]] = {}
     by_names: dict[str, list[str]] = {}
+    by_order: dict[str, list[str]] = {}
     classifier_sets: set[tuple[str, ...]] = set()
     failed = {}
     with ProcessPoolExecutor(args.workers) as pool:
@@ -52,8 +53,9 @@ def main() -> None:
             if len(result) == 2:
                 failed[result[0]] = result[1]
                 continue
-            arch, shapes, names, classifier = result
+            arch, shapes, names, classifier, order = result
             by_shapes.setdefault(shapes, []).append(arch)
+            by_order.setdefault(order, []).append(arch)
             by_names.setdefault(names, []).append(arch)
             if classifier:
                 classifier_sets.add(tuple(classifier))
@@ -63,6 +65,8 @@ def main() -> None:
         "failed": failed,
         "by_shapes": by_shapes,
         "by_names": by_names,
+        # roles and shapes in state-dict order, names aside: another implementation's file, same model
+        "by_order": by_order,
         # longest first: a classifier that is a superset (head.fc + head.norm) is tried before its parts
         "classifier_sets": sorted(classifier_sets, key=lambda c: (-len(c), c)),
     }

@@ -212,7 +212,8 @@ def test_torchvision_names_mapped_by_position(cli: Callable[..., Result], tmp_pa
     doc = json_doc(res)
     assert doc["arch"]["name"] == "mobilenetv2_100"
     assert "mapped all 314 tensors by position" in res.stderr
-    expect_error(cli("diagnose", p, "--data", CALIB, *FAST), "could not recognise the architecture")
+    # without --arch: not detected by order alone, but the error says which --arch reads it
+    expect_error(cli("diagnose", p, "--data", CALIB, *FAST), "lines up in order", "--arch mobilenetv2_100 ")
 
 
 def test_another_implementations_names_diagnose_and_reinit_by_position(
@@ -221,7 +222,8 @@ def test_another_implementations_names_diagnose_and_reinit_by_position(
     """A plain state dict in another implementation's names (as ``efficientnet_pytorch`` saves
     EfficientNet: ``_blocks.N._depthwise_conv``): with --arch it is read by position (shape and role in
     order), every command diagnose prints runs when pasted, and reinit writes the file's own names
-    back with the module versions it had. A role out of place refuses the mapping."""
+    back with the module versions it had. Without --arch the error names the architecture to pass. A
+    role out of place refuses the mapping."""
     import shlex
     from collections import OrderedDict
 
@@ -233,6 +235,9 @@ def test_another_implementations_names_diagnose_and_reinit_by_position(
     foreign._metadata = OrderedDict({"": {"version": 1}})  # type: ignore[attr-defined]
     p = tmp_path / "foreign.pth"
     torch.save(foreign, p)
+    expect_error(
+        cli("diagnose", p, "--data", CALIB), "lines up in order", "pass --arch test_resnet to read it"
+    )
     r = cli(
         "diagnose",
         p,
@@ -269,6 +274,8 @@ def test_another_implementations_names_diagnose_and_reinit_by_position(
     )
     expect_error(cli("reinit", q, "--arch", "test_resnet", "-s", "head", "-o", tmp_path / "x.pth"),
                  "does not match architecture 'test_resnet'")  # fmt: skip
+    # a role out of place: no architecture lines up with it (and its names are no library's)
+    expect_error(cli("diagnose", q, "--data", CALIB), "could not recognise the architecture")
 
 
 def test_workers_decode_in_parallel_with_the_same_result(cli: Callable[..., Result]) -> None:

@@ -406,12 +406,32 @@ def _not_recognised(ckpt: Checkpoint) -> ArchitectureError:
         if best is not None and best.share > 0
         else ""
     )
+    lined_up = _in_order(ckpt)
+    if lined_up:
+        some = " or ".join(lined_up[:3]) + (f" ({len(lined_up) - 3} more)" if len(lined_up) > 3 else "")
+        return ArchitectureError(
+            f"{ckpt.path}: its tensor names are not a known library's, but every tensor lines up in order "
+            f"(role and shape) with {'one of ' if len(lined_up) > 1 else ''}{some}: pass --arch "
+            f"{lined_up[0]}{' (or another of them)' if len(lined_up) > 1 else ''} to read it by position"
+        )
     return ArchitectureError(
         f"{ckpt.path}: could not recognise the architecture from its tensor names and shapes (tried "
         "the timm and torchvision indexes; a transformers model is read from its save_pretrained "
         f"folder){closest}; "
         "pass --arch NAME (a timm name, torchvision:NAME or transformers:CLASS)"
     )
+
+
+def _in_order(ckpt: Checkpoint) -> list[str]:
+    """The architectures (labels) a PyTorch file in another implementation's names lines up with."""
+    if ckpt.format != "torch":
+        return []
+    tensors = [(t.name, t.shape) for t in ckpt.tensors]
+    for family in ("timm", "torchvision"):
+        names = backend(family).in_order(tensors)
+        if names:
+            return [ArchSpec(family, n).label for n in names]
+    return []
 
 
 def resolve_arch(

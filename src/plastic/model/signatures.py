@@ -14,7 +14,7 @@ import gzip
 import hashlib
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any, cast
@@ -25,6 +25,22 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 def signature_hash(items: Iterable[tuple[str, tuple[int, ...]]]) -> str:
     """Order-independent hash of (key, shape) pairs."""
     lines = sorted(f"{k}:{'x'.join(map(str, s))}" for k, s in items)
+    return hashlib.sha1("\n".join(lines).encode()).hexdigest()[:20]
+
+
+def role(key: str) -> str:
+    """What a tensor is for, from its leaf name: ``weight`` (``in_proj_weight`` too), ``bias``, or the
+    leaf itself (``running_mean``, ``num_batches_tracked``): what survives another implementation's
+    naming of the same layer."""
+    leaf = key.rpartition(".")[2]
+    return next((r for r in ("weight", "bias") if leaf.endswith(r)), leaf)
+
+
+def order_hash(items: Iterable[tuple[str, tuple[int, ...]]]) -> str:
+    """Names-free hash of (key, shape) pairs in state-dict order: each tensor's role and shape. Two
+    implementations of one architecture that register their layers in the same order share it
+    (timm's ``efficientnet_lite0`` and ``efficientnet_pytorch``'s ``_blocks.N._depthwise_conv``)."""
+    lines = [f"{role(k)}:{'x'.join(map(str, s))}" for k, s in items]
     return hashlib.sha1("\n".join(lines).encode()).hexdigest()[:20]
 
 
@@ -73,6 +89,7 @@ class ModelSignature:
     names: str  # names_hash of non-classifier keys
     classifier: tuple[str, ...]  # state-dict keys of the classifier
     keys: tuple[str, ...] = ()  # every state-dict key, classifier included
+    order: str = ""  # order_hash of the non-classifier entries, in state-dict order
 
 
 @cache
@@ -93,7 +110,9 @@ def model_signature(arch: str) -> ModelSignature:
     sd = model.state_dict()
     classifier = tuple(sorted(k for k in sd if any(k.startswith(p + ".") for p in prefixes)))
     body = [(k, tuple(v.shape)) for k, v in sd.items() if k not in classifier]
-    return ModelSignature(arch, signature_hash(body), names_hash(k for k, _ in body), classifier, tuple(sd))
+    return ModelSignature(
+        arch, signature_hash(body), names_hash(k for k, _ in body), classifier, tuple(sd), order_hash(body)
+    )
 
 
 @dataclass
@@ -102,6 +121,7 @@ class SignatureIndex:
     by_shapes: dict[str, list[str]]
     by_names: dict[str, list[str]]
     classifier_sets: list[tuple[str, ...]]
+    by_order: dict[str, list[str]] = field(default_factory=dict)  # order_hash -> architectures
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> SignatureIndex:
@@ -110,6 +130,7 @@ class SignatureIndex:
             doc["by_shapes"],
             doc["by_names"],
             [tuple(c) for c in doc["classifier_sets"]],
+            doc.get("by_order", {}),
         )
 
 
@@ -185,3 +206,25 @@ def quick_detect(entries: dict[str, tuple[int, ...]]) -> Detection | None:
     if index is None or index.timm_version != timm_version():
         return None
     return detect(entries)
+
+
+def in_order(tensors: list[tuple[str, tuple[int, ...]]], heads: Iterable[int]) -> list[str]:
+    """Hashes to look up for a checkpoint in another implementation's names: its (key, shape) pairs in
+    file order, without the last ``n`` (a classifier at the end) for each ``n`` in ``heads`` and 0."""
+    out = []
+    for n in sorted({0, *heads}):
+        if n < len(tensors):
+            out.append(order_hash(tensors[: len(tensors) - n]))
+    return out
+
+
+def order_matches(tensors: list[tuple[str, tuple[int, ...]]]) -> list[str]:
+    """timm architectures whose tensors line up with ``tensors`` (file order) in role and shape, the
+    classifier aside; from the shipped index of the installed timm (empty otherwise)."""
+    index = load_index()
+    if index is None or index.timm_version != timm_version() or not index.by_order:
+        return []
+    for h in in_order(tensors, {len(c) for c in index.classifier_sets}):
+        if h in index.by_order:
+            return sorted(index.by_order[h])
+    return []

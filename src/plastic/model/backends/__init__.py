@@ -127,6 +127,12 @@ class Backend:
         """The family's closest architecture by shared (name, shape) pairs, for an error message."""
         return None
 
+    def in_order(self, tensors: list[tuple[str, tuple[int, ...]]]) -> list[str]:
+        """Architectures whose tensors line up with ``tensors`` (file order) in role and shape under other
+        names (another implementation's file of the same model), the classifier aside; for the error
+        that suggests ``--arch`` (order alone is not evidence enough to pick one unasked)."""
+        return []
+
     def create(self, spec: ArchSpec) -> nn.Module:
         """A fresh model with the family's own init (global RNG), on the default device, eval mode."""
         raise NotImplementedError

@@ -44,6 +44,11 @@ class TimmBackend(Backend):
         found = nearest(shapes)
         return Nearest(self.family, found[0], found[1], "name pattern") if found is not None else None
 
+    def in_order(self, tensors: list[tuple[str, tuple[int, ...]]]) -> list[str]:
+        from plastic.model.signatures import order_matches
+
+        return order_matches(tensors)
+
     def create(self, spec: ArchSpec) -> nn.Module:
         import timm
 

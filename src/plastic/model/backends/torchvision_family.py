@@ -55,6 +55,19 @@ class TvEntry:
     shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()  # (key, shape) in state-dict order
 
 
+@cache
+def _by_order() -> dict[str, list[str]]:
+    """{order_hash of a model's non-classifier tensors: models}, from the shipped index."""
+    from plastic.model.signatures import order_hash
+
+    out: dict[str, list[str]] = {}
+    for e in load_index()[1].values():
+        if e.shapes:
+            body = [(k, s) for k, s in e.shapes if k not in e.classifier]
+            out.setdefault(order_hash(body), []).append(e.name)
+    return out
+
+
 def _entry(key: str, shape: tuple[int, ...]) -> str:
     return f"{key}:{'x'.join(map(str, shape))}"
 
@@ -137,6 +150,13 @@ class TorchvisionBackend(Backend):
             return None
         best = max(index.values(), key=lambda e: (len(have & e.entries), -len(e.entries), e.name))
         return Nearest(self.family, best.name, len(have & best.entries) / len(have))
+
+    def in_order(self, tensors: list[tuple[str, tuple[int, ...]]]) -> list[str]:
+        from plastic.model.signatures import in_order
+
+        by_order = _by_order()
+        heads = {len(e.classifier) for e in load_index()[1].values()}
+        return next((sorted(by_order[h]) for h in in_order(tensors, heads) if h in by_order), [])
 
     def create(self, spec: ArchSpec) -> nn.Module:
         base, extra = VARIANTS.get(spec.name, (spec.name, {}))
