@@ -211,7 +211,7 @@ def test_torchvision_names_mapped_by_position(cli: Callable[..., Result], tmp_pa
     res = cli("diagnose", p, "--data", CALIB, "--arch", "mobilenetv2_100", "--json", "--max-images", "4")
     doc = json_doc(res)
     assert doc["arch"]["name"] == "mobilenetv2_100"
-    assert "mapped all 314 tensors by position" in res.stderr
+    assert "314 tensor names mapped: another implementation's names, read by position" in res.stderr
     # without --arch: not detected by order alone, but the error says which --arch reads it
     expect_error(cli("diagnose", p, "--data", CALIB, *FAST), "lines up in order", "--arch mobilenetv2_100 ")
 
@@ -250,7 +250,7 @@ def test_another_implementations_names_diagnose_and_reinit_by_position(
         env={"NO_COLOR": "1", "COLUMNS": "300"},
     )
     assert r.code == 0, r.stderr
-    assert "mapped all 92 tensors by position" in r.stderr
+    assert "92 tensor names mapped: another implementation's names, read by position" in r.stderr
     lines = [ln.strip() for ln in r.stdout.splitlines() if ln.strip().startswith("plastic reinit")]
     assert lines and all("--arch test_resnet" in ln for ln in lines), r.stdout
     for line in lines:

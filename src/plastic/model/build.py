@@ -197,13 +197,11 @@ def _by_position(ckpt: Checkpoint, spec: ArchSpec) -> tuple[Checkpoint, list[str
             for (k, shape), t in zip(target, ckpt.tensors, strict=True)
         ):
             mapping = {t.name: k for (k, _), t in zip(target, ckpt.tensors, strict=True)}
-            view = ckpt.renamed(mapping, f"by position onto {spec.label}'s names (kept in outputs)")
-            note = (
-                f"checkpoint keys do not follow {spec.family}'s {spec.name} naming; mapped all "
-                f"{len(mapping)} tensors by position (every shape and role matches in order); outputs keep "
-                "the file's names"
+            why = (
+                f"another implementation's names, read by position as {spec.family}'s {spec.name} (every "
+                "tensor's shape and role matches in order); outputs keep the file's names"
             )
-            return view, [note]
+            return ckpt.renamed(mapping, why), []  # the view's note says so
     return None
 
 

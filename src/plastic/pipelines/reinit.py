@@ -59,6 +59,7 @@ def _architecture(ckpt: Checkpoint, notes: list[str]) -> tuple[Checkpoint, ArchS
 
     try:
         res = resolve_arch(ckpt)
+        notes.extend(n for n in res.checkpoint.notes if n not in ckpt.notes)  # the view's: names mapped
         notes.extend(res.notes)
     except ArchitectureError as e:
         if ckpt.arch is not None:
