@@ -495,3 +495,27 @@ def test_strategies_declare_what_they_need() -> None:
     assert not get_strategy("weights").wants(Need.GRADIENTS, plain)
     assert get_strategy("weights").wants(Need.GRADIENTS, grad)
     assert not get_strategy("head").wants(Need.GRADIENTS, grad)
+
+
+def test_layers_selects_by_tensor_layer_or_block_name() -> None:
+    """``--layers`` takes what diagnose's table names: a layer (``fc``) selects its tensors, a block
+    (``layer4``) everything under it; ``conv1`` selects the stem's conv1, not every ``*.conv1``."""
+    from safetensors import safe_open
+
+    from plastic.pipelines.reinit import reinit
+    from plastic.reinit.strategies import Options
+
+    def chosen(*patterns: str) -> set[str]:
+        res = reinit(
+            RESNET, strategy="layers", output=None, options=Options(layers=list(patterns)), dry_run=True
+        )
+        return {c["tensor"] for c in res.changed}
+
+    with safe_open(str(RESNET), framework="pt") as f:
+        names = set(f.keys())
+    assert chosen("fc") == {"fc.weight", "fc.bias"} == chosen("fc.*")
+    assert chosen("layer4") == {n for n in names if n.startswith("layer4.")} == chosen("layer4.*")
+    stem = chosen("conv1")  # the deep stem's Sequential and the norm after it (layers resets it too)
+    assert stem and all(n.startswith(("conv1.", "bn1.")) for n in stem)
+    bn = {n for n in names if n.startswith("layer4.0.bn1.")}
+    assert chosen("layer4.0.conv1") == {"layer4.0.conv1.weight", *bn}

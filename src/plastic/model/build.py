@@ -392,8 +392,12 @@ def _detect(ckpt: Checkpoint) -> _Found:
     return _Found("", Detection([], ()), ckpt, ckpt.in_chans)
 
 
-def _not_recognised(ckpt: Checkpoint) -> ArchitectureError:
-    """What was tried, the nearest architecture and the share of tensors it shares, what settles it."""
+def _not_recognised(
+    ckpt: Checkpoint, images: Callable[[nn.Module], torch.Tensor | None] | None = None
+) -> ArchitectureError:
+    """What was tried, the nearest architecture and the share of tensors it shares, what settles it;
+    for a file in another implementation's names, the architectures it lines up with (ranked by the
+    calibration ``images`` when given and decisive)."""
     shapes = {t.name: t.shape for t in ckpt.tensors}
     near = [n for f in ("timm", "torchvision") if (n := backend(f).nearest(shapes)) is not None]
     # a match by name and shape is stronger evidence than one by name pattern: it wins from half up
@@ -407,10 +411,20 @@ def _not_recognised(ckpt: Checkpoint) -> ArchitectureError:
     lined_up = _in_order(ckpt)
     if lined_up:
         some = " or ".join(lined_up[:3]) + (f" ({len(lined_up) - 3} more)" if len(lined_up) > 3 else "")
+        evidence = _order_evidence(ckpt, lined_up, images) if len(lined_up) > 1 and images else None
+        if evidence is not None:
+            lean = min(evidence.scores, key=lambda a: evidence.scores[a])
+            how = "favour it" if evidence.pick is not None else "lean to it but do not decide"
+            advice = f"{lean} to read it by position (the calibration images {how}; {evidence.describe()})"
+        else:
+            advice = (
+                lined_up[0]
+                + (" (or another of them)" if len(lined_up) > 1 else "")
+                + " to read it by position"
+            )
         return ArchitectureError(
             f"{ckpt.path}: its tensor names are not a known library's, but every tensor lines up in order "
-            f"(role and shape) with {'one of ' if len(lined_up) > 1 else ''}{some}: pass --arch "
-            f"{lined_up[0]}{' (or another of them)' if len(lined_up) > 1 else ''} to read it by position"
+            f"(role and shape) with {'one of ' if len(lined_up) > 1 else ''}{some}: pass --arch {advice}"
         )
     return ArchitectureError(
         f"{ckpt.path}: could not recognise the architecture from its tensor names and shapes (tried "
@@ -418,6 +432,39 @@ def _not_recognised(ckpt: Checkpoint) -> ArchitectureError:
         f"folder){closest}; "
         "pass --arch NAME (a timm name, torchvision:NAME or transformers:CLASS)"
     )
+
+
+def _order_evidence(
+    ckpt: Checkpoint, labels: list[str], images: Callable[[nn.Module], torch.Tensor | None]
+) -> TieEvidence | None:
+    """The look-alikes a file lines up with, each read by position and run on the calibration images
+    (as :func:`resolve_arch` weighs look-alikes): which one the weights were trained in."""
+    from plastic.errors import PlasticError
+    from plastic.model.ties import weigh_candidates
+
+    views: dict[str, tuple[Checkpoint, ArchSpec]] = {}
+    for label in labels[:4]:
+        family, name = parse_arch(label)
+        spec = ArchSpec(family, name, -1, ckpt.in_chans)
+        moved = _by_position(ckpt, spec)
+        if moved is None:
+            return None
+        view = moved[0]
+        views[label] = (
+            view,
+            spec.with_classes(num_classes_of(view, classifier_keys(spec, set(view.by_name)))),
+        )
+
+    def build(label: str) -> nn.Module:
+        view, spec = views[label]
+        model = _create(spec)
+        load_strict(model, {i.name: t for i, t in view.iter_tensors()}, view)
+        return model
+
+    try:
+        return weigh_candidates(list(views), build, images)
+    except PlasticError:  # only advice in an error message: without it the message lists them all
+        return None
 
 
 def _in_order(ckpt: Checkpoint) -> list[str]:
@@ -453,7 +500,7 @@ def resolve_arch(
     hit = _detect(ckpt)
     family, found, ckpt, notes = hit.family, hit.detection, hit.checkpoint, list(hit.notes)
     if not found.candidates:
-        raise _not_recognised(ckpt)
+        raise _not_recognised(ckpt, images)
     specs = [ArchSpec(family, name, -1, hit.in_chans) for name in found.candidates]
     labels = [s.label for s in specs]
     if len(specs) == 1:

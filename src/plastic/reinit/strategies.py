@@ -53,11 +53,18 @@ class Context:
         return [t.name for t in self.ckpt.tensors]
 
     def matching(self, patterns: list[str]) -> list[str]:
-        """Tensor names whose name, or key as stored in the file (wrapper prefix included), matches a glob."""
+        """Tensor names that a glob selects: by the tensor's name or its key as stored in the file (wrapper
+        prefix included), or by a module it belongs to, so that a layer name from diagnose's table
+        (``layer4.0.conv1``) or a block (``blocks.5``) selects its tensors as ``layer4.0.conv1.*`` does."""
+
+        def selected(name: str, p: str) -> bool:
+            parts = name.split(".")
+            return any(fnmatch.fnmatchcase(".".join(parts[:i]), p) for i in range(1, len(parts) + 1))
+
         return [
             t.name
             for t in self.ckpt.tensors
-            if any(fnmatch.fnmatchcase(t.name, p) or fnmatch.fnmatchcase(t.key, p) for p in patterns)
+            if any(selected(t.name, p) or selected(t.key, p) for p in patterns)
         ]
 
     def tensors_of(self, module: str) -> list[str]:
