@@ -278,6 +278,27 @@ def test_another_implementations_names_diagnose_and_reinit_by_position(
     expect_error(cli("diagnose", q, "--data", CALIB), "could not recognise the architecture")
 
 
+def test_look_alikes_in_another_implementations_names_are_ranked_by_the_images(
+    cli: Callable[..., Result], tmp_path: Path
+) -> None:
+    """A file whose tensors line up with two look-alikes (GroupNorm and LayerNorm EfficientNets): the
+    error names both, the calibration images' evidence, and one --arch that then reads it."""
+    torch.manual_seed(0)
+    sd = timm.create_model("test_efficientnet_gn", num_classes=10).state_dict()
+    p = tmp_path / "other.pth"
+    torch.save({f"m.{i}.{k.rpartition('.')[2]}": v for i, (k, v) in enumerate(sd.items())}, p)
+    line = expect_error(
+        cli("diagnose", p, "--data", CALIB, *FAST), "one of test_efficientnet_gn or test_efficientnet_ln"
+    )
+    assert "the calibration images" in line and "prediction entropy" in line
+    arch = line.split("pass --arch ")[1].split()[0]
+    assert arch in ("test_efficientnet_gn", "test_efficientnet_ln")
+    assert (
+        cli("diagnose", p, "--data", CALIB, "--max-images", "4", "--input-size", "64", "--arch", arch).code
+        == 0
+    )
+
+
 def test_workers_decode_in_parallel_with_the_same_result(cli: Callable[..., Result]) -> None:
     one = json_doc(cli("diagnose", RESNET, "--data", CALIB, "--json", *FAST))
     two = json_doc(cli("diagnose", RESNET, "--data", CALIB, "--json", *FAST, "--workers", "2"))
