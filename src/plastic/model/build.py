@@ -164,13 +164,6 @@ def mismatch_message(arch: str, missing: list[str], unexpected: list[str], shape
     return f"checkpoint does not match architecture {arch!r}: " + "; ".join(parts)
 
 
-def _role(key: str) -> str:
-    """What a tensor is for, from its leaf name: ``weight`` (``in_proj_weight`` too), ``bias``, or the
-    leaf itself (``running_mean``, ``num_batches_tracked``)."""
-    leaf = key.rpartition(".")[2]
-    return next((r for r in ("weight", "bias") if leaf.endswith(r)), leaf)
-
-
 def _by_position(ckpt: Checkpoint, spec: ArchSpec) -> tuple[Checkpoint, list[str]] | None:
     """``ckpt`` under ``spec``'s names when its own names are another implementation's (torchvision's
     files read as timm's, ``efficientnet_pytorch``'s ``_blocks.N._depthwise_conv``) but every tensor lines
@@ -184,6 +177,7 @@ def _by_position(ckpt: Checkpoint, spec: ArchSpec) -> tuple[Checkpoint, list[str
     import torch
 
     from plastic.model.init_replay import MetaShapesOnly
+    from plastic.model.signatures import role
 
     if ckpt.format != "torch":
         return None
@@ -193,7 +187,7 @@ def _by_position(ckpt: Checkpoint, spec: ArchSpec) -> tuple[Checkpoint, list[str
             model = backend_of(spec).create(spec.with_classes(num_classes))
         target = [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
         if len(target) == len(ckpt.tensors) and all(
-            shape == t.shape and _role(k) == _role(t.name)
+            shape == t.shape and role(k) == role(t.name)
             for (k, shape), t in zip(target, ckpt.tensors, strict=True)
         ):
             mapping = {t.name: k for (k, _), t in zip(target, ckpt.tensors, strict=True)}
