@@ -238,6 +238,9 @@ def test_another_implementations_names_diagnose_and_reinit_by_position(
     expect_error(
         cli("diagnose", p, "--data", CALIB), "lines up in order", "pass --arch test_resnet to read it"
     )
+    expect_error(
+        cli("reinit", p, "-s", "head", "-o", tmp_path / "h.pth"), "classifier", "--arch test_resnet to"
+    )
     r = cli(
         "diagnose",
         p,

@@ -51,7 +51,7 @@ def output_format(out: Path, ckpt: Checkpoint | None = None) -> str:
     raise UsageError(f"-o {out}: use a .safetensors, .pt, .pth, .pth.tar, .bin or .ckpt name{folder}")
 
 
-def _architecture(ckpt: Checkpoint, notes: list[str]) -> tuple[Checkpoint, ArchSpec | None]:
+def _architecture(ckpt: Checkpoint, notes: list[str]) -> tuple[Checkpoint, ArchSpec | None, str]:
     """The checkpoint under the model's names (a wrapper's prefix such as Lightning's ``model.``
     stripped) and the architecture (the option's or the report's, else detected) with its class count;
     None when unknown, which makes new values fall back to PyTorch's defaults per tensor role."""
@@ -65,8 +65,8 @@ def _architecture(ckpt: Checkpoint, notes: list[str]) -> tuple[Checkpoint, ArchS
         if ckpt.arch is not None:
             raise
         notes.append(f"architecture unknown ({e}); new values use PyTorch's default init per tensor role")
-        return ckpt, None
-    return res.checkpoint, res.spec
+        return ckpt, None, str(e)
+    return res.checkpoint, res.spec, ""
 
 
 def check_names(model: torch.nn.Module, ckpt: Checkpoint, spec: ArchSpec) -> None:
@@ -127,9 +127,9 @@ def reinit(
     with open_checkpoint(req.path, key=req.key, arch=req.arch, in_chans=req.in_chans) as opened:
         notes.extend(opened.notes)
         fmt = _open_output(opened, req, inputs, force=force, dry_run=dry_run)
-        ckpt, spec = _architecture(opened, notes)  # ckpt: the file under the model's names
+        ckpt, spec, unknown = _architecture(opened, notes)  # ckpt: the file under the model's names
         _check_report(req.report, ckpt, notes)
-        ctx, recording = _context(ckpt, info, options, req, spec)
+        ctx, recording = _context(ckpt, info, options, req, spec, unknown)
         plan = info.fn(ctx)
         check_dtypes(ckpt, plan)
         if ctx.structure is not None:
@@ -220,12 +220,13 @@ def _open_output(
 
 
 def _context(
-    ckpt: Checkpoint, info: StrategyInfo, options: Options, req: _Request, spec: ArchSpec | None
-) -> tuple[Context, InitRecording | None]:
+    ckpt: Checkpoint, info: StrategyInfo, options: Options, req: _Request, spec: ArchSpec | None,
+    unknown: str = "",
+) -> tuple[Context, InitRecording | None]:  # fmt: skip
     """What the strategy reads: the report, the structure (of the loaded model when it needs the real
     weights, else of the meta model), gradients when asked; and the init recording for the new values."""
     if spec is None:
-        return Context(ckpt, options, req.report, None), None
+        return Context(ckpt, options, req.report, None, unknown=unknown), None
     structure: Structure | None = None
     gradients = None
     if info.wants(Need.LOADED, options):

@@ -47,6 +47,7 @@ class Context:
     report: DiagnoseDoc | None  # a diagnose --json document
     structure: Structure | None  # None without an architecture
     gradients: Callable[[], dict[str, torch.Tensor]] | None = None  # tensor -> dL/dW, on demand
+    unknown: str = ""  # why the architecture is unknown (resolution's message: which --arch may read it)
 
     @property
     def names(self) -> list[str]:
@@ -88,9 +89,15 @@ class Context:
             )
         return self.report
 
+    def why_unknown(self) -> str:
+        """Why no architecture, for an error that needs one: what resolution said (which --arch reads it)."""
+        return f" ({self.unknown})" if self.unknown else ""
+
     def need_structure(self, strategy: str) -> Structure:
         if self.structure is None:
-            raise UsageError(f"--strategy {strategy} needs the architecture: pass --arch NAME")
+            raise UsageError(
+                f"--strategy {strategy} needs the architecture: pass --arch NAME" + self.why_unknown()
+            )
         return self.structure
 
 
@@ -354,6 +361,7 @@ def head(ctx: Context) -> Plan:
     if not modules:
         raise UsageError(
             "cannot tell which tensors are the classifier: pass --arch (or use --strategy layers)"
+            + ctx.why_unknown()
         )
     plan = Plan()
     reset_modules(ctx, plan, modules)
