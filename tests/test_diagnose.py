@@ -241,6 +241,8 @@ def test_another_implementations_names_diagnose_and_reinit_by_position(
     expect_error(
         cli("reinit", p, "-s", "head", "-o", tmp_path / "h.pth"), "classifier", "--arch test_resnet to"
     )
+    shown = json_doc(cli("inspect", p, "--json"))["arch"]
+    assert shown["name"] is None and "--arch test_resnet reads it by position" in shown["certainty"]
     r = cli(
         "diagnose",
         p,

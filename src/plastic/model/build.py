@@ -402,7 +402,7 @@ def _not_recognised(
         if best is not None and best.share > 0
         else ""
     )
-    lined_up = _in_order(ckpt)
+    lined_up = lined_up_in_order(ckpt)
     if lined_up:
         some = " or ".join(lined_up[:3]) + (f" ({len(lined_up) - 3} more)" if len(lined_up) > 3 else "")
         evidence = _order_evidence(ckpt, lined_up, images) if len(lined_up) > 1 and images else None
@@ -461,8 +461,9 @@ def _order_evidence(
         return None
 
 
-def _in_order(ckpt: Checkpoint) -> list[str]:
-    """The architectures (labels) a PyTorch file in another implementation's names lines up with."""
+def lined_up_in_order(ckpt: Checkpoint) -> list[str]:
+    """The architectures (labels) a PyTorch file in another implementation's names lines up with, in
+    order, role and shape, from the shipped indexes (no model built): what ``--arch`` reads by position."""
     if ckpt.format != "torch":
         return []
     tensors = [(t.name, t.shape) for t in ckpt.tensors]

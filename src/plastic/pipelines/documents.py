@@ -67,6 +67,11 @@ def _inspect_arch(report: InspectReport) -> InspectArchDoc:
         return {"name": None, "source": "detected", "candidates": found,
                 "certainty": f"{len(found)} architectures share this signature{under}; diagnose decides "
                              "from calibration images, or pass --arch"}  # fmt: skip
+    if report.lined_up:
+        return {"name": None, "source": None, "candidates": [],
+                "certainty": "no timm or torchvision architecture matches its names, but its tensors line "
+                             f"up in order (role and shape) with {' or '.join(report.lined_up[:3])}: --arch "
+                             f"{report.lined_up[0]} reads it by position"}  # fmt: skip
     return {"name": None, "source": None, "candidates": [],
             "certainty": "no timm or torchvision architecture matches"}  # fmt: skip
 

@@ -49,6 +49,7 @@ class InspectReport:
     layer_filter: str | None = None
     detected: list[str] | None = None  # candidates from the signature index when the file names none
     detected_prefix: str = ""  # a wrapper prefix the detection looked under
+    lined_up: list[str] = field(default_factory=list)  # nothing detected: what --arch reads by position
 
     def to_dict(self) -> InspectDoc:
         """The ``plastic inspect --json`` document."""
@@ -192,7 +193,14 @@ def inspect_checkpoint(
             _compute_stats(ckpt, layers, skipped, progress)
     finally:
         ckpt.close()
-    return InspectReport(ckpt, layers, totals_of(ckpt.tensors), stats, layer_filter, detected, prefix)
+    lined_up: list[str] = []
+    if detected == [] and ckpt.format == "torch":  # unknown names, in model order: another implementation's?
+        from plastic.model.build import lined_up_in_order
+
+        lined_up = lined_up_in_order(ckpt)
+    return InspectReport(
+        ckpt, layers, totals_of(ckpt.tensors), stats, layer_filter, detected, prefix, lined_up
+    )
 
 
 STAT_THREADS = max(1, min(4, os.cpu_count() or 1))
