@@ -457,7 +457,9 @@ def _order_evidence(
 
     try:
         return weigh_candidates(list(views), build, images)
-    except PlasticError:  # only advice in an error message: without it the message lists them all
+    except (PlasticError, RuntimeError, ValueError) as e:  # advice only: without it the message lists all
+        if is_allocation_failure(e):
+            raise
         return None
 
 
