@@ -53,7 +53,7 @@ class Recommendation:
 # What the transfer benchmark (BENCHMARKS.md) showed for each kind of choice; quoted with the verdict.
 _RATE = (
     " The learning rate is not predicted: 3x the rate gained 2.6 and 11 points for a small ResNet, 4.0 for "
-    "a ShuffleNetV2 and 13 for EfficientNet-Lite2 on glyphs (3 seeds), and lost 0.3 to 7.7 for the other "
+    "a ShuffleNetV2 and 13 for EfficientNet-Lite2 on glyphs (3 seeds), and lost 0.2 to 7.7 for the other "
     "models; try it as a second run"
 )
 EVIDENCE = {
@@ -63,8 +63,8 @@ EVIDENCE = {
     "one std in 2 of the 5), the best start each time, and fitted on the other scenarios (or the other "
     "model families) the rule made the same choices; starting deeper did worse (up to -41 points). Out of "
     "sample, on a second ImageNet model (EfficientNet-Lite2, the rule frozen before the runs), its start "
-    "gave +0.1 ± 0.8 and +6.4 ± 0.4 (3 seeds each), but the top stage alone did better both times "
-    "(+0.6, +11.4): how deep to start is the least certain part. Small models on small targets: a starting "
+    "gave +0.2 ± 0.7 (4 seeds) and +6.4 ± 0.4 (3 seeds), but the top stage alone did better both times "
+    "(+0.7, +11.4): how deep to start is the least certain part. Small models on small targets: a starting "
     "point, not a guarantee." + _RATE,
     "topk-layers": "in the transfer benchmark the top-ranked layers beat the same number of random layers "
     "(+1.2 to +2.8 points); this model has no timm stages, so the rule could not be checked here." + _RATE,
