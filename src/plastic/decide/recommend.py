@@ -53,7 +53,7 @@ class Recommendation:
 # What the transfer benchmark (BENCHMARKS.md) showed for each kind of choice; quoted with the verdict.
 _RATE = (
     " The learning rate is not predicted: 3x the rate gained 2.6 and 11 points for a small ResNet, 4.0 for "
-    "a ShuffleNetV2 and 13 for EfficientNet-Lite2 on glyphs (3 seeds), and lost 0.2 to 7.7 for the other "
+    "a ShuffleNetV2 and 13 for EfficientNet-Lite2 on glyphs (3 seeds), and lost 0.1 to 7.7 for the other "
     "models; try it as a second run"
 )
 EVIDENCE = {
@@ -74,7 +74,7 @@ EVIDENCE = {
     # flagged layers, but the top stage does not stand out above them: the rule keeps the features
     "finetune-below": "in the one transfer-benchmark scenario like this one (EfficientNet-Lite2 on MNIST "
     "digits, out of sample: layers flagged, the top stage not standing out), starting from the top stage "
-    "gained +0.6 ± 0.2 points over fine-tuning as is (3 seeds, all positive) and every deeper start lost: "
+    "gained +0.6 ± 0.1 points over fine-tuning as is (4 seeds, all positive) and every deeper start lost: "
     "`--strategy from-block` at the top stage is worth a second run." + _RATE,
 }
 
