@@ -390,18 +390,8 @@ def _not_recognised(
     ckpt: Checkpoint, images: Callable[[nn.Module], torch.Tensor | None] | None = None
 ) -> ArchitectureError:
     """What was tried, the nearest architecture and the share of tensors it shares, what settles it;
-    for a file in another implementation's names, the architectures it lines up with (ranked by the
-    calibration ``images`` when given and decisive)."""
-    shapes = {t.name: t.shape for t in ckpt.tensors}
-    near = [n for f in ("timm", "torchvision") if (n := backend(f).nearest(shapes)) is not None]
-    # a match by name and shape is stronger evidence than one by name pattern: it wins from half up
-    best = max(near, key=lambda n: (n.by == "name and shape" and n.share >= 0.5, n.share), default=None)
-    closest = (
-        f"; the nearest is {ArchSpec(best.family, best.name).label} ({best.share:.0%} of the checkpoint's "
-        f"tensors match it by {best.by})"
-        if best is not None and best.share > 0
-        else ""
-    )
+    for a file in another implementation's names, the architectures it lines up with instead (look-alikes
+    ranked by the calibration ``images`` when given, and said whether they decide)."""
     lined_up = lined_up_in_order(ckpt)
     if lined_up:
         some = " or ".join(lined_up[:3]) + (f" ({len(lined_up) - 3} more)" if len(lined_up) > 3 else "")
@@ -420,6 +410,16 @@ def _not_recognised(
             f"{ckpt.path}: its tensor names are not a known library's, but every tensor lines up in order "
             f"(role and shape) with {'one of ' if len(lined_up) > 1 else ''}{some}: pass --arch {advice}"
         )
+    shapes = {t.name: t.shape for t in ckpt.tensors}
+    near = [n for f in ("timm", "torchvision") if (n := backend(f).nearest(shapes)) is not None]
+    # a match by name and shape is stronger evidence than one by name pattern: it wins from half up
+    best = max(near, key=lambda n: (n.by == "name and shape" and n.share >= 0.5, n.share), default=None)
+    closest = (
+        f"; the nearest is {ArchSpec(best.family, best.name).label} ({best.share:.0%} of the checkpoint's "
+        f"tensors match it by {best.by})"
+        if best is not None and best.share > 0
+        else ""
+    )
     return ArchitectureError(
         f"{ckpt.path}: could not recognise the architecture from its tensor names and shapes (tried "
         "the timm and torchvision indexes; a transformers model is read from its save_pretrained "
