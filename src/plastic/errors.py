@@ -66,7 +66,15 @@ def python_spelling(text: str) -> str:
 
 
 class PlasticError(Exception):
-    """Base class: bad input or a request that cannot be satisfied (exit code 2 in the CLI)."""
+    """Base class: bad input or a request that cannot be satisfied (exit code 2 in the CLI).
+
+    ``choices``: where the message names a few of the valid values (block names, say), every one of
+    them, for a caller that wants to pick from the whole list.
+    """
+
+    def __init__(self, *args: object, choices: list[str] | None = None) -> None:
+        super().__init__(*args)
+        self.choices: list[str] = list(choices or [])
 
     def __str__(self) -> str:
         text = super().__str__()

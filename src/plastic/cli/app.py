@@ -260,16 +260,21 @@ def reinit(
     """Write a new checkpoint with the strategy's layers, units or weights re-initialized."""
     from plastic.cli import console, render
 
-    doc_in = parse.read_report(report, checkpoint)  # before torch is imported: a bad report fails fast
-    from plastic.pipelines.documents import reinit_dict
-    from plastic.pipelines.reinit import reinit as run_reinit
-    from plastic.reinit.options import Options
-
     options = Options(
         value=value, k=k, unit=unit, layers=layers or [], from_block=from_block,
         fraction=fraction, utility=utility, shrink=shrink, perturb=perturb,
         include_head=include_head, seed=seed,
     )  # fmt: skip
+    wants = False
+    if checkpoint is not None and report is None and data is None and parse.stdin_is_piped():
+        from plastic.reinit.options import Need
+        from plastic.reinit.strategies import get_strategy
+
+        wants = get_strategy(strategy).wants(Need.REPORT, options)  # `diagnose m --json | reinit m -s auto`
+    doc_in = parse.read_report(report, checkpoint, wants, data)  # a bad report fails before the model
+    from plastic.pipelines.documents import reinit_dict
+    from plastic.pipelines.reinit import reinit as run_reinit
+
     with console.image_progress() as progress:  # a diagnosis or gradient pass run here shows its images
         result = run_reinit(
             checkpoint, strategy=strategy, output=output, options=options, report=doc_in, data=data,

@@ -14,8 +14,17 @@ if TYPE_CHECKING:
     from plastic.documents.schema import DiagnoseDoc
 
 
-def read_report(report: Path | None, checkpoint: Path | None) -> DiagnoseDoc | None:
-    """The diagnose document: --report FILE (or -), else stdin when no CKPT is given and stdin is a pipe."""
+def read_report(
+    report: Path | None, checkpoint: Path | None, wants_report: bool = False, data: Path | None = None
+) -> DiagnoseDoc | None:
+    """The diagnose document: --report FILE (or -), else stdin when it is a pipe or a file.
+
+    Without CKPT a piped stdin is the report (and names the checkpoint). With CKPT named, stdin is read
+    only when the strategy needs a report (``wants_report``) and no ``--data`` runs the diagnosis here:
+    ``diagnose m --json | reinit m -s auto`` then works, while a strategy that needs no report never
+    waits on a stdin that a wrapper (a CI runner, ``docker -i``) holds open. reinit's identity check
+    (size and SHA-256) refuses a piped report made for another file.
+    """
     from plastic.documents.reports import parse_report, read_report_text
     from plastic.errors import UsageError
 
@@ -28,9 +37,33 @@ def read_report(report: Path | None, checkpoint: Path | None) -> DiagnoseDoc | N
         return parse_report(text, base=report.parent, what=f"--report {report}")
     if report is not None and sys.stdin is None:
         raise UsageError("--report -: standard input is closed; pipe `plastic diagnose --json` into reinit")
-    if report is not None or (checkpoint is None and sys.stdin is not None and not sys.stdin.isatty()):
+    if report is not None or (checkpoint is None and stdin_is_piped()):
         return parse_report(read_report_text(sys.stdin.buffer, "stdin"), what="the report on stdin")
+    if checkpoint is not None and wants_report and data is None and stdin_is_piped():
+        text = read_report_text(sys.stdin.buffer, "stdin")
+        if not text or text.isspace():  # piped, but nothing came: never "pipe a report" to one who did
+            raise UsageError(
+                "the report on stdin is empty (when a command before the pipe failed, its own error is the "
+                "line above); or give --report FILE, or --data DIR to run the diagnosis now"
+            )
+        return parse_report(text, what="the report on stdin")
     return None
+
+
+def stdin_is_piped() -> bool:
+    """Is stdin something to read a report from: a pipe or a file, not a terminal, closed, or /dev/null?"""
+    import os
+    import stat
+
+    if sys.stdin is None:
+        return False
+    try:
+        if sys.stdin.isatty():
+            return False
+        mode = os.fstat(sys.stdin.fileno()).st_mode
+    except (OSError, ValueError, AttributeError):  # no descriptor (a test's captured stream): not a pipe
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISREG(mode) or stat.S_ISSOCK(mode)
 
 
 def floats(text: str | None, what: str) -> tuple[float, ...] | None:

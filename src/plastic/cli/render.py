@@ -114,6 +114,20 @@ def _layer_rows(doc: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+ARCH_ORIGINS = {
+    "option": "from --arch",
+    "config.json": "from config.json",
+    "metadata": "from the file's metadata",
+    "checkpoint": "from the file's arch entry",
+    "detected": "recognised by its tensors",
+}
+
+
+def arch_origin(source: str) -> str:
+    """How the architecture was decided, in words (a report's ``arch.source``)."""
+    return ARCH_ORIGINS.get(source, f"from {source}")
+
+
 def _summary_lines(doc: Mapping[str, Any]) -> list[str]:
     ck, tot, arch = doc["checkpoint"], doc["totals"], doc["arch"]
     dtypes = ", ".join(f"{k}: {v}" for k, v in tot["dtypes"].items())
@@ -122,7 +136,7 @@ def _summary_lines(doc: Mapping[str, Any]) -> list[str]:
         f"tensors: {fmt_int(tot['tensors'])}   parameters: {fmt_int(tot['parameters'])}   "
         f"data: {fmt_bytes(tot['bytes'])}   dtypes: {dtypes}",
         f"arch: {arch['name'] or ', '.join(arch.get('candidates') or []) or 'unknown'}"
-        + (f" (from {arch['source']})" if arch["source"] else "")
+        + (f" ({arch_origin(arch['source'])})" if arch["source"] else "")
         + (f": {arch['certainty']}" if arch.get("certainty") else ""),
     ]
     if ck["container_key"]:
@@ -281,7 +295,7 @@ def _diag_summary(doc: Mapping[str, Any], show_all: bool, width: int | None = No
     cal, arch, cfg = doc["calibration"], doc["arch"], doc["data_config"]
     ranked = sum(1 for la in doc["layers"] if la["rank"] is not None)
     lines = [
-        f"model: {arch['name']} (from {arch['source']}) on {doc['device']}"
+        f"model: {arch['name']} ({arch_origin(arch['source'])}) on {doc['device']}"
         + (" with bf16 autocast" if doc["amp"] else ""),
         f"calibration: {cal['images_used']} images from {cal['path']} "
         f"({cal['images_skipped']} skipped, labels: {cal['labels']}), "
@@ -299,11 +313,11 @@ def _diag_summary(doc: Mapping[str, Any], show_all: bool, width: int | None = No
         if rec.get("evidence"):
             lines += _wrapped("evidence", str(rec["evidence"]), width)
         commands = rec.get("commands") or []
-        if commands:
-            lines += _wrapped(
-                "to carry it out", "(or pipe diagnose --json into `plastic reinit -s auto`)", width
-            )
+        if commands:  # the command on a line of its own, whole: it runs when pasted
+            lines.append("  to carry it out, run:")
             lines.append(f"  {commands[0]}")
+            pipe = "pipe `plastic diagnose ... --json` into `plastic reinit -s auto -o OUT`"
+            lines += _wrapped("or", pipe, width)
         for alt, command in zip(rec.get("alternatives", []), commands[1:] or [None], strict=False):
             lines.append(f"  or: {alt}")
             if command:

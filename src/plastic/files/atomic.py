@@ -148,27 +148,77 @@ def write_text(target: Path, text: str, *, replace: bool = True) -> None:
         f.write(text.encode("utf-8"))
 
 
-def check_folder_target(target: Path, *, inputs: Iterable[Path] = ()) -> Path:
-    """An output folder (``reinit -o DIR`` of a hub folder): new, or an empty folder; never one that
-    holds an input or anything else (plastic does not delete what it did not write)."""
+# What a reinit folder output holds (a hub folder's files): --force replaces a folder of only these, never
+# one holding anything else (a training run's logs, other checkpoints' subfolders)
+FOLDER_OUTPUT_FILES = (".safetensors", ".json", ".bin", ".pt", ".pth", ".ckpt", ".tar", ".md", ".txt")
+
+
+def check_folder_target(target: Path, *, inputs: Iterable[Path] = (), force: bool = False) -> Path:
+    """An output folder (``reinit -o DIR`` of a hub folder): new, or an empty folder; with ``force`` also
+    a folder that holds only a hub folder's files (weights, JSON configs, a model card), which is then
+    replaced whole. Never the input's folder, and never one holding anything else: plastic does not
+    delete what it cannot tell is a checkpoint."""
     real = Path(os.path.realpath(target))
-    if real.exists():
-        if not real.is_dir():
-            raise OutputError(f"{target}: exists and is not a folder; choose a new folder name")
-        if any(True for _ in real.iterdir()):
-            raise OutputError(f"{target}: a folder that is not empty; choose a new folder name")
     for p in inputs:
         if p.exists() and Path(os.path.realpath(p)).parent == real:
             raise OutputError(f"{target}: holds the input {p}; choose a new folder name")
+    if real.exists():
+        if not real.is_dir():
+            raise OutputError(f"{target}: exists and is not a folder; choose a new folder name")
+        entries = sorted(real.iterdir())
+        if entries and not force:
+            raise OutputError(
+                f"{target}: a folder that is not empty; choose a new folder name, or pass --force to "
+                "replace it (a folder of checkpoint files only)"
+            )
+        other = [
+            e
+            for e in entries
+            if e.is_symlink() or not e.is_file() or not e.name.endswith(FOLDER_OUTPUT_FILES)
+        ]
+        if other:
+            raise OutputError(
+                f"{target}: holds {other[0].name}, which is not a checkpoint file: --force replaces only a "
+                "folder of weights, configs and a model card; choose a new folder name"
+            )
     if not real.parent.exists():
         raise OutputError(f"{real.parent}: no such folder")
     return real
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux ``renameat2(RENAME_EXCHANGE)``); False where not available."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
 @contextlib.contextmanager
-def atomic_folder(target: Path) -> Iterator[Path]:
+def atomic_folder(target: Path, *, replace: bool = False) -> Iterator[Path]:
     """Yield a temp folder beside ``target``; when the block ends without error it becomes ``target``
-    (a new name, or in place of an empty folder) in one rename, so a reader never sees half a folder."""
+    (a new name, or in place of an empty folder) in one rename, so a reader never sees half a folder.
+
+    ``replace``: an existing folder (checked by :func:`check_folder_target`) is kept until the new one is
+    complete, then swapped with it in one step (Linux; elsewhere two renames, the old one restored if the
+    second fails) and deleted.
+    """
+    import shutil
+
     real = Path(os.path.realpath(target))
     tmp = Path(tempfile.mkdtemp(prefix=f".{real.name}.", suffix=".tmp", dir=real.parent))
     ok = False
@@ -177,6 +227,11 @@ def atomic_folder(target: Path) -> Iterator[Path]:
         mask = os.umask(0)
         os.umask(mask)
         os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes 0700: give the folder the usual permissions
+        if replace and real.is_dir() and any(True for _ in real.iterdir()):
+            _swap_in(tmp, real, target)  # tmp now holds the old folder
+            shutil.rmtree(tmp, ignore_errors=True)
+            ok = True
+            return
         try:
             os.rename(tmp, real)  # replaces an empty folder; fails on a non-empty one
         except OSError as e:
@@ -186,6 +241,19 @@ def atomic_folder(target: Path) -> Iterator[Path]:
         ok = True
     finally:
         if not ok:
-            import shutil
-
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _swap_in(new: Path, real: Path, target: Path) -> None:
+    """``new`` becomes ``real``; the old ``real`` is left at ``new``'s name for the caller to delete."""
+    if _exchange(new, real):
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{real.name}.", suffix=".old", dir=real.parent))
+    os.rmdir(old)
+    os.rename(real, old)
+    try:
+        os.rename(new, real)
+    except OSError as e:
+        os.rename(old, real)  # put the old folder back: nothing lost
+        raise OutputError(f"{target}: could not be replaced ({e.strerror})") from None
+    os.rename(old, new)

@@ -4,6 +4,7 @@ loading the checkpoint into it strictly."""
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
@@ -324,9 +325,10 @@ def named_spec(ckpt: Checkpoint) -> ArchSpec:
                 f"{ckpt.path}: a transformers model is built from the config.json that save_pretrained "
                 "writes beside its weights; give that folder"
             )
-        if not name:
-            from plastic.model.backends.transformers_family import class_for
+        from plastic.model.backends.transformers_family import check_build_size, class_for
 
+        check_build_size(config, sum(math.prod(t.shape) for t in ckpt.tensors), str(ckpt.hub.path))
+        if not name:
             name = class_for(config)
     b.check_name(name, arch_origin(ckpt))
     return ArchSpec(family, name, -1, ckpt.in_chans, config)

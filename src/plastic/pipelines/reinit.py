@@ -211,7 +211,7 @@ def _open_output(
     if req.out is not None:
         fmt = output_format(req.out, ckpt)
         if fmt == "folder":
-            check_folder_target(req.out, inputs=[*ckpt.input_files, *inputs])
+            check_folder_target(req.out, inputs=[*ckpt.input_files, *inputs], force=force)
         else:
             check_target(req.out, inputs=[*ckpt.input_files, *inputs], force=force)
     if req.report is not None or (req.out is not None and not dry_run):
@@ -284,7 +284,7 @@ def _write_folder(
     weights = "model.safetensors" if ckpt.format.startswith("safetensors") else ckpt.path.name
     fmt = "safetensors" if weights.endswith(SAFETENSORS_SUFFIX) else "torch"
     companions = [ckpt.hub.path, *([ckpt.hub.preprocessor] if ckpt.hub.preprocessor else [])]
-    with atomic_folder(target.path) as tmp:
+    with atomic_folder(target.path, replace=target.replace) as tmp:
         _write(
             ckpt, plan, source, options, result, Target(tmp / weights, False, target.mode), fmt, keep_extra
         )
@@ -306,6 +306,12 @@ def _check_report(report: DiagnoseDoc | None, ckpt: Checkpoint, notes: list[str]
     recorded = report["checkpoint"]
     size, digest = recorded.get("size_bytes"), recorded.get("sha256")
     if (size is not None and size != ckpt.size_bytes) or (digest and digest != ckpt.compute_sha256()):
+        made_for = str(recorded.get("path") or "")
+        if made_for and Path(made_for).resolve() != ckpt.path.resolve():
+            raise UsageError(
+                f"the report was made for {made_for}, not {ckpt.path} (other contents): give the "
+                "checkpoint the report describes, or run diagnose on this one"
+            )
         raise UsageError(
             f"the report was made for a checkpoint with other contents than {ckpt.path} "
             f"(fingerprint {str(digest)[:12]}..., the file's {ckpt.compute_sha256()[:12]}...): the file "

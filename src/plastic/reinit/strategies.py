@@ -289,7 +289,9 @@ def topk_layers(ctx: Context) -> Plan:
     plan, k = Plan(), ctx.options.k
     if ctx.options.unit == Unit.BLOCK:
         ranked = sorted((b["rank"], b["name"]) for b in report["blocks"] if b["rank"] is not None)
-        names = {name for _, name in ranked[:k]}
+        positive = {b["name"] for b in report["blocks"] if (b.get("score") or 0) > 0}  # 0s have no order
+        names = {name for _, name in [(r, n) for r, n in ranked if n in positive][:k]}
+        _note_ties(plan, len(names), k, len(ranked), "blocks")
         chosen = [b for b in report["blocks"] if b["name"] in names]
         chosen.sort(key=lambda b: b["rank"] or 0)
         if ctx.options.include_head:  # the classifier's group is not ranked: --include-head adds it
@@ -297,17 +299,36 @@ def topk_layers(ctx: Context) -> Plan:
         structure = ctx.need_structure("topk-layers --unit block")
         modules = group_of_layers(structure, [la for b in chosen for la in b["layers"]])
         reset_modules(ctx, plan, modules)
-        plan.notes.append(f"blocks: {', '.join(b['name'] for b in chosen)}")
+        if chosen:
+            plan.notes.append(f"blocks: {', '.join(b['name'] for b in chosen)}")
         return plan
     scored = [
         (-score, la["name"])
         for la in report["layers"]
         if (score := la.get("score")) is not None and (ctx.options.include_head or not la.get("classifier"))
     ]
-    top = [name for _, name in sorted(scored)[:k]]
+    # a score of 0 says "no worse than a fresh layer": zeros carry no ranking, so none is picked by name
+    top = [name for neg, name in sorted(scored) if neg < 0][:k]
+    _note_ties(plan, len(top), k, len(scored), "layers")
     reset_layers(ctx, plan, top)
-    plan.notes.append(f"layers: {', '.join(top)}")
+    if top:
+        plan.notes.append(f"layers: {', '.join(top)}")
     return plan
+
+
+def _note_ties(plan: Plan, picked: int, k: int, ranked: int, what: str) -> None:
+    """Say when fewer than --k were picked because the rest score 0 (nothing to rank them by)."""
+    if picked == 0 and ranked:
+        plan.notes.append(
+            f"topk-layers: every one of the {ranked} {what} scores 0 (none worse than a freshly "
+            "initialised one): nothing selected, the output equals the input; fine-tune as is, or name "
+            "what to re-initialize with --strategy layers"
+        )
+    elif picked < k and picked < ranked:
+        plan.notes.append(
+            f"topk-layers: only {picked} of the {ranked} {what} score above 0, so {picked} (not --k {k}) "
+            "were selected: the rest tie at 0 and have no order"
+        )
 
 
 @register_strategy(
@@ -358,6 +379,17 @@ def layers_by_glob(ctx: Context) -> Plan:
 @register_strategy("head", "the classifier (timm get_classifier)")
 def head(ctx: Context) -> Plan:
     modules = ctx.classifier_modules()
+    if not modules and ctx.structure is not None:  # the architecture is known and has no head
+        groups = [block_start(members) for _, members in sorted(ctx.structure.groups.items())]
+        blocks = [g for g in groups if g.rpartition(".")[2].isdigit()] or groups  # the trunk's, numbered
+        top = f"; to re-initialize its top block, --strategy from-block --from {blocks[-1]}" if blocks else ""
+        model = ctx.structure.model
+        name = type(model).__name__ if model is not None else "this model"
+        raise UsageError(
+            f"{name} has no classifier (a backbone or vision encoder without "
+            "a head): there is nothing for --strategy head to re-initialize; the head your fine-tuning adds "
+            f"is new already{top}"
+        )
     if not modules:
         raise UsageError(
             "cannot tell which tensors are the classifier: pass --arch (or use --strategy layers)"
@@ -385,19 +417,45 @@ def from_block(ctx: Context) -> Plan:
 
 
 def _from_block_modules(ctx: Context, start: str) -> list[str]:
-    """Every module of timm's groups from the one holding ``start`` up (the head group included)."""
+    """Every module of timm's groups from the one holding ``start`` up (the head group included).
+
+    ``start`` is a module as diagnose names it (the model's names) or as the file names it: a
+    transformers file keeps ``vit.encoder.layer.3`` where the model says ``vit.layers.3``, and inspect,
+    --layers and the file itself show the former.
+    """
     structure = ctx.need_structure("from-block")
+    groups = sorted(structure.groups.items())
+
+    def holds(members: list[str], module: str) -> bool:
+        return any(m == module or m.startswith(module + ".") or module.startswith(m + ".") for m in members)
+
     gid = next(
-        (
-            g
-            for g, members in sorted(structure.groups.items())
-            if any(m == start or m.startswith(start + ".") for m in members)
-        ),
-        None,
+        (g for g, members in groups if any(m == start or m.startswith(start + ".") for m in members)), None
     )
+    if gid is None:  # the file's name for it: the model's names of the tensors stored under it
+        named = [t.name.rpartition(".")[0] for t in ctx.ckpt.tensors if t.key.startswith(start + ".")]
+        named += [t.name.rpartition(".")[0] for t in ctx.ckpt.tensors if t.name.startswith(start + ".")]
+        gid = min((g for g, members in groups for m in named if holds(members, m)), default=None)
     if gid is None:
-        raise UsageError(f"--from {start!r} names no module of the architecture's blocks")
+        starts = [block_start(members) for _, members in groups]
+        shown = starts if len(starts) <= 8 else [*starts[:4], "...", *starts[-3:]]
+        raise UsageError(
+            f"--from {start!r} names no module of the architecture's blocks; its {len(starts)} blocks start "
+            f"at {', '.join(shown)} (diagnose's stages and blocks tables, and its --json, list them)",
+            choices=starts,
+        )
     return [m for g, members in structure.groups.items() if g >= gid for m in members]
+
+
+def block_start(members: list[str]) -> str:
+    """The shortest name that selects a group: the common module path of its members."""
+    parts = [m.split(".") for m in members]
+    common: list[str] = []
+    for level in zip(*parts, strict=False):
+        if len(set(level)) != 1:
+            break
+        common.append(level[0])
+    return ".".join(common) if common else members[0]
 
 
 @register_strategy(

@@ -79,6 +79,86 @@ def class_for(doc: Mapping[str, Any]) -> str:
         ) from None
 
 
+# A config.json says how big a model to build; the file says how big it is. A config asking for far more
+# than its weights (num_hidden_layers: 10**6) would build for hours before the strict load could refuse it.
+BUILD_RATIO = 100  # a config may ask for this many times the checkpoint's parameters (ALBERT-style sharing)
+BUILD_FLOOR = 50_000_000  # and always for this many (tiny test models, estimates of small convnets)
+BUILD_LIMIT_ENV = "PLASTIC_MAX_BUILD_PARAMS"  # a number of parameters: replaces the limit above
+_DEPTH_KEYS = ("num_hidden_layers", "num_layers", "n_layer", "n_layers", "depth", "encoder_layers")
+_WIDTH_KEYS = ("hidden_size", "d_model", "embed_dim", "n_embd", "hidden_dim", "dim")
+_WIDTHS_KEYS = ("hidden_sizes", "embed_dims", "dims")
+_FFN_KEYS = ("intermediate_size", "ffn_dim", "d_ff", "n_inner")
+
+
+def _count(value: object) -> int | None:
+    """A config's size field as an int (None: absent or not a size)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        return None
+    return max(0, int(min(value, 1e30)))
+
+
+def estimate_params(doc: Mapping[str, Any]) -> int:
+    """Roughly how many parameters a transformers config asks for, from its size fields alone (no
+    import, no build): per (sub-)config, layers x (4 width^2 + 2 width x ffn), the position grid
+    (image_size / patch_size)^2 x width and the vocabulary x width. Stages of convnets (``depths`` beside
+    ``hidden_sizes``) count 12 width^2 per block. An upper-ish estimate: within ~10x of the real count."""
+    total = 0
+    width = max([_count(doc.get(k)) or 0 for k in _WIDTH_KEYS])
+    depths, widths = (
+        doc.get("depths"),
+        next((doc[k] for k in _WIDTHS_KEYS if isinstance(doc.get(k), list)), None),
+    )
+    if isinstance(depths, list) and isinstance(widths, list) and len(depths) == len(widths):
+        total += sum(
+            12 * (_count(d) or 0) * (_count(w) or 0) ** 2 for d, w in zip(depths, widths, strict=True)
+        )
+        width = max([width, *((_count(w) or 0) for w in widths)])
+    else:
+        depth = max([_count(doc.get(k)) or 0 for k in _DEPTH_KEYS])
+        if isinstance(depths, list):
+            depth = max(depth, sum(_count(d) or 0 for d in depths))
+        if isinstance(widths, list):
+            width = max([width, *((_count(w) or 0) for w in widths)])
+        ffn = max([_count(doc.get(k)) or 0 for k in _FFN_KEYS]) or 4 * width
+        total += depth * (4 * width * width + 2 * width * ffn)
+    image, patch = doc.get("image_size"), _count(doc.get("patch_size")) or 1
+    side = (
+        max(((_count(v) or 0) for v in image), default=0) if isinstance(image, list) else _count(image) or 0
+    )
+    total += (side // max(patch, 1)) ** 2 * width
+    total += (_count(doc.get("vocab_size")) or 0) * width
+    for value in doc.values():  # vision_config, text_config, backbone_config...
+        if isinstance(value, Mapping):
+            total += estimate_params(value)
+    return total
+
+
+def check_build_size(doc: Mapping[str, Any], file_params: int, where: str) -> None:
+    """Refuse, before anything is built, a config that asks for far more parameters than its file holds
+    (``BUILD_RATIO`` times, at least ``BUILD_FLOOR``); ``PLASTIC_MAX_BUILD_PARAMS`` sets the limit."""
+    import os
+
+    asked = estimate_params(doc)
+    given = os.environ.get(BUILD_LIMIT_ENV, "").strip()
+    if given:
+        try:
+            limit = int(float(given))
+        except ValueError:
+            raise ArchitectureError(
+                f"{BUILD_LIMIT_ENV}={given[:40]!r}: give a number of parameters"
+            ) from None
+        how = f"{BUILD_LIMIT_ENV}={limit:.3g}"
+    else:
+        limit = max(BUILD_RATIO * file_params, BUILD_FLOOR)
+        how = f"{BUILD_RATIO}x the {file_params:,} parameters its weights hold"
+    if asked > limit:
+        raise ArchitectureError(
+            f"{where}: config.json asks for a model of about {asked:.3g} parameters, more than {how}: not "
+            f"built (it would not match its weights, and building it could take hours); fix the config, or "
+            f"set {BUILD_LIMIT_ENV} to build it anyway"
+        )
+
+
 class TransformersBackend(Backend):
     family: ClassVar[str] = "transformers"
     install: ClassVar[str] = EXTRA
