@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
 import plastic
 from tests.conftest import CALIB, RESNET, SAMPLES, Result, json_doc

@@ -82,7 +82,9 @@ def class_for(doc: Mapping[str, Any]) -> str:
 # A config.json says how big a model to build; the file says how big it is. A config asking for far more
 # than its weights (num_hidden_layers: 10**6) would build for hours before the strict load could refuse it.
 BUILD_RATIO = 100  # a config may ask for this many times the checkpoint's parameters (ALBERT-style sharing)
-BUILD_FLOOR = 50_000_000  # and always for this many (tiny test models, estimates of small convnets)
+BUILD_FLOOR = 1_000_000_000  # and always this many: the estimate is rough for convnets (EfficientNet)
+BUILD_DEPTH_RATIO = 4  # layers per tensor of the file: every layer holds at least one tensor
+BUILD_DEPTH_FLOOR = 1_000
 BUILD_LIMIT_ENV = "PLASTIC_MAX_BUILD_PARAMS"  # a number of parameters: replaces the limit above
 _DEPTH_KEYS = ("num_hidden_layers", "num_layers", "n_layer", "n_layers", "depth", "encoder_layers")
 _WIDTH_KEYS = ("hidden_size", "d_model", "embed_dim", "n_embd", "hidden_dim", "dim")
@@ -133,9 +135,20 @@ def estimate_params(doc: Mapping[str, Any]) -> int:
     return total
 
 
-def check_build_size(doc: Mapping[str, Any], file_params: int, where: str) -> None:
-    """Refuse, before anything is built, a config that asks for far more parameters than its file holds
-    (``BUILD_RATIO`` times, at least ``BUILD_FLOOR``); ``PLASTIC_MAX_BUILD_PARAMS`` sets the limit."""
+def config_depth(doc: Mapping[str, Any]) -> int:
+    """How many layers or blocks a config asks for, summed over its sub-configs."""
+    depth = max([_count(doc.get(k)) or 0 for k in _DEPTH_KEYS])
+    depths = doc.get("depths")
+    if isinstance(depths, list):
+        depth = max(depth, sum(_count(d) or 0 for d in depths))
+    return depth + sum(config_depth(v) for v in doc.values() if isinstance(v, Mapping))
+
+
+def check_build_size(doc: Mapping[str, Any], file_params: int, file_tensors: int, where: str) -> None:
+    """Refuse, before anything is built, a config that asks for far more than its file holds: more
+    than ``BUILD_RATIO`` times its parameters (and over ``BUILD_FLOOR``), or more layers than
+    ``BUILD_DEPTH_RATIO`` per tensor (and over ``BUILD_DEPTH_FLOOR``). ``PLASTIC_MAX_BUILD_PARAMS`` sets
+    the parameter limit and lifts the layer one."""
     import os
 
     asked = estimate_params(doc)
@@ -143,7 +156,7 @@ def check_build_size(doc: Mapping[str, Any], file_params: int, where: str) -> No
     if given:
         try:
             limit = int(float(given))
-        except ValueError:
+        except (ValueError, OverflowError):
             raise ArchitectureError(
                 f"{BUILD_LIMIT_ENV}={given[:40]!r}: give a number of parameters"
             ) from None
@@ -151,11 +164,14 @@ def check_build_size(doc: Mapping[str, Any], file_params: int, where: str) -> No
     else:
         limit = max(BUILD_RATIO * file_params, BUILD_FLOOR)
         how = f"{BUILD_RATIO}x the {file_params:,} parameters its weights hold"
-    if asked > limit:
+    depth = config_depth(doc)
+    if asked > limit or (not given and depth > max(BUILD_DEPTH_RATIO * file_tensors, BUILD_DEPTH_FLOOR)):
+        what = f"about {asked:.3g} parameters" if asked > limit else f"{depth:,} layers"
+        than = how if asked > limit else f"its {file_tensors:,} tensors could hold"
         raise ArchitectureError(
-            f"{where}: config.json asks for a model of about {asked:.3g} parameters, more than {how}: not "
-            f"built (it would not match its weights, and building it could take hours); fix the config, or "
-            f"set {BUILD_LIMIT_ENV} to build it anyway"
+            f"{where}: config.json asks for a model of {what}, more than {than}: not built (it would "
+            f"not match its weights, and building it could take hours); fix the config, or set "
+            f"{BUILD_LIMIT_ENV} to build it anyway"
         )
 
 
