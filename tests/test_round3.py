@@ -116,7 +116,7 @@ def test_from_block_takes_the_files_module_path_and_lists_the_blocks(cli: Any, v
 # --- 3. a model without a classifier ----------------------------------------------------------------------
 
 
-def test_head_on_an_encoder_without_a_classifier_says_so_and_what_to_use(tmp_path: Path) -> None:
+def test_head_on_an_encoder_without_a_classifier_says_so_and_what_to_use(cli: Any, tmp_path: Path) -> None:
     torch.manual_seed(0)
     cfg = transformers.SiglipVisionConfig(
         hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=32,
@@ -131,8 +131,8 @@ def test_head_on_an_encoder_without_a_classifier_says_so_and_what_to_use(tmp_pat
     line = expect_error(proc, "SiglipVisionModel has no classifier", "--strategy from-block --from")
     assert "pass --arch" not in line
     suggested = line.split("--strategy from-block --from ")[1].split()[0]
-    again = plastic_process("reinit", folder, "-s", "from-block", "--from", suggested, "-o", out, "--json")
-    assert again.code == 0 and json.loads(again.stdout)["changed"], again.stderr  # runs when pasted
+    again = cli("reinit", folder, "-s", "from-block", "--from", suggested, "-o", out, "--json")
+    assert json_doc(again)["changed"], again.stderr  # runs when pasted
 
 
 # --- 4. --force on a folder output -------------------------------------------------------------------------

@@ -328,7 +328,7 @@ def named_spec(ckpt: Checkpoint) -> ArchSpec:
         from plastic.model.backends.transformers_family import check_build_size, class_for
 
         params = sum(math.prod(t.shape) for t in ckpt.tensors)
-        check_build_size(config, params, len(ckpt.tensors), str(ckpt.hub.path))
+        check_build_size(config, params, len(ckpt.tensors), str(ckpt.hub.path if ckpt.hub else ckpt.path))
         if not name:
             name = class_for(config)
     b.check_name(name, arch_origin(ckpt))
