@@ -246,7 +246,17 @@ def test_a_nan_weight_is_reported_and_diagnose_still_completes(
     by_name = {la["name"]: la for la in doc["layers"]}
     assert by_name["layer2.0.conv1"]["score"] is None  # its output is NaN: unscored, not a made-up score
     assert by_name["conv1.0"]["score"] is not None  # upstream of the NaN: measured as usual
-    assert doc["recommendation"]["confidence"] == "low"
+    rec = doc["recommendation"]  # never "fine-tune as is": the NaN layer first, then diagnose again
+    assert rec["confidence"] == "low" and rec["action"] == "reinit" and rec["layers"] == ["layer2.0.conv1"]
+    assert "non-finite" in rec["reason"] and "diagnose again" in rec["reason"]
+    import shlex
+
+    (command,) = rec["commands"]  # runs when pasted, and leaves a finite checkpoint
+    assert json_doc(cli(*shlex.split(command)[1:], "--json"))["changed"]
+    from safetensors.torch import load_file
+
+    out = shlex.split(command)[shlex.split(command).index("-o") + 1]
+    assert all(bool(torch.isfinite(t).all()) for t in load_file(out).values())
 
 
 def test_inspect_counts_non_finite_values_without_warnings(

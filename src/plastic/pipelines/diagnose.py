@@ -294,9 +294,9 @@ def assemble(
         "images_per_s": len(done.used) / t_pass if t_pass > 0 else 0.0,
     }
     rec = _recommendation(layers, stages, calibration, built, ckpt, notes)
-    if broken:  # a verdict from the layers that could be measured: not one to act on without a look
+    if broken:  # NaN or inf weights: repairing them comes before any verdict from the statistics
         notes.append(broken)
-        rec.confidence = "low"
+        rec = repair_first(rec, nonfinite_layers(built.model), _commands_for(built, ckpt))
     return DiagnoseReport(
         ckpt, built.arch, built.arch_source, built.candidates, device, amp, cfg, calibration,
         layers, blocks, timing, options, notes, rec, stages, built.certainty, built.evidence,
@@ -412,15 +412,24 @@ def _recommendation(
             + f" (fewer than {MIN_IMAGES}, or 2 per class): the scores are noisy; treat the "
             "recommendation as tentative and add images"
         )
-    rec.commands = reinit_commands(
-        rec,
-        str(ckpt.path),
-        # --arch where reinit could not find it again by itself: the user named it, or the images did
-        arch=built.arch if built.arch_source == "option" or len(built.candidates) > 1 else None,
-        key=ckpt.container_key,
-        in_chans=built.spec.in_chans if built.spec is not None else None,
-    )
+    rec.commands = _commands_for(built, ckpt)(rec)
     return rec
+
+
+def _commands_for(built: Any, ckpt: Checkpoint) -> Callable[[Recommendation], list[str]]:
+    """The shell lines that carry out a recommendation on this checkpoint, as they run when pasted."""
+
+    def commands(rec: Recommendation) -> list[str]:
+        return reinit_commands(
+            rec,
+            str(ckpt.path),
+            # --arch where reinit could not find it again by itself: the user named it, or the images did
+            arch=built.arch if built.arch_source == "option" or len(built.candidates) > 1 else None,
+            key=ckpt.container_key,
+            in_chans=built.spec.in_chans if built.spec is not None else None,
+        )
+
+    return commands
 
 
 def _layer_table(
@@ -482,13 +491,39 @@ def _metrics(
     return {k: v if v is None or math.isfinite(v) else None for k, v in metrics.items()}
 
 
-def nonfinite_note(model: nn.Module, layers: list[LayerDiagnosis]) -> str | None:
-    """Which layers hold inf or NaN weights, and how many measured nothing finite: the report says so."""
-    bad = [
+def nonfinite_layers(model: nn.Module) -> list[str]:
+    """The layers whose own weights or buffers hold inf or NaN."""
+    return [
         name
         for name, m in layers_of(model).items()
         if any(not bool(torch.isfinite(t).all()) for t in (*m.parameters(False), *m.buffers(False)))
     ]
+
+
+def repair_first(
+    rec: Recommendation, bad: list[str], commands: Callable[[Recommendation], list[str]]
+) -> Recommendation:
+    """A checkpoint with NaN or inf weights is never told to fine-tune as is: fine-tuning it spreads
+    NaN through every gradient. The verdict becomes "re-initialize those layers" (low confidence: the
+    statistics downstream of them measured nothing finite); the statistics' own verdict stays as an
+    alternative, to revisit with diagnose on the repaired file."""
+    shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+    start = rec.options.get("from_block") or ", ".join(rec.layers[:3])
+    was = f"re-initialize {start}" if rec.action == "reinit" else "fine-tune as is"
+    fixed = Recommendation(
+        "reinit", "layers", {"layers": list(bad)}, list(bad), rec.threshold,
+        f"{len(bad)} layer(s) hold non-finite weights (inf or NaN): {shown}; fine-tuning would spread NaN "
+        "through every gradient, so re-initialize them first (or repair the checkpoint), then run "
+        f"diagnose again on the repaired file: the statistics of the rest ({was}) measured a broken model",
+        confidence="low", evidence="",
+    )  # fmt: skip
+    fixed.commands = commands(fixed)
+    return fixed
+
+
+def nonfinite_note(model: nn.Module, layers: list[LayerDiagnosis]) -> str | None:
+    """Which layers hold inf or NaN weights, and how many measured nothing finite: the report says so."""
+    bad = nonfinite_layers(model)
     blank = [r.name for r in layers if not r.classifier and r.score is None]
     if not bad:
         return None
