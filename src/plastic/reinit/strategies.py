@@ -290,7 +290,7 @@ def topk_layers(ctx: Context) -> Plan:
     if ctx.options.unit == Unit.BLOCK:
         ranked = sorted((b["rank"], b["name"]) for b in report["blocks"] if b["rank"] is not None)
         positive = {b["name"] for b in report["blocks"] if (b.get("score") or 0) > 0}  # 0s have no order
-        names = {name for _, name in [(r, n) for r, n in ranked if n in positive][:k]}
+        names = set([name for _, name in ranked if name in positive][:k])
         _note_ties(plan, len(names), k, len(ranked), "blocks")
         chosen = [b for b in report["blocks"] if b["name"] in names]
         chosen.sort(key=lambda b: b["rank"] or 0)
@@ -449,13 +449,9 @@ def _from_block_modules(ctx: Context, start: str) -> list[str]:
 
 def block_start(members: list[str]) -> str:
     """The shortest name that selects a group: the common module path of its members."""
-    parts = [m.split(".") for m in members]
-    common: list[str] = []
-    for level in zip(*parts, strict=False):
-        if len(set(level)) != 1:
-            break
-        common.append(level[0])
-    return ".".join(common) if common else members[0]
+    from plastic.model.build import common_components
+
+    return ".".join(common_components(members)) or members[0]
 
 
 @register_strategy(
