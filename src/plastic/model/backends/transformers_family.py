@@ -116,9 +116,7 @@ def estimate_params(doc: Mapping[str, Any]) -> int:
         )
         width = max([width, *((_count(w) or 0) for w in widths)])
     else:
-        depth = max([_count(doc.get(k)) or 0 for k in _DEPTH_KEYS])
-        if isinstance(depths, list):
-            depth = max(depth, sum(_count(d) or 0 for d in depths))
+        depth = _own_depth(doc)
         if isinstance(widths, list):
             width = max([width, *((_count(w) or 0) for w in widths)])
         ffn = max([_count(doc.get(k)) or 0 for k in _FFN_KEYS]) or 4 * width
@@ -135,13 +133,18 @@ def estimate_params(doc: Mapping[str, Any]) -> int:
     return total
 
 
-def config_depth(doc: Mapping[str, Any]) -> int:
-    """How many layers or blocks a config asks for, summed over its sub-configs."""
+def _own_depth(doc: Mapping[str, Any]) -> int:
+    """The layers or blocks one (sub-)config asks for: its depth field, or its stages' ``depths`` summed."""
     depth = max([_count(doc.get(k)) or 0 for k in _DEPTH_KEYS])
     depths = doc.get("depths")
     if isinstance(depths, list):
         depth = max(depth, sum(_count(d) or 0 for d in depths))
-    return depth + sum(config_depth(v) for v in doc.values() if isinstance(v, Mapping))
+    return depth
+
+
+def config_depth(doc: Mapping[str, Any]) -> int:
+    """How many layers or blocks a config asks for, summed over its sub-configs."""
+    return _own_depth(doc) + sum(config_depth(v) for v in doc.values() if isinstance(v, Mapping))
 
 
 def check_build_size(doc: Mapping[str, Any], file_params: int, file_tensors: int, where: str) -> None:
