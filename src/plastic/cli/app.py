@@ -340,6 +340,28 @@ def diagnose(
         str | None, typer.Option("--mean", help="Override normalisation mean, e.g. 0.5,0.5,0.5.")
     ] = None,
     std: Annotated[str | None, typer.Option("--std", help="Override normalisation std.")] = None,
+    trial: Annotated[
+        bool,
+        typer.Option(
+            "--trial",
+            help="After the statistics, race the candidate starts (fine-tune, the rule's pick, the top "
+            "stage, one stage deeper) at 1x and 3x the rate in short fine-tuning runs on the labelled "
+            "images, and follow the winner when it is clearly better (README: The trial).",
+        ),
+    ] = False,
+    trial_data: Annotated[
+        Path | None,
+        typer.Option(
+            "--trial-data", help="Labelled images (class subfolders) for the trial; implies --trial."
+        ),
+    ] = None,
+    trial_budget: Annotated[
+        int | None,
+        typer.Option(
+            "--trial-budget",
+            help="Optimizer steps per candidate (default: 4 passes over its images, 40-400).",
+        ),
+    ] = None,
     show_all: Annotated[bool, typer.Option("--all", help="Show every layer, not only the top ones.")] = False,
     fail_on: Annotated[
         list[str] | None,
@@ -370,7 +392,8 @@ def diagnose(
         parse.channels(parse.floats(mean, "--mean"), "--mean"),
         parse.channels(parse.floats(std, "--std"), "--std"),
     )
-    parse.check_outputs(out, plot, [*checkpoint_files(checkpoint), *parse.image_files(data)])
+    images = [*parse.image_files(data), *(parse.image_files(trial_data) if trial_data is not None else [])]
+    parse.check_outputs(out, plot, [*checkpoint_files(checkpoint), *images])
     from plastic.pipelines.diagnose import diagnose as run_diagnose
     from plastic.pipelines.documents import diagnose_dict
 
@@ -378,7 +401,8 @@ def diagnose(
         report = run_diagnose(
             checkpoint, data, key=key, arch=arch, device=device, amp=amp, max_images=max_images,
             batch_size=batch_size, workers=workers, tau=tau, seed=seed, input_size=sizes, mean=means,
-            std=stds, progress=progress, in_chans=in_chans, reference=reference,
+            std=stds, progress=progress, in_chans=in_chans, reference=reference, trial=trial,
+            trial_data=trial_data, trial_budget=trial_budget,
         )  # fmt: skip
     doc = diagnose_dict(report)
     doc["findings"] = parse.findings(doc, conditions)  # the why of exit 1, in every format (with --fail-on)
@@ -397,7 +421,7 @@ def diagnose(
     if out is not None:
         from plastic.files.atomic import write_text
 
-        inputs = [*report.checkpoint.input_files, *parse.image_files(data)]
+        inputs = [*report.checkpoint.input_files, *images]
         parse.check_report_target(out, inputs)
         write_text(out, render.dump_json(doc) + "\n")
     if plot is not None:

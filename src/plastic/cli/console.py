@@ -77,7 +77,7 @@ def image_progress() -> Iterator[Callable[[str, int, int], None] | None]:
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        TextColumn("{task.completed}/{task.total} images"),
+        TextColumn("{task.completed}/{task.total} {task.fields[unit]}"),
         console=console,
         transient=True,
     ) as bar:
@@ -85,7 +85,8 @@ def image_progress() -> Iterator[Callable[[str, int, int], None] | None]:
 
         def update(phase: str, done: int, total: int) -> None:
             if phase not in tasks:
-                tasks[phase] = bar.add_task(phase, total=total)
+                unit = "steps" if phase == "trial" else "images"  # the trial counts optimizer steps
+                tasks[phase] = bar.add_task(phase, total=total, unit=unit)
             bar.update(tasks[phase], completed=done, total=total)
 
         yield update

@@ -60,7 +60,13 @@ def score_figure(doc: Mapping[str, Any]) -> Any:
     chosen = set(rec.get("layers") or [])
     threshold = rec.get("threshold")
     n = len(layers)
-    fig, ax = plt.subplots(figsize=(min(max(8.0, 0.18 * n + 2.0), 40.0), 5.6), dpi=110)
+    trial = doc.get("trial")
+    size = (min(max(8.0, 0.18 * n + 2.0), 40.0), 5.6 + (3.6 if trial else 0.0))
+    fig, axes = plt.subplots(2 if trial else 1, 1, figsize=size, dpi=110, squeeze=False,
+                             gridspec_kw={"height_ratios": [5.6, 3.6] if trial else [1.0]})  # fmt: skip
+    ax = axes[0][0]
+    if trial:
+        race_axes(axes[1][0], trial)
     bottoms = [0.0] * n
     for comp, color in COLORS.items():
         heights = [contributions(la).get(comp, 0.0) for la in layers]
@@ -98,6 +104,24 @@ def score_figure(doc: Mapping[str, Any]) -> Any:
     ax.spines[["top", "right"]].set_visible(False)
     fig.tight_layout()
     return fig
+
+
+def race_axes(ax: Any, trial: Mapping[str, Any]) -> None:
+    """The trial's race: each candidate's validation accuracy at the rungs it reached (the winner bold,
+    the rule's pick dashed); a line that stops is a candidate dropped at that rung."""
+    for c in trial["candidates"]:
+        steps = [r["steps"] for r in c["rungs"]]
+        accs = [100 * r["accuracy"] for r in c["rungs"]]
+        win = c["name"] == trial["winner"]
+        style = "--" if c["name"] == trial["rule"] else "-"
+        ax.plot(steps, accs, style, marker="o", markersize=3, linewidth=2.4 if win else 1.1, label=c["name"])
+    ax.set_xticks([int(s) for s in trial["recipe"]["rungs"]])
+    ax.set_xlabel("optimizer steps (rungs of the race)")
+    ax.set_ylabel("validation accuracy (%)")
+    verdict = "decided" if trial.get("decided") else "did not decide"
+    ax.set_title(f"the trial ({verdict}): winner {trial['winner']}", fontsize=10)
+    ax.legend(fontsize=7, loc="lower right", frameon=False, ncol=2)
+    ax.spines[["top", "right"]].set_visible(False)
 
 
 def plot_bytes(doc: Mapping[str, Any], fmt: str) -> bytes:

@@ -262,9 +262,12 @@ def _timing_line(t: dict[str, float], reference: bool) -> str:
 VERDICT_WIDTH = 100  # the verdict line is read first, and whole, at any terminal width
 
 
-def verdict(rec: Mapping[str, Any]) -> str:
-    """One line of at most VERDICT_WIDTH characters: the action, what it touches, the confidence."""
+def verdict(rec: Mapping[str, Any], trial: Mapping[str, Any] | None = None) -> str:
+    """One line of at most VERDICT_WIDTH characters: the action, what it touches, the rate when a trial
+    ran, the confidence."""
     low = " (low confidence)" if rec.get("confidence") == "low" else ""  # the notes above say why
+    if trial is not None:  # the rate is part of the advice only when the trial tried rates
+        low = f" at {float(rec.get('lr_scale') or 1.0):g}x the trial's rate" + low
     layers = [str(x) for x in rec.get("layers") or []]
     start = (rec.get("options") or {}).get("from_block")
     if rec.get("action") != "reinit" or not layers:
@@ -308,7 +311,7 @@ def _diag_summary(doc: Mapping[str, Any], show_all: bool, width: int | None = No
         lines.append(f"fail-on {f['rule']}: {f['layer']} = {f['value']:.4g}")
     rec = doc.get("recommendation")
     if rec:
-        lines.append(verdict(rec))  # then the why and the evidence, wrapped; commands whole, a line each
+        lines.append(verdict(rec, doc.get("trial")))  # then why and evidence, wrapped; commands whole
         lines += _wrapped("why", str(rec["reason"]), width)
         if rec.get("evidence"):
             lines += _wrapped("evidence", str(rec["evidence"]), width)
@@ -322,6 +325,38 @@ def _diag_summary(doc: Mapping[str, Any], show_all: bool, width: int | None = No
             lines.append(f"  or: {alt}")
             if command:
                 lines.append(f"  {command}")
+    if doc.get("trial"):
+        lines += race_lines(doc["trial"], width)
+    return lines
+
+
+def race_lines(trial: Mapping[str, Any], width: int | None = None) -> list[str]:
+    """The trial as a short table: each candidate's validation accuracy at every rung it reached, best
+    first, the winner marked; then its verdict."""
+    data, recipe = trial["data"], trial["recipe"]
+    rungs = [int(s) for s in recipe["rungs"]]
+    lines = [
+        f"trial: {len(data['classes'])} classes, {data['train_images']} images to train, "
+        f"{data['validation_images']} to validate; {recipe['optimizer']} at {recipe['lr']:g} x the rate, "
+        f"batch {recipe['batch_size']}, {recipe['budget_steps']} steps; validation accuracy at step:"
+    ]
+    name_w = min(36, max(len(c["name"]) for c in trial["candidates"]))
+    lines.append("  " + "candidate".ljust(name_w) + "".join(f"{s:>8}" for s in rungs))
+
+    def key(c: Mapping[str, Any]) -> tuple[int, float]:
+        last = c["rungs"][-1] if c["rungs"] else {"accuracy": 0.0}
+        return (-len(c["rungs"]), -float(last["accuracy"]))
+
+    for c in sorted(trial["candidates"], key=key):
+        cells = [f"{100 * r['accuracy']:7.1f}%" for r in c["rungs"]] + ["       -"] * (
+            len(rungs) - len(c["rungs"])
+        )
+        mark = (
+            "  winner" if c["name"] == trial["winner"] else ("  rule" if c["name"] == trial["rule"] else "")
+        )
+        name = c["name"] if len(c["name"]) <= name_w else c["name"][: name_w - 3] + "..."
+        lines.append("  " + name.ljust(name_w) + "".join(cells) + mark)
+    lines += _wrapped("trial", str(trial["verdict"]), width)
     return lines
 
 
@@ -492,7 +527,8 @@ def diagnose_html(doc: Mapping[str, Any], show_all: bool, plot_svg: str | None) 
         f"<h1>plastic diagnose <code>{escape(str(doc['checkpoint']['path']))}</code></h1>",
     ]
     if rec:
-        parts.append(f'<p class="verdict">{escape(verdict(rec))}</p><p>{escape(str(rec["reason"]))}</p>')
+        line = verdict(rec, doc.get("trial"))
+        parts.append(f'<p class="verdict">{escape(line)}</p><p>{escape(str(rec["reason"]))}</p>')
         if rec.get("evidence"):
             parts.append(f"<p>Evidence: {escape(str(rec['evidence']))}</p>")
         commands = rec.get("commands") or []

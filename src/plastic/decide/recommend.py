@@ -48,13 +48,14 @@ class Recommendation:
     commands: list[str] = field(default_factory=list)  # shell lines that carry it out, pasteable as they are
     confidence: str = "normal"  # "low" when the calibration set is too small to trust the scores
     evidence: str = ""  # what the transfer benchmark showed for this kind of choice
+    lr_scale: float = 1.0  # the fine-tuning rate as a multiple of the trial's recipe (1 without a trial)
 
 
 # What the transfer benchmark (BENCHMARKS.md) showed for each kind of choice; quoted with the verdict.
 _RATE = (
     " The learning rate is not predicted: 3x the rate gained 2.6 and 11 points for a small ResNet, 4.0 for "
     "a ShuffleNetV2 and 13 for EfficientNet-Lite2 on glyphs (3 seeds), and lost 0.1 to 7.7 for the other "
-    "models; try it as a second run"
+    "models; `diagnose --trial` tries 1x and 3x on your labelled images"
 )
 EVIDENCE = {
     "from-block": "in the transfer benchmark's 5 scenarios with a flagged top stage (a small ResNet and "
@@ -267,4 +268,5 @@ def recommendation_dict(rec: Recommendation) -> RecommendationDoc:
         "commands": rec.commands,
         "confidence": rec.confidence,
         "evidence": rec.evidence,
+        "lr_scale": rec.lr_scale,
     }

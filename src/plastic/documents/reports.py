@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 from typing import Any, cast
 
-from plastic.documents.schema import SCHEMA_VERSION, DiagnoseDoc
+from plastic.documents.schema import READABLE_VERSIONS, DiagnoseDoc
 from plastic.errors import UsageError
 
 # A report is read back by reinit; anything larger than this is not one (and /dev/zero never ends). The
@@ -156,8 +156,11 @@ def validate_report(doc: Any, *, what: str = "the report") -> DiagnoseDoc:
     if not isinstance(doc, dict) or doc.get("command") != "diagnose":
         raise UsageError(f"{what} is not a `plastic diagnose --json` document")
     version = doc.get("schema_version")
-    if not _is_int(version) or version != SCHEMA_VERSION:
-        raise UsageError(f"{what} has schema_version {version!r}; this plastic reads {SCHEMA_VERSION}")
+    if not _is_int(version) or version not in READABLE_VERSIONS:
+        raise UsageError(
+            f"{what} has schema_version {version!r}; this plastic reads "
+            + " and ".join(str(v) for v in READABLE_VERSIONS)
+        )
     ckpt = c.obj(doc, "checkpoint", "checkpoint", required=True)
     c.text(ckpt, "path", "checkpoint.path", null=False, empty=False)
     c.text(ckpt, "container_key", "checkpoint.container_key")
@@ -222,4 +225,45 @@ def validate_report(doc: Any, *, what: str = "the report") -> DiagnoseDoc:
         c.text(options, "from_block", "recommendation.options.from_block", empty=False)
         if rec.get("strategy") == "from-block" and not isinstance(options.get("from_block"), str):
             raise UsageError(f"{what}: a from-block recommendation needs options.from_block (a block name)")
+        scale = rec.setdefault("lr_scale", 1.0)  # version 1 had no rate
+        if not (_finite(scale) and 0 < scale <= 1000):
+            raise c.fail("recommendation.lr_scale", "a number in (0, 1000]", scale)
+    _check_trial(c, doc.setdefault("trial", None))
     return cast(DiagnoseDoc, doc)
+
+
+def _check_trial(c: _Check, trial: Any) -> None:
+    """The ``trial`` section: read for display and kept as it is; its fields by type."""
+    if trial is None:
+        return
+    if not isinstance(trial, dict):
+        raise c.fail("trial", "an object or null", trial)
+    for key in ("winner", "runner_up", "rule", "verdict"):
+        c.text(trial, key, f"trial.{key}", null=False)
+    c.flag(trial, "decided", "trial.decided")
+    c.obj(trial, "recipe", "trial.recipe", required=True)
+    c.obj(trial, "data", "trial.data", required=True)
+    names = set()
+    for i, cand in enumerate(c.items(trial, "candidates", "trial.candidates")):
+        where = f"trial.candidates[{i}]"
+        if not isinstance(cand, dict):
+            raise c.fail(where, "an object", cand)
+        c.text(cand, "name", f"{where}.name", null=False, empty=False)
+        names.add(cand["name"])
+        c.number(cand.get("lr_scale"), f"{where}.lr_scale")
+        for j, rung in enumerate(c.items(cand, "rungs", f"{where}.rungs")):
+            if not isinstance(rung, dict):
+                raise c.fail(f"{where}.rungs[{j}]", "an object", rung)
+            for key in ("steps", "accuracy", "loss"):
+                if key != "loss" or rung.get(key) is not None:
+                    c.number(rung.get(key), f"{where}.rungs[{j}].{key}")
+    for key in ("winner", "runner_up", "rule"):
+        if trial[key] not in names:
+            raise c.fail(f"trial.{key}", "the name of one of trial.candidates", trial[key])
+    for key in ("margin_over_runner_up", "margin_over_rule"):
+        m = trial.get(key)
+        if m is not None:
+            if not isinstance(m, dict):
+                raise c.fail(f"trial.{key}", "an object or null", m)
+            for part in ("difference", "low", "high"):
+                c.number(m.get(part), f"trial.{key}.{part}")

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the diagnose report's ``trial`` section and ``recommendation.lr_scale``
+READABLE_VERSIONS = (1, 2)  # a version-1 report is a version-2 one without a trial
 
 Metrics = dict[str, float | None]  # metric name -> value; null where undefined (NaN, inf, not measured)
 
@@ -112,6 +113,7 @@ class RecommendationDoc(TypedDict):
     commands: list[str]
     confidence: str
     evidence: str  # what the transfer benchmark showed for this kind of choice
+    lr_scale: float  # the rate as a multiple of the trial's recipe; 1 without a trial (version 2)
 
 
 class _DiagnoseOptional(TypedDict, total=False):
@@ -134,6 +136,40 @@ class DiagnoseDoc(_DiagnoseOptional):
     stages: list[StageDoc]  # timm's coarse groups, bottom to top
     recommendation: RecommendationDoc | None
     timing: dict[str, float]
+    trial: TrialDoc | None  # the race among starts and rates (``--trial``); version 2
+
+
+class MarginDoc(TypedDict):
+    difference: float  # accuracy of the one minus the other on the same validation images
+    low: float  # the bootstrap's 90% interval
+    high: float
+    steps: int  # the rung both were scored at
+    clear: bool  # low > 0
+
+
+class TrialCandidateDoc(TypedDict):
+    name: str  # "<start> @ <lr_scale>x"
+    start: str
+    strategy: str | None
+    options: dict[str, Any]
+    roles: list[str]  # "fine-tune", "rule", "top stage", "one stage deeper"
+    lr_scale: float
+    changed_tensors: int
+    rungs: list[dict[str, float]]  # steps, accuracy, loss at each rung it reached
+
+
+class TrialDoc(TypedDict):
+    data: dict[str, Any]  # path, classes, train_images, validation_images, skipped
+    recipe: dict[str, Any]  # optimizer, lr, weight_decay, batch_size, ..., budget_steps, rungs, seed, threads
+    candidates: list[TrialCandidateDoc]
+    winner: str
+    runner_up: str
+    rule: str  # the rule's pick at 1x
+    margin_over_runner_up: MarginDoc
+    margin_over_rule: MarginDoc | None  # null when the winner is the rule's pick at 1x
+    decided: bool  # the recommendation follows the winner
+    verdict: str
+    steps_trained: int
 
 
 class _TensorOptional(TypedDict, total=False):

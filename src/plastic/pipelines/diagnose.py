@@ -35,9 +35,12 @@ from plastic.model.build import BuiltModel, build_model, common_components
 from plastic.model.init_values import fresh_model
 from plastic.model.modules import layers_of
 from plastic.model.structure import input_channels
+from plastic.pipelines.repair import nonfinite_layers, nonfinite_note, repair_first
+from plastic.pipelines.trial import load_trial_images, trial_folder, trial_step
 
 if TYPE_CHECKING:
     from plastic.model.ties import TieEvidence
+    from plastic.pipelines.trial import TrialResult
 
 
 @dataclass
@@ -105,6 +108,7 @@ class DiagnoseReport:
     stages: list[StageDiagnosis] = field(default_factory=list)
     certainty: str | None = None  # "assumed": see model.build.Resolution
     evidence: TieEvidence | None = None  # what the calibration images said between look-alikes
+    trial: TrialResult | None = None  # the race among starts and rates (``--trial``)
 
     def to_dict(self) -> DiagnoseDoc:
         """The ``plastic diagnose --json`` document (without ``findings``, which only ``--fail-on`` adds)."""
@@ -132,6 +136,9 @@ def diagnose(
     progress: Progress | None = None,
     in_chans: int | None = None,
     reference: bool = True,
+    trial: bool = False,
+    trial_data: str | Path | None = None,
+    trial_budget: int | None = None,
 ) -> DiagnoseReport:
     """Run calibration images through a checkpoint's model and score every layer's loss of plasticity
     against the same architecture freshly initialised, with a recommendation.
@@ -154,6 +161,11 @@ def diagnose(
         progress: Called with (phase, images done, images total) during the pass.
         in_chans: Input channels (1: grayscale); default: the config's, else the stem's.
         reference: Score each layer by its excess over a fresh model (``False``: absolute scores).
+        trial: After the statistics, race the candidate starts and rates in short fine-tuning runs on
+            the labelled images and follow the winner when it is clearly better (README, "The trial").
+        trial_data: A class-subfolder folder for the trial (default: ``data``); implies ``trial``.
+        trial_budget: The trial's full budget per candidate in optimizer steps (default: 4 passes over
+            its training part, 40 to 400).
 
     Returns:
         A ``DiagnoseReport`` (layers, blocks, stages, ``recommendation``); ``report.to_dict()`` is the
@@ -181,6 +193,7 @@ def diagnose(
             path, data, key=key, arch=arch, device=device, amp=amp, max_images=max_images,
             batch_size=batch_size, workers=workers, tau=tau, seed=seed, input_size=input_size, mean=mean,
             std=std, progress=progress, in_chans=in_chans, with_reference=reference,
+            trial=(trial or trial_data is not None, trial_data, trial_budget),
         )  # fmt: skip
 
 
@@ -221,6 +234,7 @@ def _diagnose(
     progress: Progress | None,
     in_chans: int | None,
     with_reference: bool,
+    trial: tuple[bool, str | Path | None, int | None] = (False, None, None),
 ) -> DiagnoseReport:
     """The steps: check, build (checkpoint, architecture, model, preprocessing), the one data pass,
     the layer and block tables, the recommendation."""
@@ -231,6 +245,7 @@ def _diagnose(
     t0 = time.perf_counter()
     dev = pick_device(device)
     calib = scan_folder(data, max_images=max_images, seed=seed)
+    race = trial_folder(calib, trial[1], trial[2], seed) if trial[0] else None  # refused before the pass
     ckpt, built, cfg = _build(path, key, arch, in_chans, calib, input_size, mean, std)
     notes = [*ckpt.notes, *built.notes]
     use_amp = amp and dev.type == "cuda"
@@ -267,6 +282,10 @@ def _diagnose(
     )  # fmt: skip
     if not with_reference:
         notes.append("--no-reference: absolute scores (a fresh model's layers can score above 0)")
+    if race is not None:
+        images = load_trial_images(race, cfg)
+        trial_step(report, model, images, source=race.root, seed=seed, budget=trial[2], device=dev,
+                   progress=progress, commands=_commands_for(built, ckpt))  # fmt: skip
     report.timing["total_s"] = time.perf_counter() - t0
     return report
 
@@ -489,50 +508,6 @@ def _metrics(
     # inf or NaN (non-finite weights upstream, an overflow): not a measurement; null, and the layer
     # is scored on what is left, or not at all
     return {k: v if v is None or math.isfinite(v) else None for k, v in metrics.items()}
-
-
-def nonfinite_layers(model: nn.Module) -> list[str]:
-    """The layers whose own weights or buffers hold inf or NaN."""
-    return [
-        name
-        for name, m in layers_of(model).items()
-        if any(not bool(torch.isfinite(t).all()) for t in (*m.parameters(False), *m.buffers(False)))
-    ]
-
-
-def repair_first(
-    rec: Recommendation, bad: list[str], commands: Callable[[Recommendation], list[str]]
-) -> Recommendation:
-    """A checkpoint with NaN or inf weights is never told to fine-tune as is: fine-tuning it spreads
-    NaN through every gradient. The verdict becomes "re-initialize those layers" (low confidence: the
-    statistics downstream of them measured nothing finite); the statistics' own verdict stays as an
-    alternative, to revisit with diagnose on the repaired file."""
-    shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
-    start = rec.options.get("from_block") or ", ".join(rec.layers[:3])
-    was = f"re-initialize {start}" if rec.action == "reinit" else "fine-tune as is"
-    fixed = Recommendation(
-        "reinit", "layers", {"layers": list(bad)}, list(bad), rec.threshold,
-        f"{len(bad)} layer(s) hold non-finite weights (inf or NaN): {shown}; fine-tuning would spread NaN "
-        "through every gradient, so re-initialize them first (or repair the checkpoint), then run "
-        f"diagnose again on the repaired file: the statistics of the rest ({was}) measured a broken model",
-        confidence="low", evidence="",
-    )  # fmt: skip
-    fixed.commands = commands(fixed)
-    return fixed
-
-
-def nonfinite_note(model: nn.Module, layers: list[LayerDiagnosis]) -> str | None:
-    """Which layers hold inf or NaN weights, and how many measured nothing finite: the report says so."""
-    bad = nonfinite_layers(model)
-    blank = [r.name for r in layers if not r.classifier and r.score is None]
-    if not bad:
-        return None
-    shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
-    return (
-        f"non-finite weights (inf or NaN) in {len(bad)} layer(s): {shown}; {len(blank)} layer(s) measured "
-        "no finite activations and are left unscored; repair the checkpoint, or re-initialize those "
-        "layers (plastic reinit --strategy layers --layers NAME.*)"
-    )
 
 
 def _common_prefix(members: list[str]) -> str:

@@ -206,6 +206,7 @@ def diagnose_dict(report: DiagnoseReport) -> DiagnoseDoc:
             recommendation_dict(report.recommendation) if report.recommendation is not None else None
         ),
         "timing": {k: round(v, 4) for k, v in report.timing.items()},
+        "trial": report.trial.to_dict() if report.trial is not None else None,
     }
 
 

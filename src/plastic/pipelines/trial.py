@@ -1,0 +1,417 @@
+"""``diagnose --trial``: decide by trying. A short seeded fine-tuning race among starts and rates on the
+user's own labelled images, after the statistics pass; the advice follows it when its winner is clearly
+better than the rule's pick.
+
+The design is the one pre-registered in BENCHMARKS.md ("Pre-registered: the trial"), frozen before any
+trial ran: candidates (fine-tune as is, the rule's pick, the top stage alone, one stage deeper, each at
+1x and 3x the recipe's rate), a stratified seeded split (a quarter of each class validates), the recipe
+of :mod:`plastic.measure.finetune`, successive halving (:mod:`plastic.decide.race`) and a paired
+bootstrap for the margins. Nothing is written: every candidate lives in memory, so Ctrl-C leaves nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import torch
+from torch import nn
+
+from plastic.decide.race import Margin, Score, default_budget, margin, rungs, standing, survivors
+from plastic.decide.recommend import Recommendation
+from plastic.documents.schema import MarginDoc, TrialCandidateDoc, TrialDoc
+from plastic.errors import DataError, UsageError
+from plastic.measure.calib import CalibSet, DataConfig, scan_folder
+from plastic.measure.finetune import (
+    MIN_PER_CLASS,
+    Candidate,
+    LabelledImages,
+    Recipe,
+    batch_order,
+    load_labelled,
+    stratified_split,
+)
+from plastic.measure.onepass import Progress
+from plastic.model.heads import replace_heads
+
+if TYPE_CHECKING:
+    from plastic.pipelines.diagnose import DiagnoseReport
+
+RATES = (1.0, 3.0)  # multipliers of the recipe's rate; 10x was not pre-registered (no run supported it)
+MAX_TRIAL_IMAGES = 4000  # the 400-step budget's 4 passes never read more than 3,200 training images
+
+
+@dataclass(frozen=True)
+class Start:
+    """A starting point: which layers are re-initialized before fine-tuning (``strategy`` None: none)."""
+
+    name: str  # "fine-tune" | "from-block blocks.5" | the rule's own selection
+    strategy: str | None
+    options: dict[str, Any]
+    roles: tuple[str, ...]  # "fine-tune", "rule", "top stage", "one stage deeper"
+
+
+@dataclass
+class RungResult:
+    steps: int
+    accuracy: float
+    loss: float  # inf when training diverged
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"steps": self.steps, "accuracy": self.accuracy,
+                "loss": self.loss if math.isfinite(self.loss) else None}  # fmt: skip
+
+
+@dataclass
+class TrialCandidate:
+    start: Start
+    lr_scale: float
+    changed_tensors: int
+    rungs: list[RungResult] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return f"{self.start.name} @ {self.lr_scale:g}x"
+
+    def to_dict(self) -> TrialCandidateDoc:
+        return {
+            "name": self.name, "start": self.start.name, "strategy": self.start.strategy,
+            "options": dict(self.start.options), "roles": list(self.start.roles), "lr_scale": self.lr_scale,
+            "changed_tensors": self.changed_tensors, "rungs": [r.to_dict() for r in self.rungs],
+        }  # fmt: skip
+
+
+@dataclass
+class TrialResult:
+    """The race: who ran, how each scored at every rung, the winner and how clear its margins are."""
+
+    path: Path
+    classes: list[str]
+    train_images: int
+    validation_images: int
+    skipped: int
+    recipe: Recipe
+    budget: int
+    rungs: list[int]
+    seed: int
+    threads: int | None  # torch's CPU threads during the race (None on CUDA)
+    candidates: list[TrialCandidate]
+    winner: int  # index into candidates
+    runner_up: int
+    over_runner_up: Margin
+    over_rule: Margin | None  # None when the winner is the rule's pick at 1x
+    rule: int  # the rule's pick at 1x
+    decided: bool  # the advice follows the trial
+    verdict: str
+    steps_trained: int = 0  # over all candidates: the trial's cost in optimizer steps
+
+    def to_dict(self) -> TrialDoc:
+        """The report's ``trial`` section (``documents.schema.TrialDoc``)."""
+
+        def m(x: Margin | None) -> MarginDoc | None:
+            if x is None:
+                return None
+            return {"difference": x.difference, "low": x.low, "high": x.high, "steps": x.steps,
+                    "clear": x.clear}  # fmt: skip
+
+        return {
+            "data": {"path": str(self.path), "classes": list(self.classes), "train_images": self.train_images,
+                     "validation_images": self.validation_images, "skipped": self.skipped},
+            "recipe": {**self.recipe.to_dict(), "budget_steps": self.budget, "rungs": list(self.rungs),
+                       "seed": self.seed, "threads": self.threads},
+            "candidates": [c.to_dict() for c in self.candidates],
+            "winner": self.candidates[self.winner].name,
+            "runner_up": self.candidates[self.runner_up].name,
+            "rule": self.candidates[self.rule].name,
+            "margin_over_runner_up": m(self.over_runner_up) or cast(MarginDoc, {}),
+            "margin_over_rule": m(self.over_rule),
+            "decided": self.decided,
+            "verdict": self.verdict,
+            "steps_trained": self.steps_trained,
+        }  # fmt: skip
+
+
+def candidate_starts(rec: Recommendation, stages: list[Any], heads: set[str]) -> list[Start]:
+    """Fine-tune as is; the rule's pick; the top stage alone; one stage deeper than the rule's pick
+    (than the top stage when the rule does not start at a stage). Duplicates merged, roles kept."""
+    body = [st for st in stages[1:] if any(n not in heads for n in st.layers)]  # above the stem
+    starts: list[Start] = [Start("fine-tune", None, {}, ("fine-tune",))]
+    if rec.action == "reinit" and rec.strategy is not None:
+        starts.append(
+            Start(_start_name(rec.strategy, rec.options), rec.strategy, dict(rec.options), ("rule",))
+        )
+    else:
+        starts[0] = Start("fine-tune", None, {}, ("fine-tune", "rule"))
+    starts_at = [st.start for st in body]
+    if body:
+        starts.append(Start(f"from-block {starts_at[-1]}", "from-block", {"from_block": starts_at[-1]},
+                            ("top stage",)))  # fmt: skip
+        ruled = rec.options.get("from_block") if rec.strategy == "from-block" else None
+        at = starts_at.index(ruled) if ruled in starts_at else len(starts_at) - 1
+        if at >= 1:
+            deeper = starts_at[at - 1]
+            starts.append(Start(f"from-block {deeper}", "from-block", {"from_block": deeper},
+                                ("one stage deeper",)))  # fmt: skip
+    merged: dict[tuple[str | None, str], Start] = {}
+    for s in starts:
+        key = (s.strategy, repr(sorted(s.options.items())))
+        if key in merged:
+            old = merged[key]
+            merged[key] = dataclasses.replace(old, roles=old.roles + s.roles)
+        else:
+            merged[key] = s
+    return list(merged.values())
+
+
+def _start_name(strategy: str, options: dict[str, Any]) -> str:
+    if strategy == "from-block":
+        return f"from-block {options['from_block']}"
+    shown = ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
+    return f"{strategy} {shown}".strip()
+
+
+@contextlib.contextmanager
+def _threads(device: torch.device) -> Iterator[int | None]:
+    """One torch thread on the CPU during the race (pre-registered: the same arithmetic on any machine,
+    so the same seed gives the same report); restored after."""
+    if device.type != "cpu":
+        yield None
+        return
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield 1
+    finally:
+        torch.set_num_threads(saved)
+
+
+def trial_folder(calib: CalibSet, data: str | Path | None, budget: int | None, seed: int) -> CalibSet:
+    """The trial's images (``--trial-data``, else the calibration folder), checked before the statistics
+    pass so that a folder the trial cannot use is refused at once: labels (class subfolders), at least 2
+    classes, at least 4 images in each (2 to train, 2 to validate)."""
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 4):
+        raise UsageError(f"--trial-budget takes a whole number of steps, at least 4; got {budget!r}")
+    folder = calib if data is None else scan_folder(data, max_images=MAX_TRIAL_IMAGES, seed=seed)
+    flag = "--data" if data is None else "--trial-data"
+    if folder.labels is None:
+        raise DataError(
+            f"{folder.root}: the trial needs labelled images, one subfolder per class, and {flag} has none "
+            "(a flat folder)" + ("; pass --trial-data DIR with class subfolders" if data is None else "")
+        )
+    counts = Counter(folder.labels)
+    if len(counts) < 2:
+        raise DataError(
+            f"{folder.root}: the trial needs at least 2 classes to tell starts apart; {flag} has 1"
+        )
+    few = sorted((n, folder.class_names[c]) for c, n in counts.items() if n < MIN_PER_CLASS)
+    if few:
+        shown = ", ".join(f"{name!r} ({n})" for n, name in few[:3]) + (" ..." if len(few) > 3 else "")
+        raise DataError(
+            f"{folder.root}: the trial needs at least {MIN_PER_CLASS} images per class (2 to train, 2 to "
+            f"validate); {len(few)} class(es) have fewer: {shown}"
+            + (
+                f"; raise --max-images (now {len(folder.files)}) or"
+                if folder.found > len(folder.files)
+                else ";"
+            )
+            + " add images, or pass --trial-data DIR"
+        )
+    return folder
+
+
+def load_trial_images(folder: CalibSet, cfg: DataConfig) -> LabelledImages:
+    """The trial's labelled images, decoded once with the model's preprocessing."""
+    return load_labelled(folder, cfg)
+
+
+def trial_step(
+    report: DiagnoseReport, model: nn.Module, images: LabelledImages, *, source: Path, seed: int,
+    budget: int | None, device: torch.device, progress: Progress | None,
+    commands: Callable[[Recommendation], list[str]] | None,
+) -> None:  # fmt: skip
+    """Run the race and put it in the report: its ``trial`` section, and the advice that follows it."""
+    t0 = time.perf_counter()
+    result = run_trial(report, model, images, source=source, seed=seed, budget=budget, device=device,
+                       progress=progress)  # fmt: skip
+    assert report.recommendation is not None
+    heads = {la.name for la in report.layers if la.classifier}
+    rec = follow(report.recommendation, result, report.stages, heads)
+    rec.commands = commands(rec) if commands is not None else []
+    report.recommendation, report.trial = rec, result
+    report.timing["trial_s"] = time.perf_counter() - t0
+    report.timing["total_s"] = report.timing.get("total_s", 0.0) + report.timing["trial_s"]
+
+
+def run_trial(
+    report: DiagnoseReport,
+    model: nn.Module,
+    images: LabelledImages,
+    *,
+    source: Path,
+    seed: int = 0,
+    budget: int | None = None,
+    device: torch.device | None = None,
+    progress: Progress | None = None,
+) -> TrialResult:
+    """Race the candidates on ``images`` and return the result (the report is not changed here).
+
+    Args:
+        report: The diagnosis whose recommendation and stages define the candidates.
+        model: The checkpoint's model with its weights (left as it is: candidates are copies).
+        images: Labelled images (``load_trial_images``).
+        source: Where the images came from (for the report).
+        seed: Seeds the split, the batch order, the new head and the re-initialized values.
+        budget: S, the full budget in optimizer steps (default: 4 passes over the training part,
+            40 to 400 steps).
+        device: Where to train (default: the model's).
+        progress: Called with ("trial", steps done, steps in all).
+    """
+    rec = report.recommendation
+    assert rec is not None
+    dev = device or next(model.parameters()).device
+    train, val = stratified_split(images.labels, images.class_names, seed)
+    recipe = Recipe()
+    steps = budget if budget is not None else default_budget(len(train), recipe.batch_size)
+    points = rungs(steps)
+    heads = {la.name for la in report.layers if la.classifier}
+    starts = candidate_starts(rec, report.stages, heads)
+    order = batch_order(train, steps, recipe.batch_size, seed)
+    n_classes = len(images.class_names)
+    with _threads(dev) as threads:
+        pool = _candidates(report, model, starts, n_classes, seed, steps, recipe, dev)
+        total = _total_steps(len(pool), points)
+        done = [0]
+
+        def tick() -> None:
+            done[0] += 1
+            if progress is not None:
+                progress("trial", done[0], total)
+
+        alive = list(range(len(pool)))
+        correct: dict[tuple[int, int], list[bool]] = {}  # (candidate, rung steps) -> per-image correctness
+        for r, at in enumerate(points):
+            scores: dict[int, Score] = {}
+            for c in alive:
+                pool[c][0].train_to(at, images, order, dev, seed, tick)
+                right, loss = pool[c][0].evaluate(images, val, dev, recipe.batch_size)
+                correct[(c, at)] = right
+                scores[c] = Score(sum(right) / len(right), loss)
+                pool[c][1].rungs.append(RungResult(at, scores[c].accuracy, loss))
+            if r < len(points) - 1:
+                kept = survivors(scores, alive)
+                for c in alive:
+                    if c not in kept:
+                        pool[c][0].release()
+                alive = sorted(kept)
+            else:
+                alive = standing(scores, alive)
+    entries = [entry for _, entry in pool]
+    return _decide(entries, alive, correct, points, seed, dict(
+        path=source, classes=list(images.class_names), train_images=len(train), validation_images=len(val),
+        skipped=images.skipped, recipe=recipe, budget=steps, rungs=points, seed=seed, threads=threads,
+        steps_trained=done[0],
+    ))  # fmt: skip
+
+
+def _total_steps(n: int, points: list[int]) -> int:
+    total, alive, prev = 0, n, 0
+    for r, at in enumerate(points):
+        total += alive * (at - prev)
+        prev = at
+        if r < len(points) - 1:
+            alive = min(alive, max(2, alive // 2))
+    return total
+
+
+def _candidates(
+    report: DiagnoseReport, model: nn.Module, starts: list[Start], n_classes: int, seed: int, steps: int,
+    recipe: Recipe, dev: torch.device,
+) -> list[tuple[Candidate, TrialCandidate]]:  # fmt: skip
+    """Each start built once from a copy of the model (re-initialized as ``plastic reinit`` would, the
+    same seed), given the new head, then copied once per rate."""
+    from plastic.pipelines.live_reinit import reinit_model
+    from plastic.reinit.options import Options
+
+    pool: list[tuple[Candidate, TrialCandidate]] = []
+    for start in starts:
+        base = copy.deepcopy(model)
+        for p in base.parameters():
+            p.grad = None  # the statistics pass left its gradients
+        changed = 0
+        if start.strategy is not None:
+            done = reinit_model(base, start.strategy, report=report, arch=report.arch,
+                                options=Options(seed=seed, **start.options))  # fmt: skip
+            changed = len(done.changed)
+        replace_heads(base, n_classes, seed)
+        base.to(dev)
+        for i, scale in enumerate(RATES):
+            net = base if i == len(RATES) - 1 else copy.deepcopy(base)
+            entry = TrialCandidate(start, scale, changed)
+            pool.append((Candidate(net, recipe.lr * scale, steps, recipe), entry))
+    return pool
+
+
+def _decide(
+    entries: list[TrialCandidate], final: list[int], correct: dict[tuple[int, int], list[bool]],
+    points: list[int], seed: int, fields: dict[str, Any],
+) -> TrialResult:  # fmt: skip
+    """The winner (best at the last rung), its margins, and whether the advice follows it: only when it
+    is clearly better than the rule's pick at 1x, compared at the last rung both were scored at."""
+    winner, runner = final[0], final[1]
+    rule = next(i for i, e in enumerate(entries) if "rule" in e.start.roles and e.lr_scale == 1.0)
+
+    def paired(a: int, b: int) -> Margin:
+        at = max(s for s in points if (a, s) in correct and (b, s) in correct)
+        return margin(correct[(a, at)], correct[(b, at)], seed, at)
+
+    over_runner = paired(winner, runner)
+    over_rule = paired(winner, rule) if winner != rule else None
+    decided = over_rule is not None and over_rule.clear
+    w, r = entries[winner], entries[rule]
+
+    def pts(x: Margin) -> str:
+        return f"{x.difference * 100:+.1f} points (90% interval {x.low * 100:+.1f} to {x.high * 100:+.1f})"
+
+    if over_rule is None:
+        verdict = (
+            f"the trial agrees with the rule: {w.name} won ({pts(over_runner)} over {entries[runner].name})"
+        )
+    elif decided:
+        verdict = f"the trial decided: {w.name}, {pts(over_rule)} over the rule's pick ({r.name})"
+    else:
+        verdict = (
+            f"the trial did not decide: its winner {w.name} is not clearly better than the rule's pick "
+            f"({r.name}): {pts(over_rule)}; the rule's choice stands"
+        )
+    return TrialResult(
+        candidates=entries, winner=winner, runner_up=runner, over_runner_up=over_runner, over_rule=over_rule,
+        rule=rule, decided=decided, verdict=verdict, **fields,
+    )  # fmt: skip
+
+
+def follow(rec: Recommendation, result: TrialResult, stages: list[Any], heads: set[str]) -> Recommendation:
+    """The advice after the race: the winner's start and rate when the trial decided, else the rule's
+    choice at the recipe's rate, with the race's verdict in the reason either way."""
+    if not result.decided:
+        return dataclasses.replace(rec, reason=f"{rec.reason}. Trial: {result.verdict}", lr_scale=1.0)
+    w = result.candidates[result.winner]
+    was = f"the rule's pick was {result.candidates[result.rule].start.name}: {rec.reason}"
+    reason = f"Trial: {result.verdict}"
+    if w.start.strategy is None:
+        return Recommendation("finetune", None, {}, [], rec.threshold, reason, [was], lr_scale=w.lr_scale,
+                              evidence="")  # fmt: skip
+    if w.start.strategy == "from-block":
+        begin = w.start.options["from_block"]
+        at = next(i for i, st in enumerate(stages) if st.start == begin)
+        layers = [n for st in reversed(stages[at:]) for n in st.layers if n not in heads]
+        return Recommendation("reinit", "from-block", {"from_block": begin}, layers, rec.threshold, reason,
+                              [was], lr_scale=w.lr_scale, evidence="")  # fmt: skip
+    return dataclasses.replace(rec, reason=f"{reason} ({rec.reason})", lr_scale=w.lr_scale)
