@@ -122,6 +122,8 @@ def conditions(last: str, stages: list[str] | None = None) -> list[tuple[str, st
     ]
     # from-block at every stage boundary: the contiguous top segments the recommendation chooses among
     out += [(f"from-{s}", "from-block", {"from_block": s}) for s in (stages or [])]
+    # the same at 3x the rate: starts the trial (issue 29) can pick, run when it picks them
+    out += [(f"from-{s}-lr3x", "from-block", {"from_block": s, "lr_scale": 3.0}) for s in (stages or [])]
     return out
 
 

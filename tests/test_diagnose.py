@@ -33,7 +33,7 @@ def random_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _check_doc(doc: dict, arch: str) -> None:  # type: ignore[type-arg]
-    assert doc["schema_version"] == 1 and doc["command"] == "diagnose"
+    assert doc["schema_version"] == 2 and doc["command"] == "diagnose"
     assert doc["arch"]["name"] == arch
     assert set(doc) >= {"checkpoint", "arch", "device", "calibration", "layers", "blocks", "timing"}
     assert doc["device"] == ("cuda" if torch.cuda.is_available() else "cpu")  # --device auto

@@ -23,7 +23,7 @@ def test_json_schema_on_samples(cli: Callable[..., Result], path: Path) -> None:
     res = cli("inspect", path, "--json")
     assert res.code == 0, res.stderr
     doc = json.loads(res.stdout)
-    assert doc["schema_version"] == 1 and doc["command"] == "inspect"
+    assert doc["schema_version"] == 2 and doc["command"] == "inspect"
     assert set(doc["checkpoint"]) >= {"path", "format", "size_bytes", "container_key", "metadata"}
     assert set(doc["arch"]) == {"name", "source", "candidates", "certainty"}
     assert set(doc["totals"]) == {"tensors", "parameters", "bytes", "dtypes"}

@@ -513,7 +513,9 @@ def _minimal_report() -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("patch", "message"),
     [
-        ({"schema_version": 2}, "schema_version 2"),
+        ({"schema_version": 3}, "schema_version 3"),
+        ({"trial": {"winner": "x"}}, "trial"),
+        ({"recommendation": {"action": "reinit", "options": {}, "layers": [], "lr_scale": -1}}, "lr_scale"),
         ({"layers": {}}, "'layers' must be a list"),
         ({"layers": [{"name": "a", "score": "high"}]}, "layers[0].score"),
         ({"layers": [{"name": "a", "dormant_units": [-1]}]}, "dormant_units"),

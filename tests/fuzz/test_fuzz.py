@@ -237,7 +237,7 @@ def test_fuzz_torch_file(cli: Callable[..., Result], tmp_path: Path, case: int) 
     res = cli("inspect", src, "--json")
     _check(res, folder, before)
     if res.code == 0:
-        assert json.loads(res.stdout)["schema_version"] == 1
+        assert json.loads(res.stdout)["schema_version"] == 2
     if case % 2 == 0:
         out = folder / "o.pt"
         res = cli("reinit", src, "-s", "layers", "--layers", "fc.*", "--value", "mean", "-o", out)

@@ -44,7 +44,8 @@ class Recipe:
 
 @dataclass
 class LabelledImages:
-    """Decoded images as uint8 (N, C, H, W) (a quarter of float32's memory), normalised per batch."""
+    """Decoded images as uint8 (N, C, H, W) (a quarter of float32's memory), normalised per batch; or a
+    caller's preprocessed float tensors as they are (``scale`` 1, mean 0, std 1)."""
 
     pixels: torch.Tensor  # (N, C, H, W) uint8: the preprocessed image before normalisation, x 255
     labels: torch.Tensor  # (N,) int64
@@ -52,10 +53,18 @@ class LabelledImages:
     std: torch.Tensor  # (1, C, 1, 1)
     class_names: list[str]
     skipped: int
+    scale: float = 255.0
+
+    @classmethod
+    def from_tensors(cls, x: torch.Tensor, y: torch.Tensor, class_names: list[str]) -> LabelledImages:
+        """Preprocessed (N, C, H, W) images and (N,) labels, used as given (``diagnose_model``)."""
+        shape = (1, x.shape[1], 1, 1)
+        return cls(x.detach().cpu(), y.detach().cpu().long(), torch.zeros(shape), torch.ones(shape),
+                   class_names, 0, scale=1.0)  # fmt: skip
 
     def batch(self, idx: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, C, H, W) float32 normalised as the model's preprocessing does, and (B,) labels."""
-        x = self.pixels[idx].to(device).float().div_(255)  # the [0, 1] tensor ToTensor made
+        x = self.pixels[idx].to(device).float().div_(self.scale)  # uint8: the [0, 1] tensor ToTensor made
         return x.sub_(self.mean.to(device)).div_(self.std.to(device)), self.labels[idx].to(device)
 
 

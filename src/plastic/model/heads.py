@@ -22,8 +22,8 @@ def replace_heads(model: nn.Module, num_classes: int, seed: int) -> list[str]:
     Raises:
         ArchitectureError: the model has no classifier (a backbone), or one of another kind.
     """
-    names = classifier_names(model)
-    if not names:
+    names = [n for n in classifier_names(model) if any(True for _ in model.get_submodule(n).parameters())]
+    if not names:  # none, or an Identity where a headless model's classifier would be
         raise ArchitectureError(
             f"{type(model).__name__} has no classifier to replace with a {num_classes}-way head (a backbone, "
             "or a model built without one): the trial fine-tunes a classifier; build the model with one"

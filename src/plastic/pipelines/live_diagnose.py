@@ -137,6 +137,8 @@ def diagnose_model(
     max_images: int = DEFAULT_MAX_IMAGES,
     reference: bool | None = None,
     progress: Progress | None = None,
+    trial: bool = False,
+    trial_budget: int | None = None,
 ) -> DiagnoseReport:
     """Diagnose ``model`` where it lives (its device; left in the mode and state it came in): the same
     pass, scores and recommendation as ``plastic diagnose`` on the same weights and images.
@@ -155,7 +157,10 @@ def diagnose_model(
         max_images: At most this many images.
         reference: Score each layer by its excess over the same architecture freshly initialised
             (default: when the architecture is known); ``True`` without one is an error.
-        progress: Called with (phase, done, total) image counts.
+        progress: Called with (phase, done, total) image counts (optimizer steps for the trial).
+        trial: Race the candidate starts and rates on these images and their labels (README, "The
+            trial"); the model itself is not trained (candidates are copies).
+        trial_budget: The trial's optimizer steps per candidate (default: 4 passes, 40 to 400).
 
     Returns:
         A ``DiagnoseReport``; ``to_dict()`` is the ``plastic diagnose --json`` document.
@@ -237,4 +242,13 @@ def diagnose_model(
     report.timing["total_s"] = time.perf_counter() - t0
     if report.recommendation is not None:
         report.recommendation.commands = []  # no file to name: reinit_model(model, report) carries it out
+    if trial:
+        if y is None:
+            raise UsageError("trial=True needs labels: pass labels= or (images, labels) batches")
+        from plastic.measure.finetune import LabelledImages
+        from plastic.pipelines.trial import trial_step
+
+        labelled = LabelledImages.from_tensors(x, y, class_names)
+        trial_step(report, model, labelled, source=Path("<images>"), seed=seed, budget=trial_budget,
+                   device=dev, progress=progress, commands=None)  # fmt: skip
     return report

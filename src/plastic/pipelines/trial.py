@@ -197,8 +197,7 @@ def trial_folder(calib: CalibSet, data: str | Path | None, budget: int | None, s
     """The trial's images (``--trial-data``, else the calibration folder), checked before the statistics
     pass so that a folder the trial cannot use is refused at once: labels (class subfolders), at least 2
     classes, at least 4 images in each (2 to train, 2 to validate)."""
-    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 4):
-        raise UsageError(f"--trial-budget takes a whole number of steps, at least 4; got {budget!r}")
+    check_budget(budget)
     folder = calib if data is None else scan_folder(data, max_images=MAX_TRIAL_IMAGES, seed=seed)
     flag = "--data" if data is None else "--trial-data"
     if folder.labels is None:
@@ -225,6 +224,11 @@ def trial_folder(calib: CalibSet, data: str | Path | None, budget: int | None, s
             + " add images, or pass --trial-data DIR"
         )
     return folder
+
+
+def check_budget(budget: int | None) -> None:
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 4):
+        raise UsageError(f"--trial-budget takes a whole number of steps, at least 4; got {budget!r}")
 
 
 def load_trial_images(folder: CalibSet, cfg: DataConfig) -> LabelledImages:
@@ -274,6 +278,7 @@ def run_trial(
         device: Where to train (default: the model's).
         progress: Called with ("trial", steps done, steps in all).
     """
+    check_budget(budget)
     rec = report.recommendation
     assert rec is not None
     dev = device or next(model.parameters()).device

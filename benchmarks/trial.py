@@ -1,0 +1,197 @@
+"""Does the trial pick a better start than the rule? The pre-registered evaluation of issue 29.
+
+    python benchmarks/trial.py --scenarios 1,2,3 --seeds 0,1,2      # runs the trials, one JSON each
+    python benchmarks/trial.py --write                              # the table in BENCHMARKS.md
+
+Design frozen in BENCHMARKS.md ("Pre-registered: the trial") before this script or any trial existed.
+For each scenario of the transfer benchmark (benchmarks/transfer.py) and each trial seed, the trial sees
+20 labelled images per class drawn (by the seed) from the scenario's training split, disjoint from its
+test set, through ``diagnose --trial-data``; diagnose measures the scenario's own calibration folder at
+the scenario's fine-tuning input size (the size the full runs train at, so the trial trains as they do).
+Its pick is mapped to a condition of the full runs (benchmarks/results/scenario<N>): regret = the best
+condition's mean final test accuracy minus the picked condition's. Conditions a trial picks that were
+never run (a stage start at 3x) are run first with ``transfer.py --conditions from-<stage>-lr3x --merge``.
+Cost: images passed forward and backward by the trial's training against one full fine-tuning run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _report import machine_line, replace_section  # noqa: E402
+from transfer import SCENARIOS, _source_path, _target_arrays, calibration_folder  # noqa: E402
+
+PER_CLASS = 20  # labelled images per class the trial sees (pre-registered)
+OUT = ROOT / "benchmarks" / "results" / "trial"
+TRAIN_IMAGES = 2000  # every scenario's training split
+
+
+def trial_folder(target: str, seed: int, root: Path) -> Path:
+    """PER_CLASS images per class from the scenario's training split, drawn by ``seed``, as PNG class folders."""
+    from PIL import Image
+
+    arrays = _target_arrays(target)
+    x, y = arrays["x_train"], arrays["y_train"]
+    rng = np.random.default_rng(10_000 + seed)
+    folder = root / "trial"
+    for c in sorted(set(y.tolist())):
+        members = np.flatnonzero(y == c)
+        for i in rng.choice(members, size=PER_CLASS, replace=False):
+            (folder / f"{c:02d}").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(x[i]).save(folder / f"{c:02d}" / f"{int(i):05d}.png")
+    return folder
+
+
+def condition_of(pick: dict[str, Any], committed_auto: dict[str, Any]) -> str:
+    """The full-run condition that is the trial's pick: fine-tune, or a stage start, at 1x or 3x."""
+    scale = "-lr3x" if pick["lr_scale"] == 3.0 else ""
+    if pick["strategy"] is None:
+        return "finetune" + scale
+    start = pick["options"].get("from_block")
+    if pick["strategy"] == "from-block" and start == committed_auto.get("from_block"):
+        return "auto" + scale  # the same start the committed `auto` runs re-initialized
+    if pick["strategy"] == "from-block":
+        return f"from-{start}" + scale
+    raise SystemExit(f"no full-run condition for {pick}")
+
+
+def run_one(n: int, seed: int) -> dict[str, Any]:
+    from plastic.pipelines.diagnose import diagnose
+    from plastic.pipelines.documents import diagnose_dict
+
+    sc = SCENARIOS[n]
+    ckpt = _source_path(sc["arch"]) if "source" in sc else sc["ckpt"]
+    target = sc.get("target", "animal")
+    with tempfile.TemporaryDirectory() as tmp:
+        calib = calibration_folder(target, Path(tmp))
+        data = trial_folder(target, seed, Path(tmp))
+        t0 = time.perf_counter()
+        report = diagnose(ckpt, calib, max_images=80, seed=seed, device="cpu", input_size=(3, sc["size"], sc["size"]),
+                          trial_data=data)  # fmt: skip
+        seconds = time.perf_counter() - t0
+        doc = diagnose_dict(report)
+        if calib.parent == Path(tmp):
+            pass
+    trial = doc["trial"]
+    assert trial is not None and doc["recommendation"] is not None
+    pick = next(c for c in trial["candidates"] if c["name"] == trial["winner"])
+    rec = doc["recommendation"]
+    followed = {"strategy": rec["strategy"], "options": rec["options"], "lr_scale": rec["lr_scale"]}
+    return {
+        "scenario": n, "seed": seed, "winner": pick["name"], "winner_pick": pick, "decided": trial["decided"],
+        "advice": followed, "trial": trial, "seconds": seconds, "trial_s": doc["timing"].get("trial_s"),
+        "rule_here": {"strategy": rec["strategy"] if not trial["decided"] else None},
+        "rule_pick": trial["rule"],
+    }  # fmt: skip
+
+
+def full_runs(n: int) -> tuple[dict[str, float], dict[str, float], dict[str, Any]]:
+    """(mean final accuracy, its std over seeds) per condition, and the committed auto's options."""
+    by: dict[str, list[float]] = {}
+    for f in (ROOT / "benchmarks" / "results" / f"scenario{n}").glob("*__seed*.json"):
+        r = json.loads(f.read_text())
+        by.setdefault(r["condition"], []).append(r["final"])
+    result = json.loads((ROOT / "benchmarks" / "results" / f"scenario{n}" / "result.json").read_text())
+    rec = result["report"]["recommendation"] or {}
+    auto = rec.get("options", {}) if rec.get("action") == "reinit" else {}
+    means = {k: statistics.mean(v) for k, v in by.items()}
+    stds = {k: statistics.stdev(v) if len(v) > 1 else 0.0 for k, v in by.items()}
+    return means, stds, auto
+
+
+def summary() -> tuple[str, list[str]]:
+    rows = []
+    missing: list[str] = []
+    all_regret: dict[str, list[float]] = {"trial": [], "rule": [], "finetune": []}
+    late: dict[str, list[float]] = {"trial": [], "rule": [], "finetune": []}
+    for n in sorted(SCENARIOS):
+        runs = [json.loads(p.read_text()) for p in sorted(OUT.glob(f"scenario{n}_seed*.json"))]
+        if not runs:
+            continue
+        means, _stds, auto = full_runs(n)
+        best_name = max(means, key=lambda k: means[k])
+        best = means[best_name]
+        regrets, picks = [], []
+        for r in runs:
+            adv = r["advice"]  # what the advice says after the trial (the winner when it decided)
+            cond = condition_of(adv, auto)
+            picks.append(f"{cond}{'' if r['decided'] else ' (rule kept)'}")
+            if cond not in means:
+                missing.append(f"{n}:{cond}")
+                continue
+            regrets.append(100 * (best - means[cond]))
+        rule = 100 * (best - means["auto"])
+        ft = 100 * (best - means["finetune"])
+        cost = statistics.mean(r["trial"]["steps_trained"] * r["trial"]["recipe"]["batch_size"] for r in runs)
+        epochs = SCENARIOS[n]["epochs"]
+        secs = statistics.mean(r["trial_s"] for r in runs)
+        trial_cell = (
+            f"{statistics.mean(regrets):.1f} ± {statistics.stdev(regrets) if len(regrets) > 1 else 0.0:.1f}"
+            if regrets else "-"
+        )  # fmt: skip
+        if regrets:
+            for key, val in (("trial", statistics.mean(regrets)), ("rule", rule), ("finetune", ft)):
+                all_regret[key].append(val)
+                if n >= 7:
+                    late[key].append(val)
+        rows.append(
+            f"| {n}: {SCENARIOS[n]['title']} | {best_name} ({100 * best:.1f}) | {'; '.join(picks)} | "
+            f"{trial_cell} | {rule:.1f} | {ft:.1f} | {cost / (epochs * TRAIN_IMAGES):.2f} ({secs:.0f} s) |"
+        )
+    head = [
+        "| scenario | best full-run condition (accuracy) | trial's advice per seed (0, 1, 2) | trial's regret "
+        "(mean ± std over seeds) | rule's regret | fine-tune's regret | trial cost / one full run (trial time) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+
+    def mean(xs: list[float]) -> str:
+        return f"{statistics.mean(xs):.2f}" if xs else "-"
+
+    foot = (
+        f"\nMean regret over scenarios 1-11 (points): trial {mean(all_regret['trial'])}, rule "
+        f"{mean(all_regret['rule'])}, fine-tune {mean(all_regret['finetune'])}; over 7-11: trial "
+        f"{mean(late['trial'])}, rule {mean(late['rule'])}, fine-tune {mean(late['finetune'])}. "
+        f"Machine: {machine_line('1 per trial (pre-registered)')}."
+    )
+    return "\n".join(head + rows) + "\n" + foot, missing
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scenarios", default=",".join(str(n) for n in sorted(SCENARIOS)))
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--write", action="store_true", help="summarise the saved trials into BENCHMARKS.md")
+    args = parser.parse_args()
+    if args.write:
+        text, missing = summary()
+        if missing:
+            print("full runs missing for: " + ", ".join(sorted(set(missing))), file=sys.stderr)
+        print(text)
+        replace_section(ROOT / "BENCHMARKS.md", "trial", text)
+        return
+    OUT.mkdir(parents=True, exist_ok=True)
+    for n in (int(s) for s in args.scenarios.split(",")):
+        for seed in (int(s) for s in args.seeds.split(",")):
+            path = OUT / f"scenario{n}_seed{seed}.json"
+            if path.exists():
+                continue
+            res = run_one(n, seed)
+            path.write_text(json.dumps(res, indent=1) + "\n")
+            print(f"scenario {n} seed {seed}: {res['winner']} decided={res['decided']} "
+                  f"advice={res['advice']} ({res['seconds']:.0f} s)", flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
