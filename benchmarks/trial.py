@@ -111,11 +111,25 @@ def full_runs(n: int) -> tuple[dict[str, float], dict[str, float], dict[str, Any
     return means, stds, auto
 
 
+def _pick(trial: dict[str, Any], name: str) -> dict[str, Any]:
+    c = next(c for c in trial["candidates"] if c["name"] == name)
+    return {"strategy": c["strategy"], "options": c["options"], "lr_scale": c["lr_scale"]}
+
+
+def _cell(xs: list[float]) -> str:
+    if not xs:
+        return "-"
+    return f"{statistics.mean(xs):.1f} ± {statistics.stdev(xs) if len(xs) > 1 else 0.0:.1f}"
+
+
 def summary() -> tuple[str, list[str]]:
+    """The table: per scenario, the regret (points) of the trial's winner, of the advice after the
+    trial (the winner when it decided, else the rule's pick), of the rule's pick measured at the
+    fine-tuning size, of the committed `auto` and of plain fine-tuning; and the trial's cost."""
     rows = []
     missing: list[str] = []
-    all_regret: dict[str, list[float]] = {"trial": [], "rule": [], "finetune": []}
-    late: dict[str, list[float]] = {"trial": [], "rule": [], "finetune": []}
+    kinds = ("winner", "advice", "rule_here", "auto", "finetune")
+    per: dict[str, dict[int, float]] = {k: {} for k in kinds}
     for n in sorted(SCENARIOS):
         runs = [json.loads(p.read_text()) for p in sorted(OUT.glob(f"scenario{n}_seed*.json"))]
         if not runs:
@@ -123,53 +137,56 @@ def summary() -> tuple[str, list[str]]:
         means, _stds, auto = full_runs(n)
         best_name = max(means, key=lambda k: means[k])
         best = means[best_name]
-        regrets, picks = [], []
+        regret: dict[str, list[float]] = {k: [] for k in kinds}
+        shown: dict[str, list[str]] = {"winner": [], "advice": [], "rule_here": []}
         for r in runs:
-            adv = r["advice"]  # what the advice says after the trial (the winner when it decided)
-            cond = condition_of(adv, auto)
-            picks.append(f"{cond}{'' if r['decided'] else ' (rule kept)'}")
-            if cond not in means:
-                missing.append(f"{n}:{cond}")
-                continue
-            regrets.append(100 * (best - means[cond]))
-        rule = 100 * (best - means["auto"])
-        ft = 100 * (best - means["finetune"])
+            trial = r["trial"]
+            picks = {"winner": _pick(trial, trial["winner"]), "advice": r["advice"],
+                     "rule_here": _pick(trial, trial["rule"])}  # fmt: skip
+            for kind, pick in picks.items():
+                cond = condition_of(pick, auto)
+                shown[kind].append(cond)
+                if cond in means:
+                    regret[kind].append(100 * (best - means[cond]))
+                else:
+                    missing.append(f"{n}:{cond}")
+        regret["auto"] = [100 * (best - means["auto"])]
+        regret["finetune"] = [100 * (best - means["finetune"])]
+        for k in kinds:
+            if regret[k] and len(regret[k]) == (len(runs) if k in shown else 1):
+                per[k][n] = statistics.mean(regret[k])
         cost = statistics.mean(r["trial"]["steps_trained"] * r["trial"]["recipe"]["batch_size"] for r in runs)
         epochs = SCENARIOS[n]["epochs"]
         secs = statistics.mean(r["trial_s"] for r in runs)
-        trial_cell = (
-            f"{statistics.mean(regrets):.1f} ± {statistics.stdev(regrets) if len(regrets) > 1 else 0.0:.1f}"
-            if regrets else "-"
-        )  # fmt: skip
-        if regrets:
-            for key, val in (("trial", statistics.mean(regrets)), ("rule", rule), ("finetune", ft)):
-                all_regret[key].append(val)
-                if n >= 7:
-                    late[key].append(val)
+        decided = sum(r["decided"] for r in runs)
         rows.append(
-            f"| {n}: {SCENARIOS[n]['title']} | {best_name} ({100 * best:.1f}) | {'; '.join(picks)} | "
-            f"{trial_cell} | {rule:.1f} | {ft:.1f} | {cost / (epochs * TRAIN_IMAGES):.2f} ({secs:.0f} s) |"
+            f"| {n} | {best_name} {100 * best:.1f} | {', '.join(shown['winner'])} | {_cell(regret['winner'])} | "
+            f"{decided}/{len(runs)}: {_cell(regret['advice'])} | {', '.join(sorted(set(shown['rule_here'])))}: "
+            f"{_cell(regret['rule_here'])} | {regret['auto'][0]:.1f} | {regret['finetune'][0]:.1f} | "
+            f"{cost / (epochs * TRAIN_IMAGES):.2f} ({secs:.0f} s) |"
         )
     head = [
-        "| scenario | best full-run condition (accuracy) | trial's advice per seed (0, 1, 2) | trial's regret "
-        "(mean ± std over seeds) | rule's regret | fine-tune's regret | trial cost / one full run (trial time) |",
-        "|---|---|---|---|---|---|---|",
+        "| scenario | best full-run condition, accuracy | trial's winner per seed | winner's regret | "
+        "decided / advice's regret | rule's pick at the fine-tuning size: regret | committed `auto`'s regret | "
+        "fine-tune's regret | trial cost / one full run (trial time) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
 
-    def mean(xs: list[float]) -> str:
-        return f"{statistics.mean(xs):.2f}" if xs else "-"
+    def mean(kind: str, scenarios: range) -> str:
+        xs = [v for n, v in per[kind].items() if n in scenarios]
+        return f"{statistics.mean(xs):.2f} (max {max(xs):.1f}, {len(xs)} scenarios)" if xs else "-"
 
-    foot = (
-        f"\nMean regret over scenarios 1-11 (points): trial {mean(all_regret['trial'])}, rule "
-        f"{mean(all_regret['rule'])}, fine-tune {mean(all_regret['finetune'])}; over 7-11: trial "
-        f"{mean(late['trial'])}, rule {mean(late['rule'])}, fine-tune {mean(late['finetune'])}. "
-        f"Machine: {machine_line('1 per trial (pre-registered)')}."
-    )
-    return "\n".join(head + rows) + "\n" + foot, missing
+    foot = ["", "Mean regret, points (mean over seeds first):"]
+    for label, rng in (("scenarios 1-11", range(1, 12)), ("scenarios 7-11", range(7, 12))):
+        foot.append(f"- {label}: " + "; ".join(f"{k.replace('_', ' ')} {mean(k, rng)}" for k in kinds) + ".")
+    foot.append(f"\nMachine: {machine_line('1 per trial (pre-registered)')}.")
+    return "\n".join(head + rows + foot), missing
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--scenarios", default=",".join(str(n) for n in sorted(SCENARIOS)))
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--write", action="store_true", help="summarise the saved trials into BENCHMARKS.md")

@@ -32,6 +32,7 @@ from plastic.measure.defaults import DEFAULT_BATCH_SIZE, DEFAULT_DEVICE, DEFAULT
 from plastic.measure.onepass import Batches, Measured, PassResult, Progress, data_pass, probe_targets
 from plastic.model.backends import model_groups
 from plastic.model.build import BuiltModel, build_model, common_components
+from plastic.model.heads import check_heads
 from plastic.model.init_values import fresh_model
 from plastic.model.modules import layers_of
 from plastic.model.structure import input_channels
@@ -252,6 +253,8 @@ def _diagnose(
     if amp and not use_amp:
         notes.append("--amp applies to CUDA only; running in float32 on the CPU")
     model = built.model.to(dev)
+    if race is not None:
+        check_heads(model)  # a backbone is refused before the pass, not after it
     # the reference: the same architecture freshly initialised with its own timm init (seeded), measured
     # in the same pass on the same batches: what a healthy layer shows on these images. Each component
     # of the score is the excess over it (README, "The saturation score")
