@@ -39,7 +39,7 @@ TRAIN_IMAGES = 2000  # every scenario's training split
 
 
 def trial_folder(target: str, seed: int, root: Path) -> Path:
-    """PER_CLASS images per class from the scenario's training split, drawn by ``seed``, as PNG class folders."""
+    """PER_CLASS images per class from the training split, drawn by ``seed``, as PNG class folders."""
     from PIL import Image
 
     arrays = _target_arrays(target)
@@ -78,12 +78,12 @@ def run_one(n: int, seed: int) -> dict[str, Any]:
         calib = calibration_folder(target, Path(tmp))
         data = trial_folder(target, seed, Path(tmp))
         t0 = time.perf_counter()
-        report = diagnose(ckpt, calib, max_images=80, seed=seed, device="cpu", input_size=(3, sc["size"], sc["size"]),
-                          trial_data=data)  # fmt: skip
+        size = (3, sc["size"], sc["size"])  # the size the full runs fine-tune at
+        report = diagnose(
+            ckpt, calib, max_images=80, seed=seed, device="cpu", input_size=size, trial_data=data
+        )
         seconds = time.perf_counter() - t0
         doc = diagnose_dict(report)
-        if calib.parent == Path(tmp):
-            pass
     trial = doc["trial"]
     assert trial is not None and doc["recommendation"] is not None
     pick = next(c for c in trial["candidates"] if c["name"] == trial["winner"])
@@ -160,15 +160,16 @@ def summary() -> tuple[str, list[str]]:
         secs = statistics.mean(r["trial_s"] for r in runs)
         decided = sum(r["decided"] for r in runs)
         rows.append(
-            f"| {n} | {best_name} {100 * best:.1f} | {', '.join(shown['winner'])} | {_cell(regret['winner'])} | "
-            f"{decided}/{len(runs)}: {_cell(regret['advice'])} | {', '.join(sorted(set(shown['rule_here'])))}: "
+            f"| {n} | {best_name} {100 * best:.1f} | {', '.join(shown['winner'])} | "
+            f"{_cell(regret['winner'])} | {decided}/{len(runs)}: {_cell(regret['advice'])} | "
+            f"{', '.join(sorted(set(shown['rule_here'])))}: "
             f"{_cell(regret['rule_here'])} | {regret['auto'][0]:.1f} | {regret['finetune'][0]:.1f} | "
             f"{cost / (epochs * TRAIN_IMAGES):.2f} ({secs:.0f} s) |"
         )
     head = [
         "| scenario | best full-run condition, accuracy | trial's winner per seed | winner's regret | "
-        "decided / advice's regret | rule's pick at the fine-tuning size: regret | committed `auto`'s regret | "
-        "fine-tune's regret | trial cost / one full run (trial time) |",
+        "decided / advice's regret | rule's pick at the fine-tuning size: regret | "
+        "committed `auto`'s regret | fine-tune's regret | trial cost / one full run (trial time) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
 
