@@ -247,3 +247,35 @@ def test_a_version_1_report_is_still_read(tmp_path: Path) -> None:
 
 def json_doc_from(doc: Any) -> dict[str, Any]:
     return dict(json.loads(json.dumps(doc)))
+
+
+def test_the_trial_on_a_torchvision_and_a_transformers_checkpoint(
+    colour_folder: Path, tmp_path: Path
+) -> None:
+    """The other two families: a torchvision SqueezeNet .pth (no batch norm; its head is a 1x1
+    convolution) and a transformers ViT folder (``classifier``, logits in ``.logits``): the race runs
+    and its winner learns the colours."""
+    import warnings
+
+    import torchvision
+    import transformers
+
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tv = torchvision.models.get_model("squeezenet1_1", weights=None, num_classes=10)
+    torch.save(tv.state_dict(), tmp_path / "squeeze.pth")
+    sizes = {"hidden_size": 32, "num_hidden_layers": 3, "num_attention_heads": 2, "intermediate_size": 64}
+    config = transformers.ViTConfig(**sizes, image_size=32, patch_size=8, num_labels=5)
+    transformers.ViTForImageClassification(config).save_pretrained(tmp_path / "vit")
+    for ckpt, family, px in (
+        (tmp_path / "squeeze.pth", "torchvision", 64),
+        (tmp_path / "vit", "transformers", 32),
+    ):
+        doc = plastic.diagnose_checkpoint(ckpt, CALIB, device="cpu", max_images=8, input_size=(3, px, px),
+                                          trial_data=colour_folder, trial_budget=16).to_dict()  # fmt: skip
+        assert doc["arch"]["family"] == family
+        trial = doc["trial"]
+        assert len(trial["candidates"]) >= 4 and trial["data"]["classes"] == ["c0", "c1", "c2"]
+        winner = next(c for c in trial["candidates"] if c["name"] == trial["winner"])
+        assert winner["rungs"][-1]["accuracy"] > 1 / 3, (family, winner)  # above chance on the colours
