@@ -290,9 +290,9 @@ def run_trial(
     starts = candidate_starts(rec, report.stages, heads)
     order = batch_order(train, steps, recipe.batch_size, seed)
     n_classes = len(images.class_names)
+    entries = [TrialCandidate(start, scale, 0) for start in starts for scale in RATES]
     with _threads(dev) as threads:
-        pool = _candidates(report, model, starts, n_classes, seed, steps, recipe, dev)
-        total = _total_steps(len(pool), points)
+        total = _total_steps(len(entries), points)
         done = [0]
 
         def tick() -> None:
@@ -300,25 +300,28 @@ def run_trial(
             if progress is not None:
                 progress("trial", done[0], total)
 
-        alive = list(range(len(pool)))
+        running: dict[int, Candidate] = {}  # built when first trained, dropped as soon as it is out
+        alive = list(range(len(entries)))
         correct: dict[tuple[int, int], list[bool]] = {}  # (candidate, rung steps) -> per-image correctness
         for r, at in enumerate(points):
+            last = r == len(points) - 1
+            keep = len(alive) if last else len(survivors({c: Score(0, 0) for c in alive}, alive))
             scores: dict[int, Score] = {}
             for c in alive:
-                pool[c][0].train_to(at, images, order, dev, seed, tick)
-                right, loss = pool[c][0].evaluate(images, val, dev, recipe.batch_size)
+                if c not in running:
+                    running[c] = _build(entries[c], report, model, n_classes, seed, steps, recipe, dev)
+                running[c].train_to(at, images, order, dev, seed, tick)
+                right, loss = running[c].evaluate(images, val, dev, recipe.batch_size)
                 correct[(c, at)] = right
                 scores[c] = Score(sum(right) / len(right), loss)
-                pool[c][1].rungs.append(RungResult(at, scores[c].accuracy, loss))
-            if r < len(points) - 1:
-                kept = survivors(scores, alive)
-                for c in alive:
-                    if c not in kept:
-                        pool[c][0].release()
-                alive = sorted(kept)
-            else:
-                alive = standing(scores, alive)
-    entries = [entry for _, entry in pool]
+                entries[c].rungs.append(RungResult(at, scores[c].accuracy, loss))
+                # memory: whoever is outside the best `keep` so far can never come back (a total order)
+                for out in standing(scores, list(scores))[keep:]:
+                    if out in running:
+                        running.pop(out).release()
+            alive = standing(scores, alive) if last else sorted(survivors(scores, alive))
+        for c in list(running):
+            running.pop(c).release()
     return _decide(entries, alive, correct, points, seed, dict(
         path=source, classes=list(images.class_names), train_images=len(train), validation_images=len(val),
         skipped=images.skipped, recipe=recipe, budget=steps, rungs=points, seed=seed, threads=threads,
@@ -336,32 +339,25 @@ def _total_steps(n: int, points: list[int]) -> int:
     return total
 
 
-def _candidates(
-    report: DiagnoseReport, model: nn.Module, starts: list[Start], n_classes: int, seed: int, steps: int,
+def _build(
+    entry: TrialCandidate, report: DiagnoseReport, model: nn.Module, n_classes: int, seed: int, steps: int,
     recipe: Recipe, dev: torch.device,
-) -> list[tuple[Candidate, TrialCandidate]]:  # fmt: skip
-    """Each start built once from a copy of the model (re-initialized as ``plastic reinit`` would, the
-    same seed), given the new head, then copied once per rate."""
+) -> Candidate:  # fmt: skip
+    """One candidate: a copy of the model, re-initialized as ``plastic reinit`` would (same seed: the two
+    rates of a start get the same values), with the new head, on ``dev``."""
     from plastic.pipelines.live_reinit import reinit_model
     from plastic.reinit.options import Options
 
-    pool: list[tuple[Candidate, TrialCandidate]] = []
-    for start in starts:
-        base = copy.deepcopy(model)
-        for p in base.parameters():
-            p.grad = None  # the statistics pass left its gradients
-        changed = 0
-        if start.strategy is not None:
-            done = reinit_model(base, start.strategy, report=report, arch=report.arch,
-                                options=Options(seed=seed, **start.options))  # fmt: skip
-            changed = len(done.changed)
-        replace_heads(base, n_classes, seed)
-        base.to(dev)
-        for i, scale in enumerate(RATES):
-            net = base if i == len(RATES) - 1 else copy.deepcopy(base)
-            entry = TrialCandidate(start, scale, changed)
-            pool.append((Candidate(net, recipe.lr * scale, steps, recipe), entry))
-    return pool
+    net = copy.deepcopy(model)
+    for p in net.parameters():
+        p.grad = None  # the statistics pass left its gradients
+    start = entry.start
+    if start.strategy is not None:
+        done = reinit_model(net, start.strategy, report=report, arch=report.arch,
+                            options=Options(seed=seed, **start.options))  # fmt: skip
+        entry.changed_tensors = len(done.changed)
+    replace_heads(net, n_classes, seed)
+    return Candidate(net.to(dev), recipe.lr * entry.lr_scale, steps, recipe)
 
 
 def _decide(
