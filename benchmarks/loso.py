@@ -116,7 +116,8 @@ def pick(report: dict[str, Any], variant: tuple[float, float, bool]) -> str:
 
 def choices(stats: dict[str, Any]) -> list[str]:
     """The conditions a variant can land on (at the base rate): fine-tune, or a from-stage start."""
-    return [c for c in stats if c == "finetune" or (c.startswith("from-") and c != "from-block")]
+    base_rate = [c for c in stats if not c.endswith("-lr3x")]  # the trial's 3x stage starts aside
+    return [c for c in base_rate if c == "finetune" or (c.startswith("from-") and c != "from-block")]
 
 
 def regret(sc: dict[str, Any], condition: str) -> float | None:
