@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 import plastic
@@ -149,7 +150,8 @@ def test_a_dead_top_stage_cannot_be_fine_tuned_and_loses_at_the_first_rung(
         if k.startswith("layer4.") and v.is_floating_point() and "running_var" not in k:
             v.zero_()
     dead = tmp_path / "dead.safetensors"
-    save_file(state, dead, metadata={"arch": "test_resnet"})
+    with safe_open(RESNET, "pt") as f:
+        save_file(state, dead, metadata=f.metadata())  # its architecture and 32 px input, as the sample
     doc = plastic.diagnose_checkpoint(dead, CALIB, device="cpu", max_images=16, trial_data=colour_folder,
                                       trial_budget=16).to_dict()  # fmt: skip
     trial = doc["trial"]
