@@ -4,7 +4,7 @@ Each architecture is initialised with one seed and saved; diagnose measures it a
 reference, built with another seed (``--seed`` 0). Every layer's excess over the reference must stay
 below the recommendation threshold and the verdict must be "fine-tune as is": this covers timm's
 zero-initialised residual branches (ResNets), SE layers with a handful of units (EfficientNet,
-MobileNetV3, RegNetY), layer scale (ConvNeXt), attention (ViT, DeiT; Swin through torchvision's swin_t).
+MobileNetV3, RegNetY), layer scale (ConvNeXt), attention (ViT; DeiT is the same class; Swin through torchvision's swin_t).
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ FRESH = [
     ("regnety_002", 96),
     ("convnext_atto", 96),
     ("vit_tiny_patch16_224", 224),
-    ("deit_tiny_patch16_224", 224),
+    # deit_tiny_patch16_224 is timm's same VisionTransformer class and init as vit_tiny (other weights
+    # only): its null case repeated this one at 12 s
     # Swin's windowed attention: torchvision's swin_t null case (tests/test_families.py) covers it; timm's
     # swin_tiny at its fixed 224 px took 35 s, an eighth of the suite's 5-minute budget
 ]
