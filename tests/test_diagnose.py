@@ -7,6 +7,7 @@ import itertools
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import timm
@@ -407,20 +408,25 @@ def test_block_names_say_what_they_hold() -> None:
     assert block_name(["conv_stem"]) == "conv_stem"
 
 
+@pytest.fixture(scope="module")
+def mobilenet_doc() -> dict[str, Any]:
+    """The MobileNetV2 sample's ``--json`` document, diagnosed once for the three widths below."""
+    import plastic
+
+    report = plastic.diagnose_checkpoint(MOBILENET, CALIB, max_images=20, device="cpu")
+    return dict(json.loads(json.dumps(report.to_dict())))
+
+
 @pytest.mark.parametrize("width", [60, 80, 120])
 def test_the_summary_opens_with_a_short_verdict_and_never_wraps_a_command(
-    cli: Callable[..., Result], tmp_path: Path, width: int
+    mobilenet_doc: dict[str, Any], width: int
 ) -> None:
     """One verdict line (<= 100 characters: action, what, confidence), then the why and the evidence
     wrapped at the terminal's width, then each command whole on a line of its own, on stdout (table)
     and on stderr (--json) alike."""
     from plastic.cli import console, render
 
-    rep = tmp_path / "r.json"
-    if not rep.exists():
-        res = cli("diagnose", MOBILENET, "--data", CALIB, *FAST, "--json", "-q", "--out", rep)
-        assert res.code == 0, res.stderr
-    doc = json.loads(rep.read_text())
+    doc = mobilenet_doc
     rec = doc["recommendation"]
     for lines in (render._diag_summary(doc, False, width), render.diagnose_brief(doc, width)):
         first = next(i for i, ln in enumerate(lines) if ln.startswith("verdict:"))

@@ -4,7 +4,8 @@ Each architecture is initialised with one seed and saved; diagnose measures it a
 reference, built with another seed (``--seed`` 0). Every layer's excess over the reference must stay
 below the recommendation threshold and the verdict must be "fine-tune as is": this covers timm's
 zero-initialised residual branches (ResNets), SE layers with a handful of units (EfficientNet,
-MobileNetV3, RegNetY), layer scale (ConvNeXt), attention (ViT; DeiT is the same class; Swin through torchvision's swin_t).
+MobileNetV3, RegNetY), layer scale (ConvNeXt), attention (ViT; DeiT is the same class; Swin through
+torchvision's swin_t).
 """
 
 from __future__ import annotations
