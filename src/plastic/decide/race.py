@@ -47,12 +47,15 @@ class Score:
     loss: float
 
 
+def keep_count(n: int) -> int:
+    """How many of ``n`` candidates go on to the next rung: the better 1/ETA, never fewer than 2."""
+    return min(n, max(MIN_FINALISTS, n // ETA))
+
+
 def survivors(scores: dict[int, Score], order: Sequence[int]) -> list[int]:
     """The better half of the candidates ``order`` lists (never fewer than 2), best first. Ties in
     accuracy go to the lower loss, then to the earlier candidate (a stable, seed-free order)."""
-    ranked = standing(scores, order)
-    keep = max(MIN_FINALISTS, len(ranked) // ETA)
-    return ranked[:keep]
+    return standing(scores, order)[: keep_count(len(order))]
 
 
 def standing(scores: dict[int, Score], order: Sequence[int]) -> list[int]:

@@ -21,6 +21,7 @@ from torch import nn
 
 from plastic.errors import DataError, UsageError
 from plastic.measure.calib import CalibSet, DataConfig, calib_batches
+from plastic.model.modules import output_tensor
 
 MIN_PER_CLASS = 4  # fewer images in a class: no validation split with 2 on each side
 VAL_SHARE = 0.25
@@ -136,15 +137,12 @@ def batch_order(train: list[int], steps: int, batch_size: int, seed: int) -> lis
 
 
 def logits_of(out: Any) -> torch.Tensor:
-    """The class scores of any family's output: a tensor, a ``.logits`` field, or a tuple's first."""
-    if isinstance(out, torch.Tensor):
-        return out
-    logits = getattr(out, "logits", None)
-    if isinstance(logits, torch.Tensor):
-        return logits
-    if isinstance(out, tuple | list) and out and isinstance(out[0], torch.Tensor):
-        return out[0]
-    raise UsageError(f"the model's output ({type(out).__name__}) holds no class scores to train on")
+    """The class scores of any family's output (``model.modules.output_tensor``), or a UsageError."""
+    try:
+        return output_tensor(out)
+    except TypeError:
+        what = type(out).__name__
+        raise UsageError(f"the model's output ({what}) holds no class scores to train on") from None
 
 
 class Candidate:

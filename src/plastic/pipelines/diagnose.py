@@ -29,6 +29,7 @@ from plastic.measure.calib import (
 )
 from plastic.measure.data_metrics import attn_entropy, dormant_units, rank_ceiling, site_metrics
 from plastic.measure.defaults import DEFAULT_BATCH_SIZE, DEFAULT_DEVICE, DEFAULT_MAX_IMAGES, DEFAULT_TAU
+from plastic.measure.finetune import load_labelled
 from plastic.measure.onepass import Batches, Measured, PassResult, Progress, data_pass, probe_targets
 from plastic.model.backends import model_groups
 from plastic.model.build import BuiltModel, build_model, common_components
@@ -37,7 +38,7 @@ from plastic.model.init_values import fresh_model
 from plastic.model.modules import layers_of
 from plastic.model.structure import input_channels
 from plastic.pipelines.repair import nonfinite_layers, nonfinite_note, repair_first
-from plastic.pipelines.trial import load_trial_images, trial_folder, trial_step
+from plastic.pipelines.trial import trial_folder, trial_step
 
 if TYPE_CHECKING:
     from plastic.model.ties import TieEvidence
@@ -286,7 +287,7 @@ def _diagnose(
     if not with_reference:
         notes.append("--no-reference: absolute scores (a fresh model's layers can score above 0)")
     if race is not None:
-        images = load_trial_images(race, cfg)
+        images = load_labelled(race, cfg)  # decoded once, with the model's preprocessing
         trial_step(report, model, images, source=race.root, seed=seed, budget=trial[2], device=dev,
                    progress=progress, commands=_commands_for(built, ckpt))  # fmt: skip
     report.timing["total_s"] = time.perf_counter() - t0

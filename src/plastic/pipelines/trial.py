@@ -25,18 +25,17 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 from torch import nn
 
-from plastic.decide.race import Margin, Score, default_budget, margin, rungs, standing, survivors
+from plastic.decide.race import Margin, Score, default_budget, keep_count, margin, rungs, standing, survivors
 from plastic.decide.recommend import Recommendation
 from plastic.documents.schema import MarginDoc, TrialCandidateDoc, TrialDoc
 from plastic.errors import DataError, UsageError
-from plastic.measure.calib import CalibSet, DataConfig, scan_folder
+from plastic.measure.calib import CalibSet, scan_folder
 from plastic.measure.finetune import (
     MIN_PER_CLASS,
     Candidate,
     LabelledImages,
     Recipe,
     batch_order,
-    load_labelled,
     stratified_split,
 )
 from plastic.measure.onepass import Progress
@@ -231,11 +230,6 @@ def check_budget(budget: int | None) -> None:
         raise UsageError(f"--trial-budget takes a whole number of steps, at least 4; got {budget!r}")
 
 
-def load_trial_images(folder: CalibSet, cfg: DataConfig) -> LabelledImages:
-    """The trial's labelled images, decoded once with the model's preprocessing."""
-    return load_labelled(folder, cfg)
-
-
 def trial_step(
     report: DiagnoseReport, model: nn.Module, images: LabelledImages, *, source: Path, seed: int,
     budget: int | None, device: torch.device, progress: Progress | None,
@@ -305,7 +299,7 @@ def run_trial(
         correct: dict[tuple[int, int], list[bool]] = {}  # (candidate, rung steps) -> per-image correctness
         for r, at in enumerate(points):
             last = r == len(points) - 1
-            keep = len(alive) if last else len(survivors({c: Score(0, 0) for c in alive}, alive))
+            keep = len(alive) if last else keep_count(len(alive))
             scores: dict[int, Score] = {}
             for c in alive:
                 if c not in running:
@@ -335,7 +329,7 @@ def _total_steps(n: int, points: list[int]) -> int:
         total += alive * (at - prev)
         prev = at
         if r < len(points) - 1:
-            alive = min(alive, max(2, alive // 2))
+            alive = keep_count(alive)
     return total
 
 
