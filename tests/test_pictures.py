@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CALIB, MOBILENET, RESNET, Result, expect_error
+from tests.conftest import CALIB, RESNET, Result, expect_error
 
 pytest.importorskip("matplotlib")
 
@@ -64,7 +64,7 @@ def test_plot_refuses_other_names_and_inputs(cli: Callable[..., Result], tmp_pat
 def test_html_is_one_self_contained_page_with_verdict_plot_table_and_findings(
     cli: Callable[..., Result],
 ) -> None:
-    res = cli("diagnose", MOBILENET, "--data", CALIB, *FAST, "--format", "html", "--fail-on", "score>=0.1")
+    res = cli("diagnose", RESNET, "--data", CALIB, *FAST, "--format", "html", "--fail-on", "score>=0.1")
     assert res.code == 1, res.stderr  # a finding: the exit code is unchanged by the format
     page = res.stdout
     assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
