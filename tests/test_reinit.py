@@ -360,7 +360,7 @@ def test_shell_pipeline(tmp_path: Path) -> None:
     out = tmp_path / "out.safetensors"
     py = sys.executable
     cmd = (
-        f"{py} -m plastic diagnose {RESNET} --data {CALIB} --json --max-images 20 | "
+        f"{py} -m plastic diagnose {RESNET} --data {CALIB} --json --max-images 8 | "
         f"{py} -m plastic reinit --strategy topk-layers --k 3 -o {out} --json"
     )
     proc = subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=600)

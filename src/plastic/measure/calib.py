@@ -180,14 +180,25 @@ def _quiet_worker(parent: int, _worker_id: int) -> None:
     On Linux each worker also asks the kernel to kill it when its parent dies, however the parent
     ends (SIGKILL, the OOM killer): no decoder outlives plastic. PyTorch's own watchdog would notice
     only after seconds, and only between batches.
+
+    A worker's own failures reach the parent through the DataLoader; what else a worker could print
+    is a background thread's traceback (multiprocessing's ``resource_sharer``, when the parent stops
+    mid-handshake for a batch), so it prints nothing unless ``PLASTIC_DEBUG=1``.
     """
     import signal
+    import sys
 
+    if os.environ.get("PLASTIC_DEBUG") != "1":
+        sys.excepthook = _silent
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     for name in ("SIGTERM", "SIGHUP"):  # the parent's handlers raise; a worker just ends
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), signal.SIG_DFL)
     _die_with_parent(parent)
+
+
+def _silent(*_exc_info: object) -> None:
+    """A decoder worker's ``sys.excepthook``: its parent reports what matters (see :func:`_quiet_worker`)."""
 
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
