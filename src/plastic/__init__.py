@@ -9,7 +9,8 @@ The library behind the ``plastic`` command, flat like safetensors' ``load_file``
 - ``diagnose_model(model, images)`` and ``reinit_model(model, strategy, report=...)``: the same on a
   model in memory (in place), for training scripts.
 - ``Options``, ``list_strategies()``, ``register_strategy(name, help)``: the strategies' options and
-  registry.
+  registry; ``Context``, ``Plan``, ``Change``, ``Fill``, ``Kind``, ``Need``, ``Value``: what a custom
+  strategy is given and returns.
 
 Results are dataclasses; their ``to_dict()`` is exactly the command's ``--json`` document, and whatever
 takes a report takes the dataclass or that document. Errors are ``PlasticError`` subclasses (in
@@ -30,6 +31,7 @@ from plastic.errors import (
     OutputError,
     PlasticError,
     ResourceError,
+    StrategyError,
     UnsafeCheckpointError,
     UsageError,
 )
@@ -46,6 +48,15 @@ _LAZY = {
     "Options": "plastic.reinit.options",
     "list_strategies": "plastic.reinit.strategies",
     "register_strategy": "plastic.reinit.strategies",
+    # what a custom strategy is given and returns (``register_strategy``'s example)
+    "Context": "plastic.reinit.registry",
+    "Plan": "plastic.reinit.registry",
+    "Change": "plastic.reinit.registry",
+    "StrategyInfo": "plastic.reinit.registry",
+    "Fill": "plastic.reinit.options",
+    "Kind": "plastic.reinit.options",
+    "Need": "plastic.reinit.options",
+    "Value": "plastic.reinit.options",
 }
 
 
@@ -66,8 +77,16 @@ def __dir__() -> list[str]:
 # What `from plastic import *` and help(plastic) show: the API and the base error. The other errors
 # are importable from here too and are documented in plastic.errors.
 __all__ = [
+    "Change",
+    "Context",
+    "Fill",
+    "Kind",
+    "Need",
     "Options",
+    "Plan",
     "PlasticError",
+    "StrategyInfo",
+    "Value",
     "__version__",
     "diagnose_checkpoint",
     "diagnose_model",
@@ -80,5 +99,5 @@ __all__ = [
 
 _ERRORS = (
     ArchitectureError, CheckpointError, DataError, DeviceError, OutputError, ResourceError,
-    UnsafeCheckpointError, UsageError,
+    StrategyError, UnsafeCheckpointError, UsageError,
 )  # fmt: skip

@@ -93,6 +93,11 @@ class UsageError(PlasticError):
     """Options that contradict each other or name something that does not exist."""
 
 
+class StrategyError(UsageError):
+    """A registered strategy failed or returned a plan that does not fit the checkpoint (a plug-in's
+    mistake, named with the strategy; the original exception is chained)."""
+
+
 class ArchitectureError(PlasticError):
     """The architecture is unknown, ambiguous, or does not match the checkpoint."""
 

@@ -88,7 +88,7 @@ def reinit_model(
         elif recording is not None and spec is not None:
             seed, known = options.seed, spec
             structure = analyse(recording.model, materialise=lambda: fresh_model(known, seed=seed))
-        plan = info.fn(Context(ckpt, options, doc, structure))
+        plan = info.plan(Context(ckpt, options, doc, structure))
     finally:
         model.train(mode)  # analyse() puts the model it reads in eval mode
     check_dtypes(ckpt, plan)

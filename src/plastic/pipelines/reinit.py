@@ -130,7 +130,7 @@ def reinit(
         ckpt, spec, unknown = _architecture(opened, notes)  # ckpt: the file under the model's names
         _check_report(req.report, ckpt, notes)
         ctx, recording = _context(ckpt, info, options, req, spec, unknown)
-        plan = info.fn(ctx)
+        plan = info.plan(ctx)
         check_dtypes(ckpt, plan)
         if ctx.structure is not None:
             ctx.structure.release()  # drop the probe model before writing

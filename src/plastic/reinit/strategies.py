@@ -1,222 +1,36 @@
-"""Re-initialization strategies: a registry of *selections* (which tensors, units or weights change).
+"""The built-in re-initialization strategies: *selections* (which tensors, units or weights change).
 
-A strategy is one function decorated with :func:`register_strategy`; it returns a :class:`Plan` of
-:class:`Change` entries, and :mod:`plastic.pipelines.reinit` supplies the new values and writes the file
-(``--value resample|mean``, or ``shrink-perturb``'s mix). Adding a strategy is one function here.
+Each is one function registered with :func:`~plastic.reinit.registry.register_strategy`; it returns a
+:class:`~plastic.reinit.registry.Plan` of ``Change`` entries, and :mod:`plastic.pipelines.reinit`
+supplies the new values and writes the file (``--value resample|mean``, or ``shrink-perturb``'s mix).
+Adding a strategy is one function here (or in a plug-in). The registry's names are re-exported here,
+where callers have always found them.
 """
 
 from __future__ import annotations
 
-import fnmatch
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
-
 import torch
 
-from plastic.documents.schema import DiagnoseDoc
 from plastic.errors import UsageError
-from plastic.files.checkpoint import Checkpoint
 from plastic.model.init_values import tensor_generator
 from plastic.model.structure import Structure
-from plastic.reinit.options import Fill, Kind, Need, Options, Unit, Utility, Value
+from plastic.reinit.options import Fill, Kind, Need, Options, Unit, Utility
+from plastic.reinit.registry import (
+    OPTION_FLAGS,
+    Change,
+    Context,
+    Plan,
+    Strategy,
+    StrategyInfo,
+    get_strategy,
+    list_strategies,
+    register_strategy,
+)
 
-
-@dataclass
-class Change:
-    tensor: str
-    kind: Kind
-    value: Fill
-    index: torch.Tensor | None = None  # units: indices along ``dim``
-    dim: int = 0
-    mask: torch.Tensor | None = None  # weights: bool mask, the tensor's shape
-
-
-@dataclass
-class Plan:
-    changes: list[Change] = field(default_factory=list)
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (what, why)
-    notes: list[str] = field(default_factory=list)
-    options: dict[str, Any] = field(default_factory=dict)  # what the strategy decided (auto: its layers)
-
-
-@dataclass
-class Context:
-    ckpt: Checkpoint
-    options: Options
-    report: DiagnoseDoc | None  # a diagnose --json document
-    structure: Structure | None  # None without an architecture
-    gradients: Callable[[], dict[str, torch.Tensor]] | None = None  # tensor -> dL/dW, on demand
-    unknown: str = ""  # why the architecture is unknown (resolution's message: which --arch may read it)
-
-    @property
-    def names(self) -> list[str]:
-        return [t.name for t in self.ckpt.tensors]
-
-    def matching(self, patterns: list[str]) -> list[str]:
-        """Tensor names that a glob selects: by the tensor's name or its key as stored in the file (wrapper
-        prefix included), or by a module it belongs to, so that a layer name from diagnose's table
-        (``layer4.0.conv1``) or a block (``blocks.5``) selects its tensors as ``layer4.0.conv1.*`` does."""
-
-        def selected(name: str, p: str) -> bool:
-            parts = name.split(".")
-            return any(fnmatch.fnmatchcase(".".join(parts[:i]), p) for i in range(1, len(parts) + 1))
-
-        return [
-            t.name
-            for t in self.ckpt.tensors
-            if any(selected(t.name, p) or selected(t.key, p) for p in patterns)
-        ]
-
-    def tensors_of(self, module: str) -> list[str]:
-        return [n for n in self.names if n.rpartition(".")[0] == module]
-
-    def under(self, module: str) -> list[str]:
-        return [n for n in self.names if n.startswith(module + ".")]
-
-    def classifier_modules(self) -> list[str]:
-        if self.structure is not None and self.structure.classifier:
-            return self.structure.classifier
-        if self.report is not None:
-            return [la["name"] for la in self.report["layers"] if la.get("classifier")]
-        return []
-
-    def need_report(self, strategy: str) -> DiagnoseDoc:
-        if self.report is None:
-            raise UsageError(
-                f"--strategy {strategy} needs layer statistics: pipe or pass a `plastic diagnose --json` "
-                "report (--report FILE), or give --data DIR to run the diagnosis now"
-            )
-        return self.report
-
-    def why_unknown(self) -> str:
-        """Why no architecture, for an error that needs one: what resolution said (which --arch reads it)."""
-        return f" ({self.unknown})" if self.unknown else ""
-
-    def need_structure(self, strategy: str) -> Structure:
-        if self.structure is None:
-            raise UsageError(
-                f"--strategy {strategy} needs the architecture: pass --arch NAME" + self.why_unknown()
-            )
-        return self.structure
-
-
-Strategy = Callable[[Context], Plan]
-
-
-@dataclass(frozen=True)
-class StrategyInfo:
-    name: str
-    help: str
-    fn: Strategy
-    values: tuple[Value, ...]  # which --value choices apply
-    uses: tuple[str, ...] = ("value",)  # the Options fields it reads: what its output records
-    needs: frozenset[Need] = frozenset()  # what reinit must build for it before it runs
-
-    def check_value(self, options: Options, flag: str = "--value") -> None:
-        """``--value`` applies where the strategy reads it, and only with the values it offers."""
-        if "value" in self.uses and options.value not in self.values:
-            choices = ", ".join(self.values)
-            raise UsageError(f"{flag} {str(options.value)!r} does not apply to {self.name}; choose {choices}")
-
-    def check_options(self, options: Options) -> None:
-        """An option set away from its default that this strategy never reads is refused: silently
-        ignoring ``--value mean`` (say) would write a checkpoint other than the one asked for."""
-        defaults = Options()
-        ignored = [
-            flag
-            for name, flag in OPTION_FLAGS.items()
-            if name not in self.uses and getattr(options, name) != getattr(defaults, name)
-        ]
-        if ignored:
-            reads = ", ".join(OPTION_FLAGS[n] for n in self.uses if n in OPTION_FLAGS) or "no option"
-            raise UsageError(
-                f"{', '.join(ignored)} {'does' if len(ignored) == 1 else 'do'} not apply to --strategy "
-                f"{self.name} (it reads {reads}); leave {'it' if len(ignored) == 1 else 'them'} out"
-            )
-
-    def wants(self, need: Need, options: Options) -> bool:
-        """Does this run need ``need``? (gradients only when --utility gradient asks for them)"""
-        if need == Need.GRADIENTS:
-            return need in self.needs and options.utility == Utility.GRADIENT
-        return need in self.needs
-
-
-# Options fields and the flags that set them (seed applies to every strategy).
-OPTION_FLAGS = {
-    "value": "--value", "k": "--k", "unit": "--unit", "layers": "--layers", "from_block": "--from",
-    "fraction": "--fraction", "utility": "--utility", "shrink": "--shrink", "perturb": "--perturb",
-    "include_head": "--include-head",
-}  # fmt: skip
-
-_REGISTRY: dict[str, StrategyInfo] = {}
-
-
-def register_strategy(
-    name: str,
-    help: str,
-    values: tuple[Value, ...] = (Value.RESAMPLE, Value.MEAN),
-    uses: tuple[str, ...] = ("value",),
-    needs: tuple[Need, ...] = (),
-) -> Callable[[Strategy], Strategy]:
-    """Register the decorated function as ``--strategy NAME``, like timm's ``register_model``.
-
-    Args:
-        name: The strategy's name; a name already registered is refused.
-        help: One line for ``plastic strategies``.
-        values: Which ``Options.value`` choices apply (``()``: none; the strategy makes its own values).
-        uses: The ``Options`` fields it reads: what its manifest records, and which options may be set
-            (any other set away from its default is refused).
-        needs: What reinit builds before it runs: ``Need.REPORT`` (layer statistics),
-            ``Need.LOADED`` (the real weights), ``Need.GRADIENTS``.
-
-    Returns:
-        The decorator; the function takes a ``Context`` and returns a ``Plan`` of ``Change`` entries.
-
-    Raises:
-        UsageError: the name is taken, or ``uses`` names no option.
-
-    Example:
-        >>> import plastic
-        >>> from plastic.reinit.strategies import Change, Plan
-        >>> from plastic.reinit.options import Fill, Kind
-        >>> @plastic.register_strategy("first-conv-example", "the stem conv only")
-        ... def first_conv(ctx):
-        ...     return Plan([Change(ctx.names[0], Kind.TENSOR, Fill(ctx.options.value))])
-        >>> "first-conv-example" in [s.name for s in plastic.list_strategies()]
-        True
-    """
-    if name in _REGISTRY:  # a second registration would silently change what `-s NAME` does
-        raise UsageError(f"a strategy named {name!r} is already registered; choose another name")
-    unknown = sorted(set(uses) - {*OPTION_FLAGS, "seed"})
-    if unknown:
-        raise UsageError(f"register_strategy({name!r}): uses names no option: {unknown}")
-
-    def deco(fn: Strategy) -> Strategy:
-        _REGISTRY[name] = StrategyInfo(name, help, fn, values, uses, frozenset(needs))
-        return fn
-
-    return deco
-
-
-def list_strategies() -> list[StrategyInfo]:
-    """Every registered strategy, in registration order.
-
-    Returns:
-        ``StrategyInfo`` records: ``name``, ``help``, the options it ``uses`` and what it ``needs``.
-
-    Example:
-        >>> import plastic
-        >>> [s.name for s in plastic.list_strategies()][:3]
-        ['topk-layers', 'auto', 'layers']
-    """
-    return list(_REGISTRY.values())
-
-
-def get_strategy(name: str) -> StrategyInfo:
-    if name not in _REGISTRY:
-        raise UsageError(f"unknown strategy {name!r}; choose from {', '.join(_REGISTRY)}")
-    return _REGISTRY[name]
+__all__ = [  # the registry's names and Options, where callers have always imported them from
+    "OPTION_FLAGS", "Change", "Context", "Options", "Plan", "Strategy", "StrategyInfo", "get_strategy",
+    "list_strategies", "register_strategy",
+]  # fmt: skip
 
 
 # --- shared pieces ----------------------------------------------------------------------------------------

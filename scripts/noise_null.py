@@ -1,0 +1,190 @@
+"""The null set behind the score's noise floors: fresh models against a fresh reference, layer by layer.
+
+    python scripts/noise_null.py collect timm|torchvision|transformers SEEDS OUT.jsonl   # e.g. 1234,1,2
+    python scripts/noise_null.py grid NULL.jsonl[,NULL2.jsonl] SLACKS ZS                # e.g. 0.25,0.5 2,3
+
+``collect`` initialises every model of ``scripts/sweep_families.py``'s list for the family with each seed
+and runs ``diagnose`` against the seed-0 reference on 16 and on 32 calibration images; every layer's
+metrics, reference metrics, units and score go to OUT (one JSON line per layer). ``grid`` rescores the
+stored layers under each (``STARVED_SLACK``, ``NOISE_Z``) pair with the shipped formulas
+(``plastic.decide.score``) and prints, per variant, the runs that flag a layer (score >= 0.10), and the
+shipped rule's pick on every committed transfer scenario with its regret (``benchmarks/loso.py``'s), from
+the rescored reports. At the shipped constants rescoring reproduces every committed score exactly.
+BENCHMARKS.md, "Pre-registered: a noise floor", says how the variants were chosen and judged.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "scripts"), str(ROOT / "benchmarks")]
+
+
+def _make(family: str, name: str, folder: Path) -> tuple[Path, int | None]:
+    """Save one fresh model of ``family`` (the global seed already set); its input size when fixed here."""
+    import torch
+
+    from sweep_families import TIMM, transformers_models
+
+    if family == "timm":
+        import timm
+        from safetensors.torch import save_file
+
+        model = timm.create_model(name, num_classes=10)
+        path = folder / f"{name}.safetensors"
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+        return path, TIMM[name]
+    if family == "torchvision":
+        import torchvision
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = torchvision.models.get_model(name, weights=None, num_classes=10)
+        path = folder / f"{name}.pth"
+        torch.save(model.state_dict(), path)
+        return path, None
+    model = transformers_models()[name]()
+    path = folder / name
+    model.save_pretrained(path)
+    return path, None
+
+
+def collect(family: str, seeds: Sequence[int], out: Path) -> None:
+    import torch
+
+    import plastic
+    from sweep_families import CALIB, TIMM, TORCHVISION, transformers_models
+
+    names = {"timm": list(TIMM), "torchvision": TORCHVISION}.get(family) or list(transformers_models())
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp, out.open("a") as sink:
+        for name in names:
+            for seed in seeds:
+                t0 = time.perf_counter()
+                torch.manual_seed(seed)  # the reference is drawn with seed 0
+                src, size = _make(family, name, Path(tmp))
+                for images in (16, 32):
+                    report = plastic.diagnose_checkpoint(
+                        src, CALIB, device="cpu", max_images=images, arch=name if family == "timm" else None,
+                        input_size=(3, size, size) if size else None,
+                    )  # fmt: skip
+                    run = {"family": family, "model": name, "seed": seed, "images": images}
+                    doc = report.to_dict()
+                    stages = [{"start": st["start"], "layers": st["layers"]} for st in doc["stages"]]
+                    sink.write(json.dumps({**run, "stages": stages, "action": doc["recommendation"]["action"]}) + "\n")
+                    for la in report.layers:
+                        row = {**run, "name": la.name, "units": la.units, "classifier": la.classifier,
+                               "metrics": la.metrics, "reference": la.reference}  # fmt: skip
+                        sink.write(json.dumps(row) + "\n")
+                    sink.flush()
+                print(f"{name} seed {seed}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+
+
+def rescore(layers: Iterable[Mapping[str, Any]], images: int) -> list[dict[str, Any]]:
+    """The layers with components and score recomputed by the shipped formulas (as diagnose does)."""
+    from plastic.decide import score
+    from plastic.measure.data_metrics import rank_ceiling
+
+    rows = list(layers)
+    body = [la for la in rows if not la["classifier"]]
+    median = score.grad_median(g for la in body if (g := la["metrics"].get("grad_ratio")) is not None)
+    ref_median = score.grad_median(
+        g for la in body if (g := (la.get("reference") or {}).get("grad_ratio")) is not None
+    )
+    out = []
+    for la in rows:
+        parts = score.components(
+            la["metrics"], rank_ceiling=rank_ceiling(images, la["units"]), grad_median=median,
+            reference=la.get("reference") or None, ref_grad_median=ref_median, units=la["units"],
+        )  # fmt: skip
+        out.append({**la, "components": parts, "score": score.saturation_score(parts)})
+    return out
+
+
+def null_flags(paths: Sequence[Path]) -> tuple[int, dict[tuple[Any, ...], str]]:
+    """(runs, run -> its worst flagged layer) over the null set's runs."""
+    from plastic.decide.recommend import RECOMMEND_AT
+
+    import loso
+
+    runs: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
+    stages: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for path in paths:
+        for line in path.open():
+            row = json.loads(line)
+            key = (row["family"], row["model"], row["seed"], row["images"])
+            if "stages" in row:
+                stages[key] = row["stages"]
+            else:
+                runs[key].append(row)
+    flagged = {}
+    for key, layers in runs.items():
+        rows = rescore(layers, key[3])
+        bad = [la for la in rows if not la["classifier"] and (la["score"] or 0.0) >= RECOMMEND_AT]
+        if bad:
+            worst = max(bad, key=lambda la: la["score"])
+            parts = ", ".join(f"{k} {v:.2f}" for k, v in worst["components"].items() if v)
+            advice = loso.pick({"layers": rows, "stages": stages[key]}, loso.SHIPPED) if key in stages else "?"
+            flagged[key] = f"{worst['name']} {worst['score']:.2f} ({parts}); advice: {advice}"
+    return len(runs), flagged
+
+
+def scenario_picks() -> dict[int, tuple[str, float | None]]:
+    """Scenario -> (the shipped rule's pick from its rescored report, regret in points or None)."""
+    import loso
+
+    picks = {}
+    for n, sc in sorted(loso.load(design_only=False).items()):
+        report = sc["report"]
+        layers = rescore(report["layers"], report["calibration"]["images_used"])
+        chosen = loso.pick({**report, "layers": layers}, loso.SHIPPED)
+        got = loso.regret(sc, chosen)
+        picks[n] = (chosen, None if got is None else got * 100)
+    return picks
+
+
+def grid(paths: Sequence[Path], slacks: Sequence[float], zs: Sequence[float]) -> None:
+    from plastic.decide import score
+
+    shipped = score.STARVED_SLACK, score.NOISE_Z
+    try:
+        for slack in slacks:
+            for z in zs:
+                score.STARVED_SLACK, score.NOISE_Z = slack, z
+                runs, flagged = null_flags(paths)
+                picks = scenario_picks()
+                regrets = [r for _, r in picks.values() if r is not None]
+                models = sorted({k[1] for k in flagged})
+                print(f"slack {slack} z {z}: {len(flagged)} of {runs} null runs flagged ({len(models)} models)")
+                for key, worst in sorted(flagged.items()):
+                    print(f"    {key[1]} seed {key[2]} {key[3]} images: {worst}")
+                cells = ", ".join(
+                    f"{n}: {c} {'not run' if r is None else f'{r:.2f}'}" for n, (c, r) in picks.items()
+                )
+                print(f"    scenarios: mean regret {statistics.mean(regrets):.2f}, max {max(regrets):.2f}; {cells}")
+    finally:
+        score.STARVED_SLACK, score.NOISE_Z = shipped
+
+
+def main() -> None:
+    if len(sys.argv) == 5 and sys.argv[1] == "collect":
+        collect(sys.argv[2], [int(s) for s in sys.argv[3].split(",")], Path(sys.argv[4]))
+    elif len(sys.argv) == 5 and sys.argv[1] == "grid":
+        paths = [Path(p) for p in sys.argv[2].split(",")]
+        grid(paths, [float(x) for x in sys.argv[3].split(",")], [float(x) for x in sys.argv[4].split(",")])
+    else:
+        raise SystemExit(__doc__)
+
+
+if __name__ == "__main__":
+    main()
