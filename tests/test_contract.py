@@ -4,6 +4,7 @@ and deep inside a run."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -164,3 +165,134 @@ def test_a_good_plug_in_plan_with_list_indices_is_written(registry: None, tmp_pa
     before, after = load_file(RESNET)["conv1.0.weight"], load_file(out)["conv1.0.weight"]
     changed = [i for i in range(before.shape[0]) if not torch.equal(before[i], after[i])]
     assert changed == [0, 3] and result.changed
+
+
+# --- a fuzz over the top-level API: only the documented exceptions -----------------------------------------
+
+WRONG = [None, 0, -1, 1.5, float("nan"), 10**20, True, "", "x", "fc", [], ["a", 3], {}, (1,), object(),
+         b"\x00"]  # fmt: skip
+# per function: a seeded sample of (argument, value) pairs, about 20 s in all (PLASTIC_FUZZ_SCALE=10: all)
+FUZZ_CASES = 24 * int(os.environ.get("PLASTIC_FUZZ_SCALE", "1"))
+
+
+def _fuzz_cases(fn: Any, skip: set[str]) -> list[tuple[str, Any]]:
+    import inspect
+    import random
+
+    names = [p for p in inspect.signature(fn).parameters if p not in skip]
+    rng = random.Random(fn.__name__)
+    pairs = [(n, v) for n in names for v in WRONG]
+    return rng.sample(pairs, min(FUZZ_CASES, len(pairs)))
+
+
+def _documented(fn: Any, *args: Any, **kwargs: Any) -> str:
+    """ "" when ``fn(*args, **kwargs)`` succeeds or raises what the README's Library section lists (a
+    PlasticError subclass for bad input, a TypeError naming the argument for a wrong type); else what
+    it raised."""
+    try:
+        fn(*args, **kwargs)
+    except plastic.PlasticError:
+        pass
+    except Exception as e:
+        if not (isinstance(e, TypeError) and (" must be " in str(e) or "argument" in str(e))):
+            return f"{fn.__name__}({kwargs}): {e!r}"
+    return ""
+
+
+def _reinit_with_options(path: Path, **fields: Any) -> None:
+    plastic.reinit_checkpoint(path, "head", dry_run=True, options=plastic.Options(**fields))
+
+
+def test_fuzz_the_api_finds_only_documented_exceptions(tmp_path: Path) -> None:
+    from tests.conftest import CALIB, RESNET
+
+    small = {"max_images": 2, "device": "cpu"}
+    found = [_documented(plastic.inspect_checkpoint, RESNET, **{name: value})
+             for name, value in _fuzz_cases(plastic.inspect_checkpoint, {"path"})]  # fmt: skip
+    diagnose_cases = _fuzz_cases(plastic.diagnose_checkpoint, {"path", "data", "trial_data"})
+    found += [_documented(plastic.diagnose_checkpoint, RESNET, CALIB, **{**small, name: value})
+              for name, value in diagnose_cases]  # fmt: skip
+    for i, (name, value) in enumerate(_fuzz_cases(plastic.reinit_checkpoint, {"path", "output", "data"})):
+        args = {"strategy": "head", "dry_run": True, name: value}
+        found.append(
+            _documented(plastic.reinit_checkpoint, RESNET, output=tmp_path / f"o{i}.safetensors", **args)
+        )
+    found += [_documented(_reinit_with_options, RESNET, **{name: value})
+              for name, value in _fuzz_cases(plastic.Options, set())]  # fmt: skip
+    assert not [f for f in found if f], "\n".join(f for f in found if f)
+    # a fuzzed dry_run (0, [], ...) may write its output, as Python's truthiness says; nothing else
+    assert all(p.name.startswith("o") and p.suffix == ".safetensors" for p in tmp_path.iterdir())
+
+
+# --- arguments mean one thing --------------------------------------------------------------------------
+
+
+def test_a_lone_string_for_layers_is_one_glob_as_on_the_command_line() -> None:
+    from tests.conftest import RESNET
+
+    result = plastic.reinit_checkpoint(RESNET, "layers", dry_run=True, options=plastic.Options(layers="fc"))
+    assert {c["tensor"] for c in result.changed} == {
+        "fc.weight",
+        "fc.bias",
+    }  # was "layers=fc match no tensor"
+    assert plastic.Options(layers=("fc", "conv1.*")).layers == ["fc", "conv1.*"]
+    assert plastic.Options(unit="block").unit == "block"
+    with pytest.raises(plastic.UsageError, match="unit must be one of layer, block, not 'blocks'"):
+        plastic.Options(unit="blocks")  # was silently the per-layer ranking
+
+
+@pytest.mark.parametrize(
+    ("arch", "error", "says"),
+    [
+        (5, TypeError, "arch must be a str"),
+        ("nonsense", plastic.ArchitectureError, "unknown timm architecture 'nonsense'"),
+        ("torchvision:nope", plastic.ArchitectureError, "no classification model 'nope'"),
+        ("caffe:alexnet", plastic.ArchitectureError, "unknown model family 'caffe'"),
+    ],
+)
+def test_inspect_refuses_an_arch_its_library_does_not_know(
+    arch: Any, error: type[Exception], says: str
+) -> None:
+    """Both used to be recorded in the report as the architecture."""
+    from tests.conftest import RESNET
+
+    with pytest.raises(error, match=says):
+        plastic.inspect_checkpoint(RESNET, arch=arch, stats=False)
+    assert plastic.inspect_checkpoint(RESNET, arch="torchvision:resnet18", stats=False).to_dict()["arch"][
+        "name"
+    ]
+
+
+def test_wrong_types_are_type_errors_naming_the_argument() -> None:
+    from tests.conftest import CALIB, RESNET
+
+    for kwargs, says in [
+        ({"device": None}, "device must be a str"),  # was AttributeError on startswith
+        ({"arch": 5}, "arch must be a str"),  # was AttributeError on partition
+        ({"max_images": "8"}, "max_images must be an int, not str"),
+        ({"input_size": 224}, "input_size must be a sequence"),
+        ({"progress": "bar"}, "progress must be a callable"),
+    ]:
+        with pytest.raises(TypeError, match=says):
+            plastic.diagnose_checkpoint(RESNET, CALIB, **kwargs)
+    with pytest.raises(TypeError, match=r"options must be a plastic\.Options, not dict"):
+        plastic.reinit_checkpoint(RESNET, "head", dry_run=True, options={"k": 2})  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="strategy must be a str"):
+        plastic.reinit_checkpoint(RESNET, ["head"], dry_run=True)  # type: ignore[arg-type]
+
+
+def test_k_beyond_the_ranked_layers_is_all_of_them_with_a_note() -> None:
+    """k = 10**12 selects what there is and says so, whether the rest tie at 0 or there is no rest."""
+    from plastic.reinit.strategies import _note_ties
+    from tests.conftest import CALIB, RESNET
+
+    report = plastic.diagnose_checkpoint(RESNET, CALIB, max_images=8, device="cpu")
+    result = plastic.reinit_checkpoint(
+        RESNET, "topk-layers", dry_run=True, report=report, options=plastic.Options(k=10**12)
+    )
+    assert any(f"(not --k {10**12})" in n for n in result.notes), result.notes
+    plan = Plan()
+    _note_ties(plan, picked=15, k=10**12, ranked=15, what="layers")  # every layer ranked: all of them
+    assert plan.notes == [
+        f"topk-layers: --k {10**12} asks for more than the 15 layers the report ranks: all 15 were selected"
+    ]

@@ -86,7 +86,7 @@ def reinit_checkpoint(
 
     doc = report.to_dict() if isinstance(report, DiagnoseReport) else report
     return reinit(
-        path, strategy=strategy, output=output, options=options or Options(), report=doc,  # type: ignore[arg-type]
+        path, strategy=strategy, output=output, options=Options() if options is None else options, report=doc,  # type: ignore[arg-type]
         data=data, key=key, arch=arch, force=force, dry_run=dry_run, keep_extra=keep_extra, in_chans=in_chans,
         diagnose_options={"device": device, "max_images": max_images, "workers": workers, "tau": tau},
     )  # fmt: skip

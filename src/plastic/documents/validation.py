@@ -20,14 +20,28 @@ MAX_WORKERS = 64  # decoder processes; more never helps one calibration pass, an
 MAX_SEED = 2**63 - 1  # every generator plastic seeds (torch, random) accepts 0..2**63-1
 
 
+def wrong_type(name: str, value: object, expected: str) -> TypeError:
+    """Python's convention for an argument of the wrong type, naming it as a caller spells it
+    (``--max-images`` -> ``max_images``): only the library can pass one, the CLI parses first."""
+    return TypeError(f"{name.lstrip('-').replace('-', '_')} must be {expected}, not {type(value).__name__}")
+
+
+def _integer(name: str, value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise wrong_type(name, value, "an int")
+
+
 def check_seed(seed: int) -> None:
-    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
+    _integer("--seed", seed)
+    if not 0 <= seed <= MAX_SEED:
         raise UsageError(f"--seed must be an integer in 0..{MAX_SEED}, not {seed!r}")
 
 
 def check_finite(name: str, value: float, *, low: float | None = None, high: float | None = None) -> None:
     """A finite number, optionally within [low, high]."""
-    if not isinstance(value, int | float) or not math.isfinite(value):
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise wrong_type(name, value, "a number")
+    if not math.isfinite(value):
         raise UsageError(f"{name} must be a finite number, not {value!r}")
     if (low is not None and value < low) or (high is not None and value > high):
         lo = "-inf" if low is None else f"{low:g}"
@@ -36,13 +50,15 @@ def check_finite(name: str, value: float, *, low: float | None = None, high: flo
 
 
 def check_count(name: str, value: int, *, low: int = 1) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+    _integer(name, value)
+    if value < low:
         raise UsageError(f"{name} must be an integer >= {low}, not {value!r}")
 
 
 def check_workers(workers: int) -> None:
     """0 (decode in this process) to MAX_WORKERS; fewer start when there are fewer cores or batches."""
-    if not isinstance(workers, int) or isinstance(workers, bool) or not 0 <= workers <= MAX_WORKERS:
+    _integer("--workers", workers)
+    if not 0 <= workers <= MAX_WORKERS:
         raise UsageError(f"--workers must be an integer in 0..{MAX_WORKERS}, not {workers!r}")
 
 
@@ -140,6 +156,11 @@ def check_fields(fields: dict[str, object], where: str, error: type[Exception] =
 def check_preprocessing(
     input_size: Sequence[int] | None, mean: Sequence[float] | None, std: Sequence[float] | None
 ) -> None:
+    for name, given in (("--input-size", input_size), ("--mean", mean), ("--std", std)):
+        if given is not None and (isinstance(given, str | bytes) or not isinstance(given, Sequence)):
+            raise wrong_type(name, given, "a sequence of numbers (a tuple)")
+    for side in input_size or ():
+        _integer("--input-size", side)
     if input_size is not None and (
         len(input_size) != 3
         or not 0 <= input_size[0] <= MAX_CHANNELS
@@ -148,6 +169,8 @@ def check_preprocessing(
     ):  # channel 0: "the model's" (S or H,W given)
         raise UsageError(f"--input-size must be C,H,W with sides in 1..{MAX_SIDE}, not {tuple(input_size)}")
     for name, vals in (("--mean", mean), ("--std", std)):
+        if vals is not None and len(vals) == 0:
+            raise UsageError(f"{name} takes one value, or one per channel; not none")
         for v in vals or ():
             check_finite(name, v)
     if std is not None and min(std) <= 0:
@@ -166,7 +189,11 @@ def check_diagnose_options(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     in_chans: int | None = None,
+    arch: object = None,
+    progress: object = None,
 ) -> None:
+    check_arch_type(arch)
+    check_progress(progress)
     check_device(device)
     if in_chans is not None:
         check_count("--in-chans", in_chans)
@@ -178,8 +205,21 @@ def check_diagnose_options(
     check_preprocessing(input_size, mean, std)
 
 
+def check_progress(progress: object) -> None:
+    if progress is not None and not callable(progress):
+        raise wrong_type("progress", progress, "a callable (phase or done, total) or None")
+
+
+def check_arch_type(arch: object) -> None:
+    """``arch`` is a name or None (whether the name is known, the model layer says)."""
+    if arch is not None and not isinstance(arch, str):
+        raise wrong_type("--arch", arch, "a str (a timm name, torchvision:NAME or transformers:CLASS)")
+
+
 def check_device(device: str) -> None:
     """Syntax only (cheap, no torch): auto, cpu, cuda or cuda:N."""
+    if not isinstance(device, str):
+        raise wrong_type("--device", device, "a str (auto, cpu, cuda or cuda:N)")
     if device in ("auto", "cpu", "cuda"):
         return
     if device.startswith("cuda:") and device[5:].isdigit():

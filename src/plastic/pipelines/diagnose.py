@@ -242,7 +242,8 @@ def _diagnose(
     the layer and block tables, the recommendation."""
     check_diagnose_options(
         device=device, max_images=max_images, batch_size=batch_size, workers=workers, tau=tau, seed=seed,
-        input_size=input_size, mean=mean, std=std, in_chans=in_chans,
+        input_size=input_size, mean=mean, std=std, in_chans=in_chans, arch=arch,
+        progress=progress,
     )  # fmt: skip
     t0 = time.perf_counter()
     dev = pick_device(device)

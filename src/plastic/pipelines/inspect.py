@@ -132,6 +132,17 @@ def matches(layer: Layer, pattern: str) -> bool:
     )
 
 
+def _check_arch(arch: object) -> None:
+    """An ``arch`` given to inspect is checked as diagnose and reinit check it: a name its library
+    does not know is refused, not recorded (the one place inspect imports a model library)."""
+    from plastic.documents.validation import check_arch_type
+    from plastic.model.backends import backend, parse_arch
+
+    check_arch_type(arch)
+    family, name = parse_arch(str(arch))
+    backend(family).check_name(name, "--arch")
+
+
 def inspect_checkpoint(
     path: str | Path,
     *,
@@ -152,8 +163,9 @@ def inspect_checkpoint(
             a hub folder.
         key: The entry of a training checkpoint that holds the weights (``state_dict``,
             ``model_ema``...); found by itself when there is one obvious candidate.
-        arch: A timm architecture name, when the file's own (metadata, ``config.json``) is wrong or
-            missing.
+        arch: The architecture (a timm name, ``torchvision:NAME`` or ``transformers:CLASS``), when
+            the file's own (metadata, ``config.json``) is wrong or missing; checked against its
+            library (which imports it).
         stats: Compute the statistics (reads every tensor); ``False`` reads the header only.
         layer_filter: A glob on layer or tensor names: only those layers are listed and read.
         skip: Metric names not to compute (reported as ``None``).
@@ -167,6 +179,8 @@ def inspect_checkpoint(
         CheckpointError: the file is missing, truncated, corrupt or of an unknown kind.
         UnsafeCheckpointError: a pickle would need to run code to load.
         UsageError: an option names something that does not exist.
+        ArchitectureError: ``arch`` is not a model its library knows.
+        TypeError: an argument of the wrong type.
 
     Example:
         >>> import plastic
@@ -176,6 +190,17 @@ def inspect_checkpoint(
         >>> report.to_dict()["checkpoint"]["format"]
         'safetensors'
     """
+    from plastic.documents.validation import check_progress, wrong_type
+
+    check_progress(progress)
+    if arch is not None:
+        _check_arch(arch)
+    if layer_filter is not None and not isinstance(layer_filter, str):
+        raise wrong_type("layer_filter", layer_filter, "a glob (str) or None")
+    if isinstance(skip, str):  # one metric's name, not its characters
+        skip = (skip,)
+    if not isinstance(skip, Collection) or not all(isinstance(m, str) for m in skip):
+        raise wrong_type("skip", skip, "a collection of metric names (str)")
     if skip:
         from plastic.measure.weight_stats import METRIC_NAMES
 

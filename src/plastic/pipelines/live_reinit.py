@@ -58,7 +58,7 @@ def reinit_model(
     """
     from plastic.reinit.options import check_reinit_options
 
-    options = options or Options()
+    options = Options() if options is None else options
     check_reinit_options(options)
     info = get_strategy(strategy)
     info.check_value(options, flag="value")

@@ -171,7 +171,7 @@ def _settle(
         device=str(given.get("device", DEFAULT_DEVICE)),
         max_images=given.get("max_images", DEFAULT_MAX_IMAGES), batch_size=DEFAULT_BATCH_SIZE,
         workers=given.get("workers", 0), tau=given.get("tau", DEFAULT_TAU), seed=options.seed,
-        in_chans=in_chans,
+        in_chans=in_chans, arch=arch, progress=progress,
     )  # fmt: skip
     if report is not None:
         validate_report(report)

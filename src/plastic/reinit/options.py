@@ -7,7 +7,6 @@ manifests read the same as when these were bare strings.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -110,18 +109,47 @@ class Options:
     include_head: bool = False
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        """Arguments mean one thing: a lone string for ``layers`` is one glob, as ``--layers fc`` is on
+        the command line (never its characters); a choice given as its string is the choice, and a
+        string that is none of them is refused here, naming the choices."""
+        if isinstance(self.layers, str):
+            self.layers = [self.layers]
+        elif isinstance(self.layers, tuple):
+            self.layers = list(self.layers)
+        for name, kind in (("value", Value), ("unit", Unit), ("utility", Utility)):
+            given = getattr(self, name)
+            if isinstance(given, kind):
+                continue
+            if not isinstance(given, str):
+                raise TypeError(f"{name} must be a str ({', '.join(kind)}), not {type(given).__name__}")
+            try:
+                setattr(self, name, kind(given))
+            except ValueError:
+                raise UsageError(f"--{name} must be one of {', '.join(kind)}, not {given!r}") from None
+
 
 def check_reinit_options(opts: Options) -> None:
     """Every option in range, before any file is read or written (the CLI and library callers alike)."""
-    from plastic.documents.validation import check_count, check_finite, check_seed
+    from plastic.documents.validation import check_count, check_finite, check_seed, wrong_type
 
+    if not isinstance(opts, Options):
+        raise wrong_type("options", opts, "a plastic.Options")
     check_seed(opts.seed)
     check_count("--k", opts.k)
-    fraction = opts.fraction
-    if not isinstance(fraction, int | float) or not math.isfinite(fraction) or not 0 < fraction <= 1:
-        raise UsageError(f"--fraction must be a number in (0, 1], not {fraction!r}")
+    check_finite("--fraction", opts.fraction)
+    if not 0 < opts.fraction <= 1:
+        raise UsageError(f"--fraction must be a number in (0, 1], not {opts.fraction!r}")
     check_finite("--shrink", opts.shrink)
     check_finite("--perturb", opts.perturb)
+    if not isinstance(opts.include_head, bool):
+        raise wrong_type("include_head", opts.include_head, "a bool")
+    if opts.from_block is not None and not isinstance(opts.from_block, str):
+        raise wrong_type("from_block", opts.from_block, "a str or None")
+    if not isinstance(opts.layers, list):
+        raise wrong_type("layers", opts.layers, "a list of globs (str)")
     for pattern in opts.layers:
+        if not isinstance(pattern, str):
+            raise wrong_type("layers", pattern, "a list of globs (str)")
         if not pattern:
             raise UsageError("--layers takes a non-empty glob")

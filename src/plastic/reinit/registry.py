@@ -251,13 +251,21 @@ def register_strategy(
             ``_``, starting with a letter), ``help`` is empty or spans lines, or ``uses`` names no option.
 
     Example:
+        A strategy that re-initializes the first half of the stem convolution's output units:
+
         >>> import plastic
         >>> from plastic import Change, Fill, Kind, Plan
-        >>> @plastic.register_strategy("first-conv-example", "the stem conv only")
+        >>> @plastic.register_strategy("first-conv-example", "half of the stem conv's units")
         ... def first_conv(ctx):
-        ...     return Plan([Change(ctx.names[0], Kind.TENSOR, Fill(ctx.options.value))])
-        >>> "first-conv-example" in [s.name for s in plastic.list_strategies()]
-        True
+        ...     stem = next(n for n in ctx.names if n.endswith("weight") and ctx.ckpt.tensor(n).dim() == 4)
+        ...     units = ctx.ckpt.tensor(stem).shape[0]
+        ...     half = list(range(units // 2))
+        ...     return Plan([Change(stem, Kind.UNITS, Fill(ctx.options.value), index=half)],
+        ...                 notes=[f"{stem}: {units // 2} of {units} units"])
+        >>> result = plastic.reinit_checkpoint("sample_checkpoints/test_resnet.mnist.safetensors",
+        ...                                    "first-conv-example", "resnet.stem.safetensors")
+        >>> [c["tensor"] for c in result.changed], result.notes[-1]
+        (['conv1.0.weight'], 'conv1.0.weight: 8 of 16 units')
     """
     values, uses, needs = _checked_declaration(name, help, values, uses, needs)
 
@@ -340,6 +348,8 @@ def list_strategies() -> list[StrategyInfo]:
 
 
 def get_strategy(name: str) -> StrategyInfo:
+    if not isinstance(name, str):
+        raise TypeError(f"strategy must be a str (a registered name), not {type(name).__name__}")
     if name not in _REGISTRY:
         raise UsageError(f"unknown strategy {name!r}; choose from {', '.join(_REGISTRY)}")
     return _REGISTRY[name]

@@ -138,6 +138,11 @@ def _note_ties(plan: Plan, picked: int, k: int, ranked: int, what: str) -> None:
             "initialised one): nothing selected, the output equals the input; fine-tune as is, or name "
             "what to re-initialize with --strategy layers"
         )
+    elif picked < k and picked == ranked and ranked:
+        plan.notes.append(
+            f"topk-layers: --k {k} asks for more than the {ranked} {what} the report ranks: all {picked} "
+            "were selected"
+        )
     elif picked < k and picked < ranked:
         plan.notes.append(
             f"topk-layers: only {picked} of the {ranked} {what} score above 0, so {picked} (not --k {k}) "
