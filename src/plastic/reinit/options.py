@@ -7,6 +7,7 @@ manifests read the same as when these were bare strings.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -137,8 +138,9 @@ def check_reinit_options(opts: Options) -> None:
         raise wrong_type("options", opts, "a plastic.Options")
     check_seed(opts.seed)
     check_count("--k", opts.k)
-    check_finite("--fraction", opts.fraction)
-    if not 0 < opts.fraction <= 1:
+    if not isinstance(opts.fraction, int | float) or isinstance(opts.fraction, bool):
+        raise wrong_type("fraction", opts.fraction, "a number")
+    if not math.isfinite(opts.fraction) or not 0 < opts.fraction <= 1:  # one range in every message
         raise UsageError(f"--fraction must be a number in (0, 1], not {opts.fraction!r}")
     check_finite("--shrink", opts.shrink)
     check_finite("--perturb", opts.perturb)
