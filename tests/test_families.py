@@ -6,7 +6,9 @@ Every model here is the real library's, built offline from its constructor or a 
 
 from __future__ import annotations
 
+import functools
 import json
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -65,7 +67,7 @@ def test_every_torchvision_classifier_is_in_the_index_and_recognised_from_its_ow
 
 def test_torchvision_state_dict_recognised_diagnosed_and_fresh_is_healthy(tmp_path: Path) -> None:
     """A torchvision mobilenet_v3_small .pth (10 classes): no --arch; its fresh init is healthy."""
-    src = _save(_tv("mobilenet_v3_small", 10), tmp_path / "m.pth")
+    src = _save(_tv("mobilenet_v3_small", 10, seed=1234), tmp_path / "m.pth")  # reference: seed 0
     report = plastic.diagnose_checkpoint(src, CALIB, **FAST)
     doc = report.to_dict()
     assert doc["arch"]["name"] == "torchvision:mobilenet_v3_small" and doc["arch"]["source"] == "detected"
@@ -75,13 +77,39 @@ def test_torchvision_state_dict_recognised_diagnosed_and_fresh_is_healthy(tmp_pa
     assert [s["start"] for s in doc["stages"]][:2] == ["features.0.0", "features.1.block"]
 
 
-@pytest.mark.parametrize("name", ["shufflenet_v2_x0_5", "regnet_y_400mf", "swin_t"])  # and mobilenet_v3 above
-def test_fresh_torchvision_models_are_healthy(name: str, tmp_path: Path) -> None:
-    src = _save(_tv(name, 5), tmp_path / f"{name}.safetensors")
-    doc = plastic.diagnose_checkpoint(src, CALIB, **FAST).to_dict()
+@functools.cache
+def _fresh_tv_report(name: str) -> dict[str, Any]:
+    """diagnose's report of ``name`` drawn with seed 1234 against its seed-0 reference (the same seed
+    would make the model its own reference: a test that could not fail, as this one was until issue
+    29's sweep). Cached: two tests read it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        src = _save(_tv(name, 5, seed=1234), Path(tmp) / f"{name}.safetensors")
+        return plastic.diagnose_checkpoint(src, CALIB, **FAST).to_dict()  # type: ignore[return-value]
+
+
+FRESH_TV = ["shufflenet_v2_x0_5", "regnet_y_400mf", "swin_t"]  # and mobilenet_v3_small above
+
+
+@pytest.mark.parametrize("name", FRESH_TV)
+def test_fresh_torchvision_models_are_told_to_fine_tune_as_is(name: str) -> None:
+    doc = _fresh_tv_report(name)
     assert doc["arch"]["name"] == f"torchvision:{name}"
+    assert doc["recommendation"]["action"] == "finetune"
+
+
+NOISY_LAYERS = pytest.mark.xfail(
+    strict=True,
+    reason="issue 29 item 5, open: two fresh draws of ShuffleNetV2's stage2.0.branch2 layers differ in "
+    "relative gradient beyond the starved slack (scores 0.11-0.32); BENCHMARKS.md, 'noise floor'",
+)
+
+
+@pytest.mark.parametrize("name", [n if n != "shufflenet_v2_x0_5" else pytest.param(n, marks=NOISY_LAYERS)
+                                  for n in FRESH_TV])  # fmt: skip
+def test_fresh_torchvision_layers_stay_under_the_threshold(name: str) -> None:
+    doc = _fresh_tv_report(name)
     flagged = [la["name"] for la in doc["layers"] if not la["classifier"] and (la["score"] or 0) >= 0.10]
-    assert not flagged and doc["recommendation"]["action"] == "finetune"
+    assert not flagged
 
 
 STRATEGIES: list[tuple[str, dict[str, Any]]] = [
@@ -285,11 +313,20 @@ def _pretrained(name: str, folder: Path, seed: int = 0) -> Path:
     return folder
 
 
+# Fresh draws whose smallest layers differ from the reference's beyond the score's noise floor with 8
+# images: a bottleneck 3x3 conv (ResNet), an SE conv (RegNet), a MobileViTV2 conv with few units
+# (BENCHMARKS.md, "noise floor"). The advice still says fine-tune as is, except for the tiny MobileViTV2,
+# whose top-stage conv is dormant on 27% to 95% of its units depending on the seed alone.
+NOISY_HF = {"resnet", "regnet", "mobilevitv2"}
+NOISY_HF_ADVICE = {"mobilevitv2"}
+
+
 @pytest.mark.parametrize("name", list(_hf_models()))
 def test_fresh_transformers_models_are_recognised_from_config_and_healthy(name: str, tmp_path: Path) -> None:
     """Each family people fine-tune, from a save_pretrained folder: the config names it, the fresh
-    init (transformers' own _init_weights) is healthy: fine-tune as is, every layer under 0.10."""
-    folder = _pretrained(name, tmp_path / name)
+    init (transformers' own _init_weights) is healthy: fine-tune as is, every layer under 0.10. Drawn
+    with seed 1234 against diagnose's seed-0 reference (not its own reference)."""
+    folder = _pretrained(name, tmp_path / name, seed=1234)
     report = plastic.diagnose_checkpoint(folder, CALIB, **FAST)
     doc = report.to_dict()
     assert doc["arch"]["source"] == "config.json" and doc["arch"]["family"] == "transformers"
@@ -297,9 +334,16 @@ def test_fresh_transformers_models_are_recognised_from_config_and_healthy(name: 
         doc["arch"]["name"]
         == "transformers:" + json.loads((folder / "config.json").read_text())["architectures"][0]
     )
-    flagged = [la["name"] for la in doc["layers"] if not la["classifier"] and (la["score"] or 0) >= 0.10]
-    assert not flagged and doc["recommendation"]["action"] == "finetune", flagged
     assert len(doc["stages"]) >= 3  # stem, stages, head
+    if name in NOISY_HF_ADVICE:
+        assert doc["recommendation"]["action"] == "reinit", f"{name} is told to fine-tune: take it out"
+        pytest.xfail(f"issue 29 item 5, open: a fresh {name} is told to re-initialize (seed noise)")
+    assert doc["recommendation"]["action"] == "finetune"
+    flagged = [la["name"] for la in doc["layers"] if not la["classifier"] and (la["score"] or 0) >= 0.10]
+    if name in NOISY_HF:  # the advice holds; one small layer does not (issue 29 item 5, open)
+        assert flagged, f"{name} is no longer flagged: take it out of NOISY_HF"
+        pytest.xfail(f"issue 29 item 5, open: {flagged} of a fresh {name} scores >= 0.10 (seed noise)")
+    assert not flagged
 
 
 @pytest.mark.parametrize("name", ["vit", "convnext", "resnet"])
