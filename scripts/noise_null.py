@@ -1,6 +1,6 @@
 """The null set behind the score's noise floors: fresh models against a fresh reference, layer by layer.
 
-    python scripts/noise_null.py collect timm|torchvision|transformers SEEDS OUT.jsonl   # e.g. 1234,1,2
+    python scripts/noise_null.py collect timm|torchvision|transformers SEEDS OUT.jsonl [NAME,...]  # 1234,1,2
     python scripts/noise_null.py grid NULL.jsonl[,NULL2.jsonl] SLACKS ZS                # e.g. 0.25,0.5 2,3
 
 ``collect`` initialises every model of ``scripts/sweep_families.py``'s list for the family with each seed
@@ -33,7 +33,6 @@ sys.path[:0] = [str(ROOT / "scripts"), str(ROOT / "benchmarks")]
 def _make(family: str, name: str, folder: Path) -> tuple[Path, int | None]:
     """Save one fresh model of ``family`` (the global seed already set); its input size when fixed here."""
     import torch
-
     from sweep_families import TIMM, transformers_models
 
     if family == "timm":
@@ -59,13 +58,17 @@ def _make(family: str, name: str, folder: Path) -> tuple[Path, int | None]:
     return path, None
 
 
-def collect(family: str, seeds: Sequence[int], out: Path) -> None:
+def collect(family: str, seeds: Sequence[int], out: Path, only: Sequence[str] = ()) -> None:
     import torch
-
-    import plastic
     from sweep_families import CALIB, TIMM, TORCHVISION, transformers_models
 
-    names = {"timm": list(TIMM), "torchvision": TORCHVISION}.get(family) or list(transformers_models())
+    import plastic
+
+    names = (
+        list(only)
+        or {"timm": list(TIMM), "torchvision": TORCHVISION}.get(family)
+        or list(transformers_models())
+    )
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp, out.open("a") as sink:
         for name in names:
@@ -80,8 +83,11 @@ def collect(family: str, seeds: Sequence[int], out: Path) -> None:
                     )  # fmt: skip
                     run = {"family": family, "model": name, "seed": seed, "images": images}
                     doc = report.to_dict()
-                    stages = [{"start": st["start"], "layers": st["layers"]} for st in doc["stages"]]
-                    sink.write(json.dumps({**run, "stages": stages, "action": doc["recommendation"]["action"]}) + "\n")
+                    stages = [{k: st[k] for k in ("name", "start", "layers")} for st in doc["stages"]]
+                    sink.write(
+                        json.dumps({**run, "stages": stages, "action": doc["recommendation"]["action"]})
+                        + "\n"
+                    )
                     for la in report.layers:
                         row = {**run, "name": la.name, "units": la.units, "classifier": la.classifier,
                                "metrics": la.metrics, "reference": la.reference}  # fmt: skip
@@ -113,9 +119,9 @@ def rescore(layers: Iterable[Mapping[str, Any]], images: int) -> list[dict[str, 
 
 def null_flags(paths: Sequence[Path]) -> tuple[int, dict[tuple[Any, ...], str]]:
     """(runs, run -> its worst flagged layer) over the null set's runs."""
-    from plastic.decide.recommend import RECOMMEND_AT
-
     import loso
+
+    from plastic.decide.recommend import RECOMMEND_AT
 
     runs: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
     stages: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
@@ -124,7 +130,7 @@ def null_flags(paths: Sequence[Path]) -> tuple[int, dict[tuple[Any, ...], str]]:
             row = json.loads(line)
             key = (row["family"], row["model"], row["seed"], row["images"])
             if "stages" in row:
-                stages[key] = row["stages"]
+                stages[key] = [{"name": st["start"], **st} for st in row["stages"]]
             else:
                 runs[key].append(row)
     flagged = {}
@@ -134,7 +140,9 @@ def null_flags(paths: Sequence[Path]) -> tuple[int, dict[tuple[Any, ...], str]]:
         if bad:
             worst = max(bad, key=lambda la: la["score"])
             parts = ", ".join(f"{k} {v:.2f}" for k, v in worst["components"].items() if v)
-            advice = loso.pick({"layers": rows, "stages": stages[key]}, loso.SHIPPED) if key in stages else "?"
+            advice = (
+                loso.pick({"layers": rows, "stages": stages[key]}, loso.SHIPPED) if key in stages else "?"
+            )
             flagged[key] = f"{worst['name']} {worst['score']:.2f} ({parts}); advice: {advice}"
     return len(runs), flagged
 
@@ -165,20 +173,24 @@ def grid(paths: Sequence[Path], slacks: Sequence[float], zs: Sequence[float]) ->
                 picks = scenario_picks()
                 regrets = [r for _, r in picks.values() if r is not None]
                 models = sorted({k[1] for k in flagged})
-                print(f"slack {slack} z {z}: {len(flagged)} of {runs} null runs flagged ({len(models)} models)")
+                advised = sum(1 for worst in flagged.values() if not worst.endswith("advice: finetune"))
+                print(f"slack {slack} z {z}: {len(flagged)} of {runs} null runs flag a layer ({len(models)} "
+                      f"models); the advice is not 'fine-tune as is' in {advised}")  # fmt: skip
                 for key, worst in sorted(flagged.items()):
                     print(f"    {key[1]} seed {key[2]} {key[3]} images: {worst}")
                 cells = ", ".join(
                     f"{n}: {c} {'not run' if r is None else f'{r:.2f}'}" for n, (c, r) in picks.items()
                 )
-                print(f"    scenarios: mean regret {statistics.mean(regrets):.2f}, max {max(regrets):.2f}; {cells}")
+                mean, worst_regret = statistics.mean(regrets), max(regrets)
+                print(f"    scenarios: mean regret {mean:.2f}, max {worst_regret:.2f}; {cells}")
     finally:
         score.STARVED_SLACK, score.NOISE_Z = shipped
 
 
 def main() -> None:
-    if len(sys.argv) == 5 and sys.argv[1] == "collect":
-        collect(sys.argv[2], [int(s) for s in sys.argv[3].split(",")], Path(sys.argv[4]))
+    if len(sys.argv) in (5, 6) and sys.argv[1] == "collect":
+        only = sys.argv[5].split(",") if len(sys.argv) == 6 else []
+        collect(sys.argv[2], [int(s) for s in sys.argv[3].split(",")], Path(sys.argv[4]), only)
     elif len(sys.argv) == 5 and sys.argv[1] == "grid":
         paths = [Path(p) for p in sys.argv[2].split(",")]
         grid(paths, [float(x) for x in sys.argv[3].split(",")], [float(x) for x in sys.argv[4].split(",")])
