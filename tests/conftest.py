@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,18 +51,32 @@ class Result:
 
 
 @pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
+def cli(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[..., Result]]:
     """Run ``plastic ARGS`` in-process through the real entry point (fast: torch stays imported)."""
     from plastic.cli.main import main
 
-    def run(*args: str | Path, env: dict[str, str] | None = None, own_signal: bool = False) -> Result:
+    opened: list[Any] = []  # stdin files given to run()
+
+    def run(
+        *args: str | Path,
+        env: dict[str, str] | None = None,
+        own_signal: bool = False,
+        stdin: Path | None = None,
+    ) -> Result:
         """``own_signal``: the test itself delivers a stop signal during the command (and checks the
         exit code). Otherwise a stop signal that reaches the command came from outside (CI cancelling
-        the run, Ctrl-C): it is handed on to pytest, which stops, instead of failing this one test."""
+        the run, Ctrl-C): it is handed on to pytest, which stops, instead of failing this one test.
+        ``stdin``: a file the command reads as its standard input, as ``plastic ... < FILE`` (a real
+        descriptor: the CLI tells a file or pipe from a terminal by it); a real pipe needs a process."""
         import plastic.cli.main as entry
 
         for k, v in (env or {}).items():
             monkeypatch.setenv(k, v)
+        if stdin is not None:
+            opened.append(open(stdin, encoding="utf-8"))  # noqa: SIM115 (closed when the test ends)
+            monkeypatch.setattr(sys, "stdin", opened[-1])
         monkeypatch.setattr(sys, "argv", ["plastic", *map(str, args)])
         capsys.readouterr()
         code = 0
@@ -77,7 +91,10 @@ def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> 
         out, err = capsys.readouterr()
         return Result(code, out, err)
 
-    return run
+    yield run
+    monkeypatch.undo()  # sys.stdin back before its file closes
+    for f in opened:
+        f.close()
 
 
 def run_subprocess(*args: str | Path, env: dict[str, str] | None = None, stdin: str | None = None) -> Result:

@@ -38,7 +38,7 @@ def test_a_fresh_model_is_told_to_fine_tune_as_is(arch: str, size: int, tmp_path
     from plastic.pipelines.diagnose import diagnose
 
     ckpt = save_timm(arch, tmp_path / f"{arch}.safetensors", seed=1234)
-    rep = diagnose(ckpt, CALIB, arch=arch, max_images=32, seed=0, input_size=(3, size, size))
+    rep = diagnose(ckpt, CALIB, arch=arch, max_images=16, seed=0, input_size=(3, size, size))
     scored = [la for la in rep.layers if la.score is not None and not la.classifier]
     assert len(scored) > 10
     worst = max(scored, key=lambda la: la.score or 0.0)

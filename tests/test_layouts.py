@@ -293,11 +293,11 @@ def _remembering(arch: str) -> dict[str, torch.Tensor]:
             m.momentum = None  # cumulative average over every batch
             m.reset_running_stats()
     transform = make_transform(resolve_data_config(model, {}))
-    images = np.load(SAMPLES / "animal_mnist_transfer.npz")["x_train"][:32]
+    images = np.load(SAMPLES / "animal_mnist_transfer.npz")["x_train"][:16]
     x = torch.stack([transform(to_rgb(Image.fromarray(a))) for a in images])
     model.train()
     with torch.no_grad():
-        for batch in x.split(32):
+        for batch in x.split(16):
             model(batch)
     return {k: v.contiguous() for k, v in model.state_dict().items()}
 
@@ -310,7 +310,7 @@ def test_ties_are_resolved_by_batchnorm_statistics(
     src = tmp_path / "m.safetensors"
     save_file(_remembering(arch), str(src))
     # the tie is decided before the pass, at 224 px where the statistics were gathered: no reference needed
-    doc = json_doc(cli("diagnose", src, "--data", CALIB, "--device", "cpu", "--max-images", "8", "--json",
+    doc = json_doc(cli("diagnose", src, "--data", CALIB, "--device", "cpu", "--max-images", "4", "--json",
                        "--no-reference"))  # fmt: skip
     assert doc["arch"]["name"] == arch and set(doc["arch"]["candidates"]) == {"resnet18", "resnetblur18"}
     evidence = doc["arch"]["evidence"]
@@ -327,7 +327,7 @@ def test_undecided_tie_assumes_the_canonical_model_with_the_evidence(
 ) -> None:
     src = tmp_path / "fresh.safetensors"
     save_file(_state("resnet18", num_classes=10), str(src))  # fresh init: running stats 0 and 1, no memory
-    res = cli("diagnose", src, "--data", CALIB, "--device", "cpu", "--max-images", "16", "--json",
+    res = cli("diagnose", src, "--data", CALIB, "--device", "cpu", "--max-images", "4", "--json",
               "--no-reference")  # fmt: skip
     doc = json_doc(res)
     assert doc["arch"]["name"] == "resnet18" and doc["arch"]["certainty"] == "assumed"

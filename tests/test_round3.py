@@ -46,34 +46,38 @@ def vit_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_a_report_piped_into_reinit_with_the_checkpoint_named_is_read(
-    tmp_path: Path, resnet_doc: dict[str, Any]
+    cli: Any, tmp_path: Path, resnet_doc: dict[str, Any]
 ) -> None:
     """`diagnose m --json | reinit m -s auto` (the README's pipe, the checkpoint named): the report on
-    stdin is read, and auto does what it recommends."""
-    out = tmp_path / "auto.safetensors"
-    proc = plastic_process(
-        "reinit", RESNET, "--strategy", "auto", "-o", out, "--json", input=json.dumps(resnet_doc)
-    )
-    manifest = json_doc(Result(proc.code, proc.stdout, proc.stderr))
+    stdin is read, and auto does what it recommends. Stdin here is a file (in-process); a real pipe
+    runs in tests/test_reinit.py::test_shell_pipeline and tests/test_recommend.py."""
+    out, report = tmp_path / "auto.safetensors", tmp_path / "report.json"
+    report.write_text(json.dumps(resnet_doc))
+    res = cli("reinit", RESNET, "--strategy", "auto", "-o", out, "--json", stdin=report)
+    manifest = json_doc(res)
     start = resnet_doc["recommendation"]["options"]["from_block"]
-    assert manifest["options"]["from_block"] == start and manifest["changed"], proc.stderr
+    assert manifest["options"]["from_block"] == start and manifest["changed"], res.stderr
 
 
-def test_an_empty_pipe_with_the_checkpoint_named_never_says_pipe_a_report(tmp_path: Path) -> None:
+def test_an_empty_pipe_with_the_checkpoint_named_never_says_pipe_a_report(cli: Any, tmp_path: Path) -> None:
     """A failed diagnose before the pipe leaves stdin empty: the message says so, and does not tell the
     user to pipe a report (they did)."""
-    proc = plastic_process("reinit", RESNET, "-s", "auto", "-o", tmp_path / "o.safetensors", input="")
-    line = expect_error(proc, "the report on stdin is empty", "--data DIR")
+    empty = tmp_path / "empty"
+    empty.write_text("")
+    res = cli("reinit", RESNET, "-s", "auto", "-o", tmp_path / "o.safetensors", stdin=empty)
+    line = expect_error(res, "the report on stdin is empty", "--data DIR")
     assert "pipe" not in line.split("(")[0]
 
 
-def test_a_piped_report_of_another_checkpoint_names_both(tmp_path: Path, resnet_doc: dict[str, Any]) -> None:
+def test_a_piped_report_of_another_checkpoint_names_both(
+    cli: Any, tmp_path: Path, resnet_doc: dict[str, Any]
+) -> None:
     from tests.conftest import MOBILENET
 
-    proc = plastic_process(
-        "reinit", MOBILENET, "-s", "auto", "-o", tmp_path / "o.safetensors", input=json.dumps(resnet_doc)
-    )
-    expect_error(proc, f"made for {RESNET}", f"not {MOBILENET}")
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps(resnet_doc))
+    res = cli("reinit", MOBILENET, "-s", "auto", "-o", tmp_path / "o.safetensors", stdin=report)
+    expect_error(res, f"made for {RESNET}", f"not {MOBILENET}")
 
 
 def test_a_strategy_that_needs_no_report_never_reads_stdin(tmp_path: Path) -> None:
