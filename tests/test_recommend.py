@@ -18,7 +18,7 @@ from plastic.decide.recommend import RECOMMEND_AT, max_k, recommend, top_segment
 from plastic.decide.score import components, grad_median, saturation_score
 from plastic.errors import UsageError
 from plastic.measure.capture import reference_saturation
-from tests.conftest import CALIB, RESNET, ROOT, VIT_PT, Result, run_subprocess
+from tests.conftest import CALIB, RESNET, ROOT, VIT_PT, Result
 
 
 def test_reference_saturation_is_the_activations_own_healthy_level() -> None:
@@ -225,9 +225,12 @@ def _tensors(path: Path) -> dict[str, torch.Tensor]:
 def test_auto_follows_the_piped_report(
     cli: Callable[..., Result], tmp_path: Path, reports: dict[str, dict[str, Any]]
 ) -> None:
+    """The report on stdin, no checkpoint named (in-process with a file as stdin; the same through a
+    real shell pipe: tests/test_reinit.py::test_shell_pipeline)."""
     doc = reports["resnet"]
-    out = tmp_path / "auto.safetensors"
-    proc: Result = run_subprocess("reinit", "--strategy", "auto", "-o", out, "--json", stdin=json.dumps(doc))
+    out, report = tmp_path / "auto.safetensors", tmp_path / "report.json"
+    report.write_text(json.dumps(doc))
+    proc = cli("reinit", "--strategy", "auto", "-o", out, "--json", stdin=report)
     assert proc.code == 0, proc.stderr
     manifest = json.loads(proc.stdout)
     changed = {c["tensor"].rpartition(".")[0] for c in manifest["changed"]}
@@ -235,7 +238,7 @@ def test_auto_follows_the_piped_report(
     assert layers <= changed  # the segment's convs, plus the norms after them and the head
     assert all(m.startswith(("layer4.", "fc")) for m in changed), changed
     assert "as the report recommends" in proc.stderr and "verdict:" not in proc.stderr  # said once
-    # the same as asking for from-block at the recommended stage (in-process: the pipe was tested above)
+    # the same as asking for from-block at the recommended stage
     same = tmp_path / "from.safetensors"
     start = doc["recommendation"]["options"]["from_block"]
     proc2 = cli("reinit", RESNET, "--strategy", "from-block", "--from", start, "-o", same)

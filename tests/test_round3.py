@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -80,19 +79,33 @@ def test_a_piped_report_of_another_checkpoint_names_both(
     expect_error(res, f"made for {RESNET}", f"not {MOBILENET}")
 
 
-def test_a_strategy_that_needs_no_report_never_reads_stdin(tmp_path: Path) -> None:
-    """A wrapper holding stdin open (never closed) must not make `reinit CKPT -s head` wait."""
+def test_a_strategy_that_needs_no_report_never_reads_stdin(
+    cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wrapper holding stdin open (a pipe never closed, no EOF) must not make `reinit CKPT -s head`
+    wait. In-process, in a thread, with a real pipe as stdin; closing the pipe afterwards ends a read
+    that should not have happened, so a failure cannot hang the suite."""
+    import os
+    import threading
+
     out = tmp_path / "head.safetensors"
-    t0 = time.monotonic()
-    with subprocess.Popen(
-        [sys.executable, "-m", "plastic", "reinit", str(RESNET), "-s", "head", "-o", str(out)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    ) as proc:  # fmt: skip
-        try:
-            code = proc.wait(timeout=120)  # stdin stays open the whole time
-        finally:
-            proc.kill()
-    assert code == 0 and out.exists() and time.monotonic() - t0 < 120
+    read_end, write_end = os.pipe()
+    stdin = os.fdopen(read_end, encoding="utf-8")
+    monkeypatch.setattr(sys, "stdin", stdin)
+    codes: list[int] = []
+    worker = threading.Thread(
+        target=lambda: codes.append(cli("reinit", RESNET, "-s", "head", "-o", out).code)
+    )
+    try:
+        worker.start()
+        worker.join(timeout=120)
+        waited = worker.is_alive()
+    finally:
+        os.close(write_end)  # EOF: a stray read returns now
+        worker.join()
+        monkeypatch.undo()
+        stdin.close()
+    assert not waited and codes == [0] and out.exists()
 
 
 # --- 2. block names as the file names them ---------------------------------------------------------------
