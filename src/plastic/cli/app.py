@@ -346,7 +346,7 @@ def diagnose(
             "--trial",
             help="After the statistics, race the candidate starts (fine-tune, the rule's pick, the top "
             "stage, one stage deeper) at 1x and 3x the rate in short fine-tuning runs on the labelled "
-            "images, and follow the winner when it is clearly better (README: The trial).",
+            "images, and follow the winner when it is clearly better (docs/commands.md: The trial).",
         ),
     ] = False,
     trial_data: Annotated[

@@ -1,6 +1,6 @@
 """What to do with a diagnosed checkpoint: re-initialize a top segment of it, or fine-tune it as is.
 
-The rule (README, "The recommendation"):
+The rule (docs/commands.md, "The recommendation"):
 
 - A layer has lost plasticity when its saturation score (its excess over the same layer freshly
   initialised) is at least ``RECOMMEND_AT`` (0.10).

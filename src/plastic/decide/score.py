@@ -1,6 +1,6 @@
 """The saturation score: one number in [0, 1] per layer that ranks layers for re-initialization.
 
-The formula lives here and only here (README, "The saturation score", explains it). Each signal is
+The formula lives here and only here (docs/commands.md, "The saturation score", explains it). Each signal is
 turned into a "loss of plasticity" component in [0, 1], higher = worse, 0 = as plastic as a freshly
 initialised layer. diagnose measures the same architecture freshly initialised (seeded, its own timm
 init) in the same pass on the same images, and each component is the checkpoint's *excess over that

@@ -2,8 +2,9 @@
 forward with the statistics hooks on and one backward of the probe loss from that same forward.
 
 diagnose measures the checkpoint's model in this pass and, with ``--reference``, the same architecture
-freshly initialised beside it (README, "The saturation score"); all models see the same images in the
-same batches. reinit's ``--utility gradient`` runs it too. Per model the pass keeps, on the device:
+freshly initialised beside it (docs/commands.md, "The saturation score"); all models see the same
+images in the same batches. reinit's ``--utility gradient`` runs it too. Per model the pass keeps,
+on the device:
 
 - the :class:`~plastic.measure.capture.Capture` sums (dormant/dead/saturation/pooled features/attention);
 - dL/dW in each layer weight's ``.grad``, where L is the summed cross-entropy of a fresh seeded linear

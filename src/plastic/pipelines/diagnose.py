@@ -164,7 +164,8 @@ def diagnose(
         in_chans: Input channels (1: grayscale); default: the config's, else the stem's.
         reference: Score each layer by its excess over a fresh model (``False``: absolute scores).
         trial: After the statistics, race the candidate starts and rates in short fine-tuning runs on
-            the labelled images and follow the winner when it is clearly better (README, "The trial").
+            the labelled images and follow the winner when it is clearly better (docs/commands.md,
+            "The trial").
         trial_data: A class-subfolder folder for the trial (default: ``data``); implies ``trial``.
         trial_budget: The trial's full budget per candidate in optimizer steps (default: 4 passes over
             its training part, 40 to 400).
@@ -259,7 +260,7 @@ def _diagnose(
         check_heads(model)  # a backbone is refused before the pass, not after it
     # the reference: the same architecture freshly initialised with its own timm init (seeded), measured
     # in the same pass on the same batches: what a healthy layer shows on these images. Each component
-    # of the score is the excess over it (README, "The saturation score")
+    # of the score is the excess over it (docs/commands.md, "The saturation score")
     assert built.spec is not None
     reference = fresh_model(built.spec, seed=seed).to(dev) if with_reference else None
     t_build = time.perf_counter() - t0

@@ -158,7 +158,7 @@ def diagnose_model(
         reference: Score each layer by its excess over the same architecture freshly initialised
             (default: when the architecture is known); ``True`` without one is an error.
         progress: Called with (phase, done, total) image counts (optimizer steps for the trial).
-        trial: Race the candidate starts and rates on these images and their labels (README, "The
+        trial: Race the candidate starts and rates on these images and their labels (docs/commands.md, "The
             trial"); the model itself is not trained (candidates are copies).
         trial_budget: The trial's optimizer steps per candidate (default: 4 passes, 40 to 400).
 
