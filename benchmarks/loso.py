@@ -49,7 +49,7 @@ THRESHOLDS = (0.05, 0.075, 0.10, 0.15, 0.20, 0.30)
 SHARES = (0.25, 0.5)
 SHIPPED = (RECOMMEND_AT, TOP_SHARE, True)
 # Variants whose mean training regret is within this of the best are tied (the runs' own noise: fine-tune's
-# std over seeds is 0.2-0.6 points): the tie goes to the variant nearest the shipped rule.
+# std over seeds is 0.2-0.6 points): the tie goes to the simplest variant (see fit).
 TIE = 0.0025
 
 

@@ -352,6 +352,10 @@ def _check_fits(text: str, width: int, command: str) -> None:
     if command == "diagnose":
         assert {"rank", "layer", "score", "why"} <= set(titles)
         assert len(rows) == 15  # one line per layer: nothing wrapped
+        # the summary's calibration and time lines wrap at the width (issue 32: they were 101 and 133)
+        summary = [ln for ln in lines if ln.startswith(("model:", "calibration:", "time:", "  "))]
+        long = [ln for ln in summary if len(ln) > width and " " in ln.strip() and "plastic " not in ln]
+        assert not long, long
 
 
 def test_tables_fit_the_terminal(cli: Callable[..., Result], tmp_path: Path) -> None:

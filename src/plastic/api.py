@@ -53,7 +53,8 @@ def reinit_checkpoint(
         data: A calibration folder: run the diagnosis here when the strategy needs one and no report
             is given (and the gradient probe of ``Options(utility="gradient")``).
         key: The entry of a training checkpoint that holds the weights.
-        arch: A timm architecture name (the report's, when there is one).
+        arch: The architecture (a timm name, ``torchvision:NAME``, ``transformers:CLASS``; the
+            report's, when there is one).
         in_chans: Input channels, as for ``diagnose_checkpoint``.
         force: Overwrite an existing output (never an input without it).
         dry_run: Plan and report what would change; write nothing.

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Mapping
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
@@ -18,9 +18,6 @@ from plastic import __version__
 from plastic.cli import parse
 from plastic.measure.defaults import DEFAULT_BATCH_SIZE, DEFAULT_MAX_IMAGES, DEFAULT_TAU
 from plastic.reinit.options import Options, Unit, Utility, Value
-
-if TYPE_CHECKING:
-    pass
 
 DEFAULT_OPTIONS = Options()
 

@@ -294,16 +294,31 @@ def _wrapped(label: str, text: str, width: int | None) -> list[str]:
     )  # fmt: skip
 
 
+def _fitted(line: str, width: int | None) -> list[str]:
+    """A summary line wrapped at ``width`` (continuations indented; a path is never split), or whole
+    (None: markdown and HTML)."""
+    import textwrap
+
+    if width is None or len(line) <= width:
+        return [line]
+    return textwrap.wrap(
+        line, width=max(width, 40), subsequent_indent="  ", break_long_words=False, break_on_hyphens=False
+    )
+
+
 def _diag_summary(doc: Mapping[str, Any], show_all: bool, width: int | None = None) -> list[str]:
     cal, arch, cfg = doc["calibration"], doc["arch"], doc["data_config"]
     ranked = sum(1 for la in doc["layers"] if la["rank"] is not None)
     lines = [
         f"model: {arch['name']} ({arch_origin(arch['source'])}) on {doc['device']}"
         + (" with bf16 autocast" if doc["amp"] else ""),
-        f"calibration: {cal['images_used']} images from {cal['path']} "
-        f"({cal['images_skipped']} skipped, labels: {cal['labels']}), "
-        f"input {'x'.join(map(str, cfg['input_size']))}",
-        _timing_line(doc["timing"], bool(doc["options"].get("reference"))),
+        *_fitted(
+            f"calibration: {cal['images_used']} images from {cal['path']} "
+            f"({cal['images_skipped']} skipped, labels: {cal['labels']}), "
+            f"input {'x'.join(map(str, cfg['input_size']))}",
+            width,
+        ),
+        *_fitted(_timing_line(doc["timing"], bool(doc["options"].get("reference"))), width),
     ]
     if not show_all and ranked > DEFAULT_TOP:
         lines.append(f"showing the top {DEFAULT_TOP} of {ranked} ranked layers; --all shows every layer")

@@ -1,7 +1,8 @@
 """The JSON documents, typed: what ``inspect --json``, ``diagnose --json`` and ``reinit --json`` print.
 
 These are the real data model between the commands (reinit reads a diagnose document back), so they
-are spelled out once, here; ``reports`` builds and validates them. Keys are never renamed or removed
+are spelled out once, here; ``plastic.pipelines.documents`` builds them and ``reports`` validates
+them when they are read back. Keys are never renamed or removed
 without bumping ``SCHEMA_VERSION``. No torch here: ``inspect`` and ``--help`` import this module.
 """
 

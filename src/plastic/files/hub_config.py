@@ -22,7 +22,6 @@ from plastic.errors import CheckpointError
 
 CONFIG_NAME = "config.json"
 PREPROCESSOR_NAME = "preprocessor_config.json"
-WEIGHT_NAMES = ("model.safetensors", "pytorch_model.bin")
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import functools
 import os
 import random
 import stat
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,10 +33,6 @@ class CalibSet:
     class_names: list[str]
     found: int  # images found before the --max-images cap
     skipped: list[tuple[Path, str]] = field(default_factory=list)  # filled while decoding
-
-
-def _visible(parts: Sequence[str]) -> bool:
-    return not any(p.startswith(".") for p in parts)
 
 
 def scan_folder(root: str | Path, *, max_images: int = 256, seed: int = 0) -> CalibSet:

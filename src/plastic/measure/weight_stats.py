@@ -26,8 +26,6 @@ METRIC_NAMES = (
     "dead_norm_channels",
     "nonfinite",
 )
-# Computed only when asked (inspect --stable-rank): ~6x the cost of all the others together.
-OPT_IN = frozenset({"weight_stable_rank"})
 NEAR_ZERO_REL = 0.01  # |w| < 0.01 * RMS(w) counts as near zero
 DEAD_GAIN = 1e-3  # |gamma| < 1e-3 silences a channel
 # ||W||_2 by randomized block Krylov: 16 start vectors, 4 products with W W^T (see stable_rank).

@@ -149,7 +149,8 @@ def diagnose(
         path: The checkpoint (any layout ``inspect_checkpoint`` reads).
         data: A folder of calibration images from the target dataset; class subfolders give labels.
         key: The entry of a training checkpoint that holds the weights.
-        arch: A timm architecture name; otherwise the file's, else recognised from its tensors.
+        arch: The architecture (a timm name, ``torchvision:NAME``, ``transformers:CLASS``); otherwise
+            the file's, else recognised from its tensors.
         device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         amp: bf16 autocast on CUDA.
         max_images: At most this many images (a seeded sample spread over the classes).

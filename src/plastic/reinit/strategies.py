@@ -195,7 +195,7 @@ def layers_by_glob(ctx: Context) -> Plan:
     return plan
 
 
-@register_strategy("head", "the classifier (timm get_classifier)")
+@register_strategy("head", "the classifier (the model family's own head)")
 def head(ctx: Context) -> Plan:
     modules = ctx.classifier_modules()
     if not modules and ctx.structure is not None:  # the architecture is known and has no head
@@ -221,7 +221,7 @@ def head(ctx: Context) -> Plan:
 
 @register_strategy(
     "from-block",
-    "every layer from block --from NAME up, head included (timm group order)",
+    "every layer from block --from NAME up, head included (the model's stage order)",
     uses=("value", "from_block"),
 )
 def from_block(ctx: Context) -> Plan:
