@@ -534,7 +534,8 @@ def block_name(members: list[str]) -> str:
 
 
 def _grouped(model: nn.Module, layers: Collection[str], coarse: bool) -> Iterator[tuple[int, list[str]]]:
-    """(group id, its measured layers in model order) for each of timm's groups that holds any."""
+    """(group id, its measured layers in model order) for each of the model's groups (its family
+    backend's; timm's ``group_matcher``) that holds any."""
     for gid, members in sorted(model_groups(model, coarse=coarse).items()):
         names = [m for m in members if m in layers]
         if names:
@@ -542,7 +543,8 @@ def _grouped(model: nn.Module, layers: Collection[str], coarse: bool) -> Iterato
 
 
 def _block_table(model: nn.Module, layers: list[LayerDiagnosis]) -> list[BlockDiagnosis]:
-    """timm's own grouping (``group_matcher``: stem / stages / blocks / head) with mean layer scores."""
+    """The model's grouping (stem / stages / blocks / head, from its family backend; timm's own
+    ``group_matcher``) with mean layer scores."""
     by_name = {r.name: r for r in layers}
     blocks = []
     for gid, names in _grouped(model, by_name, coarse=False):
