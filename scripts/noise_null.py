@@ -20,7 +20,6 @@ import statistics
 import sys
 import tempfile
 import time
-import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -31,31 +30,13 @@ sys.path[:0] = [str(ROOT / "scripts"), str(ROOT / "benchmarks")]
 
 
 def _make(family: str, name: str, folder: Path) -> tuple[Path, int | None]:
-    """Save one fresh model of ``family`` (the global seed already set); its input size when fixed here."""
-    import torch
-    from sweep_families import TIMM, transformers_models
+    """Save one fresh model of ``family`` as the family sweep does (the global seed already set); its
+    input size when the sweep fixes one."""
+    import sweep_families
 
-    if family == "timm":
-        import timm
-        from safetensors.torch import save_file
-
-        model = timm.create_model(name, num_classes=10)
-        path = folder / f"{name}.safetensors"
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
-        return path, TIMM[name]
-    if family == "torchvision":
-        import torchvision
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model = torchvision.models.get_model(name, weights=None, num_classes=10)
-        path = folder / f"{name}.pth"
-        torch.save(model.state_dict(), path)
-        return path, None
-    model = transformers_models()[name]()
-    path = folder / name
-    model.save_pretrained(path)
-    return path, None
+    maker = {"timm": sweep_families._timm, "torchvision": sweep_families._torchvision}.get(family)
+    path, _check = (maker or sweep_families._transformers)(name, folder)
+    return path, sweep_families.TIMM.get(name) if family == "timm" else None
 
 
 def collect(family: str, seeds: Sequence[int], out: Path, only: Sequence[str] = ()) -> None:
@@ -97,24 +78,17 @@ def collect(family: str, seeds: Sequence[int], out: Path, only: Sequence[str] = 
 
 
 def rescore(layers: Iterable[Mapping[str, Any]], images: int) -> list[dict[str, Any]]:
-    """The layers with components and score recomputed by the shipped formulas (as diagnose does)."""
-    from plastic.decide import score
-    from plastic.measure.data_metrics import rank_ceiling
+    """The layers with components and score recomputed by diagnose's own ``score_rows``."""
+    from plastic.pipelines.diagnose import LayerDiagnosis, score_rows
 
-    rows = list(layers)
-    body = [la for la in rows if not la["classifier"]]
-    median = score.grad_median(g for la in body if (g := la["metrics"].get("grad_ratio")) is not None)
-    ref_median = score.grad_median(
-        g for la in body if (g := (la.get("reference") or {}).get("grad_ratio")) is not None
-    )
-    out = []
-    for la in rows:
-        parts = score.components(
-            la["metrics"], rank_ceiling=rank_ceiling(images, la["units"]), grad_median=median,
-            reference=la.get("reference") or None, ref_grad_median=ref_median, units=la["units"],
-        )  # fmt: skip
-        out.append({**la, "components": parts, "score": score.saturation_score(parts)})
-    return out
+    given = list(layers)
+    rows = [
+        LayerDiagnosis(la["name"], "", la["units"], 0, "", None, la["classifier"], la["metrics"],
+                       reference=la.get("reference") or {})
+        for la in given
+    ]  # fmt: skip
+    score_rows(rows, images)
+    return [{**la, "components": r.components, "score": r.score} for la, r in zip(given, rows, strict=True)]
 
 
 def null_flags(paths: Sequence[Path]) -> tuple[int, dict[tuple[Any, ...], str]]:

@@ -281,29 +281,22 @@ def verdict(rec: Mapping[str, Any], trial: Mapping[str, Any] | None = None) -> s
     return f"verdict: {text if len(text) <= room else text[: room - 3] + '...'}{low}"
 
 
-def _wrapped(label: str, text: str, width: int | None) -> list[str]:
-    """``  label: text`` as lines of at most ``width`` (None: one line, for markdown and HTML)."""
+def _fitted(text: str, width: int | None, first: str = "", rest: str = "  ") -> list[str]:
+    """``first + text`` as lines of at most ``width``, continuations indented by ``rest`` (a path or a
+    number is never split); one line when ``width`` is None (markdown and HTML)."""
     import textwrap
 
-    first = f"  {label}: "
     if width is None:
         return [first + text]
     return textwrap.wrap(
-        text, width=max(width, 40), initial_indent=first, subsequent_indent="    ",
+        text, width=max(width, 40), initial_indent=first, subsequent_indent=rest,
         break_long_words=False, break_on_hyphens=False,
     )  # fmt: skip
 
 
-def _fitted(line: str, width: int | None) -> list[str]:
-    """A summary line wrapped at ``width`` (continuations indented; a path is never split), or whole
-    (None: markdown and HTML)."""
-    import textwrap
-
-    if width is None or len(line) <= width:
-        return [line]
-    return textwrap.wrap(
-        line, width=max(width, 40), subsequent_indent="  ", break_long_words=False, break_on_hyphens=False
-    )
+def _wrapped(label: str, text: str, width: int | None) -> list[str]:
+    """``  label: text`` as lines of at most ``width`` (None: one line, for markdown and HTML)."""
+    return _fitted(text, width, first=f"  {label}: ", rest="    ")
 
 
 def _diag_summary(doc: Mapping[str, Any], show_all: bool, width: int | None = None) -> list[str]:

@@ -486,6 +486,17 @@ def _layer_table(
         row.reference = ref_metrics
         row.dormant_units = dormant_units(site, tau) if site is not None else []
         rows.append(row)
+    score_rows(rows, n_images)
+    ranked = sorted((r for r in rows if not r.classifier and r.score is not None), key=lambda r: -r.score)  # type: ignore[operator]
+    for i, r in enumerate(ranked, 1):
+        r.rank = i
+    return rows
+
+
+def score_rows(rows: list[LayerDiagnosis], n_images: int) -> None:
+    """Each row's components and score from its metrics and its reference's, the gradients taken
+    relative to each model's median body layer (``scripts/noise_null.py`` rescores stored reports
+    through this same function)."""
     body = [r for r in rows if not r.classifier]
     median = grad_median(g for r in body if (g := r.metrics.get("grad_ratio")) is not None)
     ref_median = grad_median(g for r in body if (g := r.reference.get("grad_ratio")) is not None)
@@ -496,10 +507,6 @@ def _layer_table(
             ref_grad_median=ref_median, units=r.units,
         )  # fmt: skip
         r.score = saturation_score(r.components)
-    ranked = sorted((r for r in body if r.score is not None), key=lambda r: -r.score)  # type: ignore[operator]
-    for i, r in enumerate(ranked, 1):
-        r.rank = i
-    return rows
 
 
 def _metrics(
