@@ -7,8 +7,8 @@ import timm
 import torch
 from torch import nn
 
-from plastic.measure.capture import capture
-from plastic.measure.data_metrics import dormant_frac, feature_ranks, site_metrics
+from plastic.measure.capture import FeatureRows, capture
+from plastic.measure.data_metrics import dormant_frac, feature_ranks, gram_ranks, site_metrics
 from plastic.model.modules import find_act_sites
 
 
@@ -108,6 +108,72 @@ def test_feature_rank_of_known_rank() -> None:
     erank, srank = feature_ranks(feats)
     assert erank == pytest.approx(5.0, rel=1e-6) and srank == 5
     assert feature_ranks(torch.zeros(10, 4)) == (0.0, 0)
+
+
+@pytest.mark.parametrize("rank", [12, 5])
+def test_rows_folded_into_their_gram_keep_the_ranks(rank: int) -> None:
+    """Past 2 x C' rows the rows become their Gram matrix: the same singular values, so the same ranks
+    (a full-rank matrix to float64 rounding; a rank-deficient one to 1e-6, where the zero singular
+    values come back as square roots of rounding, ~1e-8 of the largest)."""
+    gen = torch.Generator().manual_seed(0)
+    feats = torch.randn(60, rank, generator=gen) @ torch.randn(rank, 12, generator=gen)  # (60, 12)
+    rows = FeatureRows(12, expect=60, device=torch.device("cpu"))
+    for chunk in feats.split(4):  # 24 rows fill the buffer; the 25th folds it
+        rows.add(chunk)
+    assert rows.gram is not None and rows.buffer is None and rows.n == 60
+    erank, srank = gram_ranks(rows.gram)
+    want_erank, want_srank = feature_ranks(feats)
+    assert erank == pytest.approx(want_erank, rel=1e-9 if rank == 12 else 1e-6)
+    assert srank == want_srank <= rank
+
+
+def test_what_a_site_keeps_does_not_grow_with_the_images() -> None:
+    """The bytes a capture holds after 40 images and after 400 are the same (rows folded at 2 x C',
+    saturation counted, not sampled and kept); the metrics still read every image."""
+
+    def held(n: int) -> tuple[int, dict[str, float | None]]:
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 6, 3), nn.GELU())
+        x = torch.randn(n, 3, 12, 12, generator=torch.Generator().manual_seed(1))
+        sites = find_act_sites(model, x[:2])
+        with torch.no_grad(), capture(model, sites, images=n) as cap:
+            for xs in x.split(4):
+                model(xs)
+        site = cap.sites["0"]
+        assert site.rows is not None and site.flat is not None
+        tensors = [site.abs_sum, site.flat, site.rows.buffer, site.rows.gram]
+        nbytes = sum(t.numel() * t.element_size() for t in tensors if t is not None)
+        return nbytes, site_metrics(site, model[1])
+
+    small, m40 = held(40)
+    big, m400 = held(400)
+    assert small == big == 8 * 4 + 8 + 8 * 8 * 8  # (8,) float32 sums, () int64 count, (8, 8) float64 Gram
+    assert m400["saturated_frac"] is not None and 0.3 < m400["saturated_frac"] < 0.7  # ReLU on N(0, s)
+    assert m40["feature_erank"] is not None and m400["feature_erank"] is not None
+
+
+def test_the_saturation_count_equals_the_fraction_over_all_samples() -> None:
+    """Counting flat derivatives call by call gives exactly the fraction over the samples pooled."""
+    from plastic.measure.capture import flat_fraction, sample_step
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 32), nn.Tanh())
+    with torch.no_grad():
+        model[0].weight.mul_(8)  # a good part of tanh's inputs saturated
+    x = torch.randn(30, 16, generator=torch.Generator().manual_seed(2))
+    got = _measure_chunked(model, x, 7)["0"]["saturated_frac"]
+    pre = [model[0](xs).detach().reshape(-1) for xs in x.split(7)]
+    pooled = torch.cat([p[:: sample_step((len(p) // 32, 32))] for p in pre])
+    assert got == flat_fraction(model[1], pooled)
+
+
+def _measure_chunked(model: nn.Module, x: torch.Tensor, chunk: int) -> dict[str, dict[str, float | None]]:
+    sites = find_act_sites(model, x[:2])
+    with torch.no_grad(), capture(model, sites, images=len(x)) as cap:
+        for xs in x.split(chunk):
+            model(xs)
+    mods = dict(model.named_modules())
+    return {name: site_metrics(site, mods.get(sites.get(name, ""))) for name, site in cap.sites.items()}
 
 
 def test_feature_rank_through_a_layer() -> None:

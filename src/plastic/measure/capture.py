@@ -1,8 +1,10 @@
 """Activation capture: forward hooks that accumulate per-unit statistics on the device.
 
 Hooks live in :func:`capture`, a context manager that removes them (and restores attention flags and
-train/eval mode) in ``finally``. Nothing but running sums per unit and pooled (N, C) feature rows is
-kept; full activation tensors are never stored.
+train/eval mode) in ``finally``. What a site keeps does not grow with the number of images: running sums
+per unit, a running count of flat derivatives, and the pooled feature rows in a buffer of at most twice
+as many rows as units, folded into their (C', C') Gram matrix when it fills (the same singular values).
+Full activation tensors are never stored.
 
 Which tensor is measured for a layer (docs/methods.md, "Terms": activation site): the output of the
 elementwise non-linearity that follows it, found at run time as the first activation module called after the
@@ -15,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -29,17 +31,20 @@ SATURATION_SAMPLE = 1 << 15  # values per activation call on which the derivativ
 
 @dataclass
 class SiteStats:
-    """Running sums for one layer's activation site, all on the layer's device."""
+    """Running statistics for one layer's activation site, all on the layer's device; their size is
+    fixed by the layer, not by the number of images."""
 
     layer: str
     units: int
     channels_last: bool  # linear layers: units on the last dim; convs: dim 1
     abs_sum: torch.Tensor | None = None  # (C,) float32: sum of |h| over images and positions
     count: int = 0  # values per unit seen
-    sat_inputs: list[torch.Tensor] = field(default_factory=list)  # sampled inputs of the activation
-    pooled: list[torch.Tensor] = field(default_factory=list)  # (B, C') spatially pooled rows
+    flat: torch.Tensor | None = None  # () int64: sampled activation inputs with |f'| < SATURATION_SLOPE
+    sampled: int = 0  # activation inputs sampled for the saturation
+    rows: FeatureRows | None = None  # the pooled (N, C') feature rows, or their Gram matrix
     rank_units: torch.Tensor | None = None  # (C',) indices of units kept for the rank
     site: str = ""  # the module measured: the activation's name, or the layer's own
+    expect: int = 0  # images the pass will show (0: unknown): sizes the row buffer
 
     def add(self, h: torch.Tensor) -> None:
         h = h.detach()  # (B, C, *spatial) for convs, (B, [tokens,] C) for linear layers
@@ -58,22 +63,92 @@ class SiteStats:
             if self.rank_units is None:
                 self.rank_units = _rank_units(self.units, h.device)
             pooled = pooled.index_select(1, self.rank_units)
-        self.pooled.append(pooled)
+        if self.rows is None:
+            self.rows = FeatureRows(pooled.shape[1], self.expect, pooled.device)
+        self.rows.add(pooled)
 
-    def add_saturation_sample(self, x: torch.Tensor) -> None:
-        """Keep an evenly strided sample of the activation's input; derivatives come at the end."""
-        flat = x.detach().reshape(-1)
-        self.sat_inputs.append(flat[:: sample_step(tuple(x.shape))].clone())
+    def add_saturation_sample(self, module: nn.Module, x: torch.Tensor) -> None:
+        """Count the flat derivatives on an evenly strided sample of the activation's input, now: the
+        input itself is not kept (an in-place activation overwrites it right after this call)."""
+        flat = x.detach().reshape(-1)[:: sample_step(tuple(x.shape))]  # (<= SATURATION_SAMPLE,)
+        n = flat_count(module, flat)
+        self.flat = n if self.flat is None else self.flat.add_(n)
+        self.sampled += flat.numel()
 
-    def saturation(self, module: nn.Module) -> float | None:
+    def saturation(self) -> float | None:
         """Fraction of sampled inputs where the module's own derivative is flat (|f'| < 0.01).
 
         Autograd through ``module.forward`` (exact for elementwise functions, whatever they are); a
-        fraction estimated from 32,768 values per batch has a standard error below 0.003.
+        fraction estimated from 32,768 values per forward call has a standard error below 0.003.
         """
-        if not self.sat_inputs:
+        if self.flat is None or not self.sampled:
             return None
-        return flat_fraction(module, torch.cat(self.sat_inputs))
+        return int(self.flat) / self.sampled
+
+    @property
+    def device(self) -> torch.device | None:
+        return None if self.abs_sum is None else self.abs_sum.device
+
+
+class FeatureRows:
+    """The pooled feature rows of one site, in memory that stops growing at ``2 * C'`` rows.
+
+    Rows go into one buffer allocated once (so the pass does not scatter small lasting allocations
+    between its large short-lived ones, which fragments the CPU heap). Once more than ``2 * C'`` rows
+    arrive, the buffer is folded into the uncentred Gram matrix ``G = F^T F`` (float64, the buffer's own
+    size in bytes) and later rows are added to it: ``G``'s eigenvalues are the squared singular values
+    of ``F``, so the ranks read from it equal the rows' to float64 rounding.
+    """
+
+    def __init__(self, units: int, expect: int, device: torch.device) -> None:
+        self.units = units
+        self.capacity = 2 * units if expect <= 0 else max(1, min(expect, 2 * units))
+        self.buffer: torch.Tensor | None = None  # (capacity, C') float32
+        self.n = 0  # rows seen
+        self.gram: torch.Tensor | None = None  # (C', C') float64, once folded
+        self.device = device
+
+    def add(self, pooled: torch.Tensor) -> None:
+        pooled = pooled.float()  # (B, C')
+        b = pooled.shape[0]
+        if self.gram is None and self.n + b > self.capacity:
+            if self.n + b <= 2 * self.units:  # more images than announced: a larger buffer
+                self.capacity = 2 * self.units
+                self.buffer = _grown(self.buffer, self.n, self.capacity, self.units, pooled.device)
+            else:
+                self.gram = _gram(self.matrix())
+                self.buffer = None
+        if self.gram is not None:
+            self.gram.add_(_gram(pooled))
+        else:
+            if self.buffer is None:
+                self.buffer = torch.empty(self.capacity, self.units, device=pooled.device)
+            self.buffer[self.n : self.n + b] = pooled
+        self.n += b
+
+    def matrix(self) -> torch.Tensor:
+        """(N, C') float32: the rows themselves (before the fold)."""
+        if self.buffer is None:
+            return torch.zeros(0, self.units, device=self.device)
+        return self.buffer[: self.n]
+
+    def finite(self) -> bool:
+        held = self.gram if self.gram is not None else self.matrix()
+        return bool(torch.isfinite(held).all())
+
+
+def _gram(rows: torch.Tensor) -> torch.Tensor:
+    r = rows.double()  # (B, C'): float32 products are exact in float64
+    return r.T @ r  # (C', C')
+
+
+def _grown(
+    buffer: torch.Tensor | None, n: int, capacity: int, units: int, device: torch.device
+) -> torch.Tensor:
+    out = torch.empty(capacity, units, device=device)
+    if buffer is not None:
+        out[:n] = buffer[:n]
+    return out
 
 
 def _abs_sums(h: torch.Tensor, unit_dim: int, others: tuple[int, ...]) -> torch.Tensor:
@@ -101,13 +176,19 @@ def sample_step(shape: tuple[int, ...]) -> int:
     return step
 
 
-def flat_fraction(module: nn.Module, x: torch.Tensor) -> float:
-    """Fraction of the 1-D inputs ``x`` where ``module``'s derivative is below ``SATURATION_SLOPE``."""
-    with torch.enable_grad():
+def flat_count(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """() int64 on ``x``'s device: how many of the 1-D inputs ``x`` meet a derivative of ``module``
+    below ``SATURATION_SLOPE``; in float32 whatever the pass's autocast (so CPU and AMP agree)."""
+    with torch.enable_grad(), torch.autocast(x.device.type, enabled=False):
         xg = x.detach().float().requires_grad_(True)
         y = module.forward(xg * 1.0)  # .forward: no hooks; "* 1.0": in-place activations spare the leaf
         (grad,) = torch.autograd.grad(y.sum(), xg)
-    return float((grad.abs() < SATURATION_SLOPE).double().mean())
+    return (grad.abs() < SATURATION_SLOPE).sum()
+
+
+def flat_fraction(module: nn.Module, x: torch.Tensor) -> float:
+    """Fraction of the 1-D inputs ``x`` where ``module``'s derivative is below ``SATURATION_SLOPE``."""
+    return int(flat_count(module, x)) / max(x.numel(), 1)
 
 
 def reference_saturation(module: nn.Module, device: torch.device | str = "cpu") -> float:
@@ -155,12 +236,17 @@ class Capture:
 
 
 @contextmanager
-def capture(model: nn.Module, act_sites: dict[str, str], *, saturation: bool = True) -> Iterator[Capture]:
-    """Hooks that fill a :class:`Capture` during forwards inside the ``with`` block."""
+def capture(
+    model: nn.Module, act_sites: dict[str, str], *, saturation: bool = True, images: int = 0
+) -> Iterator[Capture]:
+    """Hooks that fill a :class:`Capture` during forwards inside the ``with`` block; ``images``: how many
+    the forwards will show, if known (it sizes the feature-row buffers; more are handled too)."""
     layers = layers_of(model)
     modules = dict(model.named_modules())
     sites = {
-        name: SiteStats(name, units_of(m), isinstance(m, nn.Linear), site=act_sites.get(name, name))
+        name: SiteStats(
+            name, units_of(m), isinstance(m, nn.Linear), site=act_sites.get(name, name), expect=images
+        )
         for name, m in layers.items()
     }
     attention: dict[str, AttnStats] = {}
@@ -198,9 +284,9 @@ def capture(model: nn.Module, act_sites: dict[str, str], *, saturation: bool = T
     def on_act_input(stats: SiteStats):  # type: ignore[no-untyped-def]
         # before the call: an in-place activation (ReLU(inplace=True), SiLU(inplace=True)) overwrites
         # its input, so a hook after it would see f(x) where the derivative needs x
-        def hook(_m: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        def hook(m: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
             if inputs and mine(stats) and fits(stats, inputs[0]):
-                stats.add_saturation_sample(inputs[0])
+                stats.add_saturation_sample(m, inputs[0])
 
         return hook
 

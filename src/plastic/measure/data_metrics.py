@@ -56,7 +56,17 @@ def feature_ranks(feats: torch.Tensor) -> tuple[float, int]:
     erank = exp(entropy of sigma / sum sigma) (Roy & Vetterli 2007); srank99 = smallest k whose top-k
     singular values hold 99% of their sum (Kumar et al. 2020).
     """
-    sigma = torch.linalg.svdvals(feats.double())
+    return _ranks(torch.linalg.svdvals(feats.double()))
+
+
+def gram_ranks(gram: torch.Tensor) -> tuple[float, int]:
+    """:func:`feature_ranks` of ``F`` from its (C, C) Gram matrix ``F^T F``: the singular values are the
+    square roots of its eigenvalues (rounding can leave the zero ones slightly negative: clamped)."""
+    lam = torch.linalg.eigvalsh(gram.double()).flip(0)  # (C,) descending
+    return _ranks(lam.clamp_min(0).sqrt())
+
+
+def _ranks(sigma: torch.Tensor) -> tuple[float, int]:
     total = sigma.sum()
     if float(total) == 0.0:
         return 0.0, 0
@@ -78,15 +88,15 @@ def site_metrics(site: SiteStats, act: nn.Module | None, tau: float = DEFAULT_TA
     out["dormant_frac"] = dormant_frac(site.abs_sum, site.count, tau)
     out["dead_frac"] = dead_frac(site.abs_sum)
     if act is not None:
-        out["saturated_frac"] = site.saturation(act)
+        out["saturated_frac"] = site.saturation()
         if out["saturated_frac"] is not None:
-            out["saturated_ref"] = reference_saturation(act, site.sat_inputs[0].device)
-    feats = torch.cat(site.pooled)  # (N, C')
-    if not bool(torch.isfinite(feats).all()):
+            out["saturated_ref"] = reference_saturation(act, site.abs_sum.device)
+    rows = site.rows
+    if rows is None or not rows.n or not rows.finite():
         return out  # an SVD of inf or NaN does not converge; the ranks stay null
-    erank, srank = feature_ranks(feats)
+    erank, srank = feature_ranks(rows.matrix()) if rows.gram is None else gram_ranks(rows.gram)
     out["feature_erank"] = erank
-    out["feature_erank_per_unit"] = erank / feats.shape[1]
+    out["feature_erank_per_unit"] = erank / rows.units
     out["feature_srank99"] = float(srank)
     return out
 

@@ -106,10 +106,10 @@ class _Probe:
         self.capture: Capture | None = None
         self.act_sites: dict[str, str] = {}
 
-    def start(self, stack: contextlib.ExitStack, x: torch.Tensor) -> None:
+    def start(self, stack: contextlib.ExitStack, x: torch.Tensor, images: int) -> None:
         """Find the activation sites on two images, then hook the model for the rest of the pass."""
         self.act_sites = find_act_sites(self.model, x[:2])
-        self.capture = stack.enter_context(capture(self.model, self.act_sites))
+        self.capture = stack.enter_context(capture(self.model, self.act_sites, images=images))
         if self.classifier is not None:
             handle = self.classifier.register_forward_pre_hook(self._keep)
             stack.callback(handle.remove)
@@ -203,7 +203,7 @@ def data_pass(
                 if not started:
                     with autocast():
                         for pr in probes:
-                            pr.start(stack, x)
+                            pr.start(stack, x, total)
                     started = True
                 for xs, ys in zip(x.split(chunk), y.split(chunk), strict=True):
                     for pr in probes:
