@@ -317,6 +317,14 @@ def diagnose(
             "one model pass instead of two.",
         ),
     ] = True,
+    reference_images: Annotated[
+        int | None,
+        typer.Option(
+            "--reference-images",
+            help="Measure the fresh reference on this many of the images (seeded, spread over the "
+            "classes; default: all): most of its cost saved.",
+        ),
+    ] = None,
     max_images: Annotated[
         int, typer.Option("--max-images", help="Use at most this many images.")
     ] = DEFAULT_MAX_IMAGES,
@@ -399,7 +407,7 @@ def diagnose(
             checkpoint, data, key=key, arch=arch, device=device, amp=amp, max_images=max_images,
             batch_size=batch_size, workers=workers, tau=tau, seed=seed, input_size=sizes, mean=means,
             std=stds, progress=progress, in_chans=in_chans, reference=reference, trial=trial,
-            trial_data=trial_data, trial_budget=trial_budget,
+            trial_data=trial_data, trial_budget=trial_budget, reference_images=reference_images,
         )  # fmt: skip
     doc = diagnose_dict(report)
     doc["findings"] = parse.findings(doc, conditions)  # the why of exit 1, in every format (with --fail-on)

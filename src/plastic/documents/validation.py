@@ -191,12 +191,15 @@ def check_diagnose_options(
     in_chans: int | None = None,
     arch: object = None,
     progress: object = None,
+    reference_images: int | None = None,
 ) -> None:
     check_arch_type(arch)
     check_progress(progress)
     check_device(device)
     if in_chans is not None:
         check_count("--in-chans", in_chans)
+    if reference_images is not None:
+        check_count("--reference-images", reference_images)
     check_count("--max-images", max_images)
     check_count("--batch-size", batch_size)
     check_workers(workers)

@@ -78,7 +78,7 @@ def scan_folder(root: str | Path, *, max_images: int = 256, seed: int = 0) -> Ca
     labels = [class_names.index(p[0]) for p in rel] if nested else None
     found = len(files)
     if found > max_images:
-        keep = _spread_sample(labels if labels is not None else [0] * found, max_images, seed)
+        keep = spread_sample(labels if labels is not None else [0] * found, max_images, seed)
         files = [files[i] for i in keep]
         labels = [labels[i] for i in keep] if labels is not None else None
     return CalibSet(root, files, labels, class_names, found, skipped=odd)
@@ -100,7 +100,7 @@ def _not_regular(path: Path) -> str:
     return "not a regular file"
 
 
-def _spread_sample(labels: list[int], k: int, seed: int) -> list[int]:
+def spread_sample(labels: list[int], k: int, seed: int) -> list[int]:
     """k indices, seeded, round-robin over classes so that every class is represented; sorted."""
     rng = random.Random(seed)
     by_class: dict[int, list[int]] = {}

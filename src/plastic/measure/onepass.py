@@ -19,7 +19,7 @@ batch. Only at the end do scalars come back to the host (one transfer per model 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +46,7 @@ class Measured:
     act_sites: dict[str, str]
     grad_ratios: dict[str, float | None]  # layer -> ||mean dL/dW|| / ||W||
     grads: dict[str, torch.Tensor] | None = None  # parameter -> mean dL/dW (on the CPU), when kept
+    images: int = 0  # images this model saw (fewer than the pass's when it measured a subset)
 
 
 @dataclass
@@ -139,16 +140,16 @@ class _Probe:
         params = dict(self.model.named_parameters())
         names = [layer for layer, w in self.weights.items() if params[w].grad is not None]
         ratios: dict[str, float | None] = dict.fromkeys(self.weights)
-        if names:
+        if names and n_images:
             g = torch.stack([params[self.weights[n]].grad.float().norm() for n in names])  # type: ignore[union-attr]
             w = torch.stack([params[self.weights[n]].detach().float().norm() for n in names])
             r = torch.where(w > 0, g / n_images / w.clamp_min(1e-30), torch.full_like(w, float("nan")))
             for n, v in zip(names, r.tolist(), strict=True):  # one transfer for every layer
                 ratios[n] = None if v != v else v  # NaN: an all-zero weight has no ratio
         grads = None
-        if keep_grads:  # every parameter a gradient reached
+        if keep_grads and n_images:  # every parameter a gradient reached
             grads = {n: (p.grad.detach() / n_images).cpu() for n, p in params.items() if p.grad is not None}
-        return Measured(self.capture or Capture({}, {}, {}), self.act_sites, ratios, grads)
+        return Measured(self.capture or Capture({}, {}, {}), self.act_sites, ratios, grads, n_images)
 
 
 def layer_weights(model: nn.Module) -> dict[str, str]:
@@ -169,17 +170,21 @@ def data_pass(
     chunk: int | None = None,
     progress: Progress | None = None,
     keep_grads: bool = False,
+    subsets: Sequence[Collection[int] | None] | None = None,
 ) -> PassResult:
     """Run every batch once through each of ``models`` (eval mode; running statistics untouched).
 
     ``labels`` holds one class per image index; ``chunk`` caps the images per forward+backward
     (default: the whole batch on CUDA, ``CPU_CHUNK`` on the CPU). ``keep_grads``: also return the mean
-    dL/dW of every parameter (reinit's ``--utility gradient``). Hooks, requires_grad flags, grads and
-    train/eval modes are restored however the pass ends.
+    dL/dW of every parameter (reinit's ``--utility gradient``). ``subsets``: per model, the image
+    indices it measures (None: all; diagnose's fresh reference can make do with fewer). Hooks,
+    requires_grad flags, grads and train/eval modes are restored however the pass ends.
     """
     if chunk is None:
         chunk = 1 << 30 if device.type == "cuda" else CPU_CHUNK
     probes = [_Probe(m, seed, n_classes, layer_weights(m)) for m in models]
+    wants = [None if s is None else frozenset(s) for s in (subsets or [None] * len(models))]
+    seen = [0] * len(models)  # images each model measured
     used: list[int] = []
     skipped: list[tuple[int, str]] = []
     saved = [(p, p.requires_grad) for m in models for p in m.parameters()]
@@ -205,15 +210,23 @@ def data_pass(
                         for pr in probes:
                             pr.start(stack, x, total)
                     started = True
-                for xs, ys in zip(x.split(chunk), y.split(chunk), strict=True):
-                    for pr in probes:
-                        pr.step(xs, ys, autocast)
+                for k, (pr, want) in enumerate(zip(probes, wants, strict=True)):
+                    xm, ym = x, y
+                    if want is not None:  # this model measures only some of the images
+                        rows = [j for j, i in enumerate(idx) if i in want]
+                        if len(rows) < len(idx):
+                            pick = torch.tensor(rows, dtype=torch.long, device=device)
+                            xm, ym = x.index_select(0, pick), y.index_select(0, pick)
+                    for xs, ys in zip(xm.split(chunk), ym.split(chunk), strict=True):
+                        if len(ys):
+                            pr.step(xs, ys, autocast)
+                    seen[k] += len(ym)
                 used += idx
                 if progress is not None:
                     progress("measuring", len(used) + len(skipped), total)
             if not started:
                 return PassResult([], used, skipped)
-            measured = [pr.finish(len(used), keep_grads) for pr in probes]
+            measured = [pr.finish(n, keep_grads) for pr, n in zip(probes, seen, strict=True)]
         return PassResult(measured, used, skipped)
     finally:
         for m, mode in zip(models, modes, strict=True):

@@ -26,6 +26,7 @@ from plastic.measure.calib import (
     calib_batches,
     resolve_data_config,
     scan_folder,
+    spread_sample,
 )
 from plastic.measure.data_metrics import attn_entropy, dormant_units, rank_ceiling, site_metrics
 from plastic.measure.defaults import DEFAULT_BATCH_SIZE, DEFAULT_DEVICE, DEFAULT_MAX_IMAGES, DEFAULT_TAU
@@ -141,6 +142,7 @@ def diagnose(
     trial: bool = False,
     trial_data: str | Path | None = None,
     trial_budget: int | None = None,
+    reference_images: int | None = None,
 ) -> DiagnoseReport:
     """Run calibration images through a checkpoint's model and score every layer's loss of plasticity
     against the same architecture freshly initialised, with a recommendation.
@@ -164,6 +166,8 @@ def diagnose(
         progress: Called with (phase, images done, images total) during the pass.
         in_chans: Input channels (1: grayscale); default: the config's, else the stem's.
         reference: Score each layer by its excess over a fresh model (``False``: absolute scores).
+        reference_images: Measure the fresh reference on this many of the images (a seeded sample
+            spread over the classes; default: all of them), which saves most of its cost.
         trial: After the statistics, race the candidate starts and rates in short fine-tuning runs on
             the labelled images and follow the winner when it is clearly better (docs/commands.md,
             "The trial").
@@ -198,6 +202,7 @@ def diagnose(
             batch_size=batch_size, workers=workers, tau=tau, seed=seed, input_size=input_size, mean=mean,
             std=std, progress=progress, in_chans=in_chans, with_reference=reference,
             trial=(trial or trial_data is not None, trial_data, trial_budget),
+            reference_images=reference_images,
         )  # fmt: skip
 
 
@@ -239,13 +244,14 @@ def _diagnose(
     in_chans: int | None,
     with_reference: bool,
     trial: tuple[bool, str | Path | None, int | None] = (False, None, None),
+    reference_images: int | None = None,
 ) -> DiagnoseReport:
     """The steps: check, build (checkpoint, architecture, model, preprocessing), the one data pass,
     the layer and block tables, the recommendation."""
     check_diagnose_options(
         device=device, max_images=max_images, batch_size=batch_size, workers=workers, tau=tau, seed=seed,
         input_size=input_size, mean=mean, std=std, in_chans=in_chans, arch=arch,
-        progress=progress,
+        progress=progress, reference_images=reference_images,
     )  # fmt: skip
     t0 = time.perf_counter()
     dev = pick_device(device)
@@ -269,7 +275,9 @@ def _diagnose(
     t1 = time.perf_counter()
     models = [model] if reference is None else [model, reference]
     labels, n_classes = probe_targets(calib.labels, calib.class_names, len(calib.files), seed)
-    settings = PassSettings(labels, n_classes, len(calib.files), batch_size, seed, dev, use_amp)
+    subset = reference_subset(calib.labels, len(calib.files), reference_images, seed)
+    subsets = None if subset is None or reference is None else (None, subset)
+    settings = PassSettings(labels, n_classes, len(calib.files), batch_size, seed, dev, use_amp, subsets)
     done, batch_size = one_pass(
         models, lambda bs: calib_batches(calib, cfg, bs, workers), settings, progress, notes
     )
@@ -282,7 +290,8 @@ def _diagnose(
         calib.root, calib.found, len(done.used), calib.skipped, labelled, calib.class_names
     )
     options = {"tau": tau, "seed": seed, "batch_size": batch_size, "max_images": max_images,
-               "workers": workers, "reference": with_reference}  # fmt: skip
+               "workers": workers, "reference": with_reference,
+               "reference_images": reference_images}  # fmt: skip
     report = assemble(
         ckpt, built, reference, done, calibration=calibration, cfg=cfg, device=str(dev), amp=use_amp,
         tau=tau, options=options, notes=notes, timing={"build_s": t_build, "pass_s": t_pass},
@@ -305,6 +314,11 @@ def assemble(
     """The report from a finished pass: the layer and block tables, the timing, the recommendation."""
     t3 = time.perf_counter()
     measured, ref = done.measured[0], (done.measured[1] if reference is not None else None)
+    if ref is not None and ref.images < measured.images:
+        notes.append(
+            f"the fresh reference measured {ref.images} of the {measured.images} images "
+            "(--reference-images): its feature ranks are left out (a rank on fewer images is lower)"
+        )
     layers = _layer_table(built.model, reference, measured, ref, built.classifier_keys, tau, len(done.used))
     blocks = _block_table(built.model, layers)
     stages = _stage_table(built.model, layers)
@@ -370,6 +384,17 @@ class PassSettings:
     seed: int  # the probe head's
     device: torch.device
     amp: bool = False  # bf16 autocast (CUDA only)
+    subsets: tuple[frozenset[int] | None, ...] | None = None  # per model, the image indices it measures
+
+
+def reference_subset(
+    labels: list[int] | None, n: int, reference_images: int | None, seed: int
+) -> frozenset[int] | None:
+    """The image indices the fresh reference measures: ``reference_images`` of the ``n``, seeded and spread
+    over the classes (round robin), or None for all of them."""
+    if reference_images is None or reference_images >= n:
+        return None
+    return frozenset(spread_sample(labels if labels is not None else [0] * n, reference_images, seed))
 
 
 def one_pass(
@@ -393,7 +418,7 @@ def one_pass(
         try:
             done = data_pass(
                 models, batches(batch_size), labels, n_classes=n_classes, seed=seed, device=dev, total=total,
-                autocast=autocast, progress=progress,
+                autocast=autocast, progress=progress, subsets=settings.subsets,
             )  # fmt: skip
             return done, batch_size
         except torch.cuda.OutOfMemoryError:
@@ -458,6 +483,9 @@ def _commands_for(built: Any, ckpt: Checkpoint) -> Callable[[Recommendation], li
     return commands
 
 
+RANK_METRICS = ("feature_erank", "feature_erank_per_unit", "feature_srank99")
+
+
 def _layer_table(
     model: nn.Module,
     reference: nn.Module | None,
@@ -476,6 +504,9 @@ def _layer_table(
         metrics = _metrics(name, measured, all_modules, tau)
         # the same layer of the fresh model, measured at the same site on the same images
         ref_metrics = _metrics(name, ref, ref_modules, tau) if ref is not None and name in ref_modules else {}
+        if ref is not None and ref.images < measured.images:
+            for key in RANK_METRICS:  # a rank on fewer images is lower by construction: not a reference
+                ref_metrics[key] = None
         site = measured.capture.sites.get(name)
         units = site.units if site is not None else 0
         params = sum(p.numel() for p in m.parameters(recurse=False))

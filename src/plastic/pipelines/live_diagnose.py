@@ -28,6 +28,7 @@ from plastic.pipelines.diagnose import (
     assemble,
     full_float32,
     one_pass,
+    reference_subset,
 )
 
 IN_MEMORY = "<in-memory model>"
@@ -139,6 +140,7 @@ def diagnose_model(
     progress: Progress | None = None,
     trial: bool = False,
     trial_budget: int | None = None,
+    reference_images: int | None = None,
 ) -> DiagnoseReport:
     """Diagnose ``model`` where it lives (its device; left in the mode and state it came in): the same
     pass, scores and recommendation as ``plastic diagnose`` on the same weights and images.
@@ -161,6 +163,8 @@ def diagnose_model(
         trial: Race the candidate starts and rates on these images and their labels (docs/commands.md, "The
             trial"); the model itself is not trained (candidates are copies).
         trial_budget: The trial's optimizer steps per candidate (default: 4 passes, 40 to 400).
+        reference_images: Measure the fresh reference on this many of the images (seeded, spread over
+            the labels; default: all).
 
     Returns:
         A ``DiagnoseReport``; ``to_dict()`` is the ``plastic diagnose --json`` document.
@@ -180,8 +184,9 @@ def diagnose_model(
     from plastic.measure.calib import resolve_data_config
 
     check_diagnose_options(
-        device="auto", max_images=max_images, batch_size=batch_size, workers=0, tau=tau, seed=seed
-    )
+        device="auto", max_images=max_images, batch_size=batch_size, workers=0, tau=tau, seed=seed,
+        reference_images=reference_images,
+    )  # fmt: skip
     t0 = time.perf_counter()
     x, y = _collect(images, labels, max_images)
     param = next(model.parameters(), None)
@@ -221,7 +226,9 @@ def diagnose_model(
     models = [model] if ref_model is None else [model, ref_model]
     t1 = time.perf_counter()
     with full_float32():
-        settings = PassSettings(probe_labels, n_classes, len(x), batch_size, seed, dev)
+        subset = reference_subset(None if y is None else y.tolist(), len(x), reference_images, seed)
+        subsets = None if subset is None or ref_model is None else (None, subset)
+        settings = PassSettings(probe_labels, n_classes, len(x), batch_size, seed, dev, False, subsets)
         done, batch_size = one_pass(models, batches, settings, progress, notes)
     t_pass = time.perf_counter() - t1
     calibration = Calibration(
@@ -234,7 +241,7 @@ def diagnose_model(
         base.crop_pct if base else 1.0, base.crop_mode if base else "", "caller's tensors",
     )  # fmt: skip
     options = {"tau": tau, "seed": seed, "batch_size": batch_size, "max_images": max_images, "workers": 0,
-               "reference": reference}  # fmt: skip
+               "reference": reference, "reference_images": reference_images}  # fmt: skip
     report = assemble(
         ckpt, built, ref_model, done, calibration=calibration, cfg=cfg, device=str(dev), amp=False, tau=tau,
         options=options, notes=notes, timing={"build_s": t_build, "pass_s": t_pass},
