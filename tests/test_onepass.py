@@ -198,3 +198,68 @@ def test_reference_in_the_json_unless_turned_off(fresh_ckpt: Path, cli) -> None:
     assert ref.code == 0, ref.stderr
     layers = json.loads(ref.stdout)["layers"]
     assert all(isinstance(la["reference"], dict) and "dormant_frac" in la["reference"] for la in layers)
+
+
+def test_a_model_measured_on_a_subset_reads_as_if_shown_only_those_images() -> None:
+    """``subsets``: the second model sees 4 of 12 images; it reads as a pass over those 4 alone."""
+    x = torch.randn(12, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    y = random_labels(12, 3)
+    keep = [1, 4, 5, 9]
+    cpu = torch.device("cpu")
+    both = data_pass(
+        [_model(), _model()], _batches(x, 5), y, n_classes=10, seed=0, device=cpu, total=12,
+        subsets=(None, frozenset(keep)),
+    )  # fmt: skip
+
+    def only_kept():  # type: ignore[no-untyped-def]
+        for start in range(0, len(keep), 3):
+            idx = keep[start : start + 3]
+            yield idx, x[idx], []
+
+    alone = data_pass([_model()], only_kept(), y, n_classes=10, seed=0, device=cpu, total=12)
+    sub, ref = both.measured[1], alone.measured[0]
+    assert both.measured[0].images == 12 and sub.images == ref.images == 4
+    for name, g in ref.grad_ratios.items():
+        got = sub.grad_ratios[name]
+        assert (g is None) == (got is None)
+        if g is not None and got is not None:
+            assert math.isclose(g, got, rel_tol=1e-4), name
+    for name, site in ref.capture.sites.items():
+        mine, want = site_metrics(sub.capture.sites[name], None), site_metrics(site, None)
+        assert mine["dormant_frac"] == want["dormant_frac"], name
+        assert math.isclose(mine["feature_erank"] or 0, want["feature_erank"] or 0, rel_tol=1e-5), name
+
+
+def test_the_reference_on_fewer_images_keeps_the_null_case(fresh_ckpt: Path) -> None:
+    """``reference_images``: the reference measures a class-spread subset, says so, leaves its ranks out;
+    a checkpoint that is the fresh init still reads healthy. At or above the images used, the report is
+    the full reference's."""
+    from plastic.pipelines.diagnose import diagnose, reference_subset
+
+    rep = diagnose(fresh_ckpt, CALIB, max_images=20, seed=0, reference_images=10)
+    assert any("measured 10 of the 20 images" in n for n in rep.notes)
+    assert all(la.reference.get("feature_erank") is None for la in rep.layers if la.reference)
+    assert any(la.reference.get("grad_ratio") for la in rep.layers)
+    assert rep.recommendation is not None and rep.recommendation.action == "finetune"
+    assert rep.options["reference_images"] == 10
+    docs = [
+        diagnose(fresh_ckpt, CALIB, max_images=20, seed=0, reference_images=r).to_dict() for r in (None, 20)
+    ]
+    for d in docs:
+        d.pop("timing")  # type: ignore[misc]
+        d["options"].pop("reference_images")
+    assert docs[0] == docs[1]
+    labels = [c for c in range(10) for _ in range(8)]
+    picked = reference_subset(labels, 80, 16, seed=0)
+    assert picked is not None and len(picked) == 16 and {labels[i] for i in picked} == set(range(10))
+    assert reference_subset(labels, 80, 80, seed=0) is None
+
+
+@pytest.mark.parametrize(("value", "error"), [(0, "UsageError"), (-3, "UsageError"), ("8", "TypeError")])
+def test_reference_images_checked(fresh_ckpt: Path, value: object, error: str) -> None:
+    from plastic import PlasticError
+    from plastic.pipelines.diagnose import diagnose
+
+    with pytest.raises((PlasticError, TypeError)) as info:
+        diagnose(fresh_ckpt, CALIB, max_images=8, reference_images=value)  # type: ignore[arg-type]
+    assert type(info.value).__name__ == error and "reference_images" in str(info.value)

@@ -248,14 +248,18 @@ def _block_rows(doc: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def _timing_line(t: dict[str, float], reference: bool) -> str:
-    """Where the time went; older reports (two passes) have no ``pass_s``."""
+def _timing_line(t: dict[str, float], reference: bool, reference_images: int | None = None) -> str:
+    """Where the time went; older reports (two passes) have no ``pass_s``, nor ``threads``."""
     if "pass_s" not in t:
         return f"stats pass {t['stats_s']:.2f} s, gradient pass {t['gradients_s']:.2f} s"
     what = "checkpoint + fresh reference" if reference else "checkpoint"
+    if reference and reference_images:
+        what += f" on <= {reference_images} images"
+    threads = f", {t['threads']:g} torch threads" if "threads" in t else ""
     return (
         f"time: build {t['build_s']:.2f} s, one pass ({what}: forward + backward) {t['pass_s']:.2f} s "
         f"({t['images_per_s']:.1f} images/s), metrics {t['metrics_s']:.2f} s, total {t['total_s']:.2f} s"
+        + threads
     )
 
 
@@ -311,7 +315,12 @@ def _diag_summary(doc: Mapping[str, Any], show_all: bool, width: int | None = No
             f"input {'x'.join(map(str, cfg['input_size']))}",
             width,
         ),
-        *_fitted(_timing_line(doc["timing"], bool(doc["options"].get("reference"))), width),
+        *_fitted(
+            _timing_line(
+                doc["timing"], bool(doc["options"].get("reference")), doc["options"].get("reference_images")
+            ),
+            width,
+        ),
     ]
     if not show_all and ranked > DEFAULT_TOP:
         lines.append(f"showing the top {DEFAULT_TOP} of {ranked} ranked layers; --all shows every layer")

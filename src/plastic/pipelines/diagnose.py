@@ -332,6 +332,7 @@ def assemble(
         "metrics_s": time.perf_counter() - t3,  # reductions, ranks, saturation derivatives, scores, blocks
         "total_s": timing["build_s"] + t_pass,
         "images_per_s": len(done.used) / t_pass if t_pass > 0 else 0.0,
+        "threads": torch.get_num_threads(),  # torch's intra-op threads: CPU figures depend on them
     }
     rec = _recommendation(layers, stages, calibration, built, ckpt, notes)
     if broken:  # NaN or inf weights: repairing them comes before any verdict from the statistics
