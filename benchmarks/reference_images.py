@@ -152,13 +152,11 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(2)
-    results: list[dict[str, Any]] = []
-    done = json.loads(args.out.read_text())["cases"] if args.out.exists() else []
+    # resumable: the cases already in the file are kept, and only the others run
+    results: list[dict[str, Any]] = json.loads(args.out.read_text())["cases"] if args.out.exists() else []
     with tempfile.TemporaryDirectory() as tmp:
         for group, label, ckpt, calib, n, arch in cases(Path(tmp), args.sets):
-            old = next((c for c in done if c["set"] == group and c["case"] == label), None)
-            if old is not None:  # resumable: a case already in the file is kept
-                results.append(old)
+            if any(c["set"] == group and c["case"] == label for c in results):
                 continue
             runs = run_case(ckpt, calib, n, arch)
             results.append({"set": group, "case": label, "images": n, "runs": runs})

@@ -24,6 +24,15 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     for name in ("COLUMNS", "LINES"):
         os.environ.pop(name, None)
 
+if "PLASTIC_CACHE_DIR" not in os.environ:
+    # the reference cache (measure/refcache.py) of this test process: never the user's own
+    import atexit
+    import shutil
+    import tempfile
+
+    os.environ["PLASTIC_CACHE_DIR"] = tempfile.mkdtemp(prefix="plastic-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["PLASTIC_CACHE_DIR"], True)
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_checkpoints"
 RESNET = SAMPLES / "test_resnet.mnist.safetensors"

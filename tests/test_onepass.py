@@ -242,12 +242,16 @@ def test_the_reference_on_fewer_images_keeps_the_null_case(fresh_ckpt: Path) -> 
     assert any(la.reference.get("grad_ratio") for la in rep.layers)
     assert rep.recommendation is not None and rep.recommendation.action == "finetune"
     assert rep.options["reference_images"] == 10
+    cal = rep.to_dict()["calibration"]
+    assert cal["reference_images"] == 10 and cal["estimates"]["reference"].startswith("10 of the 20 images")
+    assert set(cal["estimates"]) == {"saturated_frac", "saturated_ref", "reference"}
     docs = [
         diagnose(fresh_ckpt, CALIB, max_images=20, seed=0, reference_images=r).to_dict() for r in (None, 20)
     ]
     for d in docs:
         d.pop("timing")  # type: ignore[misc]
         d["options"].pop("reference_images")
+        assert d["calibration"]["reference_images"] == 20 and "reference" not in d["calibration"]["estimates"]
     assert docs[0] == docs[1]
     labels = [c for c in range(10) for _ in range(8)]
     picked = reference_subset(labels, 80, 16, seed=0)

@@ -325,6 +325,14 @@ def diagnose(
             "classes; default: all): most of its cost saved.",
         ),
     ] = None,
+    cache: Annotated[
+        bool,
+        typer.Option(
+            "--cache/--no-cache",
+            help="Reuse the fresh reference's metrics from an earlier run on the same architecture, images "
+            "and settings ($PLASTIC_CACHE_DIR, else ~/.cache/plastic); --no-cache neither reads nor writes.",
+        ),
+    ] = True,
     max_images: Annotated[
         int, typer.Option("--max-images", help="Use at most this many images.")
     ] = DEFAULT_MAX_IMAGES,
@@ -407,7 +415,7 @@ def diagnose(
             checkpoint, data, key=key, arch=arch, device=device, amp=amp, max_images=max_images,
             batch_size=batch_size, workers=workers, tau=tau, seed=seed, input_size=sizes, mean=means,
             std=stds, progress=progress, in_chans=in_chans, reference=reference, trial=trial,
-            trial_data=trial_data, trial_budget=trial_budget, reference_images=reference_images,
+            trial_data=trial_data, trial_budget=trial_budget, reference_images=reference_images, cache=cache,
         )  # fmt: skip
     doc = diagnose_dict(report)
     doc["findings"] = parse.findings(doc, conditions)  # the why of exit 1, in every format (with --fail-on)

@@ -255,6 +255,8 @@ def _timing_line(t: dict[str, float], reference: bool, reference_images: int | N
     what = "checkpoint + fresh reference" if reference else "checkpoint"
     if reference and reference_images:
         what += f" on <= {reference_images} images"
+    if t.get("reference_cached"):
+        what = "checkpoint; the fresh reference from the cache"
     threads = f", {t['threads']:g} torch threads" if "threads" in t else ""
     return (
         f"time: build {t['build_s']:.2f} s, one pass ({what}: forward + backward) {t['pass_s']:.2f} s "

@@ -70,6 +70,8 @@ class CalibrationDoc(TypedDict):
     skipped: list[SkippedImageDoc]
     labels: str  # "subfolders" | "random"
     classes: list[str]
+    reference_images: int | None  # images the fresh reference measured; null without one
+    estimates: dict[str, str]  # figure -> what it is estimated from (the rest are exact over the images)
 
 
 class LayerDoc(TypedDict):

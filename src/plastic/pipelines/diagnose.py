@@ -32,6 +32,9 @@ from plastic.measure.data_metrics import attn_entropy, dormant_units, rank_ceili
 from plastic.measure.defaults import DEFAULT_BATCH_SIZE, DEFAULT_DEVICE, DEFAULT_MAX_IMAGES, DEFAULT_TAU
 from plastic.measure.finetune import load_labelled
 from plastic.measure.onepass import Batches, Measured, PassResult, Progress, data_pass, probe_targets
+from plastic.measure.refcache import CachedReference, reference_key
+from plastic.measure.refcache import load as load_reference
+from plastic.measure.refcache import store as store_reference
 from plastic.model.backends import model_groups
 from plastic.model.build import BuiltModel, build_model, common_components
 from plastic.model.heads import check_heads
@@ -90,6 +93,7 @@ class Calibration:
     skipped: list[tuple[Path, str]]
     labels: str  # "subfolders" | "random"
     classes: list[str]
+    reference_images: int | None = None  # images the fresh reference measured (None: no reference)
 
 
 @dataclass
@@ -143,6 +147,7 @@ def diagnose(
     trial_data: str | Path | None = None,
     trial_budget: int | None = None,
     reference_images: int | None = None,
+    cache: bool = True,
 ) -> DiagnoseReport:
     """Run calibration images through a checkpoint's model and score every layer's loss of plasticity
     against the same architecture freshly initialised, with a recommendation.
@@ -168,6 +173,9 @@ def diagnose(
         reference: Score each layer by its excess over a fresh model (``False``: absolute scores).
         reference_images: Measure the fresh reference on this many of the images (a seeded sample
             spread over the classes; default: all of them), which saves most of its cost.
+        cache: Read the fresh reference's metrics from the user's cache when an earlier run measured
+            the same architecture on the same images with the same settings, and store them after a
+            run that measured them (``measure/refcache.py`` says where and how they are keyed).
         trial: After the statistics, race the candidate starts and rates in short fine-tuning runs on
             the labelled images and follow the winner when it is clearly better (docs/commands.md,
             "The trial").
@@ -202,7 +210,7 @@ def diagnose(
             batch_size=batch_size, workers=workers, tau=tau, seed=seed, input_size=input_size, mean=mean,
             std=std, progress=progress, in_chans=in_chans, with_reference=reference,
             trial=(trial or trial_data is not None, trial_data, trial_budget),
-            reference_images=reference_images,
+            reference_images=reference_images, cache=cache,
         )  # fmt: skip
 
 
@@ -245,6 +253,7 @@ def _diagnose(
     with_reference: bool,
     trial: tuple[bool, str | Path | None, int | None] = (False, None, None),
     reference_images: int | None = None,
+    cache: bool = True,
 ) -> DiagnoseReport:
     """The steps: check, build (checkpoint, architecture, model, preprocessing), the one data pass,
     the layer and block tables, the recommendation."""
@@ -269,7 +278,15 @@ def _diagnose(
     # in the same pass on the same batches: what a healthy layer shows on these images. Each component
     # of the score is the excess over it (docs/commands.md, "The saturation score")
     assert built.spec is not None
-    reference = fresh_model(built.spec, seed=seed).to(dev) if with_reference else None
+    cache_key: dict[str, Any] | None = None
+    cached: CachedReference | None = None
+    if with_reference and cache:  # an earlier run may have measured this very reference
+        cache_key = reference_key(
+            built.spec, cfg, calib, seed=seed, tau=tau, batch_size=batch_size, device=dev.type, amp=use_amp,
+            reference_images=reference_images,
+        )  # fmt: skip
+        cached = load_reference(cache_key, set(layers_of(model)))
+    reference = fresh_model(built.spec, seed=seed).to(dev) if with_reference and cached is None else None
     t_build = time.perf_counter() - t0
 
     t1 = time.perf_counter()
@@ -294,8 +311,12 @@ def _diagnose(
                "reference_images": reference_images}  # fmt: skip
     report = assemble(
         ckpt, built, reference, done, calibration=calibration, cfg=cfg, device=str(dev), amp=use_amp,
-        tau=tau, options=options, notes=notes, timing={"build_s": t_build, "pass_s": t_pass},
+        tau=tau, options=options, notes=notes, timing={"build_s": t_build, "pass_s": t_pass}, cached=cached,
     )  # fmt: skip
+    report.timing["reference_cached"] = int(cached is not None)
+    if cache_key is not None and cached is None and calibration.reference_images is not None:
+        table = {la.name: la.reference for la in report.layers}
+        store_reference(cache_key, CachedReference(table, calibration.reference_images))
     if not with_reference:
         notes.append("--no-reference: absolute scores (a fresh model's layers can score above 0)")
     if race is not None:
@@ -309,17 +330,24 @@ def _diagnose(
 def assemble(
     ckpt: Checkpoint, built: BuiltModel, reference: nn.Module | None, done: PassResult, *,
     calibration: Calibration, cfg: DataConfig, device: str, amp: bool, tau: float, options: dict[str, Any],
-    notes: list[str], timing: dict[str, float],
+    notes: list[str], timing: dict[str, float], cached: CachedReference | None = None,
 ) -> DiagnoseReport:  # fmt: skip
     """The report from a finished pass: the layer and block tables, the timing, the recommendation."""
     t3 = time.perf_counter()
-    measured, ref = done.measured[0], (done.measured[1] if reference is not None else None)
-    if ref is not None and ref.images < measured.images:
+    measured = done.measured[0]
+    ref_table, ref_images = None, None
+    if cached is not None:  # the same reference, measured by an earlier run (measure/refcache.py)
+        ref_table, ref_images = cached.layers, cached.images
+    elif reference is not None:
+        ref = done.measured[1]
+        ref_table, ref_images = reference_table(built.model, reference, ref, tau, measured.images), ref.images
+    calibration.reference_images = ref_images
+    if ref_images is not None and ref_images < measured.images:
         notes.append(
-            f"the fresh reference measured {ref.images} of the {measured.images} images "
+            f"the fresh reference measured {ref_images} of the {measured.images} images "
             "(--reference-images): its feature ranks are left out (a rank on fewer images is lower)"
         )
-    layers = _layer_table(built.model, reference, measured, ref, built.classifier_keys, tau, len(done.used))
+    layers = _layer_table(built.model, measured, ref_table, built.classifier_keys, tau, len(done.used))
     blocks = _block_table(built.model, layers)
     stages = _stage_table(built.model, layers)
     broken = nonfinite_note(built.model, layers)
@@ -487,27 +515,37 @@ def _commands_for(built: Any, ckpt: Checkpoint) -> Callable[[Recommendation], li
 RANK_METRICS = ("feature_erank", "feature_erank_per_unit", "feature_srank99")
 
 
+def reference_table(
+    model: nn.Module, reference: nn.Module, ref: Measured, tau: float, images: int
+) -> dict[str, dict[str, float | None]]:
+    """The fresh model's metrics for each of ``model``'s layers (``{}`` where it has no such layer),
+    measured at the same site on the same images; its ranks left out when it saw fewer images than
+    the checkpoint (a rank on fewer images is lower by construction: not a reference)."""
+    ref_modules = dict(reference.named_modules())
+    table: dict[str, dict[str, float | None]] = {}
+    for name in layers_of(model):
+        metrics = _metrics(name, ref, ref_modules, tau) if name in ref_modules else {}
+        if metrics and ref.images < images:
+            metrics.update(dict.fromkeys(RANK_METRICS))
+        table[name] = metrics
+    return table
+
+
 def _layer_table(
     model: nn.Module,
-    reference: nn.Module | None,
     measured: Measured,
-    ref: Measured | None,
+    ref_table: dict[str, dict[str, float | None]] | None,
     classifier_keys: list[str],
     tau: float,
     n_images: int,
 ) -> list[LayerDiagnosis]:
     mods = layers_of(model)
     all_modules = dict(model.named_modules())
-    ref_modules = dict(reference.named_modules()) if reference is not None else {}
     head_layers = {k.rpartition(".")[0] for k in classifier_keys}
     rows: list[LayerDiagnosis] = []
     for name, m in mods.items():
         metrics = _metrics(name, measured, all_modules, tau)
-        # the same layer of the fresh model, measured at the same site on the same images
-        ref_metrics = _metrics(name, ref, ref_modules, tau) if ref is not None and name in ref_modules else {}
-        if ref is not None and ref.images < measured.images:
-            for key in RANK_METRICS:  # a rank on fewer images is lower by construction: not a reference
-                ref_metrics[key] = None
+        ref_metrics = dict(ref_table.get(name, {})) if ref_table is not None else {}
         site = measured.capture.sites.get(name)
         units = site.units if site is not None else 0
         params = sum(p.numel() for p in m.parameters(recurse=False))

@@ -27,7 +27,7 @@ from plastic.documents.schema import (
 from plastic.files.checkpoint import Checkpoint
 
 if TYPE_CHECKING:  # annotations only: these modules import this one when a result is turned into JSON
-    from plastic.pipelines.diagnose import DiagnoseReport
+    from plastic.pipelines.diagnose import Calibration, DiagnoseReport
     from plastic.pipelines.inspect import InspectReport
     from plastic.pipelines.manifest import ReinitResult
 
@@ -144,6 +144,22 @@ def _evidence_dict(evidence: Any) -> EvidenceDoc | None:
     }
 
 
+SAMPLED = {
+    "saturated_frac": "a strided sample of at most 32,768 activation inputs per forward call",
+    "saturated_ref": "32,768 seeded standard-normal inputs",
+}
+
+
+def estimates(cal: Calibration) -> dict[str, str]:
+    """The figures that are estimates rather than exact over the images used, and from what: the
+    saturation fractions are sampled; the reference's metrics, when it measured fewer images. The
+    rest (dormant, dead, ranks, gradients, attention) are exact sums over every image."""
+    out = dict(SAMPLED)
+    if cal.reference_images is not None and cal.reference_images < cal.images_used:
+        out["reference"] = f"{cal.reference_images} of the {cal.images_used} images (--reference-images)"
+    return out
+
+
 def diagnose_dict(report: DiagnoseReport) -> DiagnoseDoc:
     """The ``diagnose --json`` document; ``plastic reinit`` reads it back from stdin."""
     cal = report.calibration
@@ -193,6 +209,8 @@ def diagnose_dict(report: DiagnoseReport) -> DiagnoseDoc:
             "skipped": [{"path": str(p), "reason": why} for p, why in cal.skipped],
             "labels": cal.labels,
             "classes": cal.classes,
+            "reference_images": cal.reference_images,
+            "estimates": estimates(cal),
         },
         "options": report.options,
         "notes": report.notes,
