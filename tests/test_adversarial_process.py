@@ -92,7 +92,7 @@ def test_an_allocation_failure_in_the_pass_suggests_smaller_batches() -> None:
     """A real allocation failure of PyTorch's CPU allocator (2**60 floats), not a fake one."""
     import timm
 
-    from plastic.pipelines.diagnose import PassSettings, one_pass
+    from plastic.measure.onepass import PassSettings, one_pass
 
     def batches(_size: int) -> Any:
         yield [0], torch.empty(1 << 60), []

@@ -234,7 +234,8 @@ def test_the_reference_on_fewer_images_keeps_the_null_case(fresh_ckpt: Path) -> 
     """``reference_images``: the reference measures a class-spread subset, says so, leaves its ranks out;
     a checkpoint that is the fresh init still reads healthy. At or above the images used, the report is
     the full reference's."""
-    from plastic.pipelines.diagnose import diagnose, reference_subset
+    from plastic.measure.onepass import reference_subset
+    from plastic.pipelines.diagnose import diagnose
 
     rep = diagnose(fresh_ckpt, CALIB, max_images=20, seed=0, reference_images=10)
     assert any("measured 10 of the 20 images" in n for n in rep.notes)

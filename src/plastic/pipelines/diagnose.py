@@ -18,7 +18,7 @@ from plastic.decide.recommend import Recommendation, recommend, reinit_commands
 from plastic.decide.score import components, grad_median, saturation_score
 from plastic.documents.schema import DiagnoseDoc
 from plastic.documents.validation import check_diagnose_options, pick_device
-from plastic.errors import MEMORY_HINT, DataError, DeviceError, ResourceError, is_allocation_failure
+from plastic.errors import DataError
 from plastic.files.checkpoint import Checkpoint, open_checkpoint
 from plastic.measure.calib import (
     CalibSet,
@@ -26,12 +26,19 @@ from plastic.measure.calib import (
     calib_batches,
     resolve_data_config,
     scan_folder,
-    spread_sample,
 )
 from plastic.measure.data_metrics import attn_entropy, dormant_units, rank_ceiling, site_metrics
 from plastic.measure.defaults import DEFAULT_BATCH_SIZE, DEFAULT_DEVICE, DEFAULT_MAX_IMAGES, DEFAULT_TAU
 from plastic.measure.finetune import load_labelled
-from plastic.measure.onepass import Batches, Measured, PassResult, Progress, data_pass, probe_targets
+from plastic.measure.onepass import (
+    Measured,
+    PassResult,
+    PassSettings,
+    Progress,
+    one_pass,
+    probe_targets,
+    reference_subset,
+)
 from plastic.measure.refcache import CachedReference, reference_key
 from plastic.measure.refcache import load as load_reference
 from plastic.measure.refcache import store as store_reference
@@ -400,77 +407,6 @@ def _build(
         ckpt.compute_sha256()
     assert built.checkpoint is not None
     return built.checkpoint, built, config(built.model)
-
-
-@dataclass(frozen=True)
-class PassSettings:
-    """How the one data pass runs, for the file and the live pipelines alike."""
-
-    labels: torch.Tensor  # (N,) int64: the probe's class for each image index
-    n_classes: int  # the probe head's outputs
-    total: int  # images to pass (for progress)
-    batch_size: int  # to start from: CUDA out of memory halves it
-    seed: int  # the probe head's
-    device: torch.device
-    amp: bool = False  # bf16 autocast (CUDA only)
-    subsets: tuple[frozenset[int] | None, ...] | None = None  # per model, the image indices it measures
-
-
-def reference_subset(
-    labels: list[int] | None, n: int, reference_images: int | None, seed: int
-) -> frozenset[int] | None:
-    """The image indices the fresh reference measures: ``reference_images`` of the ``n``, seeded and spread
-    over the classes (round robin), or None for all of them."""
-    if reference_images is None or reference_images >= n:
-        return None
-    return frozenset(spread_sample(labels if labels is not None else [0] * n, reference_images, seed))
-
-
-def one_pass(
-    models: list[nn.Module],
-    batches: Callable[[int], Batches],
-    settings: PassSettings,
-    progress: Progress | None = None,
-    notes: list[str] | None = None,
-) -> tuple[PassResult, int]:
-    """Decode each batch once; per model one forward with the hooks and one backward of the probe loss.
-    ``batches(size)`` makes the batches; CUDA out of memory halves the size and restarts the pass (said
-    in ``notes``). The batch size used comes back."""
-    notes = notes if notes is not None else []
-    labels, n_classes, total, seed = settings.labels, settings.n_classes, settings.total, settings.seed
-    batch_size, dev, use_amp = settings.batch_size, settings.device, settings.amp
-
-    def autocast() -> Any:
-        return torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else contextlib.nullcontext()
-
-    while True:
-        try:
-            done = data_pass(
-                models, batches(batch_size), labels, n_classes=n_classes, seed=seed, device=dev, total=total,
-                autocast=autocast, progress=progress, subsets=settings.subsets,
-            )  # fmt: skip
-            return done, batch_size
-        except torch.cuda.OutOfMemoryError:
-            if batch_size == 1:
-                raise DeviceError("CUDA out of memory even with --batch-size 1; use --device cpu") from None
-            batch_size //= 2
-            torch.cuda.empty_cache()
-            notes.append(f"CUDA out of memory: retried with --batch-size {batch_size}")
-        except MemoryError:
-            raise ResourceError(
-                f"out of memory during the data pass (--batch-size {batch_size}); {MEMORY_HINT}"
-            ) from None
-        except (RuntimeError, AssertionError, ValueError) as e:  # the model refuses these inputs
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            if is_allocation_failure(e):
-                raise ResourceError(
-                    f"out of memory during the data pass (--batch-size {batch_size}): {first[:200]}; "
-                    + MEMORY_HINT
-                ) from None
-            raise DataError(
-                f"the model cannot run on the calibration images as preprocessed ({first}); "
-                "check --input-size, --in-chans, --mean and --std (PLASTIC_DEBUG=1 shows where it failed)"
-            ) from e
 
 
 MIN_IMAGES = 32  # fewer usable calibration images than this: scores too noisy to act on with confidence

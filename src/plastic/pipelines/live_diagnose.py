@@ -18,17 +18,14 @@ from plastic.errors import DataError, UsageError
 from plastic.files.checkpoint import Checkpoint, from_state_dict
 from plastic.measure.calib import DataConfig
 from plastic.measure.defaults import DEFAULT_BATCH_SIZE, DEFAULT_MAX_IMAGES, DEFAULT_TAU
-from plastic.measure.onepass import Batches, Progress, probe_targets
+from plastic.measure.onepass import Batches, PassSettings, Progress, one_pass, probe_targets, reference_subset
 from plastic.model.backends import ArchSpec, backend_of_model, classifier_names, parse_arch
 from plastic.model.build import BuiltModel
 from plastic.pipelines.diagnose import (
     Calibration,
     DiagnoseReport,
-    PassSettings,
     assemble,
     full_float32,
-    one_pass,
-    reference_subset,
 )
 
 IN_MEMORY = "<in-memory model>"
