@@ -118,14 +118,13 @@ def cases(tmp: Path, which: str) -> list[tuple[str, str, Path, Path, int, str | 
 
 def run_case(ckpt: Path, calib: Path, n: int, arch: str | None) -> dict[str, Any]:
     from plastic.pipelines.diagnose import diagnose
-    from plastic.pipelines.documents import diagnose_dict
 
     runs: dict[str, Any] = {}
     for r in (None, *SIZES):
         t0 = time.perf_counter()
-        doc = diagnose_dict(
+        doc = (
             diagnose(ckpt, calib, max_images=n, seed=0, device="cpu", arch=arch, reference_images=r)
-        )
+        ).to_dict()
         scores = {la["name"]: la["score"] for la in doc["layers"] if la["score"] is not None}
         runs["all" if r is None else str(r)] = {
             "advice": advice(doc), "scores": scores, "pass_s": doc["timing"]["pass_s"],

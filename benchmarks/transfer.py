@@ -292,7 +292,6 @@ def run_scenario(
     from timm.data.config import resolve_model_data_config
 
     from plastic.pipelines.diagnose import diagnose
-    from plastic.pipelines.documents import diagnose_dict
     from plastic.pipelines.reinit import reinit
     from plastic.reinit.strategies import Options
 
@@ -307,7 +306,7 @@ def run_scenario(
     calib = calibration_folder(target, out_dir)
     if "source" in sc:  # pretrained by us, made (or read from the cache) here
         sc = dict(sc, ckpt=_source_path(sc["arch"]))
-    report = diagnose_dict(diagnose(sc["ckpt"], calib, max_images=80, seed=0, device="cpu"))
+    report = diagnose(sc["ckpt"], calib, max_images=80, seed=0, device="cpu").to_dict()
     num_classes = next((la["units"] for la in report["layers"] if la["classifier"]), 10)
     probe = build(sc["arch"], None, num_classes, 0)
     if ":" in sc["arch"]:  # the preprocessing diagnose used: the family's, or the folder's processor

@@ -69,7 +69,6 @@ def condition_of(pick: dict[str, Any], committed_auto: dict[str, Any]) -> str:
 
 def run_one(n: int, seed: int) -> dict[str, Any]:
     from plastic.pipelines.diagnose import diagnose
-    from plastic.pipelines.documents import diagnose_dict
 
     sc = SCENARIOS[n]
     ckpt = _source_path(sc["arch"]) if "source" in sc else sc["ckpt"]
@@ -83,7 +82,7 @@ def run_one(n: int, seed: int) -> dict[str, Any]:
             ckpt, calib, max_images=80, seed=seed, device="cpu", input_size=size, trial_data=data
         )
         seconds = time.perf_counter() - t0
-        doc = diagnose_dict(report)
+        doc = report.to_dict()
     trial = doc["trial"]
     assert trial is not None and doc["recommendation"] is not None
     pick = next(c for c in trial["candidates"] if c["name"] == trial["winner"])

@@ -30,9 +30,8 @@ from tests.conftest import CALIB, RESNET, Result, expect_error, json_doc
 def resnet_doc() -> dict[str, Any]:
     """A real diagnose report of the ResNet sample (8 images): the base that hand edits start from."""
     from plastic.pipelines.diagnose import diagnose
-    from plastic.pipelines.documents import diagnose_dict
 
-    return diagnose_dict(diagnose(RESNET, CALIB, max_images=8, device="cpu"))
+    return diagnose(RESNET, CALIB, max_images=8, device="cpu").to_dict()
 
 
 def _edited(doc: dict[str, Any], **changes: Any) -> dict[str, Any]:

@@ -106,3 +106,62 @@ def test_the_layer_check_catches_an_upward_import() -> None:
         "files/x.py:2 (files) imports plastic.pipelines.diagnose (pipelines)"
     ]
     assert upward_imports("import plastic.files.atomic\n", "reinit", "reinit/x.py") == []
+
+
+def _module_graph() -> dict[str, set[str]]:
+    """Every library module -> the library modules it imports, at module level, inside a function or
+    under ``TYPE_CHECKING`` alike (an import in a function is still a dependency, only a later one).
+    ``from plastic.cli import render`` names the submodule ``plastic.cli.render``."""
+    modules = {_module_name(p): p for p in sorted(LIB.rglob("*.py"))}
+    graph: dict[str, set[str]] = {}
+    for name, p in modules.items():
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(p.read_text(), str(p))):
+            if isinstance(node, ast.Import):
+                deps.update(a.name for a in node.names if a.name in modules)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                for a in node.names:
+                    sub = f"{node.module}.{a.name}"
+                    deps.add(sub if sub in modules else node.module)
+        graph[name] = {d for d in deps if d in modules and d != name}
+    return graph
+
+
+def loops_within_layers(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import circles among the modules of one layer (groups of two or more that each reach all
+    the others): inside a folder, too, a newcomer reads the modules in one order, lowest first."""
+    layer = {m: _layer_of(m) for m in graph}
+
+    def reach(start: str) -> set[str]:
+        seen: set[str] = set()
+        todo = [start]
+        while todo:
+            for w in graph.get(todo.pop(), set()):
+                if layer.get(w) == layer[start] and w not in seen:
+                    seen.add(w)
+                    todo.append(w)
+        return seen
+
+    reached = {m: reach(m) for m in graph}
+    circles: list[list[str]] = []
+    for m in sorted(graph):
+        circle = sorted({m} | {w for w in reached[m] if m in reached[w]})
+        if len(circle) > 1 and circle not in circles:
+            circles.append(circle)
+    return circles
+
+
+def test_no_import_circles_inside_a_layer() -> None:
+    assert loops_within_layers(_module_graph()) == []
+
+
+def test_the_circle_check_catches_a_lazy_circle() -> None:
+    """The known answer: two modules of one layer that import each other (one of them inside a
+    function) are one circle; the same two in different layers are the upward-import test's business."""
+    graph = {
+        "plastic.pipelines.a": {"plastic.pipelines.b"},
+        "plastic.pipelines.b": {"plastic.pipelines.a"},
+        "plastic.measure.c": {"plastic.files.d"},
+        "plastic.files.d": set(),
+    }
+    assert loops_within_layers(graph) == [["plastic.pipelines.a", "plastic.pipelines.b"]]

@@ -16,7 +16,6 @@ from plastic.files.checkpoint import open_checkpoint
 from plastic.measure.calib import calib_batches, scan_folder
 from plastic.model.build import build_model
 from plastic.pipelines.diagnose import diagnose
-from plastic.pipelines.documents import diagnose_dict
 from plastic.pipelines.reinit import reinit
 from plastic.reinit.options import Options, Utility, Value
 from tests.conftest import CALIB, RESNET, save_timm
@@ -63,7 +62,7 @@ def test_diagnose_model_takes_a_loader_of_pairs(file_report: Any) -> None:
     )
     live = plastic.diagnose_model(model, loader, num_classes=classes)
     assert [la.score for la in live.layers] == [la.score for la in file_report.layers]
-    doc = diagnose_dict(live)  # the same document shape as the file's, for the same tools
+    doc = live.to_dict()  # the same document shape as the file's, for the same tools
     assert doc["checkpoint"]["format"] == "memory" and doc["recommendation"]["commands"] == []
 
 
@@ -83,7 +82,7 @@ def test_reinit_model_equals_reinit_of_the_file(
     tmp_path: Path, file_report: Any, strategy: str, opts: dict[str, Any]
 ) -> None:
     options = Options(seed=7, **opts)
-    report = diagnose_dict(file_report)
+    report = file_report.to_dict()
     out = tmp_path / "out.safetensors"
     reinit(RESNET, strategy=strategy, output=out, options=options, report=report)
     expected = load_file(out)

@@ -199,9 +199,8 @@ def test_leave_one_out_on_the_committed_runs_keeps_the_shipped_rule() -> None:
 @pytest.fixture(scope="module")
 def reports() -> dict[str, dict[str, Any]]:
     from plastic.pipelines.diagnose import diagnose
-    from plastic.pipelines.documents import diagnose_dict
 
-    return {"resnet": diagnose_dict(diagnose(RESNET, CALIB)), "vit": diagnose_dict(diagnose(VIT_PT, CALIB))}
+    return {"resnet": diagnose(RESNET, CALIB).to_dict(), "vit": diagnose(VIT_PT, CALIB).to_dict()}
 
 
 def test_calibrated_on_the_samples(reports: dict[str, dict[str, Any]]) -> None:

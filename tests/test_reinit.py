@@ -40,25 +40,22 @@ def _load_strict(path: Path, arch: str, num_classes: int) -> torch.nn.Module:
 @pytest.fixture(scope="module")
 def vit_report() -> dict[str, Any]:
     from plastic.pipelines.diagnose import diagnose
-    from plastic.pipelines.documents import diagnose_dict
 
-    return diagnose_dict(diagnose(VIT_PT, CALIB, max_images=20))
+    return diagnose(VIT_PT, CALIB, max_images=20).to_dict()
 
 
 @pytest.fixture(scope="module")
 def mobilenet_report() -> dict[str, Any]:
     from plastic.pipelines.diagnose import diagnose
-    from plastic.pipelines.documents import diagnose_dict
 
-    return diagnose_dict(diagnose(MOBILENET, CALIB, max_images=8, batch_size=8))
+    return diagnose(MOBILENET, CALIB, max_images=8, batch_size=8).to_dict()
 
 
 @pytest.fixture(scope="module")
 def resnet_report() -> dict[str, Any]:
     from plastic.pipelines.diagnose import diagnose
-    from plastic.pipelines.documents import diagnose_dict
 
-    return diagnose_dict(diagnose(RESNET, CALIB, max_images=20))
+    return diagnose(RESNET, CALIB, max_images=20).to_dict()
 
 
 def _run(src: Path, out: Path, strategy: str, report: dict[str, Any] | None = None, **opts: Any) -> Any:
@@ -475,10 +472,9 @@ def test_people_output_says_what_happened(cli: Callable[..., Result], tmp_path: 
 
 def _vit_report_file(tmp_path: Path) -> Path:
     from plastic.pipelines.diagnose import diagnose
-    from plastic.pipelines.documents import diagnose_dict
 
     rep = tmp_path / "vit.json"
-    rep.write_text(json.dumps(diagnose_dict(diagnose(VIT_PT, CALIB, max_images=20, device="cpu"))))
+    rep.write_text(json.dumps(diagnose(VIT_PT, CALIB, max_images=20, device="cpu").to_dict()))
     return rep
 
 

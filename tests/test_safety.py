@@ -30,9 +30,8 @@ from tests.conftest import CALIB, RESNET, Result, expect_error, file_digests
 @pytest.fixture(scope="module")
 def resnet_report() -> dict[str, Any]:
     from plastic.pipelines.diagnose import diagnose
-    from plastic.pipelines.documents import diagnose_dict
 
-    return diagnose_dict(diagnose(RESNET, CALIB, max_images=8, device="cpu"))
+    return diagnose(RESNET, CALIB, max_images=8, device="cpu").to_dict()
 
 
 def _shards(folder: Path) -> Path:

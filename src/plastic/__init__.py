@@ -8,6 +8,8 @@ The library behind the ``plastic`` command, flat like safetensors' ``load_file``
 - ``reinit_checkpoint(path, strategy, output, report=...)``: the new checkpoint.
 - ``diagnose_model(model, images)`` and ``reinit_model(model, strategy, report=...)``: the same on a
   model in memory (in place), for training scripts.
+- ``InspectReport``, ``DiagnoseReport`` (its ``LayerDiagnosis``, ``BlockDiagnosis``, ``StageDiagnosis``,
+  ``Calibration``, ``Recommendation``, ``TrialResult``) and ``ReinitResult``: what those return.
 - ``Options``, ``list_strategies()``, ``register_strategy(name, help)``: the strategies' options and
   registry; ``Context``, ``Plan``, ``Change``, ``Fill``, ``Kind``, ``Need``, ``Value``: what a custom
   strategy is given and returns.
@@ -57,6 +59,16 @@ _LAZY = {
     "Kind": "plastic.reinit.options",
     "Need": "plastic.reinit.options",
     "Value": "plastic.reinit.options",
+    # the results: each a dataclass whose to_dict() is its command's --json document (or its part of it)
+    "InspectReport": "plastic.pipelines.inspect",
+    "DiagnoseReport": "plastic.pipelines.report",
+    "LayerDiagnosis": "plastic.pipelines.report",
+    "BlockDiagnosis": "plastic.pipelines.report",
+    "StageDiagnosis": "plastic.pipelines.report",
+    "Calibration": "plastic.pipelines.report",
+    "TrialResult": "plastic.pipelines.report",
+    "Recommendation": "plastic.decide.recommend",
+    "ReinitResult": "plastic.pipelines.manifest",
 }
 
 
@@ -77,15 +89,24 @@ def __dir__() -> list[str]:
 # What `from plastic import *` and help(plastic) show: the API and the base error. The other errors
 # are importable from here too and are documented in plastic.errors.
 __all__ = [
+    "BlockDiagnosis",
+    "Calibration",
     "Change",
     "Context",
+    "DiagnoseReport",
     "Fill",
+    "InspectReport",
     "Kind",
+    "LayerDiagnosis",
     "Need",
     "Options",
     "Plan",
     "PlasticError",
+    "Recommendation",
+    "ReinitResult",
+    "StageDiagnosis",
     "StrategyInfo",
+    "TrialResult",
     "Value",
     "__version__",
     "diagnose_checkpoint",

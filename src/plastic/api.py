@@ -9,12 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from plastic.measure.defaults import DEFAULT_DEVICE, DEFAULT_MAX_IMAGES, DEFAULT_TAU
+from plastic.measure.defaults import DEFAULT_DEVICE, DEFAULT_MAX_IMAGES, DEFAULT_TAU, DiagnoseOptions
 from plastic.reinit.options import Options
 
 if TYPE_CHECKING:
-    from plastic.pipelines.diagnose import DiagnoseReport
     from plastic.pipelines.manifest import ReinitResult
+    from plastic.pipelines.report import DiagnoseReport
 
 __all__ = ["reinit_checkpoint"]
 
@@ -82,12 +82,12 @@ def reinit_checkpoint(
         >>> result.to_dict()["unchanged_tensors"]
         90
     """
-    from plastic.pipelines.diagnose import DiagnoseReport
     from plastic.pipelines.reinit import reinit
+    from plastic.pipelines.report import DiagnoseReport
 
     doc = report.to_dict() if isinstance(report, DiagnoseReport) else report
     return reinit(
         path, strategy=strategy, output=output, options=Options() if options is None else options, report=doc,  # type: ignore[arg-type]
         data=data, key=key, arch=arch, force=force, dry_run=dry_run, keep_extra=keep_extra, in_chans=in_chans,
-        diagnose_options={"device": device, "max_images": max_images, "workers": workers, "tau": tau},
+        diagnose_options=DiagnoseOptions(device=device, max_images=max_images, workers=workers, tau=tau),
     )  # fmt: skip

@@ -330,9 +330,8 @@ def test_fuzz_sharded_index(cli: Callable[..., Result], tmp_path: Path, case: in
 @pytest.fixture(scope="module")
 def base_report() -> dict[str, Any]:
     from plastic.pipelines.diagnose import diagnose
-    from plastic.pipelines.documents import diagnose_dict
 
-    return diagnose_dict(diagnose(RESNET, CALIB, max_images=8, device="cpu"))
+    return diagnose(RESNET, CALIB, max_images=8, device="cpu").to_dict()
 
 
 def _mutate_report(rng: random.Random, doc: dict[str, Any]) -> None:

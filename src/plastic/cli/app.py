@@ -16,7 +16,7 @@ import typer
 
 from plastic import __version__
 from plastic.cli import parse
-from plastic.measure.defaults import DEFAULT_BATCH_SIZE, DEFAULT_MAX_IMAGES, DEFAULT_TAU
+from plastic.measure.defaults import DEFAULT_BATCH_SIZE, DEFAULT_MAX_IMAGES, DEFAULT_TAU, DiagnoseOptions
 from plastic.reinit.options import Options, Unit, Utility, Value
 
 DEFAULT_OPTIONS = Options()
@@ -139,7 +139,6 @@ def inspect(
 ) -> None:
     """Show the tensors, layers, dtypes, parameter counts and weight statistics of a checkpoint."""
     from plastic.cli import console, render
-    from plastic.pipelines.documents import inspect_dict
     from plastic.pipelines.inspect import inspect_checkpoint
 
     with console.byte_progress("reading tensors") as progress:
@@ -153,7 +152,7 @@ def inspect(
             progress=progress,
             stable_rank=stable_rank,
         )
-    doc = inspect_dict(report)
+    doc = report.to_dict()
     _emit(
         doc,
         _resolve_format(fmt, as_json),
@@ -269,18 +268,17 @@ def reinit(
 
         wants = get_strategy(strategy).wants(Need.REPORT, options)  # `diagnose m --json | reinit m -s auto`
     doc_in = parse.read_report(report, checkpoint, wants, data)  # a bad report fails before the model
-    from plastic.pipelines.documents import reinit_dict
     from plastic.pipelines.reinit import reinit as run_reinit
 
     with console.image_progress() as progress:  # a diagnosis or gradient pass run here shows its images
         result = run_reinit(
             checkpoint, strategy=strategy, output=output, options=options, report=doc_in, data=data,
             key=key, arch=arch, force=force, dry_run=dry_run, keep_extra=keep_extra,
-            diagnose_options={"device": device, "max_images": max_images, "tau": tau, "workers": workers},
+            diagnose_options=DiagnoseOptions(device=device, max_images=max_images, tau=tau, workers=workers),
             inputs=[report] if report is not None and str(report) != "-" else [], in_chans=in_chans,
             progress=progress,
         )  # fmt: skip
-    doc = reinit_dict(result)
+    doc = result.to_dict()
     err = console.err()
     for note in result.notes:
         err.print(f"note: {printable(note)}", markup=False, soft_wrap=True)  # never hard-wrapped
@@ -408,7 +406,6 @@ def diagnose(
     images = [*parse.image_files(data), *(parse.image_files(trial_data) if trial_data is not None else [])]
     parse.check_outputs(out, plot, [*checkpoint_files(checkpoint), *images])
     from plastic.pipelines.diagnose import diagnose as run_diagnose
-    from plastic.pipelines.documents import diagnose_dict
 
     with console.image_progress() as progress:
         report = run_diagnose(
@@ -417,7 +414,7 @@ def diagnose(
             std=stds, progress=progress, in_chans=in_chans, reference=reference, trial=trial,
             trial_data=trial_data, trial_budget=trial_budget, reference_images=reference_images, cache=cache,
         )  # fmt: skip
-    doc = diagnose_dict(report)
+    doc = report.to_dict()
     doc["findings"] = parse.findings(doc, conditions)  # the why of exit 1, in every format (with --fail-on)
     err = console.err()
     for note in report.notes:
@@ -462,10 +459,3 @@ def printable(text: str) -> str:
     from plastic.cli.render import printable as escape
 
     return escape(text)
-
-
-def main() -> None:
-    """The entry point, kept here for installs whose ``plastic`` script still names ``plastic.cli.app``."""
-    from plastic.cli.main import main as run
-
-    run()

@@ -38,6 +38,8 @@ CAP_FRACTION = 0.1  # ...or a tenth of the ranked layers in a large model
 
 @dataclass
 class Recommendation:
+    """The verdict: re-initialize (which strategy, options, layers) or fine-tune as is, and why."""
+
     action: str  # "reinit" | "finetune"
     strategy: str | None  # "from-block", "topk-layers", or None for "fine-tune as is"
     options: dict[str, Any]
@@ -210,51 +212,6 @@ def _topk(
         "reinit", "topk-layers", {"k": k, "unit": "layer"}, [la["name"] for la in chosen], threshold, reason,
         evidence=EVIDENCE["topk-layers"],
     )  # fmt: skip
-
-
-def reinit_commands(
-    rec: Recommendation,
-    checkpoint: str,
-    *,
-    arch: str | None,
-    key: str | None,
-    in_chans: int | None,
-) -> list[str]:
-    """Shell lines that carry out ``rec`` on ``checkpoint`` as they are, with no report needed:
-    ``from-block --from START``, or the chosen layers by name."""
-    import shlex
-
-    if rec.action != "reinit":
-        return []
-    out = _output_name(checkpoint)
-    common = []
-    if arch:
-        common += ["--arch", arch]
-    if key:
-        common += ["--key", key]
-    if in_chans and in_chans != 3:
-        common += ["--in-chans", str(in_chans)]
-    if rec.strategy == "from-block":
-        selection = ["--strategy", "from-block", "--from", str(rec.options["from_block"])]
-    else:
-        selection = ["--strategy", "layers", *(a for name in rec.layers for a in ("--layers", f"{name}.*"))]
-    return [shlex.join(["plastic", "reinit", checkpoint, *selection, *common, "-o", out])]
-
-
-def _output_name(checkpoint: str) -> str:
-    """``m.safetensors`` -> ``m.reinit.safetensors`` beside it; a folder or index gives a .safetensors."""
-    from pathlib import Path
-
-    p = Path(checkpoint)
-    if p.is_dir():
-        return str(p / "model.reinit.safetensors")
-    name = p.name
-    if name.endswith(".safetensors.index.json"):
-        return str(p.with_name(name.removesuffix(".safetensors.index.json") + ".reinit.safetensors"))
-    for suffix in (".pth.tar", ".safetensors", ".pt", ".pth", ".bin", ".ckpt"):
-        if name.endswith(suffix):
-            return str(p.with_name(name.removesuffix(suffix) + ".reinit" + suffix))
-    return str(p.with_name(name + ".reinit.safetensors"))
 
 
 def recommendation_dict(rec: Recommendation) -> RecommendationDoc:

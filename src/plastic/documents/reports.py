@@ -1,6 +1,6 @@
 """Reading a diagnose report back: the one place a document from outside (``--report FILE``, stdin, a
 dict a library caller passes) is size-capped, parsed and validated field by field into a typed
-``DiagnoseDoc``. Building documents is :mod:`plastic.pipelines.documents`.
+``DiagnoseDoc``. Building one is each result's ``to_dict()`` (:mod:`plastic.pipelines.report`).
 
 Each document carries ``schema_version``; a key is never renamed or removed without bumping it, so
 shell pipelines and CI gates can rely on them.

@@ -1,7 +1,7 @@
 """The JSON documents, typed: what ``inspect --json``, ``diagnose --json`` and ``reinit --json`` print.
 
 These are the real data model between the commands (reinit reads a diagnose document back), so they
-are spelled out once, here; ``plastic.pipelines.documents`` builds them and ``reports`` validates
+are spelled out once, here; the results' ``to_dict()`` build them and ``reports`` validates
 them when they are read back. Keys are never renamed or removed
 without bumping ``SCHEMA_VERSION``. No torch here: ``inspect`` and ``--help`` import this module.
 """

@@ -19,7 +19,7 @@ batch. Only at the end do scalars come back to the host (one transfer per model 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -250,6 +250,7 @@ class PassSettings:
     device: torch.device
     amp: bool = False  # bf16 autocast (CUDA only)
     subsets: tuple[frozenset[int] | None, ...] | None = None  # per model, the image indices it measures
+    keep_grads: bool = False  # keep each weight's dL/dW (reinit's gradient utility), not only the ratios
 
 
 def reference_subset(
@@ -284,6 +285,7 @@ def one_pass(
             done = data_pass(
                 models, batches(batch_size), labels, n_classes=n_classes, seed=seed, device=dev, total=total,
                 autocast=autocast, progress=progress, subsets=settings.subsets,
+                keep_grads=settings.keep_grads,
             )  # fmt: skip
             return done, batch_size
         except torch.cuda.OutOfMemoryError:
@@ -307,3 +309,21 @@ def one_pass(
                 f"the model cannot run on the calibration images as preprocessed ({first}); "
                 "check --input-size, --in-chans, --mean and --std (PLASTIC_DEBUG=1 shows where it failed)"
             ) from e
+
+
+@contextlib.contextmanager
+def full_float32() -> Iterator[None]:
+    """TF32 off and deterministic cuDNN algorithms for convolutions and matrix products, restored after.
+
+    PyTorch lets cuDNN use TF32 (10-bit mantissa) for float32 convolutions by default; on an H100 that
+    moved a MobileNetV2 stem's grad_ratio by 23% against the CPU. Off, CUDA and CPU agree to ~0.2%, so
+    a seed means the same report on every machine. ``--amp`` (bf16) is the opt-in fast path.
+    """
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    saved = (cudnn.allow_tf32, matmul.allow_tf32, cudnn.deterministic, cudnn.benchmark)
+    cudnn.allow_tf32 = matmul.allow_tf32 = False
+    cudnn.deterministic, cudnn.benchmark = True, False  # same report for the same inputs on CUDA too
+    try:
+        yield
+    finally:
+        cudnn.allow_tf32, matmul.allow_tf32, cudnn.deterministic, cudnn.benchmark = saved

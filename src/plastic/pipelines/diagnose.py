@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import time
 from collections.abc import Callable, Collection, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
-from plastic.decide.recommend import Recommendation, recommend, reinit_commands
+from plastic.decide.recommend import Recommendation, recommend
 from plastic.decide.score import components, grad_median, saturation_score
-from plastic.documents.schema import DiagnoseDoc
-from plastic.documents.validation import check_diagnose_options, pick_device
+from plastic.documents.validation import pick_device
 from plastic.errors import DataError
 from plastic.files.checkpoint import Checkpoint, open_checkpoint
 from plastic.measure.calib import (
@@ -28,13 +25,20 @@ from plastic.measure.calib import (
     scan_folder,
 )
 from plastic.measure.data_metrics import attn_entropy, dormant_units, rank_ceiling, site_metrics
-from plastic.measure.defaults import DEFAULT_BATCH_SIZE, DEFAULT_DEVICE, DEFAULT_MAX_IMAGES, DEFAULT_TAU
+from plastic.measure.defaults import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_DEVICE,
+    DEFAULT_MAX_IMAGES,
+    DEFAULT_TAU,
+    DiagnoseOptions,
+)
 from plastic.measure.finetune import load_labelled
 from plastic.measure.onepass import (
     Measured,
     PassResult,
     PassSettings,
     Progress,
+    full_float32,
     one_pass,
     probe_targets,
     reference_subset,
@@ -48,87 +52,16 @@ from plastic.model.heads import check_heads
 from plastic.model.init_values import fresh_model
 from plastic.model.modules import layers_of
 from plastic.model.structure import input_channels
+from plastic.pipelines.commands import reinit_commands
 from plastic.pipelines.repair import nonfinite_layers, nonfinite_note, repair_first
+from plastic.pipelines.report import (
+    BlockDiagnosis,
+    Calibration,
+    DiagnoseReport,
+    LayerDiagnosis,
+    StageDiagnosis,
+)
 from plastic.pipelines.trial import trial_folder, trial_step
-
-if TYPE_CHECKING:
-    from plastic.model.ties import TieEvidence
-    from plastic.pipelines.trial import TrialResult
-
-
-@dataclass
-class LayerDiagnosis:
-    name: str
-    type: str
-    units: int
-    params: int
-    site: str  # the module whose output was measured
-    block: str | None
-    classifier: bool
-    metrics: dict[str, float | None]
-    components: dict[str, float] = field(default_factory=dict)
-    score: float | None = None
-    rank: int | None = None
-    dormant_units: list[int] = field(default_factory=list)
-    reference: dict[str, float | None] = field(default_factory=dict)  # the fresh model's metrics here
-
-
-@dataclass
-class BlockDiagnosis:
-    name: str
-    group: int
-    layers: list[str]
-    score: float | None = None
-    rank: int | None = None
-
-
-@dataclass
-class StageDiagnosis:
-    """One of timm's coarse groups (stem, stages, head), bottom to top: what ``from-block`` starts at."""
-
-    name: str
-    start: str  # the ``reinit --strategy from-block --from`` value that starts at this stage
-    layers: list[str]
-    score: float | None = None  # the highest layer score in it
-
-
-@dataclass
-class Calibration:
-    path: Path
-    images_found: int
-    images_used: int
-    skipped: list[tuple[Path, str]]
-    labels: str  # "subfolders" | "random"
-    classes: list[str]
-    reference_images: int | None = None  # images the fresh reference measured (None: no reference)
-
-
-@dataclass
-class DiagnoseReport:
-    checkpoint: Checkpoint
-    arch: str
-    arch_source: str
-    candidates: list[str]
-    device: str
-    amp: bool
-    data_config: DataConfig
-    calibration: Calibration
-    layers: list[LayerDiagnosis]
-    blocks: list[BlockDiagnosis]
-    timing: dict[str, float]
-    options: dict[str, Any]
-    notes: list[str] = field(default_factory=list)
-    recommendation: Recommendation | None = None
-    stages: list[StageDiagnosis] = field(default_factory=list)
-    certainty: str | None = None  # "assumed": see model.build.Resolution
-    evidence: TieEvidence | None = None  # what the calibration images said between look-alikes
-    trial: TrialResult | None = None  # the race among starts and rates (``--trial``)
-
-    def to_dict(self) -> DiagnoseDoc:
-        """The ``plastic diagnose --json`` document (without ``findings``, which only ``--fail-on`` adds)."""
-        from plastic.pipelines.documents import diagnose_dict
-
-        return diagnose_dict(self)
 
 
 def diagnose(
@@ -211,72 +144,39 @@ def diagnose(
         >>> report.to_dict()["command"]
         'diagnose'
     """
+    opts = DiagnoseOptions(
+        key=key, arch=arch, in_chans=in_chans, device=device, amp=amp, max_images=max_images,
+        batch_size=batch_size, workers=workers, tau=tau, seed=seed, input_size=input_size, mean=mean, std=std,
+        reference=reference, reference_images=reference_images, cache=cache, trial=trial,
+        trial_data=trial_data, trial_budget=trial_budget,
+    )  # fmt: skip
+    return run_diagnosis(path, data, opts, progress)
+
+
+def run_diagnosis(
+    path: str | Path, data: str | Path, opts: DiagnoseOptions, progress: Progress | None = None
+) -> DiagnoseReport:
+    """``diagnose_checkpoint`` with its options in one object (what ``reinit`` runs for a report)."""
     with full_float32():
-        return _diagnose(
-            path, data, key=key, arch=arch, device=device, amp=amp, max_images=max_images,
-            batch_size=batch_size, workers=workers, tau=tau, seed=seed, input_size=input_size, mean=mean,
-            std=std, progress=progress, in_chans=in_chans, with_reference=reference,
-            trial=(trial or trial_data is not None, trial_data, trial_budget),
-            reference_images=reference_images, cache=cache,
-        )  # fmt: skip
-
-
-@contextlib.contextmanager
-def full_float32() -> Iterator[None]:
-    """TF32 off and deterministic cuDNN algorithms for convolutions and matrix products, restored after.
-
-    PyTorch lets cuDNN use TF32 (10-bit mantissa) for float32 convolutions by default; on an H100 that
-    moved a MobileNetV2 stem's grad_ratio by 23% against the CPU. Off, CUDA and CPU agree to ~0.2%, so
-    a seed means the same report on every machine. ``--amp`` (bf16) is the opt-in fast path.
-    """
-    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
-    saved = (cudnn.allow_tf32, matmul.allow_tf32, cudnn.deterministic, cudnn.benchmark)
-    cudnn.allow_tf32 = matmul.allow_tf32 = False
-    cudnn.deterministic, cudnn.benchmark = True, False  # same report for the same inputs on CUDA too
-    try:
-        yield
-    finally:
-        cudnn.allow_tf32, matmul.allow_tf32, cudnn.deterministic, cudnn.benchmark = saved
+        return _diagnose(path, data, opts, progress)
 
 
 def _diagnose(
-    path: str | Path,
-    data: str | Path,
-    *,
-    key: str | None,
-    arch: str | None,
-    device: str,
-    amp: bool,
-    max_images: int,
-    batch_size: int,
-    workers: int,
-    tau: float,
-    seed: int,
-    input_size: tuple[int, int, int] | None,
-    mean: tuple[float, ...] | None,
-    std: tuple[float, ...] | None,
-    progress: Progress | None,
-    in_chans: int | None,
-    with_reference: bool,
-    trial: tuple[bool, str | Path | None, int | None] = (False, None, None),
-    reference_images: int | None = None,
-    cache: bool = True,
+    path: str | Path, data: str | Path, opts: DiagnoseOptions, progress: Progress | None
 ) -> DiagnoseReport:
     """The steps: check, build (checkpoint, architecture, model, preprocessing), the one data pass,
     the layer and block tables, the recommendation."""
-    check_diagnose_options(
-        device=device, max_images=max_images, batch_size=batch_size, workers=workers, tau=tau, seed=seed,
-        input_size=input_size, mean=mean, std=std, in_chans=in_chans, arch=arch,
-        progress=progress, reference_images=reference_images,
-    )  # fmt: skip
+    opts.check(progress)
     t0 = time.perf_counter()
-    dev = pick_device(device)
-    calib = scan_folder(data, max_images=max_images, seed=seed)
-    race = trial_folder(calib, trial[1], trial[2], seed) if trial[0] else None  # refused before the pass
-    ckpt, built, cfg = _build(path, key, arch, in_chans, calib, input_size, mean, std)
+    seed, tau, batch_size, reference_images = opts.seed, opts.tau, opts.batch_size, opts.reference_images
+    dev = pick_device(opts.device)
+    calib = scan_folder(data, max_images=opts.max_images, seed=seed)
+    # the trial's folder is refused (no labels, one class, too few a class) before the pass
+    race = trial_folder(calib, opts.trial_data, opts.trial_budget, seed) if opts.wants_trial else None
+    ckpt, built, cfg = _build(path, opts, calib)
     notes = [*ckpt.notes, *built.notes]
-    use_amp = amp and dev.type == "cuda"
-    if amp and not use_amp:
+    use_amp = opts.amp and dev.type == "cuda"
+    if opts.amp and not use_amp:
         notes.append("--amp applies to CUDA only; running in float32 on the CPU")
     model = built.model.to(dev)
     if race is not None:
@@ -287,13 +187,13 @@ def _diagnose(
     assert built.spec is not None
     cache_key: dict[str, Any] | None = None
     cached: CachedReference | None = None
-    if with_reference and cache:  # an earlier run may have measured this very reference
+    if opts.reference and opts.cache:  # an earlier run may have measured this very reference
         cache_key = reference_key(
             built.spec, cfg, calib, seed=seed, tau=tau, batch_size=batch_size, device=dev.type, amp=use_amp,
             reference_images=reference_images,
         )  # fmt: skip
         cached = load_reference(cache_key, set(layers_of(model)))
-    reference = fresh_model(built.spec, seed=seed).to(dev) if with_reference and cached is None else None
+    reference = fresh_model(built.spec, seed=seed).to(dev) if opts.reference and cached is None else None
     t_build = time.perf_counter() - t0
 
     t1 = time.perf_counter()
@@ -303,7 +203,7 @@ def _diagnose(
     subsets = None if subset is None or reference is None else (None, subset)
     settings = PassSettings(labels, n_classes, len(calib.files), batch_size, seed, dev, use_amp, subsets)
     done, batch_size = one_pass(
-        models, lambda bs: calib_batches(calib, cfg, bs, workers), settings, progress, notes
+        models, lambda bs: calib_batches(calib, cfg, bs, opts.workers), settings, progress, notes
     )
     t_pass = time.perf_counter() - t1
     calib.skipped = [*calib.skipped, *((calib.files[i], why) for i, why in done.skipped)]
@@ -313,9 +213,7 @@ def _diagnose(
     calibration = Calibration(
         calib.root, calib.found, len(done.used), calib.skipped, labelled, calib.class_names
     )
-    options = {"tau": tau, "seed": seed, "batch_size": batch_size, "max_images": max_images,
-               "workers": workers, "reference": with_reference,
-               "reference_images": reference_images}  # fmt: skip
+    options = opts.recorded(batch_size)
     report = assemble(
         ckpt, built, reference, done, calibration=calibration, cfg=cfg, device=str(dev), amp=use_amp,
         tau=tau, options=options, notes=notes, timing={"build_s": t_build, "pass_s": t_pass}, cached=cached,
@@ -324,11 +222,11 @@ def _diagnose(
     if cache_key is not None and cached is None and calibration.reference_images is not None:
         table = {la.name: la.reference for la in report.layers}
         store_reference(cache_key, CachedReference(table, calibration.reference_images))
-    if not with_reference:
+    if not opts.reference:
         notes.append("--no-reference: absolute scores (a fresh model's layers can score above 0)")
     if race is not None:
         images = load_labelled(race, cfg)  # decoded once, with the model's preprocessing
-        trial_step(report, model, images, source=race.root, seed=seed, budget=trial[2], device=dev,
+        trial_step(report, model, images, source=race.root, seed=seed, budget=opts.trial_budget, device=dev,
                    progress=progress, commands=_commands_for(built, ckpt))  # fmt: skip
     report.timing["total_s"] = time.perf_counter() - t0
     return report
@@ -380,17 +278,16 @@ def assemble(
 
 
 def _build(
-    path: str | Path, key: str | None, arch: str | None, in_chans: int | None, calib: CalibSet,
-    input_size: tuple[int, int, int] | None, mean: tuple[float, ...] | None, std: tuple[float, ...] | None,
-) -> tuple[Checkpoint, BuiltModel, DataConfig]:  # fmt: skip
+    path: str | Path, opts: DiagnoseOptions, calib: CalibSet
+) -> tuple[Checkpoint, BuiltModel, DataConfig]:
     """The checkpoint (fingerprinted), the timm model with its weights, and its preprocessing. Look-alike
     architectures are told apart on a few calibration images."""
-    with open_checkpoint(path, key=key, arch=arch, in_chans=in_chans) as ckpt:
+    with open_checkpoint(path, key=opts.key, arch=opts.arch, in_chans=opts.in_chans) as ckpt:
 
         def config(model: nn.Module) -> DataConfig:
             chans = input_channels(model)  # the channels the model was built for: given, or the stem's
             return resolve_data_config(
-                model, ckpt.metadata, input_size=input_size, mean=mean, std=std, hub=ckpt.hub,
+                model, ckpt.metadata, input_size=opts.input_size, mean=opts.mean, std=opts.std, hub=ckpt.hub,
                 in_chans=chans if chans != 3 else None,
             )  # fmt: skip
 

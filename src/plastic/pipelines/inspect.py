@@ -9,9 +9,10 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from plastic.documents.schema import InspectDoc
+from plastic.documents.schema import SCHEMA_VERSION, InspectArchDoc, InspectDoc, InspectLayerDoc, TensorDoc
 from plastic.errors import UsageError
 from plastic.files.checkpoint import Checkpoint, TensorInfo, open_checkpoint
+from plastic.pipelines.documents import checkpoint_dict, clean_float
 
 Progress = Callable[[int, int], None]  # (done, total) in bytes
 
@@ -42,6 +43,8 @@ class Totals:
 
 @dataclass
 class InspectReport:
+    """What ``inspect_checkpoint`` returns; ``to_dict()`` is ``inspect --json``."""
+
     checkpoint: Checkpoint
     layers: list[Layer]
     totals: Totals
@@ -53,9 +56,67 @@ class InspectReport:
 
     def to_dict(self) -> InspectDoc:
         """The ``plastic inspect --json`` document."""
-        from plastic.pipelines.documents import inspect_dict
+        ckpt = self.checkpoint
+        layers: list[InspectLayerDoc] = []
+        for la in self.layers:
+            tensors: list[TensorDoc] = []
+            for t in la.tensors:
+                entry: TensorDoc = {"name": t.name, "shape": list(t.shape), "dtype": t.dtype}
+                if t.key != t.name:
+                    entry["key"] = t.key
+                if self.stats:  # integer tensors are counted but have no statistics: null
+                    tm = la.tensor_metrics.get(t.name)
+                    entry["metrics"] = {k: clean_float(v) for k, v in tm.items()} if tm is not None else None
+                tensors.append(entry)
+            metrics = None
+            if self.stats:
+                metrics = {k: clean_float(v) for k, v in (la.metrics or {}).items()}
+            layers.append(
+                {
+                    "name": la.name,
+                    "params": la.params,
+                    "tensors": tensors,
+                    "stats_tensor": la.stats_tensor,
+                    "metrics": metrics,
+                }
+            )
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "command": "inspect",
+            "checkpoint": checkpoint_dict(ckpt),
+            "arch": _inspect_arch(self),
+            "totals": {
+                "tensors": self.totals.tensors,
+                "parameters": self.totals.parameters,
+                "bytes": self.totals.bytes,
+                "dtypes": self.totals.dtypes,
+            },
+            "filter": self.layer_filter,
+            "layers": layers,
+        }
 
-        return inspect_dict(self)
+
+def _inspect_arch(report: InspectReport) -> InspectArchDoc:
+    """The named architecture, else what the signature index says, with how certain that is."""
+    ckpt, found = report.checkpoint, report.detected
+    if ckpt.arch or found is None:
+        certainty = None if ckpt.arch else "not checked (the shipped index is for another timm version)"
+        return {"name": ckpt.arch, "source": ckpt.arch_source, "candidates": [], "certainty": certainty}
+    under = f" under the prefix {report.detected_prefix!r}" if report.detected_prefix else ""
+    if len(found) == 1:
+        return {"name": found[0], "source": "detected", "candidates": found,
+                "certainty": f"unique signature match{under}"}  # fmt: skip
+    if found:
+        return {"name": None, "source": "detected", "candidates": found,
+                "certainty": f"{len(found)} architectures share this signature{under}; diagnose decides "
+                             "from calibration images, or pass --arch"}  # fmt: skip
+    if report.lined_up:
+        return {"name": None, "source": None, "candidates": [],
+                "certainty": "no timm or torchvision architecture matches its names, but its tensors line "
+                             f"up in order (role and shape) with {' or '.join(report.lined_up[:3])}: --arch "
+                             f"{report.lined_up[0]} reads it by position"}  # fmt: skip
+    return {"name": None, "source": None, "candidates": [],
+            "certainty": "no timm or torchvision architecture matches"}  # fmt: skip
 
 
 def detect_for_inspect(ckpt: Checkpoint) -> tuple[list[str] | None, str]:

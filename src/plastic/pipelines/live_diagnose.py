@@ -15,77 +15,21 @@ import torch
 from torch import nn
 
 from plastic.errors import DataError, UsageError
-from plastic.files.checkpoint import Checkpoint, from_state_dict
 from plastic.measure.calib import DataConfig
-from plastic.measure.defaults import DEFAULT_BATCH_SIZE, DEFAULT_MAX_IMAGES, DEFAULT_TAU
-from plastic.measure.onepass import Batches, PassSettings, Progress, one_pass, probe_targets, reference_subset
-from plastic.model.backends import ArchSpec, backend_of_model, classifier_names, parse_arch
-from plastic.model.build import BuiltModel
-from plastic.pipelines.diagnose import (
-    Calibration,
-    DiagnoseReport,
-    assemble,
+from plastic.measure.defaults import DEFAULT_BATCH_SIZE, DEFAULT_MAX_IMAGES, DEFAULT_TAU, DiagnoseOptions
+from plastic.measure.onepass import (
+    Batches,
+    PassSettings,
+    Progress,
     full_float32,
+    one_pass,
+    probe_targets,
+    reference_subset,
 )
-
-IN_MEMORY = "<in-memory model>"
-
-
-def model_arch(model: nn.Module, arch: str | None = None) -> str | None:
-    """The architecture label of a live model: the caller's, else what its family recorded on it
-    (timm's ``pretrained_cfg``, a transformers model's class), else the torchvision model whose
-    signature its state dict has."""
-    if arch:
-        return arch
-    b = backend_of_model(model)
-    if b.family == "transformers":
-        return f"transformers:{type(model).__name__}"
-    if b.family == "torchvision":
-        found = b.detect({k: tuple(v.shape) for k, v in model.state_dict().items()})
-        unique = found is not None and len(found.candidates) == 1
-        return f"torchvision:{found.candidates[0]}" if unique and found is not None else None
-    cfg = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None) or {}
-    name = cfg.get("architecture") if isinstance(cfg, dict) else None
-    return str(name) if name else None
-
-
-def model_spec(model: nn.Module, ckpt: Checkpoint) -> ArchSpec | None:
-    """The :class:`ArchSpec` of a live model (its class count, channels and transformers config)."""
-    if ckpt.arch is None:
-        return None
-    family, name = parse_arch(ckpt.arch)
-    config = getattr(model, "config", None)
-    to_dict = getattr(config, "to_dict", None)
-    doc = to_dict() if family == "transformers" and callable(to_dict) else None
-    return ArchSpec(family, name, num_classes_of_model(model), ckpt.in_chans, doc)
-
-
-def checkpoint_view(model: nn.Module, arch: str | None = None, name: str = IN_MEMORY) -> Checkpoint:
-    """A :class:`Checkpoint` over the model's own state dict (no copy: the tensors are the model's), so
-    every step written for files reads a live model the same way."""
-    from plastic.model.structure import input_channels
-
-    arch = model_arch(model, arch)
-    chans = input_channels(model)
-    return from_state_dict(
-        model.state_dict(),  # name -> tensor sharing storage with the parameter or buffer
-        path=Path(name), format="memory", strip=False, metadata={}, arch=arch,
-        arch_source="option" if arch else None, in_chans=chans if chans != 3 else None,
-    )  # fmt: skip
-
-
-def num_classes_of_model(model: nn.Module) -> int:
-    """The classifier's output count (0 without a classifier matrix)."""
-    state = model.state_dict()
-    head = [k for k in classifier_keys_of(model) if k.endswith("weight") and state[k].dim() >= 2]
-    return int(state[head[0]].shape[0]) if head else 0
-
-
-def classifier_keys_of(model: nn.Module) -> list[str]:
-    """The state-dict keys of the model's classifier (its family's), for the head exclusion."""
-    prefixes = classifier_names(model)
-    keys = model.state_dict()
-    return [k for k in keys if k.rpartition(".")[0] in prefixes]
+from plastic.model.build import BuiltModel
+from plastic.pipelines.diagnose import assemble
+from plastic.pipelines.live_model import checkpoint_view, classifier_keys_of, model_spec, num_classes_of_model
+from plastic.pipelines.report import Calibration, DiagnoseReport
 
 
 def _collect(
@@ -237,8 +181,9 @@ def diagnose_model(
         base.mean if base else (), base.std if base else (), base.interpolation if base else "",
         base.crop_pct if base else 1.0, base.crop_mode if base else "", "caller's tensors",
     )  # fmt: skip
-    options = {"tau": tau, "seed": seed, "batch_size": batch_size, "max_images": max_images, "workers": 0,
-               "reference": reference, "reference_images": reference_images}  # fmt: skip
+    opts = DiagnoseOptions(max_images=max_images, tau=tau, seed=seed, reference=bool(reference),
+                           reference_images=reference_images)  # fmt: skip
+    options = opts.recorded(batch_size)
     report = assemble(
         ckpt, built, ref_model, done, calibration=calibration, cfg=cfg, device=str(dev), amp=False, tau=tau,
         options=options, notes=notes, timing={"build_s": t_build, "pass_s": t_pass},

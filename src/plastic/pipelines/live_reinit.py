@@ -13,11 +13,9 @@ from plastic.documents.reports import validate_report
 from plastic.errors import UsageError
 from plastic.model.init_values import fresh_model, recorded_model
 from plastic.model.structure import analyse
-from plastic.pipelines.diagnose import DiagnoseReport
-from plastic.pipelines.documents import diagnose_dict
-from plastic.pipelines.live_diagnose import checkpoint_view, model_spec
-from plastic.pipelines.manifest import ReinitResult, manifest
-from plastic.pipelines.reinit import check_names, check_report_layers
+from plastic.pipelines.live_model import checkpoint_view, model_spec
+from plastic.pipelines.manifest import ReinitResult, check_names, check_report_layers, manifest
+from plastic.pipelines.report import DiagnoseReport
 from plastic.reinit.options import Need, Options
 from plastic.reinit.strategies import Context, get_strategy
 from plastic.reinit.values import check_dtypes, init_source, new_values
@@ -63,7 +61,7 @@ def reinit_model(
     info = get_strategy(strategy)
     info.check_value(options, flag="value")
     info.check_options(options)
-    doc = diagnose_dict(report) if isinstance(report, DiagnoseReport) else report
+    doc = report.to_dict() if isinstance(report, DiagnoseReport) else report
     if doc is not None:
         doc = validate_report(doc)
     if info.wants(Need.REPORT, options) and doc is None:

@@ -1,6 +1,7 @@
 """What a re-initialization did, as the ``reinit --json`` manifest and the output's ``plastic.*``
 metadata: which tensors changed and how much of each, the options that applied, where the new values
-came from."""
+came from; and the checks the file and the live path both run before a plan is made (the report and
+the names belong to this model)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from typing import Any
 import torch
 
 from plastic import __version__
-from plastic.documents.schema import ChangedDoc, ReinitDoc
+from plastic.documents.schema import SCHEMA_VERSION, ChangedDoc, DiagnoseDoc, ReinitDoc
+from plastic.errors import ArchitectureError, UsageError
 from plastic.files.checkpoint import Checkpoint
+from plastic.model.backends import ArchSpec
 from plastic.model.init_values import InitSource
 from plastic.reinit.options import Kind, Options
 from plastic.reinit.strategies import Change, Plan, get_strategy
@@ -22,6 +25,9 @@ from plastic.reinit.values import needs_init
 
 @dataclass
 class ReinitResult:
+    """What ``reinit_checkpoint`` and ``reinit_model`` return; ``to_dict()`` is ``reinit --json``.
+    ``changed`` holds one ``{"tensor", "kind", "fraction"}`` entry per changed tensor, in file order."""
+
     input: Path
     output: Path | None
     strategy: str
@@ -37,9 +43,22 @@ class ReinitResult:
 
     def to_dict(self) -> ReinitDoc:
         """The ``plastic reinit --json`` manifest."""
-        from plastic.pipelines.documents import reinit_dict
-
-        return reinit_dict(self)
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "command": "reinit",
+            "input": str(self.input),
+            "output": str(self.output) if self.output is not None and not self.dry_run else None,
+            "dry_run": self.dry_run,
+            "strategy": self.strategy,
+            "options": self.options,
+            "seed": self.seed,
+            "init_source": self.init_source,
+            "changed": self.changed,
+            "unchanged_tensors": self.unchanged_tensors,
+            "skipped": [{"what": w, "why": y} for w, y in self.skipped],
+            "notes": self.notes,
+            "metadata": self.metadata,
+        }
 
 
 def _touched(c: Change, shape: tuple[int, ...]) -> torch.Tensor:
@@ -116,3 +135,25 @@ def metadata(ckpt: Checkpoint, result: ReinitResult, options: Options) -> dict[s
         }
     )
     return meta
+
+
+def check_names(model: torch.nn.Module, ckpt: Checkpoint, spec: ArchSpec) -> None:
+    from plastic.model.build import compare_names, mismatch_message
+
+    missing, unexpected, shaped = compare_names(model, ckpt)
+    if missing or unexpected or shaped:
+        raise ArchitectureError(
+            mismatch_message(spec.label, missing, unexpected, shaped)
+            + f"; reinit writes tensors under their own names, so they must follow {spec.family}'s naming"
+        )
+
+
+def check_report_layers(report: DiagnoseDoc, ckpt: Checkpoint) -> None:
+    """Every layer the report names must be a module of this checkpoint (or live model)."""
+    modules = {t.name.rpartition(".")[0] for t in ckpt.tensors}
+    foreign = [la["name"] for la in report.get("layers", []) if la["name"] not in modules]
+    if foreign:
+        raise UsageError(
+            f"the report's layers are not in {ckpt.path} (e.g. {foreign[0]}): "
+            "was it made for another checkpoint?"
+        )

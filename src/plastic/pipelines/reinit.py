@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import stat
@@ -14,18 +15,24 @@ import torch
 
 from plastic.documents.reports import validate_report
 from plastic.documents.schema import DiagnoseDoc
-from plastic.documents.validation import check_diagnose_options
 from plastic.errors import ArchitectureError, DataError, UsageError
 from plastic.files.atomic import atomic_folder, check_folder_target, check_target
 from plastic.files.checkpoint import Checkpoint, open_checkpoint
 from plastic.files.writer import LateValue, Target, write_safetensors, write_torch
-from plastic.measure.defaults import DEFAULT_BATCH_SIZE, DEFAULT_DEVICE, DEFAULT_MAX_IMAGES, DEFAULT_TAU
+from plastic.measure.defaults import DiagnoseOptions
 from plastic.measure.onepass import Progress
 from plastic.model.backends import ArchSpec
 from plastic.model.init_replay import InitRecording
 from plastic.model.init_values import InitSource, fresh_model, recorded_model
 from plastic.model.structure import Structure, analyse
-from plastic.pipelines.manifest import SOURCE_SHA256, ReinitResult, manifest, metadata
+from plastic.pipelines.manifest import (
+    SOURCE_SHA256,
+    ReinitResult,
+    check_names,
+    check_report_layers,
+    manifest,
+    metadata,
+)
 from plastic.reinit.options import Need, Options, check_reinit_options
 from plastic.reinit.strategies import Context, Plan, StrategyInfo, get_strategy
 from plastic.reinit.values import check_dtypes, init_source, new_values
@@ -69,26 +76,15 @@ def _architecture(ckpt: Checkpoint, notes: list[str]) -> tuple[Checkpoint, ArchS
     return res.checkpoint, res.spec, ""
 
 
-def check_names(model: torch.nn.Module, ckpt: Checkpoint, spec: ArchSpec) -> None:
-    from plastic.model.build import compare_names, mismatch_message
-
-    missing, unexpected, shaped = compare_names(model, ckpt)
-    if missing or unexpected or shaped:
-        raise ArchitectureError(
-            mismatch_message(spec.label, missing, unexpected, shaped)
-            + f"; reinit writes tensors under their own names, so they must follow {spec.family}'s naming"
-        )
-
-
 def _report_for(
-    ckpt_path: Path, data: Path | None, report: DiagnoseDoc | None, **diag: Any
-) -> DiagnoseDoc | None:
+    ckpt_path: Path, data: Path | None, report: DiagnoseDoc | None, diag: DiagnoseOptions,
+    progress: Progress | None,
+) -> DiagnoseDoc | None:  # fmt: skip
     if report is not None or data is None:
         return report
-    from plastic.pipelines.diagnose import diagnose
-    from plastic.pipelines.documents import diagnose_dict
+    from plastic.pipelines.diagnose import run_diagnosis
 
-    return diagnose_dict(diagnose(ckpt_path, data, **diag))
+    return run_diagnosis(ckpt_path, data, diag, progress).to_dict()
 
 
 def reinit(
@@ -104,7 +100,7 @@ def reinit(
     force: bool = False,
     dry_run: bool = False,
     keep_extra: bool = False,
-    diagnose_options: dict[str, Any] | None = None,
+    diagnose_options: DiagnoseOptions | None = None,
     inputs: Sequence[Path] = (),
     in_chans: int | None = None,
     progress: Progress | None = None,
@@ -119,10 +115,10 @@ def reinit(
     info = get_strategy(strategy)
     req = _settle(
         info, options, checkpoint, output, report, data, key, arch, in_chans, dry_run,
-        dict(diagnose_options or {}), progress,
+        diagnose_options or DiagnoseOptions(), progress,
     )  # fmt: skip
     if info.wants(Need.REPORT, options):
-        req.report = _report_for(req.path, req.data, req.report, **req.diag)
+        req.report = _report_for(req.path, req.data, req.report, req.diag, req.progress)
     notes: list[str] = []
     with open_checkpoint(req.path, key=req.key, arch=req.arch, in_chans=req.in_chans) as opened:
         notes.extend(opened.notes)
@@ -156,23 +152,20 @@ class _Request:
     out: Path | None
     data: Path | None
     report: DiagnoseDoc | None
-    diag: dict[str, Any]  # the options of a diagnosis or gradient pass run here
+    diag: DiagnoseOptions  # the options of a diagnosis or gradient pass run here
+    progress: Progress | None
 
 
 def _settle(
     info: StrategyInfo, options: Options, checkpoint: str | Path | None, output: str | Path | None,
     report: DiagnoseDoc | None, data: str | Path | None, key: str | None, arch: str | None,
-    in_chans: int | None, dry_run: bool, given: dict[str, Any], progress: Progress | None,
+    in_chans: int | None, dry_run: bool, given: DiagnoseOptions, progress: Progress | None,
 ) -> _Request:  # fmt: skip
     """Check every option, then fill what the report knows (checkpoint, key, architecture, channels,
     calibration folder) where the caller left it open."""
     check_reinit_options(options)
-    check_diagnose_options(  # the same checks as diagnose's, for a diagnosis or probe run here
-        device=str(given.get("device", DEFAULT_DEVICE)),
-        max_images=given.get("max_images", DEFAULT_MAX_IMAGES), batch_size=DEFAULT_BATCH_SIZE,
-        workers=given.get("workers", 0), tau=given.get("tau", DEFAULT_TAU), seed=options.seed,
-        in_chans=in_chans, arch=arch, progress=progress,
-    )  # fmt: skip
+    # the same checks as diagnose's, for a diagnosis or probe run here
+    dataclasses.replace(given, seed=options.seed, in_chans=in_chans, arch=arch).check(progress)
     if report is not None:
         validate_report(report)
     info.check_value(options)
@@ -197,9 +190,9 @@ def _settle(
         if not folder:
             raise UsageError("--utility gradient needs --data DIR: the report names no calibration folder")
         data_path = Path(folder)
-    diag = dict(given, key=key, arch=arch, seed=options.seed, in_chans=in_chans, progress=progress)
+    diag = dataclasses.replace(given, key=key, arch=arch, seed=options.seed, in_chans=in_chans)
     out = Path(output) if output is not None else None
-    return _Request(Path(checkpoint), key, arch, in_chans, out, data_path, report, diag)
+    return _Request(Path(checkpoint), key, arch, in_chans, out, data_path, report, diag, progress)
 
 
 def _open_output(
@@ -236,7 +229,7 @@ def _context(
     if info.wants(Need.GRADIENTS, options):
         if req.data is None:
             raise UsageError("--utility gradient needs --data DIR (or a diagnose report)")
-        gradients = _gradients(ckpt, req.data, options.seed, req.diag, req.report)
+        gradients = _gradients(ckpt, req.data, req.diag, req.report, req.progress)
     recording = recorded_model(spec)  # on meta: no values drawn
     if recording is None:  # a constructor that reads values cannot run on meta: a seeded fresh model
         fresh = fresh_model(spec, seed=options.seed)
@@ -322,19 +315,8 @@ def _check_report(report: DiagnoseDoc | None, ckpt: Checkpoint, notes: list[str]
     check_report_layers(report, ckpt)
 
 
-def check_report_layers(report: DiagnoseDoc, ckpt: Checkpoint) -> None:
-    """Every layer the report names must be a module of this checkpoint (or live model)."""
-    modules = {t.name.rpartition(".")[0] for t in ckpt.tensors}
-    foreign = [la["name"] for la in report.get("layers", []) if la["name"] not in modules]
-    if foreign:
-        raise UsageError(
-            f"the report's layers are not in {ckpt.path} (e.g. {foreign[0]}): "
-            "was it made for another checkpoint?"
-        )
-
-
 def _gradients(
-    ckpt: Checkpoint, data: Path, seed: int, diag: dict[str, Any], report: DiagnoseDoc | None
+    ckpt: Checkpoint, data: Path, diag: DiagnoseOptions, report: DiagnoseDoc | None, progress: Progress | None
 ) -> dict[str, torch.Tensor]:
     """dL/dW for every weight, by the same probe as diagnose's grad_ratio (model loaded, then freed).
 
@@ -342,13 +324,13 @@ def _gradients(
     """
     from plastic.documents.validation import pick_device
     from plastic.measure.calib import calib_batches, resolve_data_config, scan_folder
-    from plastic.measure.onepass import data_pass, probe_targets
+    from plastic.measure.onepass import PassSettings, full_float32, one_pass, probe_targets
     from plastic.model.build import build_model
     from plastic.model.structure import input_channels
-    from plastic.pipelines.diagnose import full_float32
 
     model = build_model(ckpt).model
-    calib = scan_folder(data, max_images=diag.get("max_images", 256), seed=seed)
+    seed = diag.seed
+    calib = scan_folder(data, max_images=diag.max_images, seed=seed)
     given: dict[str, Any] = dict(report.get("data_config") or {}) if report is not None else {}
     size, mean, std = given.get("input_size"), given.get("mean"), given.get("std")
     cfg = resolve_data_config(
@@ -361,22 +343,15 @@ def _gradients(
         in_chans=chans if (chans := input_channels(model)) != 3 else None,
     )
     labels, classes = probe_targets(calib.labels, calib.class_names, len(calib.files), seed)
-    dev = pick_device(str(diag.get("device") or DEFAULT_DEVICE))
+    dev = pick_device(diag.device)
     model.to(dev)
-    with full_float32():  # the same pass as diagnose's: its grad_ratio and these grads agree
-        done = data_pass(
-            [model],
-            calib_batches(
-                calib, cfg, int(diag.get("batch_size") or DEFAULT_BATCH_SIZE), int(diag.get("workers") or 0)
-            ),
-            labels,
-            n_classes=classes,
-            seed=seed,
-            device=dev,
-            total=len(calib.files),
-            keep_grads=True,
-            progress=diag.get("progress"),
-        )
+    settings = PassSettings(
+        labels=labels, n_classes=classes, total=len(calib.files), seed=seed, device=dev, keep_grads=True,
+        batch_size=diag.batch_size,
+    )  # fmt: skip
+    workers = diag.workers
+    with full_float32():  # the same pass as diagnose's (its retry too): its grad_ratio and these grads agree
+        done, _ = one_pass([model], lambda size: calib_batches(calib, cfg, size, workers), settings, progress)
     if not done.used:
         raise DataError(f"{calib.root}: none of the {len(calib.files)} images could be read")
     grads = done.measured[0].grads or {}

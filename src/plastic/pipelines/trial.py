@@ -14,20 +14,17 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import math
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 import torch
 from torch import nn
 
 from plastic.decide.race import Margin, Score, default_budget, keep_count, margin, rungs, standing, survivors
 from plastic.decide.recommend import Recommendation
-from plastic.documents.schema import MarginDoc, TrialCandidateDoc, TrialDoc
 from plastic.errors import DataError, UsageError
 from plastic.measure.calib import CalibSet, scan_folder
 from plastic.measure.finetune import (
@@ -40,102 +37,10 @@ from plastic.measure.finetune import (
 )
 from plastic.measure.onepass import Progress
 from plastic.model.heads import replace_heads
-
-if TYPE_CHECKING:
-    from plastic.pipelines.diagnose import DiagnoseReport
+from plastic.pipelines.report import DiagnoseReport, RungResult, Start, TrialCandidate, TrialResult
 
 RATES = (1.0, 3.0)  # multipliers of the recipe's rate; 10x was not pre-registered (no run supported it)
 MAX_TRIAL_IMAGES = 4000  # the 400-step budget's 4 passes never read more than 3,200 training images
-
-
-@dataclass(frozen=True)
-class Start:
-    """A starting point: which layers are re-initialized before fine-tuning (``strategy`` None: none)."""
-
-    name: str  # "fine-tune" | "from-block blocks.5" | the rule's own selection
-    strategy: str | None
-    options: dict[str, Any]
-    roles: tuple[str, ...]  # "fine-tune", "rule", "top stage", "one stage deeper"
-
-
-@dataclass
-class RungResult:
-    steps: int
-    accuracy: float
-    loss: float  # inf when training diverged
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"steps": self.steps, "accuracy": self.accuracy,
-                "loss": self.loss if math.isfinite(self.loss) else None}  # fmt: skip
-
-
-@dataclass
-class TrialCandidate:
-    start: Start
-    lr_scale: float
-    changed_tensors: int
-    rungs: list[RungResult] = field(default_factory=list)
-
-    @property
-    def name(self) -> str:
-        return f"{self.start.name} @ {self.lr_scale:g}x"
-
-    def to_dict(self) -> TrialCandidateDoc:
-        return {
-            "name": self.name, "start": self.start.name, "strategy": self.start.strategy,
-            "options": dict(self.start.options), "roles": list(self.start.roles), "lr_scale": self.lr_scale,
-            "changed_tensors": self.changed_tensors, "rungs": [r.to_dict() for r in self.rungs],
-        }  # fmt: skip
-
-
-@dataclass
-class TrialResult:
-    """The race: who ran, how each scored at every rung, the winner and how clear its margins are."""
-
-    path: Path
-    classes: list[str]
-    train_images: int
-    validation_images: int
-    skipped: int
-    recipe: Recipe
-    budget: int
-    rungs: list[int]
-    seed: int
-    threads: int | None  # torch's CPU threads during the race (None on CUDA)
-    candidates: list[TrialCandidate]
-    winner: int  # index into candidates
-    runner_up: int
-    over_runner_up: Margin
-    over_rule: Margin | None  # None when the winner is the rule's pick at 1x
-    rule: int  # the rule's pick at 1x
-    decided: bool  # the advice follows the trial
-    verdict: str
-    steps_trained: int = 0  # over all candidates: the trial's cost in optimizer steps
-
-    def to_dict(self) -> TrialDoc:
-        """The report's ``trial`` section (``documents.schema.TrialDoc``)."""
-
-        def m(x: Margin | None) -> MarginDoc | None:
-            if x is None:
-                return None
-            return {"difference": x.difference, "low": x.low, "high": x.high, "steps": x.steps,
-                    "clear": x.clear}  # fmt: skip
-
-        return {
-            "data": {"path": str(self.path), "classes": list(self.classes), "train_images": self.train_images,
-                     "validation_images": self.validation_images, "skipped": self.skipped},
-            "recipe": {**self.recipe.to_dict(), "budget_steps": self.budget, "rungs": list(self.rungs),
-                       "seed": self.seed, "threads": self.threads},
-            "candidates": [c.to_dict() for c in self.candidates],
-            "winner": self.candidates[self.winner].name,
-            "runner_up": self.candidates[self.runner_up].name,
-            "rule": self.candidates[self.rule].name,
-            "margin_over_runner_up": m(self.over_runner_up) or cast(MarginDoc, {}),
-            "margin_over_rule": m(self.over_rule),
-            "decided": self.decided,
-            "verdict": self.verdict,
-            "steps_trained": self.steps_trained,
-        }  # fmt: skip
 
 
 def candidate_starts(rec: Recommendation, stages: list[Any], heads: set[str]) -> list[Start]:

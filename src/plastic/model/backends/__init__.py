@@ -115,6 +115,15 @@ class Backend:
         """Was ``model`` built by this family's library?"""
         raise NotImplementedError
 
+    def name_of(self, model: nn.Module) -> str | None:
+        """The architecture name of a live model this family built (what it recorded on the model, or
+        what its index says of its state dict); None when the model does not say."""
+        return None
+
+    def config_of(self, model: nn.Module) -> Mapping[str, Any] | None:
+        """The config a live model is rebuilt from (``ArchSpec.config``); None for families built by name."""
+        return None
+
     def check_name(self, name: str, where: str) -> None:
         """Raise ArchitectureError, naming ``where`` the name came from, unless the family knows it."""
         raise NotImplementedError

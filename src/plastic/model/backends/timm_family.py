@@ -26,6 +26,11 @@ class TimmBackend(Backend):
     def owns(self, model: nn.Module) -> bool:
         return type(model).__module__.startswith("timm.")
 
+    def name_of(self, model: nn.Module) -> str | None:
+        cfg = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None) or {}
+        name = cfg.get("architecture") if isinstance(cfg, dict) else None
+        return str(name) if name else None
+
     def check_name(self, name: str, where: str) -> None:
         from plastic.model.build import check_arch_name
 

@@ -116,6 +116,11 @@ class TorchvisionBackend(Backend):
     def owns(self, model: nn.Module) -> bool:
         return type(model).__module__.startswith("torchvision.models")
 
+    def name_of(self, model: nn.Module) -> str | None:
+        """The one torchvision model whose signature the state dict has (its classes aside)."""
+        found = self.detect({k: tuple(v.shape) for k, v in model.state_dict().items()})
+        return found.candidates[0] if found is not None and len(found.candidates) == 1 else None
+
     def check_name(self, name: str, where: str) -> None:
         import difflib
 

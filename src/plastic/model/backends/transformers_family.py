@@ -185,6 +185,13 @@ class TransformersBackend(Backend):
     def owns(self, model: nn.Module) -> bool:
         return type(model).__module__.startswith("transformers.")
 
+    def name_of(self, model: nn.Module) -> str | None:
+        return type(model).__name__
+
+    def config_of(self, model: nn.Module) -> Mapping[str, Any] | None:
+        to_dict = getattr(getattr(model, "config", None), "to_dict", None)
+        return to_dict() if callable(to_dict) else None
+
     def check_name(self, name: str, where: str) -> None:
         try:
             model_class(name)
