@@ -148,7 +148,9 @@ def reference_key(
         except metadata.PackageNotFoundError:
             return "unknown"
 
-    library = {"timm": "timm", "torchvision": "torchvision", "transformers": "transformers"}.get(spec.family)
+    from plastic.model.backends import backend_of
+
+    library = backend_of(spec).library
     return {
         "plastic": version("plastic-reinit"),
         "torch": torch.__version__,

@@ -3,8 +3,6 @@ loading the checkpoint into it strictly."""
 
 from __future__ import annotations
 
-import difflib
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
@@ -19,6 +17,7 @@ from plastic.model.backends import (
     backend_of,
     classifier_names,
     config_text,
+    detecting,
     parse_arch,
 )
 
@@ -44,26 +43,6 @@ class BuiltModel:
     certainty: str | None = None  # "assumed": see Resolution
     checkpoint: Checkpoint | None = None  # the checkpoint under the model's names (Resolution.checkpoint)
     evidence: TieEvidence | None = None  # see Resolution
-
-
-def check_arch_name(arch: str, where: str = "--arch") -> None:
-    """A timm model name, with a pretrained tag timm knows when it has one (``resnet50.a1_in1k``).
-    ``where`` names the source (the option, a config.json, the metadata) in the error."""
-    import timm
-
-    base, _, tag = arch.partition(".")  # "resnet50.a1_in1k" -> "resnet50", "a1_in1k"
-    if not timm.is_model(base):
-        close = difflib.get_close_matches(base, timm.list_models(), n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ArchitectureError(f"{where}: unknown timm architecture {arch[:120]!r}{hint}")
-    if tag:
-        tags = [name.partition(".")[2] for name in timm.list_pretrained(f"{base}.*")]
-        if tag not in tags:
-            known = f"; its tags: {', '.join(tags[:8])}" + (" ..." if len(tags) > 8 else "") if tags else ""
-            raise ArchitectureError(
-                f"{where}: {tag[:80]!r} is not a pretrained tag of timm's {base}{known} "
-                f"(or give {base} alone)"
-            )
 
 
 def arch_origin(ckpt: Checkpoint) -> str:
@@ -120,17 +99,9 @@ def _meta_keys(spec: ArchSpec, _config: str) -> tuple[tuple[str, ...], tuple[str
 
 def spec_keys(spec: ArchSpec) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(every state-dict key, the classifier's keys) of ``spec`` at its default class count."""
-    if spec.family == "timm":
-        from plastic.model.signatures import model_signature
-
-        sig = model_signature(spec.name)
-        return sig.keys, sig.classifier
-    if spec.family == "torchvision":
-        from plastic.model.backends.torchvision_family import load_index
-
-        entry = load_index()[1].get(spec.name)
-        if entry is not None:
-            return tuple(k for k, _ in entry.shapes), entry.classifier
+    found = backend_of(spec).keys(spec)
+    if found is not None:
+        return found
     return _meta_keys(
         ArchSpec(spec.family, spec.name, -1, spec.in_chans, spec.config), config_text(spec.config)
     )
@@ -259,15 +230,6 @@ def common_components(names: list[str]) -> list[str]:
     return common
 
 
-def first_conv_key(arch: str) -> str | None:
-    """The stem's weight key (timm's ``pretrained_cfg['first_conv']``), or None when timm names none."""
-    import timm
-
-    cfg = timm.models.get_pretrained_cfg(arch.split(".", 1)[0])
-    first = getattr(cfg, "first_conv", None) if cfg is not None else None
-    return f"{first}.weight" if isinstance(first, str) and first else None
-
-
 def stem_channels(ckpt: Checkpoint, spec: ArchSpec) -> int | None:
     """The input channels the checkpoint's stem was built for, when they are not 3."""
     key = backend_of(spec).first_conv(spec)
@@ -291,22 +253,6 @@ def _align_to(ckpt: Checkpoint, spec: ArchSpec, positional: bool) -> tuple[Check
     return moved if moved is not None else (ckpt, [])
 
 
-def _rename_for(ckpt: Checkpoint, spec: ArchSpec) -> tuple[Checkpoint, list[str]]:
-    """A transformers checkpoint in its library's file naming, under the model's names (the view's
-    notes say so)."""
-    import torch
-
-    from plastic.model.backends.transformers_family import model_names
-    from plastic.model.init_replay import MetaShapesOnly
-
-    with torch.device("meta"), MetaShapesOnly():
-        model = backend_of(spec).create(spec)
-    mapping = model_names(model, [t.name for t in ckpt.tensors])
-    if any(k != v for k, v in mapping.items()):
-        ckpt = ckpt.renamed(mapping, "transformers' file names for this model's tensors (kept in outputs)")
-    return ckpt, []
-
-
 def _prefix_note(prefix: str) -> str:
     return f"tensor names carry the wrapper prefix {prefix!r}: stripped for the model, kept in outputs"
 
@@ -319,18 +265,7 @@ def named_spec(ckpt: Checkpoint) -> ArchSpec:
     if not b.available():
         raise ArchitectureError(f"{arch_origin(ckpt)}: {ckpt.arch} needs {family}: {b.install}")
     config = ckpt.hub.config if ckpt.hub is not None and ckpt.hub.family == family else None
-    if family == "transformers":
-        if config is None:
-            raise ArchitectureError(
-                f"{ckpt.path}: a transformers model is built from the config.json that save_pretrained "
-                "writes beside its weights; give that folder"
-            )
-        from plastic.model.backends.transformers_family import check_build_size, class_for
-
-        params = sum(math.prod(t.shape) for t in ckpt.tensors)
-        check_build_size(config, params, len(ckpt.tensors), str(ckpt.hub.path if ckpt.hub else ckpt.path))
-        if not name:
-            name = class_for(config)
+    name, config = b.named(name, config, ckpt)
     b.check_name(name, arch_origin(ckpt))
     return ArchSpec(family, name, -1, ckpt.in_chans, config)
 
@@ -364,8 +299,8 @@ def _detect(ckpt: Checkpoint) -> _Found:
     """The first family whose index knows the checkpoint's signature, under its own names or a wrapper's
     prefix stripped, and (timm) with a stem built for other channels; an empty detection when none does."""
     shapes = {t.name: t.shape for t in ckpt.tensors}
-    for family in ("timm", "torchvision"):
-        b = backend(family)
+    for b in detecting():
+        family = b.family
         for prefix in ["", *wrapper_prefixes(list(shapes))]:
             named = {k[len(prefix) :]: v for k, v in shapes.items()}
             notes = (_prefix_note(prefix),) if prefix else ()
@@ -376,13 +311,14 @@ def _detect(ckpt: Checkpoint) -> _Found:
             found = b.detect(named)
             if found is not None and found.candidates:
                 return _Found(family, found, view(), ckpt.in_chans, notes)
-            if family != "timm":
+            if not b.retries_stems:
                 continue
             # a stem built for 1 (or 4...) channels: try each such conv as the stem
             stems = [k for k, v in named.items() if len(v) == 4 and v[1] != 3 and k.endswith("weight")][:64]
             for key in stems:
                 as_rgb = b.detect({**named, key: (named[key][0], 3, *named[key][2:])})
-                if as_rgb and as_rgb.candidates and all(first_conv_key(a) == key for a in as_rgb.candidates):
+                stem = [b.first_conv(ArchSpec(family, a)) for a in as_rgb.candidates] if as_rgb else []
+                if as_rgb and as_rgb.candidates and all(k == key for k in stem):
                     chans = named[key][1]
                     note = f"the stem {key} takes {chans} input channel(s): in_chans={chans}"
                     return _Found(family, as_rgb, view(), chans, (*notes, note))
@@ -414,7 +350,7 @@ def _not_recognised(
             f"(role and shape) with {'one of ' if len(lined_up) > 1 else ''}{some}: pass --arch {advice}"
         )
     shapes = {t.name: t.shape for t in ckpt.tensors}
-    near = [n for f in ("timm", "torchvision") if (n := backend(f).nearest(shapes)) is not None]
+    near = [n for b in detecting() if (n := b.nearest(shapes)) is not None]
     # a match by name and shape is stronger evidence than one by name pattern: it wins from half up
     best = max(near, key=lambda n: (n.by == "name and shape" and n.share >= 0.5, n.share), default=None)
     closest = (
@@ -425,7 +361,8 @@ def _not_recognised(
     )
     return ArchitectureError(
         f"{ckpt.path}: could not recognise the architecture from its tensor names and shapes (tried "
-        "the timm and torchvision indexes; a transformers model is read from its save_pretrained "
+        f"the {' and '.join(b.family for b in detecting())} indexes; a transformers model is read from its "
+        "save_pretrained "
         f"folder){closest}; "
         "pass --arch NAME (a timm name, torchvision:NAME or transformers:CLASS)"
     )
@@ -472,10 +409,10 @@ def lined_up_in_order(ckpt: Checkpoint) -> list[str]:
     if ckpt.format != "torch":
         return []
     tensors = [(t.name, t.shape) for t in ckpt.tensors]
-    for family in ("timm", "torchvision"):
-        names = backend(family).in_order(tensors)
+    for b in detecting():
+        names = b.in_order(tensors)
         if names:
-            return [ArchSpec(family, n).label for n in names]
+            return [ArchSpec(b.family, n).label for n in names]
     return []
 
 
@@ -492,10 +429,9 @@ def resolve_arch(
     """
     if ckpt.arch:
         spec = named_spec(ckpt)
-        if spec.family == "transformers":
-            view, notes = _rename_for(ckpt, spec)
-        else:
-            view, notes = _align_to(ckpt, spec, positional=ckpt.arch_source == "option")
+        own = backend_of(spec).view(ckpt, spec)  # the family's own file naming, or aligned here
+        positional = ckpt.arch_source == "option"
+        view, notes = own if own is not None else _align_to(ckpt, spec, positional=positional)
         return _finish(view, spec, ckpt.arch_source or "option", [spec.label], notes)
     hit = _detect(ckpt)
     family, found, ckpt, notes = hit.family, hit.detection, hit.checkpoint, list(hit.notes)
@@ -577,12 +513,13 @@ def build_model(
 
 def _naming_hint(spec: ArchSpec, ckpt: Checkpoint) -> str:
     """Why names may not match: another family's naming, or another transformers version's."""
-    if spec.family == "transformers":
-        return (
-            "; a checkpoint saved by another transformers version may use older names: load it with "
-            "from_pretrained and save_pretrained it again with this one"
-        )
-    found = backend("torchvision").detect({t.name: t.shape for t in ckpt.tensors})
-    if spec.family != "torchvision" and found is not None and found.candidates:
-        return f"; its names are torchvision's: pass --arch torchvision:{found.candidates[0]} (or no --arch)"
+    own = backend_of(spec).naming_hint(spec, ckpt)
+    if own:
+        return own
+    shapes = {t.name: t.shape for t in ckpt.tensors}
+    for b in detecting():  # the file is another family's model, under that family's names
+        found = b.detect(shapes) if b.family != spec.family else None
+        if found is not None and found.candidates:
+            label = ArchSpec(b.family, found.candidates[0]).label
+            return f"; its names are {b.family}'s: pass --arch {label} (or no --arch)"
     return ""

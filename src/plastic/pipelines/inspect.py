@@ -132,12 +132,15 @@ def detect_for_inspect(ckpt: Checkpoint) -> tuple[list[str] | None, str]:
             return None, ""
         if found.candidates:
             return found.candidates, prefix
-    from plastic.model.backends import backend
+    from plastic.model.backends import DEFAULT_FAMILY, ArchSpec, detecting
 
-    for prefix in prefixes:  # torchvision's index: its names, also cheap
-        tv = backend("torchvision").detect({k[len(prefix) :]: v for k, v in shapes.items()})
-        if tv is not None and tv.candidates:
-            return [f"torchvision:{n}" for n in tv.candidates], prefix
+    for b in detecting():  # the other families' indexes (timm's was asked above, without importing timm)
+        if b.family == DEFAULT_FAMILY:
+            continue
+        for prefix in prefixes:
+            hit = b.detect({k[len(prefix) :]: v for k, v in shapes.items()})
+            if hit is not None and hit.candidates:
+                return [ArchSpec(b.family, n).label for n in hit.candidates], prefix
     return [], ""
 
 

@@ -13,7 +13,8 @@ An architecture travels as an :class:`ArchSpec`; its ``label`` is the name repor
 ``--arch`` takes: timm's names bare (``resnet50``: reports from before the other families are
 unchanged), the others with their family (``torchvision:resnet50``,
 ``transformers:ViTForImageClassification``). A fourth family is one more module here that subclasses
-:class:`Backend` and is added to ``_FAMILIES``.
+:class:`Backend` and is added to ``_FAMILIES`` (or, from outside the package, one
+:func:`register_family` call): every caller asks the registered families, none names one.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from plastic.errors import ArchitectureError
 
 if TYPE_CHECKING:
     from torch import nn
+
+    from plastic.files.checkpoint import Checkpoint
 
 # family -> the module that defines its backend (imported on first use: each pulls in its library)
 _FAMILIES = {
@@ -67,7 +70,7 @@ def parse_arch(label: str) -> tuple[str, str]:
     family, sep, name = label.partition(":")
     if not sep:
         return DEFAULT_FAMILY, label
-    if family not in _FAMILIES:
+    if family not in families():
         raise ArchitectureError(
             f"--arch {label[:120]!r}: unknown model family {family[:40]!r}; use a timm name, "
             f"torchvision:NAME or transformers:CLASS"
@@ -104,6 +107,11 @@ class Backend:
     # the per-tensor init replay (model/init_replay) reproduces this family's constructors bit for bit
     # (tested across timm architectures); where not, new values come from a full fresh model
     replay_exact: ClassVar[bool] = False
+    # recognised from its tensors alone (a shipped index): detection tries these in registration order
+    detects: ClassVar[bool] = False
+    # detection also tries each non-RGB conv as the stem (a model built for 1 or 4 input channels)
+    retries_stems: ClassVar[bool] = False
+    library: ClassVar[str] = ""  # the distribution whose version keys the reference cache
 
     def available(self) -> bool:
         """Is the family's library installed?"""
@@ -127,6 +135,27 @@ class Backend:
     def check_name(self, name: str, where: str) -> None:
         """Raise ArchitectureError, naming ``where`` the name came from, unless the family knows it."""
         raise NotImplementedError
+
+    def keys(self, spec: ArchSpec) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+        """(every state-dict key, the classifier's keys) from the family's index without a build, or None:
+        the caller then builds the model on the meta device."""
+        return None
+
+    def named(
+        self, name: str, config: Mapping[str, Any] | None, ckpt: Checkpoint
+    ) -> tuple[str, Mapping[str, Any] | None]:
+        """The name and config a checkpoint that names this family's architecture builds with (a family
+        built from a config may take the name from it, or refuse a file without one)."""
+        return name, config
+
+    def view(self, ckpt: Checkpoint, spec: ArchSpec) -> tuple[Checkpoint, list[str]] | None:
+        """``ckpt`` under the model's names when the family's files use their own (a view, with notes);
+        None: the caller aligns the names itself (a wrapper's prefix, or by position)."""
+        return None
+
+    def naming_hint(self, spec: ArchSpec, ckpt: Checkpoint) -> str:
+        """Why a file's names may not match this family's model (appended to the mismatch error)."""
+        return ""
 
     def detect(self, shapes: dict[str, tuple[int, ...]]) -> Detection | None:
         """Candidates for a checkpoint given as {key: shape}; None when the family cannot detect."""
@@ -171,11 +200,48 @@ class Backend:
         return None
 
 
-@cache
+_REGISTERED: dict[str, Backend] = {}  # families added at run time (register_family), after the built-in ones
+
+
+def register_family(b: Backend) -> None:
+    """Add a model family: from then on every command and API function detects, builds, groups and
+    re-initializes its models through ``b`` alone (``--arch FAMILY:NAME`` names them).
+
+    Raises:
+        ValueError: a family of that name is registered already.
+    """
+    if b.family in _FAMILIES or b.family in _REGISTERED:
+        raise ValueError(f"model family {b.family!r} is registered already")
+    _REGISTERED[b.family] = b
+
+
+def unregister_family(family: str) -> None:
+    """Remove a family added by :func:`register_family` (the built-in ones stay)."""
+    _REGISTERED.pop(family, None)
+
+
+def families() -> list[str]:
+    """Every family's name, built-in first, in the order detection tries them."""
+    return [*_FAMILIES, *_REGISTERED]
+
+
+def detecting() -> list[Backend]:
+    """The backends that recognise a checkpoint from its tensors (their indexes are shipped: a family
+    whose library is missing is still recognised, and its build says what to install), in order."""
+    return [b for b in map(backend, families()) if b.detects]
+
+
 def backend(family: str) -> Backend:
-    """The backend of ``family`` (``timm``, ``torchvision``, ``transformers``)."""
+    """The backend of ``family`` (``timm``, ``torchvision``, ``transformers``, or one registered)."""
+    if family in _REGISTERED:
+        return _REGISTERED[family]
     if family not in _FAMILIES:
-        raise ArchitectureError(f"unknown model family {family!r}; known: {', '.join(_FAMILIES)}")
+        raise ArchitectureError(f"unknown model family {family!r}; known: {', '.join(families())}")
+    return _builtin(family)
+
+
+@cache
+def _builtin(family: str) -> Backend:
     module = importlib.import_module(_FAMILIES[family])
     return module.BACKEND  # type: ignore[no-any-return]
 
@@ -187,8 +253,8 @@ def backend_of(spec_or_label: ArchSpec | str) -> Backend:
 
 def backend_of_model(model: nn.Module) -> Backend:
     """The family that built a live model; timm's for any other module (its defaults are generic)."""
-    for family in ("transformers", "torchvision"):
-        if backend(family).owns(model):
+    for family in families():
+        if family != DEFAULT_FAMILY and backend(family).available() and backend(family).owns(model):
             return backend(family)
     return backend(DEFAULT_FAMILY)
 

@@ -112,9 +112,15 @@ def _builder(name: str) -> Any:
 class TorchvisionBackend(Backend):
     family: ClassVar[str] = "torchvision"
     install: ClassVar[str] = "torchvision"
+    detects: ClassVar[bool] = True
+    library: ClassVar[str] = "torchvision"
 
     def owns(self, model: nn.Module) -> bool:
         return type(model).__module__.startswith("torchvision.models")
+
+    def keys(self, spec: ArchSpec) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+        entry = load_index()[1].get(spec.name)
+        return (tuple(k for k, _ in entry.shapes), entry.classifier) if entry is not None else None
 
     def name_of(self, model: nn.Module) -> str | None:
         """The one torchvision model whose signature the state dict has (its classes aside)."""

@@ -21,6 +21,8 @@ from plastic.model.backends.tree import last_layer, tree_groups
 if TYPE_CHECKING:
     from torch import nn
 
+    from plastic.files.checkpoint import Checkpoint
+
 EXTRA = "pip install 'plastic-reinit[transformers]'"
 TRUNK_NAME = re.compile(r"(^|\.)(layer|layers|stages|blocks|block)$")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -181,12 +183,50 @@ def check_build_size(doc: Mapping[str, Any], file_params: int, file_tensors: int
 class TransformersBackend(Backend):
     family: ClassVar[str] = "transformers"
     install: ClassVar[str] = EXTRA
+    library: ClassVar[str] = "transformers"
 
     def owns(self, model: nn.Module) -> bool:
         return type(model).__module__.startswith("transformers.")
 
     def name_of(self, model: nn.Module) -> str | None:
         return type(model).__name__
+
+    def named(
+        self, name: str, config: Mapping[str, Any] | None, ckpt: Checkpoint
+    ) -> tuple[str, Mapping[str, Any] | None]:
+        """Built from the ``config.json`` beside the weights (refused without it, or when it would build
+        a model far larger than the file); the class from the config when the label names none."""
+        import math
+
+        if config is None:
+            raise ArchitectureError(
+                f"{ckpt.path}: a transformers model is built from the config.json that save_pretrained "
+                "writes beside its weights; give that folder"
+            )
+        params = sum(math.prod(t.shape) for t in ckpt.tensors)
+        check_build_size(config, params, len(ckpt.tensors), str(ckpt.hub.path if ckpt.hub else ckpt.path))
+        return name or class_for(config), config
+
+    def view(self, ckpt: Checkpoint, spec: ArchSpec) -> tuple[Checkpoint, list[str]] | None:
+        """The file's names (transformers' save format) under the model's own (a view; its note says so)."""
+        import torch
+
+        from plastic.model.init_replay import MetaShapesOnly
+
+        with torch.device("meta"), MetaShapesOnly():
+            model = self.create(spec)
+        mapping = model_names(model, [t.name for t in ckpt.tensors])
+        if any(k != v for k, v in mapping.items()):
+            ckpt = ckpt.renamed(
+                mapping, "transformers' file names for this model's tensors (kept in outputs)"
+            )
+        return ckpt, []
+
+    def naming_hint(self, spec: ArchSpec, ckpt: Checkpoint) -> str:
+        return (
+            "; a checkpoint saved by another transformers version may use older names: load it with "
+            "from_pretrained and save_pretrained it again with this one"
+        )
 
     def config_of(self, model: nn.Module) -> Mapping[str, Any] | None:
         to_dict = getattr(getattr(model, "config", None), "to_dict", None)
