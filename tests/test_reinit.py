@@ -17,6 +17,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from plastic.files.checkpoint import open_checkpoint
+from plastic.measure.defaults import DiagnoseOptions
 from plastic.model.init_values import recorded_model
 from plastic.pipelines.reinit import reinit
 from plastic.reinit.strategies import Options, list_strategies
@@ -177,7 +178,7 @@ def test_weights_gradient_on_mobilenet(tmp_path: Path) -> None:
     out = tmp_path / "mg.safetensors"
     res = reinit(
         MOBILENET, strategy="weights", output=out, options=Options(fraction=0.1, utility="gradient"),
-        data=CALIB, diagnose_options={"max_images": 8},
+        data=CALIB, diagnose_options=DiagnoseOptions(max_images=8),
     )  # fmt: skip
     assert res.changed and all(c["fraction"] == pytest.approx(0.1, abs=0.01) for c in res.changed)
     _load_strict(out, "mobilenetv2_100", 1000)

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from plastic.errors import ArchitectureError
 from plastic.model.backends import ArchSpec, Backend
-from plastic.model.backends.tree import last_layer, tree_groups
 
 if TYPE_CHECKING:
     from torch import nn
@@ -257,6 +256,8 @@ class TransformersBackend(Backend):
     def groups(self, model: nn.Module, coarse: bool = False) -> dict[int, list[str]]:
         from torch import nn
 
+        from plastic.model.backends.tree import tree_groups
+
         for name, m in model.named_modules():
             if TRUNK_NAME.search(name) and isinstance(m, nn.ModuleList | nn.Sequential) and len(m) >= 2:
                 return tree_groups(model, name, coarse)
@@ -265,6 +266,8 @@ class TransformersBackend(Backend):
     def classifier(self, model: nn.Module) -> list[nn.Module]:
         """``classifier`` (Linear, or a Sequential ending in one); none in a backbone or num_labels=0."""
         from torch import nn
+
+        from plastic.model.backends.tree import last_layer
 
         head = getattr(model, "classifier", None)
         if not isinstance(head, nn.Module):
