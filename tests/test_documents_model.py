@@ -16,6 +16,7 @@ import plastic
 from plastic.decide.race import Margin
 from plastic.documents import schema
 from plastic.measure.finetune import Recipe
+from plastic.pipelines.report import RungResult, Start, TrialCandidate, TrialResult
 from tests.conftest import CALIB, RESNET
 
 
@@ -84,21 +85,25 @@ def test_reinit_manifest_matches_its_schema(tmp_path: Path, diagnosed: plastic.D
     assert mismatches(result.to_dict(), schema.ReinitDoc) == []
 
 
-def test_trial_section_matches_its_schema(diagnosed: plastic.DiagnoseReport) -> None:
-    """The trial's own dataclasses, filled as a race fills them, give a ``trial`` section of its shape."""
-    from plastic.pipelines.report import RungResult, Start, TrialCandidate, TrialResult
+def trial_result() -> TrialResult:
+    """A race's result as the trial fills it in (two candidates, one diverged rung)."""
 
     def entry(name: str, strategy: str | None, scale: float) -> TrialCandidate:
         start = Start(name, strategy, {}, ("fine-tune",) if strategy is None else ("rule",))
         return TrialCandidate(start, scale, 0, [RungResult(10, 0.5, 1.2), RungResult(20, 0.6, float("inf"))])
 
-    trial = TrialResult(
+    return TrialResult(
         path=CALIB, classes=["a", "b"], train_images=12, validation_images=4, skipped=0, recipe=Recipe(),
         budget=40, rungs=[10, 20, 40], seed=0, threads=2,
         candidates=[entry("fine-tune", None, 1.0), entry("from-block layer4", "from-block", 3.0)],
         winner=1, runner_up=0, over_runner_up=Margin(0.1, 0.02, 0.2, 20), over_rule=None, rule=0,
         decided=True, verdict="v", steps_trained=60,
     )  # fmt: skip
+
+
+def test_trial_section_matches_its_schema(diagnosed: plastic.DiagnoseReport) -> None:
+    """The trial's own dataclasses, filled as a race fills them, give a ``trial`` section of its shape."""
+    trial = trial_result()
     doc = trial.to_dict()
     assert doc["candidates"][0]["rungs"][1]["loss"] is None  # a diverged run: null, as JSON has no inf
     assert mismatches(doc, schema.TrialDoc) == []
