@@ -7,7 +7,7 @@ import timm
 import torch
 from torch import nn
 
-from plastic.measure.capture import FeatureRows, capture
+from plastic.measure.capture import RANK_ROWS, FeatureRows, capture
 from plastic.measure.data_metrics import dormant_frac, feature_ranks, gram_ranks, site_metrics
 from plastic.model.modules import find_act_sites
 
@@ -150,6 +150,73 @@ def test_what_a_site_keeps_does_not_grow_with_the_images() -> None:
     assert small == big == 8 * 4 + 8 + 8 * 8 * 8  # (8,) float32 sums, () int64 count, (8, 8) float64 Gram
     assert m400["saturated_frac"] is not None and 0.3 < m400["saturated_frac"] < 0.7  # ReLU on N(0, s)
     assert m40["feature_erank"] is not None and m400["feature_erank"] is not None
+
+
+def _wide_rows(n: int, chunk: int, units: int = 200) -> tuple[FeatureRows, torch.Tensor]:
+    """A wide site (``units`` > RANK_ROWS / 2) fed ``n`` rows whose first column is the image's index."""
+    feats = torch.randn(n, units, generator=torch.Generator().manual_seed(3))
+    feats[:, 0] = torch.arange(n, dtype=torch.float32)  # (N, C'): each row names its image
+    rows = FeatureRows(units, expect=n, device=torch.device("cpu"))
+    for part in feats.split(chunk):
+        rows.add(part)
+    return rows, feats
+
+
+def test_a_wide_site_keeps_every_row_up_to_rank_rows_and_the_same_ranks() -> None:
+    """Up to RANK_ROWS images a wide site keeps every row: its ranks are the exact ranks of all rows."""
+    rows, feats = _wide_rows(RANK_ROWS, 32)
+    assert rows.gram is None and rows.kept == RANK_ROWS
+    assert torch.equal(rows.matrix(), feats)
+    assert feature_ranks(rows.matrix()) == feature_ranks(feats)
+
+
+def test_a_wide_site_holds_the_same_bytes_for_300_and_3000_images() -> None:
+    small, _ = _wide_rows(300, 32)
+    big, _ = _wide_rows(3000, 32)
+    for rows in (small, big):
+        assert rows.gram is None and rows.buffer is not None and rows.kept == RANK_ROWS
+    assert small.buffer is not None and big.buffer is not None
+    assert small.buffer.shape == big.buffer.shape == (RANK_ROWS, 200)
+
+
+def test_the_sample_past_rank_rows_is_uniform_seeded_and_independent_of_the_batch() -> None:
+    """Reservoir sampling keeps every image with probability K / N: a known answer on 4,096 rows."""
+    n = 4096
+    rows, feats = _wide_rows(n, 32)
+    kept = rows.matrix()  # (RANK_ROWS, C')
+    index = kept[:, 0].long()
+    assert len(set(index.tolist())) == RANK_ROWS  # distinct images ...
+    assert torch.equal(kept, feats[index])  # ... whose rows are kept whole
+    # uniform over the images: the kept indices' mean is (N - 1) / 2 within 4 standard errors
+    # (sd of a uniform index N / sqrt(12), sampled without replacement: about N / sqrt(12 * K))
+    assert abs(index.double().mean().item() - (n - 1) / 2) < 4 * n / (12 * RANK_ROWS) ** 0.5
+    assert 0.4 < (index < n // 2).double().mean().item() < 0.6
+    again, _ = _wide_rows(n, 4)  # other batches, the same draws in the same order
+    assert torch.equal(again.matrix(), kept)
+
+
+def test_a_narrow_site_past_rank_rows_is_still_exact() -> None:
+    """2 C' <= RANK_ROWS: the rows fold into their Gram matrix, every image counted."""
+    feats = torch.randn(600, 40, generator=torch.Generator().manual_seed(4))
+    rows = FeatureRows(40, expect=600, device=torch.device("cpu"))
+    for part in feats.split(32):
+        rows.add(part)
+    assert rows.gram is not None and rows.kept == 600
+    assert gram_ranks(rows.gram)[0] == pytest.approx(feature_ranks(feats)[0], rel=1e-9)
+
+
+def test_the_report_names_the_ranks_as_estimates_past_rank_rows() -> None:
+    from pathlib import Path
+
+    from plastic.pipelines.report import Calibration, estimates
+
+    def cal(n: int) -> Calibration:
+        return Calibration(Path("calib"), n, n, [], "subfolders", ["a", "b"], reference_images=n)
+
+    assert "feature_erank" not in estimates(cal(RANK_ROWS))
+    named = estimates(cal(RANK_ROWS + 1))
+    assert named["feature_erank"] == named["feature_srank99"]
+    assert f"{RANK_ROWS} of the {RANK_ROWS + 1} images" in named["feature_erank"]
 
 
 def test_the_saturation_count_equals_the_fraction_over_all_samples() -> None:

@@ -2,9 +2,10 @@
 
 Hooks live in :func:`capture`, a context manager that removes them (and restores attention flags and
 train/eval mode) in ``finally``. What a site keeps does not grow with the number of images: running sums
-per unit, a running count of flat derivatives, and the pooled feature rows in a buffer of at most twice
-as many rows as units, folded into their (C', C') Gram matrix when it fills (the same singular values).
-Full activation tensors are never stored.
+per unit, a running count of flat derivatives, and the pooled feature rows in one buffer: a narrow
+site's is folded into its (C', C') Gram matrix when it fills (the same singular values), a wide site's
+keeps at most ``RANK_ROWS`` rows (beyond that many images, a uniform sample of them). Full activation
+tensors are never stored.
 
 Which tensor is measured for a layer (docs/methods.md, "Terms": activation site): the output of the
 elementwise non-linearity that follows it, found at run time as the first activation module called after the
@@ -27,6 +28,8 @@ from plastic.model.modules import layers_of, units_of
 MAX_RANK_UNITS = 1024  # feature rank is computed on at most this many (seeded) units
 SATURATION_SLOPE = 0.01  # |f'(x)| below this counts as saturated
 SATURATION_SAMPLE = 1 << 15  # values per activation call on which the derivative is evaluated
+RANK_ROWS = 256  # pooled rows a site wider than RANK_ROWS / 2 units keeps for its ranks (then a sample)
+RESERVOIR_SEED = 0  # the sample's draws: fixed, so the checkpoint and its reference keep the same images
 
 
 @dataclass
@@ -41,7 +44,7 @@ class SiteStats:
     count: int = 0  # values per unit seen
     flat: torch.Tensor | None = None  # () int64: sampled activation inputs with |f'| < SATURATION_SLOPE
     sampled: int = 0  # activation inputs sampled for the saturation
-    rows: FeatureRows | None = None  # the pooled (N, C') feature rows, or their Gram matrix
+    rows: FeatureRows | None = None  # the pooled (N, C') feature rows, their Gram matrix, or a sample
     rank_units: torch.Tensor | None = None  # (C',) indices of units kept for the rank
     site: str = ""  # the module measured: the activation's name, or the layer's own
     expect: int = 0  # images the pass will show (0: unknown): sizes the row buffer
@@ -91,46 +94,78 @@ class SiteStats:
 
 
 class FeatureRows:
-    """The pooled feature rows of one site, in memory that stops growing at ``2 * C'`` rows.
+    """The pooled feature rows of one site, in memory that does not grow with the number of images.
 
     Rows go into one buffer allocated once (so the pass does not scatter small lasting allocations
-    between its large short-lived ones, which fragments the CPU heap). Once more than ``2 * C'`` rows
-    arrive, the buffer is folded into the uncentred Gram matrix ``G = F^T F`` (float64, the buffer's own
-    size in bytes) and later rows are added to it: ``G``'s eigenvalues are the squared singular values
-    of ``F``, so the ranks read from it equal the rows' to float64 rounding.
+    between its large short-lived ones, which fragments the CPU heap). What happens when it fills
+    depends on the site's width C':
+
+    - narrow sites (``2 * C' <= RANK_ROWS``): past ``2 * C'`` rows the buffer is folded into the
+      uncentred Gram matrix ``G = F^T F`` (float64, the buffer's own size in bytes) and later rows are
+      added to it: ``G``'s eigenvalues are the squared singular values of ``F``, so the ranks read from it
+      equal the rows' to float64 rounding (exact over every image).
+    - wide sites: a Gram matrix would be larger than the rows the ranks need, so the buffer keeps
+      ``RANK_ROWS`` rows: every row up to ``RANK_ROWS`` images, then a uniform sample of the images seen
+      (reservoir sampling, Algorithm R, from a fixed seed: the checkpoint and its fresh reference see the
+      same images in the same order, so they keep the same images). Up to ``RANK_ROWS`` images nothing
+      is sampled; beyond, the ranks are those of a ``RANK_ROWS``-image sample and the report says so.
     """
 
     def __init__(self, units: int, expect: int, device: torch.device) -> None:
         self.units = units
-        self.capacity = 2 * units if expect <= 0 else max(1, min(expect, 2 * units))
+        self.folds = 2 * units <= RANK_ROWS  # narrow: exact Gram past the limit; wide: a reservoir
+        self.limit = 2 * units if self.folds else RANK_ROWS  # rows held at most
+        self.capacity = self.limit if expect <= 0 else max(1, min(expect, self.limit))
         self.buffer: torch.Tensor | None = None  # (capacity, C') float32
         self.n = 0  # rows seen
-        self.gram: torch.Tensor | None = None  # (C', C') float64, once folded
+        self.gram: torch.Tensor | None = None  # (C', C') float64, once folded (narrow sites)
         self.device = device
+        self._draws: torch.Generator | None = None  # the reservoir's, once it is full (wide sites)
 
     def add(self, pooled: torch.Tensor) -> None:
         pooled = pooled.float()  # (B, C')
         b = pooled.shape[0]
-        if self.gram is None and self.n + b > self.capacity:
-            if self.n + b <= 2 * self.units:  # more images than announced: a larger buffer
-                self.capacity = 2 * self.units
-                self.buffer = _grown(self.buffer, self.n, self.capacity, self.units, pooled.device)
-            else:
-                self.gram = _gram(self.matrix())
-                self.buffer = None
+        grows = self.n + b <= self.limit or not self.folds  # a fold would drop the grown buffer at once
+        if self.gram is None and self.n + b > self.capacity and self.capacity < self.limit and grows:
+            self.capacity = self.limit  # more images than announced: a larger buffer
+            self.buffer = _grown(self.buffer, self.n, self.capacity, self.units, pooled.device)
+        if self.gram is None and self.n + b > self.capacity and self.folds:
+            self.gram = _gram(self.matrix())
+            self.buffer = None
         if self.gram is not None:
             self.gram.add_(_gram(pooled))
-        else:
-            if self.buffer is None:
-                self.buffer = torch.empty(self.capacity, self.units, device=pooled.device)
-            self.buffer[self.n : self.n + b] = pooled
+            self.n += b
+            return
+        if self.buffer is None:
+            self.buffer = torch.empty(self.capacity, self.units, device=pooled.device)
+        free = max(0, min(b, self.capacity - self.n))
+        self.buffer[self.n : self.n + free] = pooled[:free]
+        if free < b:
+            self._sample(pooled[free:], self.n + free)
         self.n += b
 
+    def _sample(self, rows: torch.Tensor, first: int) -> None:
+        """Algorithm R: the row of the i-th image (0-based, i >= capacity) replaces a uniformly drawn
+        slot j in [0, i] when j < capacity, so every image seen is kept with the same probability."""
+        assert self.buffer is not None
+        if self._draws is None:
+            self._draws = torch.Generator().manual_seed(RESERVOIR_SEED)
+        seen = torch.arange(first, first + rows.shape[0], dtype=torch.float64) + 1  # (R,) i + 1
+        slots = (torch.rand(rows.shape[0], generator=self._draws, dtype=torch.float64) * seen).long()
+        for k, j in enumerate(slots.tolist()):  # in order: a later image replaces an earlier one
+            if j < self.capacity:
+                self.buffer[j] = rows[k]
+
+    @property
+    def kept(self) -> int:
+        """Images the ranks are read over: all of them, or the reservoir's sample."""
+        return self.n if self.folds or self.n <= self.capacity else self.capacity
+
     def matrix(self) -> torch.Tensor:
-        """(N, C') float32: the rows themselves (before the fold)."""
+        """(N, C') float32: the rows themselves (before the fold; at most ``capacity``)."""
         if self.buffer is None:
             return torch.zeros(0, self.units, device=self.device)
-        return self.buffer[: self.n]
+        return self.buffer[: min(self.n, self.capacity)]
 
     def finite(self) -> bool:
         held = self.gram if self.gram is not None else self.matrix()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from plastic.measure.capture import AttnStats, SiteStats, reference_saturation
+from plastic.measure.capture import MAX_RANK_UNITS, RANK_ROWS, AttnStats, SiteStats, reference_saturation
 from plastic.measure.defaults import DEFAULT_TAU
 
 DATA_METRICS = (
@@ -108,5 +108,7 @@ def attn_entropy(stats: AttnStats) -> float | None:
 
 
 def rank_ceiling(n_images: int, units: int) -> int:
-    """The largest rank the pooled features can have: min(images, units measured)."""
-    return max(1, min(n_images, units, 1024))
+    """The largest rank the pooled features can have: min(images kept, units measured). A site wider
+    than ``RANK_ROWS / 2`` units keeps at most ``RANK_ROWS`` images' rows; a narrower one has at most
+    ``units < RANK_ROWS`` anyway, so ``RANK_ROWS`` bounds both."""
+    return max(1, min(n_images, RANK_ROWS, units, MAX_RANK_UNITS))

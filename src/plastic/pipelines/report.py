@@ -25,6 +25,7 @@ from plastic.documents.schema import (
 )
 from plastic.files.checkpoint import Checkpoint
 from plastic.measure.calib import DataConfig
+from plastic.measure.capture import RANK_ROWS
 from plastic.measure.finetune import Recipe
 from plastic.pipelines.documents import checkpoint_dict, clean_float
 
@@ -306,17 +307,18 @@ SAMPLED = {
 }
 
 
-SAMPLED = {
-    "saturated_frac": "a strided sample of at most 32,768 activation inputs per forward call",
-    "saturated_ref": "32,768 seeded standard-normal inputs",
-}
-
-
 def estimates(cal: Calibration) -> dict[str, str]:
     """The figures that are estimates rather than exact over the images used, and from what: the
-    saturation fractions are sampled; the reference's metrics, when it measured fewer images. The
-    rest (dormant, dead, ranks, gradients, attention) are exact sums over every image."""
+    saturation fractions are sampled; the feature ranks, past ``RANK_ROWS`` images (a wide layer keeps a
+    uniform sample of that many images' rows); the reference's metrics, when it measured fewer images.
+    The rest (dormant, dead, gradients, attention) are exact sums over every image."""
     out = dict(SAMPLED)
+    if cal.images_used > RANK_ROWS:
+        ranks = (
+            f"a uniform sample of {RANK_ROWS} of the {cal.images_used} images in layers wider than "
+            f"{RANK_ROWS // 2} units (fixed seed, the same images for the reference); narrower: every image"
+        )
+        out["feature_erank"] = out["feature_srank99"] = ranks
     if cal.reference_images is not None and cal.reference_images < cal.images_used:
         out["reference"] = f"{cal.reference_images} of the {cal.images_used} images (--reference-images)"
     return out
