@@ -166,7 +166,8 @@ def table(rows: list[dict[str, Any]], device: str) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     first = {r["model"]: r for r in sorted(rows, key=lambda r: -r["images"])}  # the fewest images, per model
-    for r in rows:
+    order = {m: i for i, m in enumerate(dict.fromkeys([*MODELS, *(r["model"] for r in rows)]))}
+    for r in sorted(rows, key=lambda r: (order[r["model"]], r["images"])):  # rows of a resumed run in place
         d, p = r["diagnose"], r["plain"]
         base = first[r["model"]]["diagnose"][mem]
         lines.append(
