@@ -326,6 +326,10 @@ def run_scenario(
         cfg = resolve_model_data_config(probe)
     data = load_target(sc["size"], cfg["mean"], cfg["std"], quick, target)
     runs = []
+    if only is not None:  # from-* and from-*-lr3x: a start at every stage boundary (names known only now)
+        stages = stage_starts(report)
+        only = set(only) | {f"from-{s}" for s in stages if "from-*" in only}
+        only |= {f"from-{s}-lr3x" for s in stages if "from-*-lr3x" in only}
     for seed in range(first_seed, first_seed + seeds):
         for name, strategy, opts in conditions(sc["last"], stage_starts(report)):
             if only is not None and name not in only:
@@ -504,7 +508,11 @@ def main() -> None:
         "--device", choices=("auto", "cuda", "cpu"), default="cpu",
         help="where to fine-tune (auto: CUDA when present); the report is always measured on the CPU",
     )  # fmt: skip
-    parser.add_argument("--conditions", help="comma-separated condition names to run (default: all of them)")
+    parser.add_argument(
+        "--conditions",
+        help="comma-separated condition names to run (default: all of them); from-* and from-*-lr3x: a start "
+        "at every stage boundary, at 1x and at 3x the rate",
+    )
     parser.add_argument(
         "--merge",
         action="store_true",

@@ -121,15 +121,20 @@ def _cell(xs: list[float]) -> str:
     return f"{statistics.mean(xs):.1f} ± {statistics.stdev(xs) if len(xs) > 1 else 0.0:.1f}"
 
 
-def summary() -> tuple[str, list[str]]:
-    """The table: per scenario, the regret (points) of the trial's winner, of the advice after the
-    trial (the winner when it decided, else the rule's pick), of the rule's pick measured at the
-    fine-tuning size, of the committed `auto` and of plain fine-tuning; and the trial's cost."""
+FIRST = range(1, 12)  # the first design's evaluation
+SECOND = range(12, 15)  # the second design's (pre-registered 2026-12-06): its winner is its advice
+
+
+def summary(scenarios: range = FIRST) -> tuple[str, list[str]]:
+    """The table: per scenario, the regret (points) of the trial's winner (design 2's advice), of the
+    advice after the trial (design 1: the winner when it decided, else the rule's pick), of the rule's
+    pick measured at the fine-tuning size, of the committed `auto` and of plain fine-tuning; and the
+    trial's cost."""
     rows = []
     missing: list[str] = []
     kinds = ("winner", "advice", "rule_here", "auto", "finetune")
     per: dict[str, dict[int, float]] = {k: {} for k in kinds}
-    for n in sorted(SCENARIOS):
+    for n in (n for n in sorted(SCENARIOS) if n in scenarios):
         runs = [json.loads(p.read_text()) for p in sorted(OUT.glob(f"scenario{n}_seed*.json"))]
         if not runs:
             continue
@@ -179,7 +184,12 @@ def summary() -> tuple[str, list[str]]:
         return f"{statistics.mean(xs):.2f} (max {max(xs):.1f}, {len(xs)} scenarios)" if xs else "-"
 
     foot = ["", "Mean regret, points (mean over seeds first):"]
-    for label, rng in (("scenarios 1-11", range(1, 12)), ("scenarios 7-11", range(7, 12))):
+    groups = (
+        (("scenarios 1-11", FIRST), ("scenarios 7-11", range(7, 12)))
+        if scenarios == FIRST
+        else ((f"scenarios {scenarios.start}-{scenarios.stop - 1}", scenarios),)
+    )
+    for label, rng in groups:
         foot.append(f"- {label}: " + "; ".join(f"{k.replace('_', ' ')} {mean(k, rng)}" for k in kinds) + ".")
     foot.append(f"\nMachine: {machine_line('1 per trial (pre-registered)')}.")
     return "\n".join(head + rows + foot), missing
@@ -194,11 +204,12 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help="summarise the saved trials into BENCHMARKS.md")
     args = parser.parse_args()
     if args.write:
-        text, missing = summary()
-        if missing:
-            print("full runs missing for: " + ", ".join(sorted(set(missing))), file=sys.stderr)
-        print(text)
-        replace_section(ROOT / "BENCHMARKS.md", "trial", text)
+        for section, scenarios in (("trial", FIRST), ("trial2", SECOND)):
+            text, missing = summary(scenarios)
+            if missing:
+                print("full runs missing for: " + ", ".join(sorted(set(missing))), file=sys.stderr)
+            print(text)
+            replace_section(ROOT / "BENCHMARKS.md", section, text)
         return
     OUT.mkdir(parents=True, exist_ok=True)
     for n in (int(s) for s in args.scenarios.split(",")):
