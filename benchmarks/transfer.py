@@ -326,12 +326,12 @@ def run_scenario(
         cfg = resolve_model_data_config(probe)
     data = load_target(sc["size"], cfg["mean"], cfg["std"], quick, target)
     runs = []
+    stages = stage_starts(report)
     if only is not None:  # from-* and from-*-lr3x: a start at every stage boundary (names known only now)
-        stages = stage_starts(report)
         only = set(only) | {f"from-{s}" for s in stages if "from-*" in only}
         only |= {f"from-{s}-lr3x" for s in stages if "from-*-lr3x" in only}
     for seed in range(first_seed, first_seed + seeds):
-        for name, strategy, opts in conditions(sc["last"], stage_starts(report)):
+        for name, strategy, opts in conditions(sc["last"], stages):
             if only is not None and name not in only:
                 continue
             opts = dict(opts)

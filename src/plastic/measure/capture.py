@@ -125,13 +125,13 @@ class FeatureRows:
     def add(self, pooled: torch.Tensor) -> None:
         pooled = pooled.float()  # (B, C')
         b = pooled.shape[0]
-        grows = self.n + b <= self.limit or not self.folds  # a fold would drop the grown buffer at once
-        if self.gram is None and self.n + b > self.capacity and self.capacity < self.limit and grows:
-            self.capacity = self.limit  # more images than announced: a larger buffer
-            self.buffer = _grown(self.buffer, self.n, self.capacity, self.units, pooled.device)
-        if self.gram is None and self.n + b > self.capacity and self.folds:
-            self.gram = _gram(self.matrix())
-            self.buffer = None
+        if self.gram is None and self.n + b > self.capacity:
+            if self.folds and self.n + b > self.limit:  # narrow, past 2 C' rows: the exact fold
+                self.gram = _gram(self.matrix())
+                self.buffer = None
+            elif self.capacity < self.limit:  # more images than announced: a larger buffer
+                self.capacity = self.limit
+                self.buffer = _grown(self.buffer, self.n, self.capacity, self.units, pooled.device)
         if self.gram is not None:
             self.gram.add_(_gram(pooled))
             self.n += b
@@ -152,9 +152,13 @@ class FeatureRows:
             self._draws = torch.Generator().manual_seed(RESERVOIR_SEED)
         seen = torch.arange(first, first + rows.shape[0], dtype=torch.float64) + 1  # (R,) i + 1
         slots = (torch.rand(rows.shape[0], generator=self._draws, dtype=torch.float64) * seen).long()
-        for k, j in enumerate(slots.tolist()):  # in order: a later image replaces an earlier one
-            if j < self.capacity:
-                self.buffer[j] = rows[k]
+        # slot -> the last row drawn for it (a later image replaces an earlier one): one copy on the device
+        last = {j: k for k, j in enumerate(slots.tolist()) if j < self.capacity}
+        if last:
+            index = torch.tensor(list(last), device=rows.device)  # (K,) slots
+            self.buffer.index_copy_(
+                0, index, rows.index_select(0, torch.tensor(list(last.values()), device=rows.device))
+            )
 
     @property
     def kept(self) -> int:
