@@ -31,8 +31,20 @@ from PIL import Image
 from plastic.measure.onepass import data_pass, layer_weights
 
 CALIB = Path(__file__).resolve().parents[1] / "sample_checkpoints" / "calib"
-MODELS = ["tinynet_e", "ghostnet_050", "mobilenetv3_small_050", "lcnet_050", "mixnet_s", "resnet18",
-          "rexnet_100", "mnasnet_small", "efficientnet_b0", "regnety_002", "convnext_atto", "mobilenetv2_050"]  # fmt: skip
+MODELS = [
+    "tinynet_e",
+    "ghostnet_050",
+    "mobilenetv3_small_050",
+    "lcnet_050",
+    "mixnet_s",
+    "resnet18",
+    "rexnet_100",
+    "mnasnet_small",
+    "efficientnet_b0",
+    "regnety_002",
+    "convnext_atto",
+    "mobilenetv2_050",
+]
 
 
 def images(size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,8 +96,10 @@ def main() -> None:
     what = sys.argv[1] if len(sys.argv) == 2 else ""
     if what == "units":
         d = draws(range(4))
-        rows = [dict(model=m, layer=k, d=a[k][0] - b[k][0], sd=math.sqrt(a[k][1] + b[k][1]))
-                for m, by in d.items() for a, b in itertools.combinations(by.values(), 2) for k in a if k in b]  # fmt: skip
+        pairs = [(a, b) for by in d.values() for a, b in itertools.combinations(by.values(), 2)]
+        rows = [
+            dict(d=a[k][0] - b[k][0], sd=math.sqrt(a[k][1] + b[k][1])) for a, b in pairs for k in a if k in b
+        ]
         diff, sd = np.abs([r["d"] for r in rows]), np.array([r["sd"] for r in rows])
         summary: dict[str, Any] = {"pairs": len(rows), "corr": float(np.corrcoef(diff, sd)[0, 1])}
         for lo, hi in [(0, 0.05), (0.05, 0.1), (0.1, 0.2), (0.2, 10)]:
