@@ -2,6 +2,8 @@
 
     python scripts/noise_null.py collect timm|torchvision|transformers SEEDS OUT.jsonl [NAME,...]  # 1234,1,2
     python scripts/noise_null.py grid NULL.jsonl[,NULL2.jsonl] SLACKS ZS                # e.g. 0.25,0.5 2,3
+    python scripts/noise_null.py scenario-spreads OUT.json          # each scenario source's spread
+    python scripts/noise_null.py spread NULL.jsonl[,...] ZS [SPREADS.json]               # e.g. 0,0.5,1
 
 ``collect`` initialises every model of ``scripts/sweep_families.py``'s list for the family with each seed
 and runs ``diagnose`` against the seed-0 reference on 16 and on 32 calibration images; every layer's
@@ -11,11 +13,18 @@ stored layers under each (``STARVED_SLACK``, ``NOISE_Z``) pair with the shipped 
 shipped rule's pick on every committed transfer scenario with its regret (``benchmarks/loso.py``'s), from
 the rescored reports. At the shipped constants rescoring reproduces every committed score exactly.
 BENCHMARKS.md, "Pre-registered: a noise floor", says how the variants were chosen and judged.
+
+``scenario-spreads`` diagnoses each transfer scenario's source checkpoint on its calibration folder (80
+images, as ``benchmarks/reference_images.py`` rebuilds them) and keeps every layer's
+``reference_spread``. ``spread`` rescores the null set (whose runs carry their spread since it was
+measured) and, with SPREADS.json, the committed scenario reports under each ``SPREAD_Z`` (0: the score
+before the spread), as BENCHMARKS.md, "Pre-registered: the seed-to-seed spread", says.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -71,7 +80,8 @@ def collect(family: str, seeds: Sequence[int], out: Path, only: Sequence[str] = 
                     )
                     for la in report.layers:
                         row = {**run, "name": la.name, "units": la.units, "classifier": la.classifier,
-                               "metrics": la.metrics, "reference": la.reference}  # fmt: skip
+                               "metrics": la.metrics, "reference": la.reference,
+                               "reference_spread": la.reference_spread}  # fmt: skip
                         sink.write(json.dumps(row) + "\n")
                     sink.flush()
                 print(f"{name} seed {seed}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
@@ -84,7 +94,7 @@ def rescore(layers: Iterable[Mapping[str, Any]], images: int) -> list[dict[str, 
     given = list(layers)
     rows = [
         LayerDiagnosis(la["name"], "", la["units"], 0, "", None, la["classifier"], la["metrics"],
-                       reference=la.get("reference") or {})
+                       reference=la.get("reference") or {}, reference_spread=la.get("reference_spread") or {})
         for la in given
     ]  # fmt: skip
     score_rows(rows, images)
@@ -121,14 +131,19 @@ def null_flags(paths: Sequence[Path]) -> tuple[int, dict[tuple[Any, ...], str]]:
     return len(runs), flagged
 
 
-def scenario_picks() -> dict[int, tuple[str, float | None]]:
-    """Scenario -> (the shipped rule's pick from its rescored report, regret in points or None)."""
+def scenario_picks(spreads: Mapping[str, Any] | None = None) -> dict[int, tuple[str, float | None]]:
+    """Scenario -> (the shipped rule's pick from its rescored report, regret in points or None); with
+    ``spreads`` (scenario -> layer -> spread), each layer rescored with its seed-to-seed spread."""
     import loso
 
     picks = {}
     for n, sc in sorted(loso.load(design_only=False).items()):
         report = sc["report"]
-        layers = rescore(report["layers"], report["calibration"]["images_used"])
+        given = report["layers"]
+        if spreads is not None:
+            table = spreads[str(n)]  # "_timing": what the spread cost in each run
+            given = [{**la, "reference_spread": table.get(la["name"]) or {}} for la in given]
+        layers = rescore(given, report["calibration"]["images_used"])
         chosen = loso.pick({**report, "layers": layers}, loso.SHIPPED)
         got = loso.regret(sc, chosen)
         picks[n] = (chosen, None if got is None else got * 100)
@@ -161,6 +176,54 @@ def grid(paths: Sequence[Path], slacks: Sequence[float], zs: Sequence[float]) ->
         score.STARVED_SLACK, score.NOISE_Z = shipped
 
 
+def scenario_spreads(out: Path) -> None:
+    """Each scenario's source diagnosed on its calibration folder: scenario -> layer -> spread."""
+    import torch
+    from reference_images import cases
+
+    import plastic
+
+    torch.set_num_threads(1)
+    table: dict[str, dict[str, Any]] = {}
+    os.environ["PLASTIC_CACHE_DIR"] = tempfile.mkdtemp()  # measured, not read from an earlier run
+    with tempfile.TemporaryDirectory() as tmp:
+        for _set, label, ckpt, calib, n, arch in cases(Path(tmp), "S"):
+            t0 = time.perf_counter()
+            report = plastic.diagnose_checkpoint(ckpt, calib, device="cpu", max_images=n, seed=0, arch=arch)
+            n_sc, times = label.split()[-1], report.timing
+            table[n_sc] = {la.name: la.reference_spread for la in report.layers}
+            table.setdefault("_timing", {})[n_sc] = {k: times[k] for k in ("spread_s", "total_s")}
+            print(f"{label}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    out.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
+
+
+def spread_grid(paths: Sequence[Path], zs: Sequence[float], spreads: Path | None) -> None:
+    from plastic.decide import score
+
+    shipped = score.SPREAD_Z
+    table = json.loads(spreads.read_text()) if spreads is not None else None
+    try:
+        for z in zs:
+            score.SPREAD_Z = z
+            runs, flagged = null_flags(paths)
+            models = sorted({k[1] for k in flagged})
+            advised = sum(1 for worst in flagged.values() if not worst.endswith("advice: finetune"))
+            print(f"spread z {z}: {len(flagged)} of {runs} null runs flag a layer ({len(models)} models); "
+                  f"the advice is not 'fine-tune as is' in {advised}")  # fmt: skip
+            for key, worst in sorted(flagged.items()):
+                print(f"    {key[0]} {key[1]} seed {key[2]} {key[3]} images: {worst}")
+            if table is not None:
+                picks = scenario_picks(table)
+                regrets = [r for _, r in picks.values() if r is not None]
+                cells = ", ".join(
+                    f"{n}: {c} {'not run' if r is None else f'{r:.2f}'}" for n, (c, r) in picks.items()
+                )
+                mean, worst_regret = statistics.mean(regrets), max(regrets)
+                print(f"    scenarios: mean regret {mean:.2f}, max {worst_regret:.2f}; {cells}")
+    finally:
+        score.SPREAD_Z = shipped
+
+
 def main() -> None:
     if len(sys.argv) in (5, 6) and sys.argv[1] == "collect":
         only = sys.argv[5].split(",") if len(sys.argv) == 6 else []
@@ -168,6 +231,12 @@ def main() -> None:
     elif len(sys.argv) == 5 and sys.argv[1] == "grid":
         paths = [Path(p) for p in sys.argv[2].split(",")]
         grid(paths, [float(x) for x in sys.argv[3].split(",")], [float(x) for x in sys.argv[4].split(",")])
+    elif len(sys.argv) == 3 and sys.argv[1] == "scenario-spreads":
+        scenario_spreads(Path(sys.argv[2]))
+    elif len(sys.argv) in (4, 5) and sys.argv[1] == "spread":
+        paths = [Path(p) for p in sys.argv[2].split(",")]
+        spreads = Path(sys.argv[4]) if len(sys.argv) == 5 else None
+        spread_grid(paths, [float(x) for x in sys.argv[3].split(",")], spreads)
     else:
         raise SystemExit(__doc__)
 

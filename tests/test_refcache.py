@@ -75,6 +75,9 @@ DAMAGE = [
     lambda doc: json.dumps({**doc, "images": -1}),
     lambda doc: json.dumps(doc).replace('"grad_ratio": 0', '"grad_ratio": "x"', 1),
     lambda doc: json.dumps(doc).replace(', "grad_ratio": ', ', "grad_ratio": NaN, "x": ', 1),
+    lambda doc: json.dumps({k: v for k, v in doc.items() if k != "spread"}),  # a format-1 entry, relabelled
+    lambda doc: json.dumps({**doc, "spread": {"no_such_layer": {}}}),
+    lambda doc: json.dumps({**doc, "spread": {k: {"grad_decades": "x"} for k in doc["spread"]}}),
 ]
 
 

@@ -38,6 +38,11 @@ STARVED_DECADES = 2.0  # a layer 100x below its healthy relative gradient is (ab
 # of six fresh timm models (EfficientNet-B0, MobileNetV3, ResNet-50, RegNetY, ConvNeXt, ViT) on 32
 # calibration images, the 95th percentile was 0.24 (BENCHMARKS.md, "noise"). Only what goes beyond it counts.
 STARVED_SLACK = 0.25
+# How many of its own seed-to-seed standard deviations a layer may differ from the reference by before
+# it counts: each layer's spread over three fresh draws (measure/spread.py) widens that layer's
+# allowance beyond ``STARVED_SLACK`` and the fractions' binomial noise where it is larger. sqrt(2): the
+# difference of two draws. 0 turns the spread off (the formula before it).
+SPREAD_Z = 2.0
 
 
 def components(
@@ -48,6 +53,7 @@ def components(
     reference: Mapping[str, float | None] | None = None,
     ref_grad_median: float | None = None,
     units: int = 0,
+    spread: Mapping[str, float | None] | None = None,
 ) -> dict[str, float]:
     """The loss-of-plasticity components a layer has, each clipped to [0, 1].
 
@@ -55,20 +61,23 @@ def components(
     each component is the excess over that fresh layer: a fresh model scores ~0 by construction, and a
     layer that is dormant or quiet by design (timm's zero-initialised residual branches, SE gates) is not
     flagged for it. The fractions' excess is net of the seed-to-seed noise of a layer of ``units``
-    units (:func:`_excess`). Without a reference, the absolute form (against ``saturated_ref`` and the
-    model's median).
+    units (:func:`_excess`), or of the layer's own ``spread`` over fresh draws where that is larger.
+    Without a reference, the absolute form (against ``saturated_ref`` and the model's median).
     """
     m = {k: float(v) for k, v in metrics.items() if v is not None}
     r = {k: float(v) for k, v in (reference or {}).items() if v is not None}
+    # the allowance each seed-to-seed spread buys: z standard deviations of a two-draw difference
+    wide = {k: SPREAD_Z * math.sqrt(2) * float(v) for k, v in (spread or {}).items() if v is not None}
     out: dict[str, float] = {}
     if "dormant_frac" in m:
         if "dormant_frac" in r:
-            out["dormant"] = _excess(m["dormant_frac"], r["dormant_frac"], units)
+            out["dormant"] = _excess(m["dormant_frac"], r["dormant_frac"], units, wide.get("dormant_frac", 0))
         else:
             out["dormant"] = m["dormant_frac"]
     if "saturated_frac" in m:
         if "saturated_frac" in r:
-            out["saturated"] = _excess(m["saturated_frac"], r["saturated_frac"], units)
+            sat_wide = wide.get("saturated_frac", 0)
+            out["saturated"] = _excess(m["saturated_frac"], r["saturated_frac"], units, sat_wide)
         else:
             out["saturated"] = _excess(m["saturated_frac"], m.get("saturated_ref", 0.0), 0)
     if "feature_erank" in m:
@@ -78,7 +87,8 @@ def components(
         ratio = m["grad_ratio"] / grad_median  # relative to the model's typical layer
         fresh = r.get("grad_ratio")
         if reference is not None and fresh is not None and fresh > 0 and ref_grad_median:
-            out["starved"] = _decades(fresh / ref_grad_median, ratio)  # vs the layer's place in a fresh model
+            # vs the layer's place in a fresh model, beyond the layer's own seed-to-seed spread
+            out["starved"] = _decades(fresh / ref_grad_median, ratio, wide.get("grad_decades", 0))
         elif reference is not None and fresh is not None and m["grad_ratio"] == 0:
             out["starved"] = 0.0  # no gradient here, as in the fresh model (a zero-initialised branch)
         else:  # no reference, or none that speaks: a fresh zero-initialised branch gets no gradient
@@ -89,13 +99,16 @@ def components(
     return {k: min(1.0, max(0.0, v)) for k, v in out.items()}
 
 
-def _excess(value: float, healthy: float, units: int) -> float:
+def _excess(value: float, healthy: float, units: int, spread: float = 0.0) -> float:
     """How far ``value`` (a fraction of a layer's units) goes beyond its healthy level, as a share of the
-    room left above it, less ``NOISE_Z`` standard errors of the difference of two such fractions.
+    room left above it, less ``NOISE_Z`` standard errors of the difference of two such fractions, or
+    less ``spread`` (the layer's own seed-to-seed allowance) where that is larger.
 
     Whether a unit of a fresh layer is dormant (or off) is a coin its random weights toss, so two fresh
     seeds of an 8-unit SE layer differ by ~0.25 on their own; a 512-unit layer by ~0.03. Only a
     difference larger than that says the checkpoint lost something (a two-proportion z-test, pooled).
+    Units of one layer do not always toss independent coins (a small MobileViTV2 conv was 27%, 66% and
+    95% dormant in three draws), so the measured spread can be the larger allowance.
     """
     if healthy >= 1.0:
         return 0.0
@@ -103,13 +116,16 @@ def _excess(value: float, healthy: float, units: int) -> float:
     if units > 0:
         pooled = (value + healthy) / 2
         noise = NOISE_Z * math.sqrt(2 * pooled * (1 - pooled) / units)
+    noise = max(noise, spread)
     return max(0.0, value - healthy - noise) / (1.0 - healthy)
 
 
-def _decades(healthy: float, ratio: float) -> float:
-    """(log10(healthy / ratio) - STARVED_SLACK) / STARVED_DECADES: 0 within seed-to-seed noise, ~1 at a
-    hundred times less gradient than healthy."""
-    return (math.log10(healthy / ratio) - STARVED_SLACK) / STARVED_DECADES if ratio > 0 else 1.0
+def _decades(healthy: float, ratio: float, spread: float = 0.0) -> float:
+    """(log10(healthy / ratio) - slack) / STARVED_DECADES: 0 within seed-to-seed noise, ~1 at a hundred
+    times less gradient than healthy. The slack is ``STARVED_SLACK``, or the layer's own ``spread``
+    allowance (decades) where that is larger."""
+    slack = max(STARVED_SLACK, spread)
+    return (math.log10(healthy / ratio) - slack) / STARVED_DECADES if ratio > 0 else 1.0
 
 
 def saturation_score(parts: Mapping[str, float]) -> float | None:

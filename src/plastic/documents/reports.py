@@ -186,7 +186,7 @@ def validate_report(doc: Any, *, what: str = "the report") -> DiagnoseDoc:
         c.number(la.get("score"), f"{where}.score")
         c.integer(la, "units", f"{where}.units")
         c.integer(la, "rank", f"{where}.rank")
-        for part in ("metrics", "components", "reference"):
+        for part in ("metrics", "components", "reference", "reference_spread"):  # absent in older reports
             for k, v in c.obj(la, part, f"{where}.{part}").items():
                 c.number(v, f"{where}.{part}.{k}")
         units = c.items(la, "dormant_units", f"{where}.dormant_units")

@@ -84,6 +84,9 @@ class LayerDoc(TypedDict):
     classifier: bool
     metrics: Metrics
     reference: Metrics | None  # the fresh model's metrics with --reference, else null
+    # with --reference: the standard deviation over three fresh draws of grad_decades (log10 of the
+    # relative gradient over the draw's median layer), dormant_frac and saturated_frac; else null
+    reference_spread: Metrics | None
     components: Metrics
     score: float | None
     rank: int | None

@@ -25,11 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from plastic.measure.spread import SPREAD_DRAWS, SPREAD_IMAGES, SPREAD_SEED_STEP
+
 if TYPE_CHECKING:
     from plastic.measure.calib import CalibSet, DataConfig
     from plastic.model.backends import ArchSpec
 
-FORMAT = 1  # the entry layout; another value is ignored
+FORMAT = 2  # the entry layout (2: with the seed-to-seed spread); another value is ignored
 MAX_BYTES = 64 << 20  # an entry larger than this is not read
 MAX_ENTRIES = 256  # older entries are removed past this many
 _READ_CHUNK = 1 << 20
@@ -37,10 +39,12 @@ _READ_CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class CachedReference:
-    """What the reference's pass left, as the report needs it: per layer its metrics, and its images."""
+    """What the reference's passes left, as the report needs it: per layer its metrics, its images, and
+    per layer its seed-to-seed spread (measure/spread.py)."""
 
     layers: dict[str, dict[str, float | None]]
     images: int
+    spread: dict[str, dict[str, float | None]] | None = None
 
 
 def cache_dir() -> Path:
@@ -86,7 +90,12 @@ def load(key: Mapping[str, Any], layers: set[str]) -> CachedReference | None:
         return None
     if set(table) != layers or not all(_metrics_ok(m) for m in table.values()):
         return None
-    return CachedReference({k: dict(v) for k, v in table.items()}, images)
+    spread = doc.get("spread")
+    if not isinstance(spread, dict) or not set(spread) <= layers or not all(map(_metrics_ok, spread.values())):
+        return None
+    return CachedReference(
+        {k: dict(v) for k, v in table.items()}, images, {k: dict(v) for k, v in spread.items()}
+    )
 
 
 def store(key: Mapping[str, Any], ref: CachedReference) -> bool:
@@ -95,7 +104,7 @@ def store(key: Mapping[str, Any], ref: CachedReference) -> bool:
     from plastic.files.atomic import write_text
 
     path = entry_path(key)
-    doc = {"format": FORMAT, "key": key, "images": ref.images, "layers": ref.layers}
+    doc = {"format": FORMAT, "key": key, "images": ref.images, "layers": ref.layers, "spread": ref.spread}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_text(path, json.dumps(doc, sort_keys=True, allow_nan=False) + "\n")
@@ -176,4 +185,5 @@ def reference_key(
         "device": device,
         "amp": amp,
         "reference_images": reference_images,
+        "spread": [SPREAD_DRAWS, SPREAD_IMAGES, SPREAD_SEED_STEP],  # how the seed-to-seed spread is drawn
     }

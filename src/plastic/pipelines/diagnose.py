@@ -34,6 +34,7 @@ from plastic.measure.defaults import (
 )
 from plastic.measure.finetune import load_labelled
 from plastic.measure.onepass import (
+    Batches,
     Measured,
     PassResult,
     PassSettings,
@@ -46,6 +47,7 @@ from plastic.measure.onepass import (
 from plastic.measure.refcache import CachedReference, reference_key
 from plastic.measure.refcache import load as load_reference
 from plastic.measure.refcache import store as store_reference
+from plastic.measure.spread import layer_spread, spread_images, spread_seeds
 from plastic.model.backends import model_groups
 from plastic.model.build import BuiltModel, build_model, common_components
 from plastic.model.heads import check_heads
@@ -206,6 +208,23 @@ def _diagnose(
         models, lambda bs: calib_batches(calib, cfg, bs, opts.workers), settings, progress, notes
     )
     t_pass = time.perf_counter() - t1
+    spread, t_spread = None, 0.0
+    if reference is not None:  # the reference's seed-to-seed spread, on a few of the images
+        t2 = time.perf_counter()
+        idx = spread_images(calib.labels, len(calib.files), seed)
+        few = dataclasses.replace(
+            calib, files=[calib.files[i] for i in idx], skipped=[],
+            labels=None if calib.labels is None else [calib.labels[i] for i in idx],
+        )  # fmt: skip
+        sub = dataclasses.replace(settings, labels=labels[idx], total=len(idx), subsets=None)
+        spread = measure_spread(
+            model, reference, lambda s: fresh_model(built.spec, seed=s).to(dev),  # type: ignore[arg-type]
+            lambda bs: calib_batches(few, cfg, bs, opts.workers), sub, built.classifier_keys, tau, progress,
+            notes,
+        )  # fmt: skip
+        t_spread = time.perf_counter() - t2
+    elif cached is not None:
+        spread = cached.spread
     calib.skipped = [*calib.skipped, *((calib.files[i], why) for i, why in done.skipped)]
     if not done.used:
         raise DataError(f"{calib.root}: none of the {len(calib.files)} images could be read")
@@ -216,12 +235,13 @@ def _diagnose(
     options = opts.recorded(batch_size)
     report = assemble(
         ckpt, built, reference, done, calibration=calibration, cfg=cfg, device=str(dev), amp=use_amp,
-        tau=tau, options=options, notes=notes, timing={"build_s": t_build, "pass_s": t_pass}, cached=cached,
+        tau=tau, options=options, notes=notes, cached=cached, spread=spread,
+        timing={"build_s": t_build, "pass_s": t_pass, "spread_s": t_spread},
     )  # fmt: skip
     report.timing["reference_cached"] = int(cached is not None)
     if cache_key is not None and cached is None and calibration.reference_images is not None:
         table = {la.name: la.reference for la in report.layers}
-        store_reference(cache_key, CachedReference(table, calibration.reference_images))
+        store_reference(cache_key, CachedReference(table, calibration.reference_images, spread))
     if not opts.reference:
         notes.append("--no-reference: absolute scores (a fresh model's layers can score above 0)")
     if race is not None:
@@ -236,8 +256,10 @@ def assemble(
     ckpt: Checkpoint, built: BuiltModel, reference: nn.Module | None, done: PassResult, *,
     calibration: Calibration, cfg: DataConfig, device: str, amp: bool, tau: float, options: dict[str, Any],
     notes: list[str], timing: dict[str, float], cached: CachedReference | None = None,
+    spread: dict[str, dict[str, float | None]] | None = None,
 ) -> DiagnoseReport:  # fmt: skip
-    """The report from a finished pass: the layer and block tables, the timing, the recommendation."""
+    """The report from a finished pass: the layer and block tables, the timing, the recommendation.
+    ``spread``: the reference's seed-to-seed spread per layer (:func:`measure_spread`), when measured."""
     t3 = time.perf_counter()
     measured = done.measured[0]
     ref_table, ref_images = None, None
@@ -252,18 +274,20 @@ def assemble(
             f"the fresh reference measured {ref_images} of the {measured.images} images "
             "(--reference-images): its feature ranks are left out (a rank on fewer images is lower)"
         )
-    layers = _layer_table(built.model, measured, ref_table, built.classifier_keys, tau, len(done.used))
+    keys, used = built.classifier_keys, len(done.used)
+    layers = _layer_table(built.model, measured, ref_table, keys, tau, used, spread)
     blocks = _block_table(built.model, layers)
     stages = _stage_table(built.model, layers)
     broken = nonfinite_note(built.model, layers)
-    t_pass = timing["pass_s"]
+    t_pass, t_spread = timing["pass_s"], timing.get("spread_s", 0.0)
     timing = {
         "build_s": timing["build_s"],  # checkpoint read, architecture decided, model (and reference) built
         "pass_s": t_pass,  # decode + each model's forward and backward
+        "spread_s": t_spread,  # the reference's three draws on a few images (0 from the cache)
         "stats_s": t_pass,  # schema 1 name: statistics and gradients are now measured in one pass
         "gradients_s": 0.0,  # schema 1 name: no separate gradient pass any more
         "metrics_s": time.perf_counter() - t3,  # reductions, ranks, saturation derivatives, scores, blocks
-        "total_s": timing["build_s"] + t_pass,
+        "total_s": timing["build_s"] + t_pass + t_spread,
         "images_per_s": len(done.used) / t_pass if t_pass > 0 else 0.0,
         "threads": torch.get_num_threads(),  # torch's intra-op threads: CPU figures depend on them
     }
@@ -348,6 +372,35 @@ def _commands_for(built: Any, ckpt: Checkpoint) -> Callable[[Recommendation], li
 RANK_METRICS = ("feature_erank", "feature_erank_per_unit", "feature_srank99")
 
 
+def measure_spread(
+    model: nn.Module, reference: nn.Module, draw: Callable[[int], nn.Module],
+    batches: Callable[[int], Batches], settings: PassSettings, classifier_keys: list[str], tau: float,
+    progress: Progress | None = None, notes: list[str] | None = None,
+) -> dict[str, dict[str, float | None]]:  # fmt: skip
+    """Each of ``model``'s layers' seed-to-seed spread (measure/spread.py): ``reference`` and the draws
+    ``draw(seed)`` makes, one model at a time (memory: one more model, not two), each in its own pass
+    over ``batches`` (the few images every draw sees; ``settings`` their labels)."""
+    head = {k.rpartition(".")[0] for k in classifier_keys}
+    body = [name for name in layers_of(model) if name not in head]
+    seeds = spread_seeds(settings.seed)
+    total = settings.total * (len(seeds) + 1)
+    tables = []
+    for k, seed in enumerate([None, *seeds]):
+        fresh = reference if seed is None else draw(seed)
+
+        def counted(_phase: str, done: int, _total: int, k: int = k) -> None:
+            if progress is not None:
+                progress("reference spread", k * settings.total + done, total)
+
+        done, _ = one_pass([fresh], batches, settings, counted, notes)
+        if not done.measured:  # not one of the images could be read
+            return {}
+        ref = done.measured[0]
+        tables.append(reference_table(model, fresh, ref, tau, ref.images))
+        del fresh
+    return layer_spread(tables, body)
+
+
 def reference_table(
     model: nn.Module, reference: nn.Module, ref: Measured, tau: float, images: int
 ) -> dict[str, dict[str, float | None]]:
@@ -371,6 +424,7 @@ def _layer_table(
     classifier_keys: list[str],
     tau: float,
     n_images: int,
+    spread: dict[str, dict[str, float | None]] | None = None,
 ) -> list[LayerDiagnosis]:
     mods = layers_of(model)
     all_modules = dict(model.named_modules())
@@ -387,6 +441,7 @@ def _layer_table(
             name, type(m).__name__, units, params, site_name, None, name in head_layers, metrics
         )
         row.reference = ref_metrics
+        row.reference_spread = dict((spread or {}).get(name, {}))
         row.dormant_units = dormant_units(site, tau) if site is not None else []
         rows.append(row)
     score_rows(rows, n_images)
@@ -407,7 +462,7 @@ def score_rows(rows: list[LayerDiagnosis], n_images: int) -> None:
         ceiling = rank_ceiling(n_images, r.units)
         r.components = components(
             r.metrics, rank_ceiling=ceiling, grad_median=median, reference=r.reference or None,
-            ref_grad_median=ref_median, units=r.units,
+            ref_grad_median=ref_median, units=r.units, spread=r.reference_spread or None,
         )  # fmt: skip
         r.score = saturation_score(r.components)
 

@@ -26,8 +26,9 @@ from plastic.measure.onepass import (
     probe_targets,
     reference_subset,
 )
+from plastic.measure.spread import spread_images
 from plastic.model.build import BuiltModel
-from plastic.pipelines.diagnose import assemble
+from plastic.pipelines.diagnose import assemble, measure_spread
 from plastic.pipelines.live_model import checkpoint_view, classifier_keys_of, model_spec, num_classes_of_model
 from plastic.pipelines.report import Calibration, DiagnoseReport
 
@@ -147,8 +148,8 @@ def diagnose_model(
         from plastic.model.init_values import fresh_model
 
         chans = int(x.shape[1])
-        ref_model = fresh_model(dataclasses.replace(spec, in_chans=chans if chans != 3 else None), seed=seed)
-        ref_model = ref_model.to(dev)
+        ref_spec = dataclasses.replace(spec, in_chans=chans if chans != 3 else None)
+        ref_model = fresh_model(ref_spec, seed=seed).to(dev)
     if y is None:
         probe_labels, n_classes = probe_targets(None, [], len(x), seed)
         class_names: list[str] = []
@@ -171,7 +172,22 @@ def diagnose_model(
         subsets = None if subset is None or ref_model is None else (None, subset)
         settings = PassSettings(probe_labels, n_classes, len(x), batch_size, seed, dev, False, subsets)
         done, batch_size = one_pass(models, batches, settings, progress, notes)
-    t_pass = time.perf_counter() - t1
+        t_pass = time.perf_counter() - t1
+        spread = None
+        if ref_model is not None:  # the reference's seed-to-seed spread, on a few of the images
+            idx = spread_images(None if y is None else y.tolist(), len(x), seed)
+            few = x[idx]  # (k, C, H, W)
+
+            def few_batches(size: int) -> Batches:
+                for i in range(0, len(few), size):
+                    yield list(range(i, min(i + size, len(few)))), few[i : i + size], []
+
+            sub = dataclasses.replace(settings, labels=probe_labels[idx], total=len(idx))
+            spread = measure_spread(
+                model, ref_model, lambda s: fresh_model(ref_spec, seed=s).to(dev), few_batches, sub, keys,
+                tau, progress, notes,
+            )  # fmt: skip
+    t_spread = time.perf_counter() - t1 - t_pass
     calibration = Calibration(
         Path("<images>"), len(x), len(done.used), [], "given" if y is not None else "random", class_names
     )
@@ -186,7 +202,8 @@ def diagnose_model(
     options = opts.recorded(batch_size)
     report = assemble(
         ckpt, built, ref_model, done, calibration=calibration, cfg=cfg, device=str(dev), amp=False, tau=tau,
-        options=options, notes=notes, timing={"build_s": t_build, "pass_s": t_pass},
+        options=options, notes=notes, timing={"build_s": t_build, "pass_s": t_pass, "spread_s": t_spread},
+        spread=spread,
     )  # fmt: skip
     report.timing["total_s"] = time.perf_counter() - t0
     if report.recommendation is not None:

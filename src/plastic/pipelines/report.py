@@ -140,6 +140,8 @@ class LayerDiagnosis:
     rank: int | None = None
     dormant_units: list[int] = field(default_factory=list)
     reference: dict[str, float | None] = field(default_factory=dict)  # the fresh model's metrics here
+    # the standard deviation of the fresh layer's statistics over three draws (measure/spread.py)
+    reference_spread: dict[str, float | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -215,6 +217,7 @@ class DiagnoseReport:
                 "classifier": la.classifier,
                 "metrics": {k: clean_float(v) for k, v in la.metrics.items()},
                 "reference": {k: clean_float(v) for k, v in la.reference.items()} or None,
+                "reference_spread": {k: clean_float(v) for k, v in la.reference_spread.items()} or None,
                 "components": {k: clean_float(v) for k, v in la.components.items()},
                 "score": clean_float(la.score),
                 "rank": la.rank,
