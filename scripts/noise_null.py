@@ -197,6 +197,41 @@ def scenario_spreads(out: Path) -> None:
     out.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
 
 
+def scenario_scores(table: Mapping[str, Any], z: float) -> None:
+    """Per scenario: the layer scores the spread lowers at ``z`` (against z = 0), the flagged layers
+    before and after, and the spread's share of the run's time."""
+    import loso
+
+    from plastic.decide import score
+
+    shipped, shares = score.SPREAD_Z, []
+    try:
+        for n, sc in sorted(loso.load(design_only=False).items()):
+            report, spread = sc["report"], table[str(n)]
+            images = report["calibration"]["images_used"]
+            score.SPREAD_Z = 0.0
+            before = rescore(report["layers"], images)
+            score.SPREAD_Z = z
+            after = rescore(
+                [{**la, "reference_spread": spread.get(la["name"]) or {}} for la in report["layers"]], images
+            )
+            moved = [(a["name"], a["score"], b["score"]) for a, b in zip(before, after, strict=True)
+                     if a["score"] is not None and abs(a["score"] - b["score"]) > 1e-9]  # fmt: skip
+            flagged = [sum(1 for la in rows if not la["classifier"] and (la["score"] or 0) >= 0.10)
+                       for rows in (before, after)]  # fmt: skip
+            big = max(moved, key=lambda m: m[1] - m[2], default=None)
+            drop = f"{big[0]} {big[1]:.3f} -> {big[2]:.3f}" if big else "none"
+            t = table["_timing"][str(n)]
+            shares.append(t["spread_s"] / t["total_s"])
+            cost = f"spread {t['spread_s']:.1f} s of {t['total_s']:.1f} s"
+            print(f"    scenario {n}: {len(moved)} of {len(before)} layer scores lower; "
+                  f"flagged {flagged[0]} -> {flagged[1]}; largest drop {drop}; {cost}")  # fmt: skip
+        middle, most = statistics.median(shares), max(shares)
+        print(f"    the spread's share of diagnose's time: median {middle:.2f}, max {most:.2f}")
+    finally:
+        score.SPREAD_Z = shipped
+
+
 def spread_grid(paths: Sequence[Path], zs: Sequence[float], spreads: Path | None) -> None:
     from plastic.decide import score
 
@@ -220,6 +255,8 @@ def spread_grid(paths: Sequence[Path], zs: Sequence[float], spreads: Path | None
                 )
                 mean, worst_regret = statistics.mean(regrets), max(regrets)
                 print(f"    scenarios: mean regret {mean:.2f}, max {worst_regret:.2f}; {cells}")
+                if z:
+                    scenario_scores(table, z)
     finally:
         score.SPREAD_Z = shipped
 

@@ -258,10 +258,12 @@ def _timing_line(t: dict[str, float], reference: bool, reference_images: int | N
     if t.get("reference_cached"):
         what = "checkpoint; the fresh reference from the cache"
     threads = f", {t['threads']:g} torch threads" if "threads" in t else ""
+    # the reference's seed-to-seed spread: three fresh draws on a few images (none from the cache)
+    spread = f", reference spread {t['spread_s']:.2f} s" if t.get("spread_s") else ""
     return (
         f"time: build {t['build_s']:.2f} s, one pass ({what}: forward + backward) {t['pass_s']:.2f} s "
-        f"({t['images_per_s']:.1f} images/s), metrics {t['metrics_s']:.2f} s, total {t['total_s']:.2f} s"
-        + threads
+        f"({t['images_per_s']:.1f} images/s){spread}, metrics {t['metrics_s']:.2f} s, total "
+        f"{t['total_s']:.2f} s" + threads
     )
 
 

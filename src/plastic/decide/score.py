@@ -11,7 +11,8 @@ fresh layer*, so a fresh model scores ~0 by construction:
 - ``starved``: ``(log10(fresh relative gradient / relative gradient) - 0.25) / 2``, each relative to its
   own model's median layer: how many decades (2 = fully starved) less this layer's weights move,
   relative to their size, than the same layer of a fresh model (Coetzer et al.: "insignificant
-  gradients"), beyond the 0.25 decade two fresh seeds differ by (``STARVED_SLACK``).
+  gradients"), beyond the 0.25 decade two fresh seeds differ by (``STARVED_SLACK``), or by the
+  layer's own seed-to-seed spread over three fresh draws where that is larger (``SPREAD_Z``).
   Where the fresh layer gets no gradient by design (a zero-initialised residual branch), against the
   checkpoint's median layer instead.
 - ``collapsed_attention``: the relative drop of attention entropy below the fresh layer's.

@@ -91,7 +91,9 @@ def load(key: Mapping[str, Any], layers: set[str]) -> CachedReference | None:
     if set(table) != layers or not all(_metrics_ok(m) for m in table.values()):
         return None
     spread = doc.get("spread")
-    if not isinstance(spread, dict) or not set(spread) <= layers or not all(map(_metrics_ok, spread.values())):
+    if not isinstance(spread, dict) or not set(spread) <= layers:
+        return None
+    if not all(_metrics_ok(m) for m in spread.values()):
         return None
     return CachedReference(
         {k: dict(v) for k, v in table.items()}, images, {k: dict(v) for k, v in spread.items()}
