@@ -108,7 +108,8 @@ def run_diagnose(ckpt: Path, extra: list[str], calib: Path, n: int, device: str,
     out, wall, peak = _child(cmd)
     doc = json.loads(out)
     t = doc["timing"]
-    row = {"wall_s": wall, "pass_s": t["pass_s"], "images_per_s": t["images_per_s"], "peak_gib": peak,
+    row = {"wall_s": wall, "pass_s": t["pass_s"], "spread_s": t.get("spread_s"),
+           "images_per_s": t["images_per_s"], "peak_gib": peak,
            "threads": t.get("threads"), "reference_cached": t.get("reference_cached"),
            "reference_images": doc["options"].get("reference_images")}  # fmt: skip
     if device == "cuda":

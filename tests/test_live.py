@@ -48,6 +48,7 @@ def test_diagnose_model_equals_diagnose_on_the_file(file_report: Any) -> None:
     assert [la.name for la in live.layers] == [la.name for la in file_report.layers]
     for a, b in zip(live.layers, file_report.layers, strict=True):
         assert a.metrics == b.metrics, a.name
+        assert a.reference == b.reference and a.reference_spread == b.reference_spread, a.name
         assert a.score == b.score and a.rank == b.rank, a.name
     assert live.recommendation is not None and file_report.recommendation is not None
     assert live.recommendation.layers == file_report.recommendation.layers
