@@ -150,6 +150,24 @@ def scenario_picks(spreads: Mapping[str, Any] | None = None) -> dict[int, tuple[
     return picks
 
 
+def print_null(label: str, paths: Sequence[Path], *, family: bool) -> None:
+    """The null runs that flag a layer under the score's current constants, one line each."""
+    runs, flagged = null_flags(paths)
+    models = sorted({k[1] for k in flagged})
+    advised = sum(1 for worst in flagged.values() if not worst.endswith("advice: finetune"))
+    print(f"{label}: {len(flagged)} of {runs} null runs flag a layer ({len(models)} models); "
+          f"the advice is not 'fine-tune as is' in {advised}")  # fmt: skip
+    for key, worst in sorted(flagged.items()):
+        print(f"    {key[0] + ' ' if family else ''}{key[1]} seed {key[2]} {key[3]} images: {worst}")
+
+
+def print_picks(picks: Mapping[int, tuple[str, float | None]]) -> None:
+    """The rule's pick and regret in every scenario, with their mean and worst, on one line."""
+    regrets = [r for _, r in picks.values() if r is not None]
+    cells = ", ".join(f"{n}: {c} {'not run' if r is None else f'{r:.2f}'}" for n, (c, r) in picks.items())
+    print(f"    scenarios: mean regret {statistics.mean(regrets):.2f}, max {max(regrets):.2f}; {cells}")
+
+
 def grid(paths: Sequence[Path], slacks: Sequence[float], zs: Sequence[float]) -> None:
     from plastic.decide import score
 
@@ -158,20 +176,8 @@ def grid(paths: Sequence[Path], slacks: Sequence[float], zs: Sequence[float]) ->
         for slack in slacks:
             for z in zs:
                 score.STARVED_SLACK, score.NOISE_Z = slack, z
-                runs, flagged = null_flags(paths)
-                picks = scenario_picks()
-                regrets = [r for _, r in picks.values() if r is not None]
-                models = sorted({k[1] for k in flagged})
-                advised = sum(1 for worst in flagged.values() if not worst.endswith("advice: finetune"))
-                print(f"slack {slack} z {z}: {len(flagged)} of {runs} null runs flag a layer ({len(models)} "
-                      f"models); the advice is not 'fine-tune as is' in {advised}")  # fmt: skip
-                for key, worst in sorted(flagged.items()):
-                    print(f"    {key[1]} seed {key[2]} {key[3]} images: {worst}")
-                cells = ", ".join(
-                    f"{n}: {c} {'not run' if r is None else f'{r:.2f}'}" for n, (c, r) in picks.items()
-                )
-                mean, worst_regret = statistics.mean(regrets), max(regrets)
-                print(f"    scenarios: mean regret {mean:.2f}, max {worst_regret:.2f}; {cells}")
+                print_null(f"slack {slack} z {z}", paths, family=False)
+                print_picks(scenario_picks())
     finally:
         score.STARVED_SLACK, score.NOISE_Z = shipped
 
@@ -240,21 +246,9 @@ def spread_grid(paths: Sequence[Path], zs: Sequence[float], spreads: Path | None
     try:
         for z in zs:
             score.SPREAD_Z = z
-            runs, flagged = null_flags(paths)
-            models = sorted({k[1] for k in flagged})
-            advised = sum(1 for worst in flagged.values() if not worst.endswith("advice: finetune"))
-            print(f"spread z {z}: {len(flagged)} of {runs} null runs flag a layer ({len(models)} models); "
-                  f"the advice is not 'fine-tune as is' in {advised}")  # fmt: skip
-            for key, worst in sorted(flagged.items()):
-                print(f"    {key[0]} {key[1]} seed {key[2]} {key[3]} images: {worst}")
+            print_null(f"spread z {z}", paths, family=True)
             if table is not None:
-                picks = scenario_picks(table)
-                regrets = [r for _, r in picks.values() if r is not None]
-                cells = ", ".join(
-                    f"{n}: {c} {'not run' if r is None else f'{r:.2f}'}" for n, (c, r) in picks.items()
-                )
-                mean, worst_regret = statistics.mean(regrets), max(regrets)
-                print(f"    scenarios: mean regret {mean:.2f}, max {worst_regret:.2f}; {cells}")
+                print_picks(scenario_picks(table))
                 if z:
                     scenario_scores(table, z)
     finally:
