@@ -112,7 +112,8 @@ def diagnose(
         std: Normalisation std per channel; default as ``input_size``.
         progress: Called with (phase, images done, images total) during the pass.
         in_chans: Input channels (1: grayscale); default: the config's, else the stem's.
-        reference: Score each layer by its excess over a fresh model (``False``: absolute scores).
+        reference: Score each layer by its excess over a fresh model, beyond that layer's own
+            seed-to-seed spread over three fresh draws on 16 of the images (``False``: absolute scores).
         reference_images: Measure the fresh reference on this many of the images (a seeded sample
             spread over the classes; default: all of them), which saves most of its cost.
         cache: Read the fresh reference's metrics from the user's cache when an earlier run measured

@@ -99,7 +99,8 @@ def diagnose_model(
         seed: Seeds the random labels, the probe head and the fresh reference.
         batch_size: Images per forward pass.
         max_images: At most this many images.
-        reference: Score each layer by its excess over the same architecture freshly initialised
+        reference: Score each layer by its excess over the same architecture freshly initialised,
+            beyond that layer's own seed-to-seed spread over three fresh draws on 16 of the images
             (default: when the architecture is known); ``True`` without one is an error.
         progress: Called with (phase, done, total) image counts (optimizer steps for the trial).
         trial: Race the candidate starts and rates on these images and their labels (docs/commands.md, "The
