@@ -130,3 +130,16 @@ def test_no_reference_no_spread(tmp_path: Path) -> None:
     doc = diagnose(RESNET, CALIB, max_images=8, device="cpu", reference=False, cache=False).to_dict()
     assert all(la["reference_spread"] is None for la in doc["layers"])
     assert doc["timing"]["spread_s"] == 0.0
+
+
+def test_the_spread_runs_beside_a_reference_on_fewer_images() -> None:
+    """--reference-images gives the reference a subset in the main pass; the spread's own passes (one
+    model each) are not bound by it, in the file and the live pipeline alike."""
+    file_doc = diagnose(RESNET, CALIB, max_images=24, device="cpu", reference_images=8, cache=False).to_dict()
+    torch.manual_seed(7)
+    live = plastic.diagnose_model(
+        timm.create_model("test_resnet", num_classes=4), torch.randn(24, 3, 32, 32),
+        labels=[i % 4 for i in range(24)], reference_images=8,
+    )  # fmt: skip
+    for layers in (file_doc["layers"], [la.__dict__ for la in live.layers]):
+        assert any((la["reference_spread"] or {}).get("grad_decades") for la in layers)

@@ -209,6 +209,9 @@ def _diagnose(
         models, lambda bs: calib_batches(calib, cfg, bs, opts.workers), settings, progress, notes
     )
     t_pass = time.perf_counter() - t1
+    calib.skipped = [*calib.skipped, *((calib.files[i], why) for i, why in done.skipped)]
+    if not done.used:
+        raise DataError(f"{calib.root}: none of the {len(calib.files)} images could be read")
     spread, t_spread = None, 0.0
     if reference is not None:  # the reference's seed-to-seed spread, on a few of the images
         t2 = time.perf_counter()
@@ -217,7 +220,10 @@ def _diagnose(
             calib, files=[calib.files[i] for i in idx], skipped=[],
             labels=None if calib.labels is None else [calib.labels[i] for i in idx],
         )  # fmt: skip
-        sub = dataclasses.replace(settings, labels=labels[idx], total=len(idx), subsets=None)
+        # the batch size the main pass ended with (halved there on CUDA out of memory: not again)
+        sub = dataclasses.replace(
+            settings, labels=labels[idx], total=len(idx), subsets=None, batch_size=batch_size
+        )
         spread = measure_spread(
             model, reference, lambda s: fresh_model(built.spec, seed=s).to(dev),  # type: ignore[arg-type]
             lambda bs: calib_batches(few, cfg, bs, opts.workers), sub, built.classifier_keys, tau, progress,
@@ -226,9 +232,6 @@ def _diagnose(
         t_spread = time.perf_counter() - t2
     elif cached is not None:
         spread = cached.spread
-    calib.skipped = [*calib.skipped, *((calib.files[i], why) for i, why in done.skipped)]
-    if not done.used:
-        raise DataError(f"{calib.root}: none of the {len(calib.files)} images could be read")
     labelled = "subfolders" if calib.labels is not None else "random"
     calibration = Calibration(
         calib.root, calib.found, len(done.used), calib.skipped, labelled, calib.class_names

@@ -183,7 +183,9 @@ def diagnose_model(
                 for i in range(0, len(few), size):
                     yield list(range(i, min(i + size, len(few)))), few[i : i + size], []
 
-            sub = dataclasses.replace(settings, labels=probe_labels[idx], total=len(idx))
+            sub = dataclasses.replace(
+                settings, labels=probe_labels[idx], total=len(idx), subsets=None, batch_size=batch_size
+            )
             spread = measure_spread(
                 model, ref_model, lambda s: fresh_model(ref_spec, seed=s).to(dev), few_batches, sub, keys,
                 tau, progress, notes,
