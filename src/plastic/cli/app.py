@@ -311,8 +311,9 @@ def diagnose(
         typer.Option(
             "--reference/--no-reference",
             help="Measure the architecture freshly initialised (seeded) in the same pass and score each "
-            "layer by its excess over that fresh layer (the default); --no-reference: absolute scores, "
-            "one model pass instead of two.",
+            "layer by its excess over that fresh layer, beyond the layer's own spread over three fresh "
+            "draws on 16 images (the default); --no-reference: absolute scores, one model pass instead "
+            "of two.",
         ),
     ] = True,
     reference_images: Annotated[
