@@ -1,6 +1,6 @@
 """The null set behind the score's noise floors: fresh models against a fresh reference, layer by layer.
 
-    python scripts/noise_null.py collect timm|torchvision|transformers SEEDS OUT.jsonl [NAME,...]  # 1234,1,2
+    python scripts/noise_null.py collect timm|torchvision|transformers SEEDS OUT.jsonl [NAME,...] [IMAGES]
     python scripts/noise_null.py grid NULL.jsonl[,NULL2.jsonl] SLACKS ZS                # e.g. 0.25,0.5 2,3
     python scripts/noise_null.py scenario-spreads OUT.json          # each scenario source's spread
     python scripts/noise_null.py spread NULL.jsonl[,...] ZS [SPREADS.json]               # e.g. 0,0.5,1
@@ -48,7 +48,9 @@ def _make(family: str, name: str, folder: Path) -> tuple[Path, int | None]:
     return path, sweep_families.TIMM.get(name) if family == "timm" else None
 
 
-def collect(family: str, seeds: Sequence[int], out: Path, only: Sequence[str] = ()) -> None:
+def collect(
+    family: str, seeds: Sequence[int], out: Path, only: Sequence[str] = (), counts: Sequence[int] = (16, 32)
+) -> None:
     import torch
     from sweep_families import CALIB, TIMM, TORCHVISION, transformers_models
 
@@ -66,7 +68,7 @@ def collect(family: str, seeds: Sequence[int], out: Path, only: Sequence[str] = 
                 t0 = time.perf_counter()
                 torch.manual_seed(seed)  # the reference is drawn with seed 0
                 src, size = _make(family, name, Path(tmp))
-                for images in (16, 32):
+                for images in counts:
                     report = plastic.diagnose_checkpoint(
                         src, CALIB, device="cpu", max_images=images, arch=name if family == "timm" else None,
                         input_size=(3, size, size) if size else None,
@@ -256,9 +258,10 @@ def spread_grid(paths: Sequence[Path], zs: Sequence[float], spreads: Path | None
 
 
 def main() -> None:
-    if len(sys.argv) in (5, 6) and sys.argv[1] == "collect":
-        only = sys.argv[5].split(",") if len(sys.argv) == 6 else []
-        collect(sys.argv[2], [int(s) for s in sys.argv[3].split(",")], Path(sys.argv[4]), only)
+    if len(sys.argv) in (5, 6, 7) and sys.argv[1] == "collect":
+        only = sys.argv[5].split(",") if len(sys.argv) >= 6 and sys.argv[5] else []
+        counts = [int(n) for n in sys.argv[6].split(",")] if len(sys.argv) == 7 else [16, 32]
+        collect(sys.argv[2], [int(s) for s in sys.argv[3].split(",")], Path(sys.argv[4]), only, counts)
     elif len(sys.argv) == 5 and sys.argv[1] == "grid":
         paths = [Path(p) for p in sys.argv[2].split(",")]
         grid(paths, [float(x) for x in sys.argv[3].split(",")], [float(x) for x in sys.argv[4].split(",")])
