@@ -15,9 +15,10 @@ from safetensors.torch import load_file
 from torch import nn
 
 from plastic.decide.recommend import RECOMMEND_AT, max_k, recommend, top_segment
-from plastic.decide.score import components, grad_median, saturation_score
+from plastic.decide.score import components, saturation_score
 from plastic.errors import UsageError
 from plastic.measure.capture import reference_saturation
+from plastic.measure.spread import grad_median
 from tests.conftest import CALIB, RESNET, ROOT, VIT_PT, Result
 
 

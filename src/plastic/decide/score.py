@@ -29,8 +29,7 @@ The score is the weighted mean of the components a layer has.
 from __future__ import annotations
 
 import math
-import statistics
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 WEIGHTS = {"dormant": 1.0, "saturated": 1.0, "starved": 1.0, "collapsed_attention": 1.0, "collapse": 0.0}
 NOISE_Z = 2.0  # standard errors of seed-to-seed noise a fraction must exceed the fresh layer's by
@@ -137,11 +136,3 @@ def saturation_score(parts: Mapping[str, float]) -> float | None:
     if total == 0:
         return 0.0
     return sum(WEIGHTS[k] * v for k, v in parts.items()) / total
-
-
-def grad_median(values: Iterable[float]) -> float | None:
-    """The model's typical relative gradient: the reference the ``starved`` component is measured from.
-    Layers with no gradient at all (timm's zero-initialised residual branches in a fresh model) say
-    nothing about what is typical and are left out."""
-    known = [v for v in values if math.isfinite(v) and v > 0]
-    return statistics.median(known) if known else None

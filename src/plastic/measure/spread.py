@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
 from plastic.measure.calib import spread_sample
 
@@ -49,7 +49,8 @@ def layer_spread(draws: Sequence[Table], body: Collection[str]) -> dict[str, dic
     None where fewer than two draws have the value (a layer no gradient reaches, as in a zero-initialised
     residual branch; a layer without the statistic).
     """
-    medians = [_median_grad(d, body) for d in draws]
+    medians = [grad_median(g for name in body if (g := d.get(name, {}).get("grad_ratio")) is not None)
+               for d in draws]  # fmt: skip
     out: dict[str, dict[str, float | None]] = {}
     for name in draws[0] if draws else {}:
         values: dict[str, list[float]] = {k: [] for k in SPREAD_KEYS}
@@ -66,7 +67,9 @@ def layer_spread(draws: Sequence[Table], body: Collection[str]) -> dict[str, dic
     return out
 
 
-def _median_grad(table: Table, body: Collection[str]) -> float | None:
-    known = [g for name in body if (g := table.get(name, {}).get("grad_ratio")) is not None]
-    known = [g for g in known if math.isfinite(g) and g > 0]
+def grad_median(values: Iterable[float]) -> float | None:
+    """The model's typical relative gradient: what ``starved`` (decide/score.py) and the spread's
+    ``grad_decades`` measure each layer's from. Layers with no gradient at all (timm's zero-initialised
+    residual branches in a fresh model) say nothing about what is typical and are left out."""
+    known = [v for v in values if math.isfinite(v) and v > 0]
     return statistics.median(known) if known else None

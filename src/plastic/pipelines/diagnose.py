@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from plastic.decide.recommend import Recommendation, recommend
-from plastic.decide.score import components, grad_median, saturation_score
+from plastic.decide.score import components, saturation_score
 from plastic.documents.validation import pick_device
 from plastic.errors import DataError
 from plastic.files.checkpoint import Checkpoint, open_checkpoint
@@ -47,7 +47,7 @@ from plastic.measure.onepass import (
 from plastic.measure.refcache import CachedReference, reference_key
 from plastic.measure.refcache import load as load_reference
 from plastic.measure.refcache import store as store_reference
-from plastic.measure.spread import layer_spread, spread_images, spread_seeds
+from plastic.measure.spread import grad_median, layer_spread, spread_images, spread_seeds
 from plastic.model.backends import model_groups
 from plastic.model.build import BuiltModel, build_model, common_components
 from plastic.model.heads import check_heads
