@@ -220,14 +220,10 @@ def _diagnose(
             calib, files=[calib.files[i] for i in idx], skipped=[],
             labels=None if calib.labels is None else [calib.labels[i] for i in idx],
         )  # fmt: skip
-        # the batch size the main pass ended with (halved there on CUDA out of memory: not again)
-        sub = dataclasses.replace(
-            settings, labels=labels[idx], total=len(idx), subsets=None, batch_size=batch_size
-        )
         spread = measure_spread(
             model, reference, lambda s: fresh_model(built.spec, seed=s).to(dev),  # type: ignore[arg-type]
-            lambda bs: calib_batches(few, cfg, bs, opts.workers), sub, built.classifier_keys, tau, progress,
-            notes,
+            lambda bs: calib_batches(few, cfg, bs, opts.workers), settings, idx, batch_size,
+            built.classifier_keys, tau, progress, notes,
         )  # fmt: skip
         t_spread = time.perf_counter() - t2
     elif cached is not None:
@@ -378,12 +374,16 @@ RANK_METRICS = ("feature_erank", "feature_erank_per_unit", "feature_srank99")
 
 def measure_spread(
     model: nn.Module, reference: nn.Module, draw: Callable[[int], nn.Module],
-    batches: Callable[[int], Batches], settings: PassSettings, classifier_keys: list[str], tau: float,
-    progress: Progress | None = None, notes: list[str] | None = None,
+    batches: Callable[[int], Batches], settings: PassSettings, idx: list[int], batch_size: int,
+    classifier_keys: list[str], tau: float, progress: Progress | None = None, notes: list[str] | None = None,
 ) -> dict[str, dict[str, float | None]]:  # fmt: skip
     """Each of ``model``'s layers' seed-to-seed spread (measure/spread.py): ``reference`` and the draws
     ``draw(seed)`` makes, one model at a time (memory: one more model, not two), each in its own pass
-    over ``batches`` (the few images every draw sees; ``settings`` their labels)."""
+    over ``batches``: the images ``idx`` of the main pass's ``settings`` (their labels), in batches of
+    ``batch_size``, the size that pass ended with (halved there on CUDA out of memory: not again)."""
+    settings = dataclasses.replace(
+        settings, labels=settings.labels[idx], total=len(idx), subsets=None, batch_size=batch_size
+    )
     head = {k.rpartition(".")[0] for k in classifier_keys}
     body = [name for name in layers_of(model) if name not in head]
     seeds = spread_seeds(settings.seed)

@@ -183,12 +183,9 @@ def diagnose_model(
                 for i in range(0, len(few), size):
                     yield list(range(i, min(i + size, len(few)))), few[i : i + size], []
 
-            sub = dataclasses.replace(
-                settings, labels=probe_labels[idx], total=len(idx), subsets=None, batch_size=batch_size
-            )
             spread = measure_spread(
-                model, ref_model, lambda s: fresh_model(ref_spec, seed=s).to(dev), few_batches, sub, keys,
-                tau, progress, notes,
+                model, ref_model, lambda s: fresh_model(ref_spec, seed=s).to(dev), few_batches, settings, idx,
+                batch_size, keys, tau, progress, notes,
             )  # fmt: skip
     t_spread = time.perf_counter() - t1 - t_pass
     calibration = Calibration(
