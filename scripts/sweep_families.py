@@ -96,6 +96,15 @@ def transformers_models() -> dict[str, Callable[[], Any]]:
             T.CLIPConfig(vision_config=vit, text_config=text, num_labels=4)),
         "siglip": lambda: T.SiglipForImageClassification(
             T.SiglipConfig(vision_config=vit, text_config=text, num_labels=4)),
+        "metaclip2": lambda: T.MetaClip2ForImageClassification(
+            T.MetaClip2Config(vision_config=vit, text_config=text, num_labels=4)),
+        "donut-swin": lambda: T.DonutSwinForImageClassification(T.DonutSwinConfig(
+            image_size=32, patch_size=4, embed_dim=16, depths=[1, 1], num_heads=[1, 2], window_size=4,
+            num_labels=4)),
+        "cvt": lambda: T.CvtForImageClassification(T.CvtConfig(num_labels=4)),  # CvT-13: 20M
+        # a timm model saved through transformers (the hub's timm checkpoints load this way)
+        "timm-wrapper": lambda: T.TimmWrapperForImageClassification(
+            T.TimmWrapperConfig(architecture="resnet18", num_labels=4)),
     }  # fmt: skip
 
 

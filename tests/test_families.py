@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 
 import plastic
 from plastic import Options
+from plastic.model.backends import classifier_names
 from tests.conftest import CALIB
 
 torchvision = pytest.importorskip("torchvision")
@@ -290,6 +291,31 @@ def _hf_models() -> dict[str, Any]:
         "mobilevitv2": lambda: T.MobileViTV2ForImageClassification(
             T.MobileViTV2Config(image_size=64, width_multiplier=0.25, num_labels=4)
         ),
+        # heads not named `classifier`: `fc` (HGNetV2, TextNet: their `classifier` is an empty list),
+        # `head` (PP-LCNet), `head` and `dist_head` (SwiftFormer)
+        "hgnet_v2": lambda: T.HGNetV2ForImageClassification(
+            T.HGNetV2Config(
+                stem_channels=[3, 8, 8],
+                stage_in_channels=[8, 16, 32, 64],
+                stage_mid_channels=[8, 8, 16, 16],
+                stage_out_channels=[16, 32, 64, 128],
+                stage_num_blocks=[1, 1, 1, 1],
+                stage_numb_of_layers=[2, 2, 2, 2],
+                hidden_sizes=[16, 32, 64, 128],
+                embedding_size=8,
+                depths=[1, 1, 1, 1],
+                num_labels=4,
+            )
+        ),
+        "textnet": lambda: T.TextNetForImageClassification(
+            T.TextNetConfig(
+                image_size=[64, 64], stem_out_channels=8, hidden_sizes=[8, 8, 16, 24, 32], num_labels=4
+            )
+        ),
+        "pp_lcnet": lambda: T.PPLCNetForImageClassification(T.PPLCNetConfig(scale=0.25, num_labels=4)),
+        "swiftformer": lambda: T.SwiftFormerForImageClassification(
+            T.SwiftFormerConfig(image_size=64, depths=[1, 1, 1, 1], embed_dims=[16, 24, 32, 48], num_labels=4)
+        ),
         # a two-tower model: the image size lives in its vision config
         "clip": lambda: T.CLIPForImageClassification(
             T.CLIPConfig(
@@ -343,6 +369,70 @@ def test_fresh_transformers_models_are_recognised_from_config_and_healthy(name: 
         assert flagged, f"{name} is no longer flagged: take it out of NOISY_HF"
         pytest.xfail(f"issue 29 item 5, open: {flagged} of a fresh {name} scores >= 0.10 (seed noise)")
     assert not flagged
+
+
+HEADS = {"vit": ["classifier"], "hgnet_v2": ["fc"], "textnet": ["fc"], "pp_lcnet": ["head"],
+         "swiftformer": ["head", "dist_head"]}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(HEADS))
+def test_the_head_is_found_whatever_its_name(name: str, tmp_path: Path) -> None:
+    """A head is the linear layer beside the base model that maps to num_labels, not only one called
+    `classifier`: `--strategy head` re-initializes exactly its tensors, and diagnose marks it."""
+    folder = _pretrained(name, tmp_path / name, seed=1)
+    model = _hf_models()[name]()
+    assert classifier_names(model) == HEADS[name]
+    out = tmp_path / "out"
+    result = plastic.reinit_checkpoint(folder, "head", out)
+    assert {c["tensor"].rpartition(".")[0] for c in result.changed} == set(HEADS[name])
+    _model, info = transformers.AutoModelForImageClassification.from_pretrained(out, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
+
+
+def test_models_that_do_not_read_image_batches_are_refused_by_name_and_still_reinit(tmp_path: Path) -> None:
+    """ImageGPT reads token ids and SigLIP 2 variable-size patch sequences: diagnose says so in one
+    error before decoding an image (not a shape mismatch deep in the pass); the head strategy, which
+    needs no images, still writes a folder its class loads."""
+    from plastic.errors import ArchitectureError
+
+    T = transformers
+    tiny = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+    models = {
+        "ImageGPT": (T.ImageGPTForImageClassification(T.ImageGPTConfig(n_embd=32, n_layer=1, n_head=2,
+                                                                       num_labels=4)), "reads input_ids"),
+        "SigLIP 2": (T.Siglip2ForImageClassification(T.Siglip2Config(
+            vision_config={**tiny, "patch_size": 8}, text_config=tiny, num_labels=4)), "spatial_shapes"),
+    }  # fmt: skip
+    for label, (model, why) in models.items():
+        folder = tmp_path / label.replace(" ", "")
+        model.save_pretrained(folder)
+        with pytest.raises(ArchitectureError, match=why):
+            plastic.diagnose_checkpoint(folder, CALIB, **FAST)
+        plastic.reinit_checkpoint(folder, "head", tmp_path / f"{folder.name}-out")
+        _m, info = type(model).from_pretrained(tmp_path / f"{folder.name}-out", output_loading_info=True)
+        assert not any(info.values()), label
+
+
+def test_published_efficientnet_configs_are_built_not_refused() -> None:
+    """google/efficientnet-b0..b7 as transformers publishes them (hidden_dim 1280..2560 and the default
+    num_hidden_layers 64): the size estimate reads those fields as a transformer's (1.3e9 for B0's 5e6
+    parameters), so the size check counts exactly on meta before refusing; a config that really asks for
+    a giant model is still refused."""
+    from plastic.errors import ArchitectureError
+    from plastic.model.backends.transformers_family import check_build_size, meta_params
+
+    name = "EfficientNetForImageClassification"
+    published = {"b0": (1.0, 1.0, 224, 1280), "b3": (1.2, 1.4, 300, 1536), "b5": (1.6, 2.2, 456, 2048)}
+    for w, d, size, hidden in published.values():
+        doc = transformers.EfficientNetConfig(
+            width_coefficient=w, depth_coefficient=d, image_size=size, hidden_dim=hidden, num_labels=1000
+        ).to_dict()
+        real = meta_params(name, doc)
+        assert real is not None and 5e6 < real < 4e7
+        check_build_size(doc, real, 300, "b", lambda doc=doc: meta_params(name, doc))  # type: ignore[misc]
+    doc = transformers.ViTConfig(hidden_size=10**6, num_hidden_layers=2, num_attention_heads=8).to_dict()
+    with pytest.raises(ArchitectureError, match="asks for a model of about 8"):
+        check_build_size(doc, 10**5, 30, "vit", lambda: meta_params("ViTForImageClassification", doc))
 
 
 @pytest.mark.parametrize("name", ["vit", "convnext", "resnet"])

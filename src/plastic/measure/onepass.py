@@ -27,7 +27,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from plastic.errors import MEMORY_HINT, DataError, DeviceError, ResourceError, is_allocation_failure
+from plastic.errors import (
+    MEMORY_HINT,
+    ArchitectureError,
+    DataError,
+    DeviceError,
+    ResourceError,
+    is_allocation_failure,
+)
 from plastic.measure.calib import spread_sample
 from plastic.measure.capture import Capture, capture
 from plastic.model.backends import backend_of_model
@@ -276,6 +283,9 @@ def one_pass(
     notes = notes if notes is not None else []
     labels, n_classes, total, seed = settings.labels, settings.n_classes, settings.total, settings.seed
     batch_size, dev, use_amp = settings.batch_size, settings.device, settings.amp
+    problem = backend_of_model(models[0]).feed_problem(models[0])
+    if problem is not None:  # a model that does not take images: say so before decoding any
+        raise ArchitectureError(problem)
 
     def autocast() -> Any:
         return torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else contextlib.nullcontext()

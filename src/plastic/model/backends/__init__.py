@@ -194,6 +194,11 @@ class Backend:
         """The stem convolution's weight key, when the family names one."""
         return None
 
+    def feed_problem(self, model: nn.Module) -> str | None:
+        """Why a batch of images cannot be the model's input, when the family can tell before running
+        it (a model that reads token ids); None when it takes images."""
+        return None
+
     def canonical(self, candidates: list[str]) -> str | None:
         """The family's canonical model among look-alikes (resnet18 among resnet18, resnetblur18), or
         None when they are peers."""

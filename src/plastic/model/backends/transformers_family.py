@@ -11,7 +11,7 @@ folder gets one error that names the extra.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from plastic.errors import ArchitectureError
@@ -148,11 +148,36 @@ def config_depth(doc: Mapping[str, Any]) -> int:
     return _own_depth(doc) + sum(config_depth(v) for v in doc.values() if isinstance(v, Mapping))
 
 
-def check_build_size(doc: Mapping[str, Any], file_params: int, file_tensors: int, where: str) -> None:
+def meta_params(name: str, doc: Mapping[str, Any]) -> int | None:
+    """The exact parameter count of the model a config builds, built on ``meta`` (no memory, no init
+    values); None when it cannot be built there."""
+    import torch
+
+    from plastic.model.init_replay import MetaShapesOnly
+
+    try:
+        config = config_object(dict(doc))
+        with torch.device("meta"), MetaShapesOnly():
+            model = model_class(name)(config)
+        return int(sum(p.numel() for p in model.parameters()))
+    except Exception:
+        return None
+
+
+def check_build_size(
+    doc: Mapping[str, Any], file_params: int, file_tensors: int, where: str,
+    exact: Callable[[], int | None] | None = None,
+) -> None:  # fmt: skip
     """Refuse, before anything is built, a config that asks for far more than its file holds: more
     than ``BUILD_RATIO`` times its parameters (and over ``BUILD_FLOOR``), or more layers than
     ``BUILD_DEPTH_RATIO`` per tensor (and over ``BUILD_DEPTH_FLOOR``). ``PLASTIC_MAX_BUILD_PARAMS`` sets
-    the parameter limit and lifts the layer one."""
+    the parameter limit and lifts the layer one.
+
+    The parameter count is first estimated from the config's size fields (``estimate_params``); that
+    reads a convnet's fields as a transformer's (EfficientNet's ``hidden_dim`` 1280 and
+    ``num_hidden_layers`` 64 make 1.3e9 for a 5e6-parameter B0), so an estimate over the limit is
+    checked by ``exact`` (the model built on ``meta``: bounded work once the layer count has passed)
+    before anything is refused."""
     import os
 
     asked = estimate_params(doc)
@@ -169,7 +194,11 @@ def check_build_size(doc: Mapping[str, Any], file_params: int, file_tensors: int
         limit = max(BUILD_RATIO * file_params, BUILD_FLOOR)
         how = f"{BUILD_RATIO}x the {file_params:,} parameters its weights hold"
     depth = config_depth(doc)
-    if asked > limit or (not given and depth > max(BUILD_DEPTH_RATIO * file_tensors, BUILD_DEPTH_FLOOR)):
+    too_deep = not given and depth > max(BUILD_DEPTH_RATIO * file_tensors, BUILD_DEPTH_FLOOR)
+    if asked > limit and not too_deep and exact is not None:
+        counted = exact()
+        asked = counted if counted is not None else asked
+    if asked > limit or too_deep:
         what = f"about {asked:.3g} parameters" if asked > limit else f"{depth:,} layers"
         than = how if asked > limit else f"its {file_tensors:,} tensors could hold"
         raise ArchitectureError(
@@ -203,8 +232,10 @@ class TransformersBackend(Backend):
                 "writes beside its weights; give that folder"
             )
         params = sum(math.prod(t.shape) for t in ckpt.tensors)
-        check_build_size(config, params, len(ckpt.tensors), str(ckpt.hub.path if ckpt.hub else ckpt.path))
-        return name or class_for(config), config
+        cls = name or class_for(config)
+        where = str(ckpt.hub.path if ckpt.hub else ckpt.path)
+        check_build_size(config, params, len(ckpt.tensors), where, lambda: meta_params(cls, config))
+        return cls, config
 
     def view(self, ckpt: Checkpoint, spec: ArchSpec) -> tuple[Checkpoint, list[str]] | None:
         """The file's names (transformers' save format) under the model's own (a view; its note says so)."""
@@ -258,22 +289,59 @@ class TransformersBackend(Backend):
 
         from plastic.model.backends.tree import tree_groups
 
-        for name, m in model.named_modules():
-            if TRUNK_NAME.search(name) and isinstance(m, nn.ModuleList | nn.Sequential) and len(m) >= 2:
+        lists = [
+            (name, m) for name, m in model.named_modules()
+            if isinstance(m, nn.ModuleList | nn.Sequential) and len(m) >= 2
+        ]  # fmt: skip
+        for name, _m in lists:
+            if TRUNK_NAME.search(name):
                 return tree_groups(model, name, coarse)
+        # a trunk under another name (SwiftFormer's `encoder.network`): the list holding the most weights
+        sizes = [(sum(p.numel() for p in m.parameters()), -i, name) for i, (name, m) in enumerate(lists)]
+        if sizes and max(sizes)[0] > 0:
+            return tree_groups(model, max(sizes)[2], coarse)
         return {}
 
+    def feed_problem(self, model: nn.Module) -> str | None:
+        """From the class's ``forward``: ImageGPT reads colour-cluster token ids (``input_ids``), SigLIP 2
+        reads variable-size patch sequences with their ``spatial_shapes`` (NaFlex); plastic feeds
+        fixed-size pixel batches."""
+        import inspect
+
+        name = type(model).__name__
+        params = [p for p in inspect.signature(type(model).forward).parameters if p != "self"]
+        if "pixel_values" not in params:
+            return (
+                f"{name} reads {params[0] if params else 'no input'!s}, not images (pixel_values): plastic "
+                "measures models that take image batches; reinit's data-free strategies still apply"
+            )
+        if "spatial_shapes" in params:
+            return (
+                f"{name} reads images as variable-size patch sequences with their spatial_shapes (NaFlex); "
+                "plastic feeds fixed-size image batches: not supported; reinit's data-free strategies "
+                "still apply"
+            )
+        return None
+
     def classifier(self, model: nn.Module) -> list[nn.Module]:
-        """``classifier`` (Linear, or a Sequential ending in one); none in a backbone or num_labels=0."""
+        """The head: ``classifier`` (Linear, or a module ending in one), as most image classifiers of
+        transformers name it; else the linear layers beside the base model that map to ``num_labels``:
+        ``fc`` in HGNetV2 and TextNet (whose ``classifier`` is an empty list), ``head`` in PP-LCNet,
+        ``head`` and ``dist_head`` in SwiftFormer (class head first). None in a backbone or with
+        num_labels = 0: a layer is a head by what it maps to, not by its name alone."""
         from torch import nn
 
         from plastic.model.backends.tree import last_layer
 
         head = getattr(model, "classifier", None)
-        if not isinstance(head, nn.Module):
-            return []
-        layers = last_layer(head)
-        return layers if any(True for _ in head.parameters()) else []
+        if isinstance(head, nn.Module) and any(True for _ in head.parameters()):
+            return last_layer(head)
+        labels = getattr(getattr(model, "config", None), "num_labels", None)
+        base = getattr(model, "base_model_prefix", None)
+        return [
+            m for name, m in model.named_children()
+            if name != base and isinstance(m, nn.Linear) and labels and m.out_features == labels
+        ]  # fmt: skip
 
     def data_defaults(self, model: nn.Module) -> dict[str, Any]:
         config = getattr(model, "config", None)
