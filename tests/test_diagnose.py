@@ -284,6 +284,35 @@ def test_another_implementations_names_diagnose_and_reinit_by_position(
     expect_error(cli("diagnose", q, "--data", CALIB), "could not recognise the architecture")
 
 
+def test_a_body_that_lines_up_under_another_head_is_not_advised_by_position(
+    cli: Callable[..., Result], tmp_path: Path
+) -> None:
+    """A segmentation-style file: a ResNet body in another implementation's names (it lines up in order
+    with test_resnet, classifier aside) under a conv-BN-conv head. --arch test_resnet cannot read it by
+    position (the head is not a Linear), so the error must not tell the user to pass it: a printed
+    command runs when pasted. It says the architecture is not recognised."""
+    from collections import OrderedDict
+
+    sd = load_file(RESNET)
+    order = list(timm.create_model("test_resnet").state_dict())[:-2]  # without fc.weight, fc.bias
+    body = [(f"backbone.{i}.{k.rpartition('.')[2]}", sd[k]) for i, k in enumerate(order)]
+    width = sd["fc.weight"].shape[1]
+    n = len(order)
+    head = [  # (8 tensors) conv 3x3 -> BN -> conv 1x1, as torchvision's FCNHead
+        (f"head.{n}.weight", torch.zeros(16, width, 3, 3)), (f"head.{n + 1}.weight", torch.ones(16)),
+        (f"head.{n + 1}.bias", torch.zeros(16)), (f"head.{n + 1}.running_mean", torch.zeros(16)),
+        (f"head.{n + 1}.running_var", torch.ones(16)), (f"head.{n + 1}.num_batches_tracked", torch.tensor(0)),
+        (f"head.{n + 2}.weight", torch.zeros(4, 16, 1, 1)), (f"head.{n + 2}.bias", torch.zeros(4)),
+    ]  # fmt: skip
+    p = tmp_path / "segmenter.pth"
+    torch.save(OrderedDict(body + head), p)
+    r = cli("diagnose", p, "--data", CALIB, *FAST)
+    line = expect_error(r, "could not recognise the architecture")
+    assert "--arch test_resnet" not in line and "by position" not in line
+    shown = json_doc(cli("inspect", p, "--json"))["arch"]
+    assert shown["name"] is None and "by position" not in (shown["certainty"] or "")
+
+
 def test_look_alikes_in_another_implementations_names_are_ranked_by_the_images(
     cli: Callable[..., Result], tmp_path: Path
 ) -> None:

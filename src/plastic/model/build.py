@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from plastic.errors import ArchitectureError, is_allocation_failure
+from plastic.errors import ArchitectureError, PlasticError, is_allocation_failure
 from plastic.files.checkpoint import Checkpoint
 from plastic.model.backends import (
     ArchSpec,
@@ -373,7 +373,6 @@ def _order_evidence(
 ) -> TieEvidence | None:
     """The look-alikes a file lines up with, each read by position and run on the calibration images
     (as :func:`resolve_arch` weighs look-alikes): which one the weights were trained in."""
-    from plastic.errors import PlasticError
     from plastic.model.ties import weigh_candidates
 
     views: dict[str, tuple[Checkpoint, ArchSpec]] = {}
@@ -412,7 +411,14 @@ def lined_up_in_order(ckpt: Checkpoint) -> list[str]:
     for b in detecting():
         names = b.in_order(tensors)
         if names:
-            return [ArchSpec(b.family, n).label for n in names]
+            # the index lines the body up with the classifier aside; --arch reads the whole file by
+            # position, head included: checked on the first (look-alikes share the layout), so that the
+            # advice runs when pasted (a segmentation model's head on a ResNet-50 body does not)
+            try:
+                reads = _by_position(ckpt, ArchSpec(b.family, names[0])) is not None
+            except (PlasticError, RuntimeError, ValueError, TypeError):
+                reads = False
+            return [ArchSpec(b.family, n).label for n in names] if reads else []
     return []
 
 
