@@ -6,6 +6,7 @@ library loads strictly (torchvision) or with no missing/unexpected keys (transfo
     python scripts/sweep_families.py torchvision [NAME,...]    # one model per torchvision family
     python scripts/sweep_families.py transformers [NAME,...]   # small configs beyond tests/test_families.py
     python scripts/sweep_families.py timm [NAME,...]           # 30 timm families, diagnose only
+    python scripts/sweep_families.py timm-modules [OUT.jsonl]  # every timm module's smallest model
 
 Every model is initialised with seed 1234 and measured against its fresh reference drawn with seed 0:
 the same seed on both sides would make any model trivially "healthy" (it would be its own reference).
@@ -205,7 +206,88 @@ def sweep(family: str, names: list[str], folder: Path) -> int:
     return failed
 
 
+def timm_modules() -> dict[str, tuple[str, int]]:
+    """{timm module: (its smallest model, parameters)}, counted on meta (no memory): one model per
+    family file of timm (``timm/models/<module>.py``), as a new user of that family would pick."""
+    import timm
+    from timm.models import _registry
+
+    by: dict[str, list[str]] = {}
+    for name in timm.list_models():
+        by.setdefault(_registry._model_to_module.get(name, "?"), []).append(name)
+    picked = {}
+    for module, names in sorted(by.items()):
+        sizes = []
+        for name in names[:40]:
+            try:
+                with torch.device("meta"):
+                    model = timm.create_model(name, pretrained=False, num_classes=10)
+                sizes.append((sum(p.numel() for p in model.parameters()), name))
+            except Exception:  # a model timm cannot build this way (extra packages, required args)
+                continue
+        if sizes:
+            count, name = min(sizes)
+            picked[module] = (name, count)
+    return picked
+
+
+def sweep_timm_modules(out: Path, limit: float = 150e6) -> None:
+    """Each module's smallest model through the command line, as a user hands it over: a safetensors
+    file (seed 1234), ``plastic diagnose`` without ``--arch`` (with it only when the error asks), then
+    ``plastic reinit --strategy head`` and a strict load into timm. One JSON line per module in ``out``
+    (resumable); a module over ``limit`` parameters is left out."""
+    import json
+    import subprocess
+
+    import timm
+    from safetensors.torch import load_file, save_file
+
+    done = {json.loads(line)["module"] for line in out.read_text().splitlines()} if out.exists() else set()
+    for module, (name, count) in sorted(timm_modules().items(), key=lambda kv: kv[1][1]):
+        if module in done or count > limit:
+            continue
+        rec: dict[str, Any] = {"module": module, "name": name, "params": count}
+        t0 = time.perf_counter()
+        with tempfile.TemporaryDirectory() as tmp:
+            torch.manual_seed(1234)
+            model = timm.create_model(name, pretrained=False, num_classes=10).eval()
+            src = Path(tmp) / f"{name}.safetensors"
+            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(src))
+            args = ["plastic", "diagnose", str(src), "--data", str(CALIB), "--max-images", "8", "--json"]
+            r = subprocess.run(args, capture_output=True, text=True, timeout=900)
+            arch = []
+            if r.returncode == 2 and "--arch" in r.stderr:
+                rec["needed_arch"] = r.stderr.strip().splitlines()[-1][:300]
+                arch = ["--arch", name]
+                r = subprocess.run(args + arch, capture_output=True, text=True, timeout=900)
+            rec["rc"], rec["traceback"] = r.returncode, "Traceback" in r.stderr
+            rec["error"] = r.stderr.strip().splitlines()[-1][:300] if r.returncode else ""
+            if r.returncode == 0:
+                doc = json.loads(r.stdout)
+                rec["arch"], rec["action"] = doc["arch"]["name"], doc["recommendation"]["action"]
+                rec["flagged"] = [
+                    la["name"] for la in doc["layers"] if not la["classifier"] and (la["score"] or 0) >= 0.10
+                ]
+                dst = Path(tmp) / "out.safetensors"
+                cmd = ["plastic", "reinit", str(src), "--strategy", "head", "-o", str(dst), *arch]
+                r2 = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+                rec["reinit_rc"] = r2.returncode
+                if r2.returncode == 0:
+                    new, old = load_file(str(dst)), load_file(str(src))
+                    model.load_state_dict(new, strict=True)
+                    rec["head_changed"] = sorted(
+                        {k.rpartition(".")[0] for k in new if not torch.equal(new[k], old[k])}
+                    )
+        rec["s"] = round(time.perf_counter() - t0)
+        with out.open("a") as f:
+            f.write(json.dumps(rec) + "\n")
+        print(json.dumps(rec)[:300], flush=True)
+
+
 def main() -> None:
+    if len(sys.argv) >= 2 and sys.argv[1] == "timm-modules":
+        sweep_timm_modules(Path(sys.argv[2] if len(sys.argv) > 2 else "timm_modules.jsonl"))
+        return
     if len(sys.argv) < 2 or sys.argv[1] not in ("torchvision", "transformers", "timm"):
         raise SystemExit(__doc__)
     family = sys.argv[1]
