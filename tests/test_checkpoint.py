@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -151,3 +152,40 @@ def test_mixed_dtypes(tmp_path: Path) -> None:
     p = tmp_path / "mixed.safetensors"
     save_file(sd, p)
     _assert_same(p, sd)
+
+
+def test_a_timm_train_checkpoint_is_read_named_by_its_args_and_written_back(cli: Any, tmp_path: Path) -> None:
+    """What timm's train.py saves (``checkpoint-N.pth.tar``): the weights beside an EMA, the optimizer,
+    ``arch`` holding the model's class name ('resnet', which names no model) and the run's arguments as
+    an ``argparse.Namespace``. Read with weights_only=True (the Namespace is plain data); the model named
+    by ``args.model``; without it, recognised from the tensors with a note; the output keeps the
+    arguments and says which training state it left out."""
+    import argparse
+
+    sd = load_file(RESNET)
+    moments = {
+        "state": {0: {"momentum_buffer": torch.zeros(3)}},
+        "param_groups": [{"lr": 0.1, "params": [0]}],
+    }
+    saved = {"epoch": 3, "arch": "resnet", "state_dict": sd, "optimizer": moments, "version": 2,
+             "args": argparse.Namespace(model="test_resnet", lr=0.1, mean=[0.5]), "state_dict_ema": sd,
+             "metric": 71.2}  # fmt: skip
+    p = tmp_path / "checkpoint-3.pth.tar"
+    torch.save(saved, p)
+    ckpt = open_checkpoint(p)
+    assert (ckpt.arch, ckpt.arch_source, ckpt.container_key) == ("test_resnet", "checkpoint", "state_dict")
+    ckpt.close()
+    out = tmp_path / "out.pth.tar"
+    r = cli("reinit", p, "-s", "head", "-o", out)
+    assert r.code == 0, r.stderr
+    assert "left out of the output: 'optimizer', 'state_dict_ema'" in r.stderr and "--keep-extra" in r.stderr
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        back = torch.load(out, weights_only=True)
+    assert back["args"] == saved["args"] and "optimizer" not in back and back["epoch"] == 3
+    changed = {k for k in sd if not torch.equal(back["state_dict"][k], sd[k])}
+    assert changed == {"fc.weight", "fc.bias"}
+    del saved["args"]  # arch alone: a class name, so the tensors decide
+    torch.save(saved, p)
+    r = cli("reinit", p, "-s", "head", "-o", tmp_path / "out2.pth.tar")
+    assert r.code == 0, r.stderr
+    assert "the file records arch 'resnet', which names no model: recognised from its tensors" in r.stderr

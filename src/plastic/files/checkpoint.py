@@ -398,8 +398,9 @@ def open_checkpoint(
         named, source = arch, "option"
     elif hub is not None:
         named, source = hub.architecture, "config.json"
-    elif ckpt.metadata.get("arch"):
-        named, source = ckpt.metadata["arch"], "metadata" if ckpt.format != "torch" else "checkpoint"
+    elif ckpt.metadata.get("args.model") or ckpt.metadata.get("arch"):
+        named = ckpt.metadata.get("args.model") or ckpt.metadata["arch"]
+        source = "metadata" if ckpt.format != "torch" else "checkpoint"
     chans = in_chans if in_chans is not None else hub.in_chans if hub is not None else None
     return dataclasses.replace(ckpt, hub=hub, arch=named, arch_source=source, in_chans=chans)
 
@@ -592,6 +593,12 @@ def _open_torch(p: Path, key: str | None) -> Checkpoint:
         for k, v in obj.items():
             if isinstance(v, str | int | float | bool) and not isinstance(k, int):
                 metadata[str(k)] = str(v)
+        # the training script's arguments (timm's train.py: an argparse.Namespace): its model name is
+        # more precise than the 'arch' beside it, which timm fills with the model's class name
+        args = obj.get("args")
+        model = args.get("model") if isinstance(args, dict) else getattr(args, "model", None)
+        if isinstance(model, str) and model:
+            metadata["args.model"] = model
     return from_state_dict(
         state, path=p, format="torch", size_bytes=p.stat().st_size, metadata=metadata,
         container_key=container_key, files=(p,),

@@ -123,15 +123,22 @@ def check_zip_records(p: Path) -> None:
 
 
 def torch_load(p: Path) -> Any:
-    """``torch.load(weights_only=True)``, memory-mapped when the file allows; errors made readable."""
+    """``torch.load(weights_only=True)``, memory-mapped when the file allows; errors made readable.
+
+    One class beyond torch's weights-only set is allowed: ``argparse.Namespace``, in which timm's
+    ``train.py`` (and many scripts like it) store their arguments beside the weights. It is a plain
+    attribute holder: unpickled as an empty object whose ``__dict__`` the weights-only unpickler fills
+    with the values it already allows; nothing is imported or called."""
+    import argparse
+
     import torch
 
     if p.stat().st_size == 0:
         raise CheckpointError(f"{p}: file is empty")
     check_zip_records(p)
     try:
-        with warnings.catch_warnings():  # torch's own notes (sparse validation, ...) are not for our users
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings(), torch.serialization.safe_globals([argparse.Namespace]):
+            warnings.simplefilter("ignore")  # torch's own notes (sparse validation, ...) are not for users
             try:
                 return torch.load(p, map_location="cpu", weights_only=True, mmap=True)
             except RuntimeError as e:

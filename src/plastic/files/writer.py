@@ -222,8 +222,10 @@ def _describes_the_model(key: str, v: Any) -> bool:
 
 def write_torch(
     ckpt: Checkpoint, out: Target | Path, new_value: NewValue, metadata: dict[str, str], *, keep_extra: bool
-) -> None:
-    """A PyTorch file with the input's container structure (bare dicts stay bare)."""
+) -> list[str]:
+    """A PyTorch file with the input's container structure (bare dicts stay bare). Returns the
+    container's entries left out (the run's state: optimizer moments, an EMA of the old weights), so
+    that the caller can say so."""
     # the input's kind of dict: torch.save(model.state_dict()) writes an OrderedDict whose _metadata
     # (module versions) some loaders need, kept as it was; a plain dict stays plain
     state: dict[str, torch.Tensor] = {} if ckpt.module_versions is None else OrderedDict()
@@ -233,6 +235,7 @@ def write_torch(
     if ckpt.module_versions is not None:
         state._metadata = dict(ckpt.module_versions)  # type: ignore[attr-defined]
     obj: Any = state
+    dropped: list[str] = []
     if ckpt.format == "torch" and ckpt.container_key is not None:
         original = torch_load(ckpt.path)
         resolve_container(ckpt.path, original, ckpt.container_key)
@@ -242,6 +245,8 @@ def write_torch(
                 obj[k] = state
             elif keep_extra or _describes_the_model(str(k), v):
                 obj[k] = v  # epoch, arch, hyper_parameters ... always; optimizer state only with --keep-extra
+            else:
+                dropped.append(str(k))
         obj["plastic"] = dict(metadata)
     out = out if isinstance(out, Target) else Target(out, replace=True)
     with atomic_writer(out.path, replace=out.replace, mode=out.mode) as f:
@@ -252,6 +257,7 @@ def write_torch(
             if sink.error is not None:  # torch's zip writer turns a failed write into its own message
                 raise sink.error from None
             raise
+    return dropped
 
 
 class _Sink:

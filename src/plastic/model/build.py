@@ -3,6 +3,7 @@ loading the checkpoint into it strictly."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
@@ -433,14 +434,26 @@ def resolve_arch(
     told apart by the calibration ``images`` when given; when they cannot be, the family's canonical
     model is assumed (said in a note and in ``certainty``); only peers stop with an error.
     """
+    hint: list[str] = []
     if ckpt.arch:
-        spec = named_spec(ckpt)
-        own = backend_of(spec).view(ckpt, spec)  # the family's own file naming, or aligned here
-        positional = ckpt.arch_source == "option"
-        view, notes = own if own is not None else _align_to(ckpt, spec, positional=positional)
-        return _finish(view, spec, ckpt.arch_source or "option", [spec.label], notes)
+        try:
+            spec = named_spec(ckpt)
+        except ArchitectureError:
+            if ckpt.arch_source != "checkpoint":
+                raise
+            # a training checkpoint's own record is a hint, not the user's word: timm's train.py records
+            # the model's class name ('resnet', 'visiontransformer'), which names no model
+            hint.append(
+                f"the file records arch {ckpt.arch!r}, which names no model: recognised from its tensors"
+            )
+            ckpt = dataclasses.replace(ckpt, arch=None, arch_source=None)
+        else:
+            own = backend_of(spec).view(ckpt, spec)  # the family's own file naming, or aligned here
+            positional = ckpt.arch_source == "option"
+            view, notes = own if own is not None else _align_to(ckpt, spec, positional=positional)
+            return _finish(view, spec, ckpt.arch_source or "option", [spec.label], notes)
     hit = _detect(ckpt)
-    family, found, ckpt, notes = hit.family, hit.detection, hit.checkpoint, list(hit.notes)
+    family, found, ckpt, notes = hit.family, hit.detection, hit.checkpoint, [*hint, *hit.notes]
     if not found.candidates:
         raise _not_recognised(ckpt, images)
     specs = [ArchSpec(family, name, -1, hit.in_chans) for name in found.candidates]

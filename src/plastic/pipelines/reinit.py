@@ -263,7 +263,12 @@ def _write(
             "a bare state dict has no room for metadata (strict loading would reject an extra key): "
             "what changed is recorded only in `reinit --json` (its `metadata`)"
         )
-    write_torch(ckpt, target, values, meta, keep_extra=keep_extra)
+    dropped = write_torch(ckpt, target, values, meta, keep_extra=keep_extra)
+    if dropped:
+        result.notes.append(
+            f"left out of the output: {', '.join(repr(k) for k in dropped)} (training state of the old "
+            "weights: optimizer moments, an EMA, other tensors); --keep-extra keeps them"
+        )
 
 
 def _write_folder(
