@@ -240,6 +240,28 @@ def test_an_unrecognised_state_dict_names_the_nearest_model_and_the_share(cli: A
     assert "% of the checkpoint's tensors match it by name and shape" in line
 
 
+def test_a_timm_model_whose_default_has_no_head_is_read_with_the_files_head(tmp_path: Path) -> None:
+    """timm's EVA-02 tiny defaults to num_classes=0 (its MIM weights have no head): a fine-tuned file
+    with a 10-class head is recognised, built with that head and loaded strictly; `head` re-initializes
+    exactly it."""
+    import timm
+
+    from plastic.files.checkpoint import open_checkpoint
+    from plastic.model.build import build_model
+
+    torch.manual_seed(0)
+    model = timm.create_model("eva02_tiny_patch14_224", num_classes=10)
+    src = tmp_path / "eva02.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(src))
+    with open_checkpoint(src) as ckpt:
+        built = build_model(ckpt)
+    assert built.arch == "eva02_tiny_patch14_224" and built.num_classes == 10
+    assert sorted(built.classifier_keys) == ["head.bias", "head.weight"]
+    result = plastic.reinit_checkpoint(src, "head", tmp_path / "out.safetensors")
+    assert {c["tensor"] for c in result.changed} == {"head.bias", "head.weight"}
+    model.load_state_dict(load_file(tmp_path / "out.safetensors"), strict=True)
+
+
 # --- transformers --------------------------------------------------------------------------------
 
 transformers = pytest.importorskip("transformers")

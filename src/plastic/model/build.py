@@ -109,7 +109,14 @@ def spec_keys(spec: ArchSpec) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 
 def classifier_keys(spec: ArchSpec, keys: set[str]) -> list[str]:
-    return [k for k in spec_keys(spec)[1] if k in keys]
+    """The checkpoint's keys (of ``keys``) that are ``spec``'s classifier. A model whose default has no
+    head (timm's EVA-02 MIM weights default to num_classes=0) names its head's keys only when built
+    with one: asked again at 1,000 classes when the default shows none."""
+    found = [k for k in spec_keys(spec)[1] if k in keys]
+    if not found:
+        headed = ArchSpec(spec.family, spec.name, 1000, spec.in_chans, spec.config)
+        found = [k for k in _meta_keys(headed, config_text(spec.config))[1] if k in keys]
+    return found
 
 
 def num_classes_of(ckpt: Checkpoint, classifier_keys: list[str]) -> int:
