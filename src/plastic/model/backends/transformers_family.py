@@ -281,7 +281,8 @@ class TransformersBackend(Backend):
         try:
             model: nn.Module = cls(config)
         except Exception as e:
-            raise ArchitectureError(f"cannot build transformers {spec.name}: {e}"[:300]) from None
+            said = " ".join(str(e).split())  # transformers' messages span lines: one line for the Error:
+            raise ArchitectureError(f"cannot build transformers {spec.name}: {said}"[:300]) from None
         return model.eval()
 
     def groups(self, model: nn.Module, coarse: bool = False) -> dict[int, list[str]]:
