@@ -262,6 +262,25 @@ def test_a_timm_model_whose_default_has_no_head_is_read_with_the_files_head(tmp_
     model.load_state_dict(load_file(tmp_path / "out.safetensors"), strict=True)
 
 
+def test_timm_models_without_a_group_matcher_or_a_conv_stem_on_pixels() -> None:
+    """timm's MetaFormer family (PoolFormerV2, ConvFormer, CAFormer) has no ``group_matcher``: its stages
+    come from its trunk list, so from-block starts exist; CSATv2's stem is a DCT of the pixels (its first
+    convolution reads 64 coefficients; ``pretrained_cfg["first_conv"]`` is empty): it reads RGB images,
+    and a 1-channel ResNet's stem still says 1."""
+    import timm
+
+    from plastic.model.backends import model_groups
+    from plastic.model.structure import input_channels
+
+    with torch.device("meta"):
+        pool = timm.create_model("poolformerv2_s12", num_classes=10)
+        csat = timm.create_model("csatv2", num_classes=10)
+        gray = timm.create_model("resnet18", num_classes=10, in_chans=1)
+    starts = [members[0] for members in model_groups(pool, coarse=True).values()]
+    assert starts[0] == "stem.conv" and starts[-1] == "head.norm" and len(starts) == 6
+    assert (input_channels(csat), input_channels(gray), input_channels(pool)) == (3, 1, 3)
+
+
 # --- transformers --------------------------------------------------------------------------------
 
 transformers = pytest.importorskip("transformers")

@@ -104,7 +104,21 @@ def _probe_input(model: nn.Module) -> torch.Tensor:
 
 
 def input_channels(model: nn.Module) -> int:
-    """The channels the model's first convolution reads (a 1-channel stem reads 1); 3 without one."""
+    """The channels the model's first convolution reads (a 1-channel stem reads 1); 3 without one.
+
+    A timm model names its stem in ``pretrained_cfg["first_conv"]``: that convolution, when it names one;
+    none (``[]``: CSATv2's stem is a DCT of the pixels, its first convolution reads 64 coefficients)
+    means the model reads RGB images."""
+    cfg = getattr(model, "pretrained_cfg", None)
+    if isinstance(cfg, dict) and "first_conv" in cfg:
+        first = cfg["first_conv"]
+        listed = isinstance(first, list | tuple) and len(first) > 0
+        name = first if isinstance(first, str) else first[0] if listed else ""
+        if not name:
+            return 3
+        stem = dict(model.named_modules()).get(str(name).removesuffix(".weight"))
+        if isinstance(stem, nn.Conv1d | nn.Conv2d | nn.Conv3d):
+            return int(stem.in_channels)
     for m in model.modules():
         if isinstance(m, nn.Conv1d | nn.Conv2d | nn.Conv3d):
             return int(m.in_channels)
@@ -254,16 +268,19 @@ def _consumers_complete(
 
 def timm_groups(model: nn.Module, coarse: bool = False) -> dict[int, list[str]]:
     """{group id: module names} from timm's ``group_matcher`` (coarse: stem / stages / head; fine: each
-    block too); empty for a model without one, or whose matcher does not fit its modules."""
+    block too); for a model without one (timm's MetaFormer family: PoolFormerV2, ConvFormer, CAFormer),
+    or whose matcher does not fit its modules, from its trunk list (``model/backends/tree.py``)."""
+    from plastic.model.backends.tree import trunk_groups
+
     matcher = getattr(model, "group_matcher", None)
     if matcher is None:
-        return {}
+        return trunk_groups(model, coarse)
     from timm.models import group_modules
 
     try:
         return {int(k): list(v) for k, v in group_modules(model, matcher(coarse=coarse)).items()}
-    except Exception:  # a matcher that does not fit the model: no group view
-        return {}
+    except Exception:  # a matcher that does not fit the model: the trunk's groups
+        return trunk_groups(model, coarse)
 
 
 def _classifier(model: nn.Module) -> list[str]:

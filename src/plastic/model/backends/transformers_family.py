@@ -10,7 +10,6 @@ folder gets one error that names the extra.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -23,7 +22,6 @@ if TYPE_CHECKING:
     from plastic.files.checkpoint import Checkpoint
 
 EXTRA = "pip install 'plastic-reinit[transformers]'"
-TRUNK_NAME = re.compile(r"(^|\.)(layer|layers|stages|blocks|block)$")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -286,22 +284,10 @@ class TransformersBackend(Backend):
         return model.eval()
 
     def groups(self, model: nn.Module, coarse: bool = False) -> dict[int, list[str]]:
-        from torch import nn
 
-        from plastic.model.backends.tree import tree_groups
+        from plastic.model.backends.tree import trunk_groups
 
-        lists = [
-            (name, m) for name, m in model.named_modules()
-            if isinstance(m, nn.ModuleList | nn.Sequential) and len(m) >= 2
-        ]  # fmt: skip
-        for name, _m in lists:
-            if TRUNK_NAME.search(name):
-                return tree_groups(model, name, coarse)
-        # a trunk under another name (SwiftFormer's `encoder.network`): the list holding the most weights
-        sizes = [(sum(p.numel() for p in m.parameters()), -i, name) for i, (name, m) in enumerate(lists)]
-        if sizes and max(sizes)[0] > 0:
-            return tree_groups(model, max(sizes)[2], coarse)
-        return {}
+        return trunk_groups(model, coarse)
 
     def feed_problem(self, model: nn.Module) -> str | None:
         """From the class's ``forward``: ImageGPT reads colour-cluster token ids (``input_ids``), SigLIP 2

@@ -9,6 +9,8 @@ those blocks. Members are the modules that hold tensors themselves, in model ord
 
 from __future__ import annotations
 
+import re
+
 from torch import nn
 
 STEM, HEAD = "<stem>", "<head>"
@@ -69,6 +71,26 @@ def tree_groups(model: nn.Module, trunk: str, coarse: bool) -> dict[int, list[st
     for name, key in keys.items():
         groups.setdefault(order[key], []).append(name)
     return {i: groups[i] for i in sorted(groups)} if groups else {}
+
+
+TRUNK_NAME = re.compile(r"(^|\.)(layer|layers|stages|blocks|block)$")
+
+
+def trunk_groups(model: nn.Module, coarse: bool) -> dict[int, list[str]]:
+    """Groups for a model whose family gives no stage map: its trunk is the first list (ModuleList or
+    Sequential of 2 or more) named like one (``stages``, ``blocks``, ``layers``, ``layer``), else the
+    list holding the most weights (SwiftFormer's ``encoder.network``); empty without either."""
+    lists = [
+        (name, m) for name, m in model.named_modules()
+        if isinstance(m, nn.ModuleList | nn.Sequential) and len(m) >= 2
+    ]  # fmt: skip
+    for name, _m in lists:
+        if TRUNK_NAME.search(name):
+            return tree_groups(model, name, coarse)
+    sizes = [(sum(p.numel() for p in m.parameters()), -i, name) for i, (name, m) in enumerate(lists)]
+    if sizes and max(sizes)[0] > 0:
+        return tree_groups(model, max(sizes)[2], coarse)
+    return {}
 
 
 def last_layer(model: nn.Module) -> list[nn.Module]:
