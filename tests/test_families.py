@@ -281,6 +281,20 @@ def test_timm_models_without_a_group_matcher_or_a_conv_stem_on_pixels() -> None:
     assert (input_channels(csat), input_channels(gray), input_channels(pool)) == (3, 1, 3)
 
 
+def test_a_timm_model_with_a_second_class_head_is_recognised_at_any_class_count() -> None:
+    """VOLO's aux_head has a row per class but is not what get_classifier returns, so the index's body
+    (hashed at 1,000 classes) misses a 10-class file; the names' shortlist, confirmed at the file's class
+    count on meta, finds it."""
+    import timm
+
+    from plastic.model.signatures import detect
+
+    with torch.device("meta"):
+        model = timm.create_model("volo_d1_224", num_classes=10)
+    found = detect({k: tuple(v.shape) for k, v in model.state_dict().items()})
+    assert found.candidates == ["volo_d1_224"] and set(found.classifier) == {"head.weight", "head.bias"}
+
+
 # --- transformers --------------------------------------------------------------------------------
 
 transformers = pytest.importorskip("transformers")

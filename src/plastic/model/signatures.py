@@ -196,7 +196,40 @@ def detect(entries: dict[str, tuple[int, ...]]) -> Detection:
                 confirmed.append(arch)
         if confirmed:
             return Detection(sorted(confirmed), cls_keys, False)
+    if exact:  # a second head that follows the class count but is not the classifier (VOLO's aux_head)
+        for cls_keys in tried[:-1]:
+            found = _confirm_at_classes(index, entries, cls_keys)
+            if found:
+                return Detection(found, cls_keys, True)
     return Detection([], (), exact)
+
+
+def _confirm_at_classes(
+    index: SignatureIndex, entries: dict[str, tuple[int, ...]], cls_keys: tuple[str, ...]
+) -> list[str]:
+    """The architectures whose names match ``entries`` (the classifier aside) and which, built on meta
+    at the file's class count, have exactly its shapes: the index hashes a model's body at the default
+    1,000 classes, so a tensor outside the classifier that also has a row per class does not match."""
+    import timm
+    import torch
+
+    from plastic.model.init_replay import MetaShapesOnly
+
+    rows = [entries[k][0] for k in cls_keys if k.endswith("weight") and len(entries[k]) == 2]
+    body = [(k, s) for k, s in entries.items() if k not in cls_keys]
+    shortlist = index.by_names.get(names_hash(k for k, _ in body), [])
+    if not rows or not shortlist:
+        return []
+    found = []
+    for arch in shortlist[:8]:
+        try:
+            with torch.device("meta"), MetaShapesOnly():
+                model = timm.create_model(arch, pretrained=False, num_classes=rows[0])
+        except Exception:  # an architecture that does not build this way is just not a candidate
+            continue
+        if {k: tuple(v.shape) for k, v in model.state_dict().items()} == entries:
+            found.append(arch)
+    return sorted(found)
 
 
 def quick_detect(entries: dict[str, tuple[int, ...]]) -> Detection | None:
