@@ -252,7 +252,11 @@ def sweep_timm_modules(out: Path, limit: float = 150e6) -> None:
             torch.manual_seed(1234)
             model = timm.create_model(name, pretrained=False, num_classes=10).eval()
             src = Path(tmp) / f"{name}.safetensors"
-            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(src))
+            try:
+                save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(src))
+            except RuntimeError:  # tied tensors (CoaT) cannot be a plain safetensors file: a .pth then
+                src = src.with_suffix(".pth")
+                torch.save(model.state_dict(), src)
             args = ["plastic", "diagnose", str(src), "--data", str(CALIB), "--max-images", "8", "--json"]
             r = subprocess.run(args, capture_output=True, text=True, timeout=900)
             arch = []
@@ -268,12 +272,13 @@ def sweep_timm_modules(out: Path, limit: float = 150e6) -> None:
                 rec["flagged"] = [
                     la["name"] for la in doc["layers"] if not la["classifier"] and (la["score"] or 0) >= 0.10
                 ]
-                dst = Path(tmp) / "out.safetensors"
+                dst = Path(tmp) / f"out{src.suffix}"
                 cmd = ["plastic", "reinit", str(src), "--strategy", "head", "-o", str(dst), *arch]
                 r2 = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
                 rec["reinit_rc"] = r2.returncode
                 if r2.returncode == 0:
-                    new, old = load_file(str(dst)), load_file(str(src))
+                    read = load_file if src.suffix == ".safetensors" else torch.load
+                    new, old = read(str(dst)), read(str(src))
                     model.load_state_dict(new, strict=True)
                     rec["head_changed"] = sorted(
                         {k.rpartition(".")[0] for k in new if not torch.equal(new[k], old[k])}
