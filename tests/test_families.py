@@ -295,6 +295,28 @@ def test_a_timm_model_with_a_second_class_head_is_recognised_at_any_class_count(
     assert found.candidates == ["volo_d1_224"] and set(found.classifier) == {"head.weight", "head.bias"}
 
 
+@pytest.mark.parametrize(
+    ("name", "chans"),
+    [("tresnet_m", 3), ("tresnet_m", 1), ("naflexvit_base_patch16_parfac_gap", 3), ("resnet18", 1),
+     ("resnet18", 3), ("resnet18", 4), ("vit_tiny_patch16_224", 1)],
+)  # fmt: skip
+def test_input_channels_are_read_against_the_rgb_stem(name: str, chans: int) -> None:
+    """A stem's weight need not read 3 channels for RGB (TResNet's space-to-depth stem reads 48, a
+    linear patch embedding 3 x 16 x 16): the file's stem is compared with the same stem built for RGB."""
+    import timm
+
+    from plastic.files.checkpoint import from_state_dict
+    from plastic.model.backends import ArchSpec
+    from plastic.model.build import stem_channels
+
+    with torch.device("meta"):
+        model = timm.create_model(name, num_classes=10, in_chans=chans)
+    state = {k: torch.empty(v.shape) for k, v in model.state_dict().items() if v.ndim >= 2}
+    ckpt = from_state_dict(state, path=Path("x.pth"), format="torch", size_bytes=0, metadata={},
+                           container_key=None, files=())  # fmt: skip
+    assert stem_channels(ckpt, ArchSpec("timm", name)) == (None if chans == 3 else chans)
+
+
 # --- transformers --------------------------------------------------------------------------------
 
 transformers = pytest.importorskip("transformers")

@@ -239,10 +239,35 @@ def common_components(names: list[str]) -> list[str]:
 
 
 def stem_channels(ckpt: Checkpoint, spec: ArchSpec) -> int | None:
-    """The input channels the checkpoint's stem was built for, when they are not 3."""
+    """The input channels the checkpoint's stem was built for, when they are not 3: read against the
+    same stem built for RGB, whose weight need not read 3 channels (TResNet's space-to-depth stem reads
+    48 = 3 x 16, a linear patch embedding 3 x 16 x 16), so a stem the file shares with it is RGB and one
+    reading ``k`` times fewer channels was built for 3 / k."""
     key = backend_of(spec).first_conv(spec)
     shape = ckpt.by_name[key].shape if key is not None and key in ckpt.by_name else None
-    return shape[1] if shape is not None and len(shape) >= 2 and shape[1] != 3 else None
+    if shape is None or len(shape) < 2:
+        return None
+    rgb = _stem_shape(ArchSpec(spec.family, spec.name, -1, None, spec.config), config_text(spec.config), key)
+    if rgb is None or len(rgb) < 2:
+        return shape[1] if shape[1] != 3 else None
+    if shape[1] == rgb[1]:
+        return None
+    return shape[1] * 3 // rgb[1] if (shape[1] * 3) % rgb[1] == 0 else shape[1]
+
+
+@cache
+def _stem_shape(spec: ArchSpec, _config: str, key: str) -> tuple[int, ...] | None:
+    """The shape of ``key`` in ``spec`` built for RGB on the meta device (cached like ``_meta_keys``)."""
+    import torch
+
+    from plastic.model.init_replay import MetaShapesOnly
+
+    try:
+        with torch.device("meta"), MetaShapesOnly():
+            state = backend_of(spec).create(spec).state_dict()
+    except Exception:  # an architecture that does not build this way: the file's stem alone decides
+        return None
+    return tuple(state[key].shape) if key in state else None
 
 
 def _align_to(ckpt: Checkpoint, spec: ArchSpec, positional: bool) -> tuple[Checkpoint, list[str]]:
