@@ -308,6 +308,7 @@ def test_input_channels_are_read_against_the_rgb_stem(name: str, chans: int) -> 
     from plastic.files.checkpoint import from_state_dict
     from plastic.model.backends import ArchSpec
     from plastic.model.build import stem_channels
+    from plastic.model.structure import input_channels
 
     with torch.device("meta"):
         model = timm.create_model(name, num_classes=10, in_chans=chans)
@@ -315,6 +316,7 @@ def test_input_channels_are_read_against_the_rgb_stem(name: str, chans: int) -> 
     ckpt = from_state_dict(state, path=Path("x.pth"), format="torch", size_bytes=0, metadata={},
                            container_key=None, files=())  # fmt: skip
     assert stem_channels(ckpt, ArchSpec("timm", name)) == (None if chans == 3 else chans)
+    assert input_channels(model) == chans  # the live model: the channels its data must have
 
 
 # --- transformers --------------------------------------------------------------------------------

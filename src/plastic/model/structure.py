@@ -11,6 +11,7 @@ and timm's block groups. Learned from one probe forward of the fresh model on a 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -103,6 +104,22 @@ def _probe_input(model: nn.Module) -> torch.Tensor:
     return torch.randn(1, input_channels(model), *size[1:], generator=torch.Generator().manual_seed(0))
 
 
+@functools.cache
+def _rgb_stem_channels(arch: str, stem: str) -> int | None:
+    """The channels timm's ``arch`` stem convolution reads when built for RGB (meta device, cached)."""
+    if not arch:
+        return None
+    import timm
+    import torch
+
+    try:
+        with torch.device("meta"):
+            conv = dict(timm.create_model(arch, pretrained=False).named_modules()).get(stem)
+    except Exception:  # not a timm name this timm builds: the live stem alone decides
+        return None
+    return int(conv.in_channels) if isinstance(conv, nn.Conv1d | nn.Conv2d | nn.Conv3d) else None
+
+
 def input_channels(model: nn.Module) -> int:
     """The channels the model's first convolution reads (a 1-channel stem reads 1); 3 without one.
 
@@ -118,7 +135,12 @@ def input_channels(model: nn.Module) -> int:
             return 3
         stem = dict(model.named_modules()).get(str(name).removesuffix(".weight"))
         if isinstance(stem, nn.Conv1d | nn.Conv2d | nn.Conv3d):
-            return int(stem.in_channels)
+            # against the same stem built for RGB: TResNet's space-to-depth stem reads 48 = 3 x 16
+            rgb = _rgb_stem_channels(str(cfg.get("architecture") or ""), str(name).removesuffix(".weight"))
+            live = int(stem.in_channels)
+            if rgb is not None and live != rgb and (live * 3) % rgb == 0:
+                return live * 3 // rgb
+            return 3 if rgb == live else live
     for m in model.modules():
         if isinstance(m, nn.Conv1d | nn.Conv2d | nn.Conv3d):
             return int(m.in_channels)
