@@ -245,7 +245,7 @@ def stem_channels(ckpt: Checkpoint, spec: ArchSpec) -> int | None:
     reading ``k`` times fewer channels was built for 3 / k."""
     key = backend_of(spec).first_conv(spec)
     shape = ckpt.by_name[key].shape if key is not None and key in ckpt.by_name else None
-    if shape is None or len(shape) < 2:
+    if shape is None or len(shape) < 2 or shape[1] == 3:  # reading 3 is RGB (no build needed)
         return None
     rgb = _stem_shape(ArchSpec(spec.family, spec.name, -1, None, spec.config), config_text(spec.config), key)
     if rgb is None or len(rgb) < 2:
