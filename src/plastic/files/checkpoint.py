@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from plastic.errors import CheckpointError, UsageError
+from plastic.files.containers import container_metadata, resolve_container
 from plastic.files.hub_config import CONFIG_NAME, HubConfig, read_hub_config
 from plastic.files.st_header import StEntry, StHeader, read_header
 from plastic.files.torch_file import torch_load
@@ -28,8 +29,6 @@ if TYPE_CHECKING:
     import torch
 
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".tar")
-# Where training scripts nest the weights, in the order we look (timm, Lightning, DeiT, common scripts).
-CONTAINER_KEYS = ("state_dict", "model", "model_ema", "state_dict_ema", "model_state_dict", "module", "net")
 # Prefixes that wrappers add to every key: DataParallel/DDP and torch.compile.
 STRIP_PREFIXES = ("module.", "_orig_mod.")
 # Buffers, not parameters: counted as tensors but not in parameter counts.
@@ -555,50 +554,10 @@ def _open_sharded(index_path: Path) -> Checkpoint:
     return ckpt
 
 
-def _is_state_dict(obj: object) -> bool:
-    import torch
-
-    return (
-        isinstance(obj, Mapping)
-        and len(obj) > 0
-        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
-    )
-
-
-def resolve_container(p: Path, obj: Any, key: str | None) -> tuple[Mapping[str, Any], str | None]:
-    if not isinstance(obj, Mapping):
-        raise CheckpointError(f"{p}: holds a {type(obj).__name__}, not a state dict")
-    if key is not None:
-        if key not in obj:
-            raise UsageError(f"{p}: no entry {key!r}; top-level entries: {sorted(map(str, obj))[:20]}")
-        if not _is_state_dict(obj[key]):
-            raise UsageError(f"{p}: entry {key!r} is not a state dict of tensors")
-        return obj[key], key
-    if _is_state_dict(obj):
-        return obj, None
-    for k in CONTAINER_KEYS:
-        if k in obj and _is_state_dict(obj[k]):
-            return obj[k], k
-    raise CheckpointError(
-        f"{p}: no state dict found; top-level entries: {sorted(map(str, obj))[:20]}; choose one with --key"
-    )
-
-
 def _open_torch(p: Path, key: str | None) -> Checkpoint:
     obj = torch_load(p)
     state, container_key = resolve_container(p, obj, key)
-    # Scalars beside the weights (epoch, arch, version, metric) are worth showing as metadata.
-    metadata: dict[str, str] = {}
-    if container_key is not None:
-        for k, v in obj.items():
-            if isinstance(v, str | int | float | bool) and not isinstance(k, int):
-                metadata[str(k)] = str(v)
-        # the training script's arguments (timm's train.py: an argparse.Namespace): its model name is
-        # more precise than the 'arch' beside it, which timm fills with the model's class name
-        args = obj.get("args")
-        model = args.get("model") if isinstance(args, dict) else getattr(args, "model", None)
-        if isinstance(model, str) and model:
-            metadata["args.model"] = model
+    metadata = container_metadata(obj) if container_key is not None else {}
     return from_state_dict(
         state, path=p, format="torch", size_bytes=p.stat().st_size, metadata=metadata,
         container_key=container_key, files=(p,),

@@ -24,7 +24,8 @@ import torch
 
 from plastic.errors import CheckpointError
 from plastic.files.atomic import atomic_writer
-from plastic.files.checkpoint import Checkpoint, TensorInfo, resolve_container
+from plastic.files.checkpoint import Checkpoint, TensorInfo
+from plastic.files.containers import resolve_container
 from plastic.files.st_header import DTYPE_TO_ST
 from plastic.files.torch_file import torch_load
 
