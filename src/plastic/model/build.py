@@ -83,9 +83,9 @@ def _create(spec: ArchSpec, device: str = "cpu") -> nn.Module:
 
 
 @cache
-def _meta_keys(spec: ArchSpec, _config: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(state-dict keys, classifier keys) of a family's model, from a build on the meta device; cached
-    per spec and config text (an ArchSpec compares without its config)."""
+def _meta_model(spec: ArchSpec, _config: str) -> tuple[dict[str, tuple[int, ...]], tuple[str, ...]]:
+    """({state-dict key: shape}, classifier keys) of a family's model, from one build on the meta
+    device; cached per spec and config text (an ArchSpec compares without its config)."""
     import torch
 
     from plastic.model.init_replay import MetaShapesOnly
@@ -93,9 +93,15 @@ def _meta_keys(spec: ArchSpec, _config: str) -> tuple[tuple[str, ...], tuple[str
     with torch.device("meta"), MetaShapesOnly():
         model = backend_of(spec).create(spec)
     names = set(classifier_names(model))
-    keys = tuple(model.state_dict())
-    classifier = tuple(sorted(k for k in keys if k.rpartition(".")[0] in names))
-    return keys, classifier
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    classifier = tuple(sorted(k for k in shapes if k.rpartition(".")[0] in names))
+    return shapes, classifier
+
+
+def _meta_keys(spec: ArchSpec, config: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(state-dict keys, classifier keys) of a family's model (:func:`_meta_model`)."""
+    shapes, classifier = _meta_model(spec, config)
+    return tuple(shapes), classifier
 
 
 def spec_keys(spec: ArchSpec) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -244,30 +250,21 @@ def stem_channels(ckpt: Checkpoint, spec: ArchSpec) -> int | None:
     48 = 3 x 16, a linear patch embedding 3 x 16 x 16), so a stem the file shares with it is RGB and one
     reading ``k`` times fewer channels was built for 3 / k."""
     key = backend_of(spec).first_conv(spec)
-    shape = ckpt.by_name[key].shape if key is not None and key in ckpt.by_name else None
-    if shape is None or len(shape) < 2 or shape[1] == 3:  # reading 3 is RGB (no build needed)
+    if key is None or key not in ckpt.by_name:
         return None
-    rgb = _stem_shape(ArchSpec(spec.family, spec.name, -1, None, spec.config), config_text(spec.config), key)
+    shape = ckpt.by_name[key].shape
+    if len(shape) < 2 or shape[1] == 3:  # reading 3 is RGB (no build needed)
+        return None
+    as_rgb = ArchSpec(spec.family, spec.name, -1, None, spec.config)
+    try:  # the same stem built for RGB
+        rgb = _meta_model(as_rgb, config_text(spec.config))[0].get(key)
+    except Exception:  # an architecture that does not build this way: the file's stem alone decides
+        rgb = None
     if rgb is None or len(rgb) < 2:
-        return shape[1] if shape[1] != 3 else None
+        return shape[1]
     if shape[1] == rgb[1]:
         return None
     return shape[1] * 3 // rgb[1] if (shape[1] * 3) % rgb[1] == 0 else shape[1]
-
-
-@cache
-def _stem_shape(spec: ArchSpec, _config: str, key: str) -> tuple[int, ...] | None:
-    """The shape of ``key`` in ``spec`` built for RGB on the meta device (cached like ``_meta_keys``)."""
-    import torch
-
-    from plastic.model.init_replay import MetaShapesOnly
-
-    try:
-        with torch.device("meta"), MetaShapesOnly():
-            state = backend_of(spec).create(spec).state_dict()
-    except Exception:  # an architecture that does not build this way: the file's stem alone decides
-        return None
-    return tuple(state[key].shape) if key in state else None
 
 
 def _align_to(ckpt: Checkpoint, spec: ArchSpec, positional: bool) -> tuple[Checkpoint, list[str]]:
