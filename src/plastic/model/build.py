@@ -83,7 +83,7 @@ def _create(spec: ArchSpec, device: str = "cpu") -> nn.Module:
 
 
 @cache
-def _meta_model(spec: ArchSpec, _config: str) -> tuple[dict[str, tuple[int, ...]], tuple[str, ...]]:
+def meta_model(spec: ArchSpec, _config: str) -> tuple[dict[str, tuple[int, ...]], tuple[str, ...]]:
     """({state-dict key: shape}, classifier keys) of a family's model, from one build on the meta
     device; cached per spec and config text (an ArchSpec compares without its config)."""
     import torch
@@ -99,8 +99,8 @@ def _meta_model(spec: ArchSpec, _config: str) -> tuple[dict[str, tuple[int, ...]
 
 
 def _meta_keys(spec: ArchSpec, config: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(state-dict keys, classifier keys) of a family's model (:func:`_meta_model`)."""
-    shapes, classifier = _meta_model(spec, config)
+    """(state-dict keys, classifier keys) of a family's model (:func:`meta_model`)."""
+    shapes, classifier = meta_model(spec, config)
     return tuple(shapes), classifier
 
 
@@ -257,7 +257,7 @@ def stem_channels(ckpt: Checkpoint, spec: ArchSpec) -> int | None:
         return None
     as_rgb = ArchSpec(spec.family, spec.name, -1, None, spec.config)
     try:  # the same stem built for RGB
-        rgb = _meta_model(as_rgb, config_text(spec.config))[0].get(key)
+        rgb = meta_model(as_rgb, config_text(spec.config))[0].get(key)
     except Exception:  # an architecture that does not build this way: the file's stem alone decides
         rgb = None
     if rgb is None or len(rgb) < 2:

@@ -11,7 +11,6 @@ and timm's block groups. Learned from one probe forward of the fresh model on a 
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -104,20 +103,19 @@ def _probe_input(model: nn.Module) -> torch.Tensor:
     return torch.randn(1, input_channels(model), *size[1:], generator=torch.Generator().manual_seed(0))
 
 
-@functools.cache
 def _rgb_stem_channels(arch: str, stem: str) -> int | None:
-    """The channels timm's ``arch`` stem convolution reads when built for RGB (meta device, cached)."""
+    """The channels timm's ``arch`` stem convolution reads when built for RGB: its weight's shape in
+    the one cached meta build per architecture (``model/build.py``)."""
     if not arch:
         return None
-    import timm
-    import torch
+    from plastic.model.backends import ArchSpec
+    from plastic.model.build import meta_model
 
     try:
-        with torch.device("meta"):
-            conv = dict(timm.create_model(arch, pretrained=False).named_modules()).get(stem)
+        shape = meta_model(ArchSpec("timm", arch), "")[0].get(f"{stem}.weight")
     except Exception:  # not a timm name this timm builds: the live stem alone decides
         return None
-    return int(conv.in_channels) if isinstance(conv, nn.Conv1d | nn.Conv2d | nn.Conv3d) else None
+    return shape[1] if shape is not None and len(shape) >= 2 else None
 
 
 def input_channels(model: nn.Module) -> int:
