@@ -284,7 +284,6 @@ class TransformersBackend(Backend):
         return model.eval()
 
     def groups(self, model: nn.Module, coarse: bool = False) -> dict[int, list[str]]:
-
         from plastic.model.backends.tree import trunk_groups
 
         return trunk_groups(model, coarse)
