@@ -7,8 +7,9 @@
 Design frozen in BENCHMARKS.md ("Pre-registered: the trial") before this script or any trial existed.
 For each scenario of the transfer benchmark (benchmarks/transfer.py) and each trial seed, the trial sees
 20 labelled images per class (``--per-class``; 40 in the third pre-registration) drawn (by the seed)
-from the scenario's training split, disjoint from its test set, through ``diagnose --trial-data``; diagnose measures the scenario's own calibration folder at
-the scenario's fine-tuning input size (the size the full runs train at, so the trial trains as they do).
+from the scenario's training split, disjoint from its test set, through ``diagnose --trial-data``;
+diagnose measures the scenario's own calibration folder at the scenario's fine-tuning input size (the
+size the full runs train at, so the trial trains as they do).
 Its pick is mapped to a condition of the full runs (benchmarks/results/scenario<N>): regret = the best
 condition's mean final test accuracy minus the picked condition's. Conditions a trial picks that were
 never run (a stage start at 3x) are run first with ``transfer.py --conditions from-<stage>-lr3x --merge``.
