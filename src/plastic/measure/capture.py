@@ -7,6 +7,14 @@ site's is folded into its (C', C') Gram matrix when it fills (the same singular 
 keeps at most ``RANK_ROWS`` rows (beyond that many images, a uniform sample of them). Full activation
 tensors are never stored.
 
+Attention entropy needs the softmax probabilities, which timm's fused attention never forms, so the
+capture turns fused attention off. In a forward that keeps its autograd graph those (B, heads, queries,
+keys) tensors stay alive until the backward, for every block: 3 GB per image for a ViT at 768 px with
+2,304 tokens. When one chunk's share would pass ``1 / ATTENTION_SHARE`` of the device's memory
+(:func:`attention_apart`), the pass keeps fused attention and measures the entropy in an extra
+forward without a graph, one image at a time (:attr:`Capture.attention_pass`): the same
+probabilities, so the same entropy, with one block's worth alive at a time.
+
 Which tensor is measured for a layer (docs/methods.md, "Terms": activation site): the output of the
 elementwise non-linearity that follows it, found at run time as the first activation module called after the
 layer whose channel count matches (so fused ``BatchNormAct2d.act``, ``mlp.act`` and SE gates all
@@ -15,8 +23,10 @@ work); a layer followed by no such module is measured at its own output.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -30,6 +40,8 @@ SATURATION_SLOPE = 0.01  # |f'(x)| below this counts as saturated
 SATURATION_SAMPLE = 1 << 15  # values per activation call on which the derivative is evaluated
 RANK_ROWS = 256  # pooled rows a site wider than RANK_ROWS / 2 units keeps for its ranks (then a sample)
 RESERVOIR_SEED = 0  # the sample's draws: fixed, so the checkpoint and its reference keep the same images
+ATTENTION_SHARE = 8  # a chunk's attention probabilities may hold 1 / this of the device's memory in a graph
+UNKNOWN_MEMORY = 8 << 30  # bytes assumed where the host's memory cannot be read
 
 
 @dataclass
@@ -272,14 +284,103 @@ class Capture:
     sites: dict[str, SiteStats]  # layer name -> stats
     attention: dict[str, AttnStats]
     layer_types: dict[str, str]
+    # set when the entropy is measured apart: call it with each chunk's images, before its forward
+    attention_pass: Callable[[torch.Tensor], None] | None = None
+
+
+def _attention_modules(model: nn.Module) -> list[tuple[nn.Module, nn.Module, str]]:
+    """(attention module, its ``attn_drop``, the name of its qkv or first linear layer) for every timm
+    attention that can be unfused: with ``fused_attn`` off, ``attn_drop`` receives the softmax."""
+    found = []
+    for name, m in model.named_modules():
+        drop = getattr(m, "attn_drop", None)
+        if hasattr(m, "fused_attn") and isinstance(drop, nn.Module):
+            linears = (f"{name}.{c}" for c, sub in m.named_children() if isinstance(sub, nn.Linear))
+            linear = next(linears, None)
+            if linear is not None:
+                found.append((m, drop, linear))
+    return found
+
+
+@contextmanager
+def _unfused(found: list[tuple[nn.Module, nn.Module, str]]) -> Iterator[None]:
+    flags = [(m, bool(m.fused_attn)) for m, _, _ in found]
+    try:
+        for m, _, _ in found:
+            m.fused_attn = False  # type: ignore[assignment]
+        yield
+    finally:
+        for m, flag in flags:
+            m.fused_attn = flag  # type: ignore[assignment]
+
+
+def attention_bytes(model: nn.Module, x: torch.Tensor) -> int:
+    """Bytes of softmax probabilities one image's forward forms with timm's attention unfused (what
+    a graph would keep of them per image); 0, without a forward, for a model with no such attention.
+
+    Args:
+        model: the model, in the mode the pass runs it.
+        x: (B, C, H, W) images; the first one goes forward, without a graph.
+    """
+    found = _attention_modules(model)
+    if not found:
+        return 0
+    total = 0
+
+    def count(_m: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        nonlocal total
+        if inputs and isinstance(inputs[0], torch.Tensor) and inputs[0].dim() == 4:
+            total += inputs[0].numel() * inputs[0].element_size()
+
+    handles = [drop.register_forward_pre_hook(count) for _, drop, _ in found]
+    try:
+        with _unfused(found), torch.no_grad():
+            model(x[:1])
+    finally:
+        for h in handles:
+            h.remove()
+    return total
+
+
+def device_memory(device: torch.device) -> int:
+    """The device's memory in bytes: a GPU's total, or the host's RAM (within a cgroup's limit)."""
+    if device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).total_memory)
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows)
+        return UNKNOWN_MEMORY
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as f:
+                limit = f.read().strip()
+        except OSError:
+            continue
+        if limit.isdigit():
+            total = min(total, int(limit))
+    return int(total)
+
+
+def attention_apart(per_image: int, images: int, device: torch.device) -> bool:
+    """Whether a forward of ``images`` images would keep more attention probabilities in its graph
+    (``per_image`` bytes each, from :func:`attention_bytes`) than ``1 / ATTENTION_SHARE`` of the
+    device's memory: then the entropy is measured apart. Fixed per machine, so a run repeats."""
+    return per_image * images > device_memory(device) // ATTENTION_SHARE
 
 
 @contextmanager
 def capture(
-    model: nn.Module, act_sites: dict[str, str], *, saturation: bool = True, images: int = 0
+    model: nn.Module,
+    act_sites: dict[str, str],
+    *,
+    saturation: bool = True,
+    images: int = 0,
+    apart: bool = False,
 ) -> Iterator[Capture]:
     """Hooks that fill a :class:`Capture` during forwards inside the ``with`` block; ``images``: how many
-    the forwards will show, if known (it sizes the feature-row buffers; more are handled too)."""
+    the forwards will show, if known (it sizes the feature-row buffers; more are handled too).
+    ``apart``: leave attention fused in those forwards and measure its entropy in the capture's
+    ``attention_pass`` instead (see the module's docstring)."""
     layers = layers_of(model)
     modules = dict(model.named_modules())
     sites = {
@@ -289,13 +390,14 @@ def capture(
         for name, m in layers.items()
     }
     attention: dict[str, AttnStats] = {}
-    fused: list[tuple[nn.Module, bool]] = []
+    found = _attention_modules(model)
     handles = []
     was_training = model.training
+    muted = [False]  # True during the apart attention forwards: only the attention hooks record
 
     def on_output(stats: SiteStats):  # type: ignore[no-untyped-def]
         def hook(_m: nn.Module, _i: object, out: torch.Tensor) -> None:
-            if isinstance(out, torch.Tensor):
+            if not muted[0] and isinstance(out, torch.Tensor):
                 stats.add(out)
 
         return hook
@@ -315,7 +417,7 @@ def capture(
 
     def on_act(stats: SiteStats):  # type: ignore[no-untyped-def]
         def hook(_m: nn.Module, _i: object, out: torch.Tensor) -> None:
-            if mine(stats) and fits(stats, out):
+            if not muted[0] and mine(stats) and fits(stats, out):
                 stats.add(out)
 
         return hook
@@ -324,7 +426,7 @@ def capture(
         # before the call: an in-place activation (ReLU(inplace=True), SiLU(inplace=True)) overwrites
         # its input, so a hook after it would see f(x) where the derivative needs x
         def hook(m: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-            if inputs and mine(stats) and fits(stats, inputs[0]):
+            if not muted[0] and inputs and mine(stats) and fits(stats, inputs[0]):
                 stats.add_saturation_sample(m, inputs[0])
 
         return hook
@@ -337,11 +439,24 @@ def capture(
 
     def on_attn(stats: AttnStats):  # type: ignore[no-untyped-def]
         def hook(_m: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+            if apart and not muted[0]:
+                return  # measured apart: only the attention pass's forwards count
             if inputs and isinstance(inputs[0], torch.Tensor) and inputs[0].dim() == 4:
                 stats.add(inputs[0])
 
         return hook
 
+    def attention_pass(x: torch.Tensor) -> None:
+        # one image at a time, no graph: one block's probabilities alive at once
+        muted[0] = True
+        try:
+            with _unfused(found), torch.no_grad():
+                for xi in x.split(1):
+                    model(xi)
+        finally:
+            muted[0] = False
+
+    stack = contextlib.ExitStack()
     try:
         model.eval()
         for name, stats in sites.items():
@@ -355,23 +470,19 @@ def capture(
             handles.append(modules[site].register_forward_hook(counter(site)))
         if shared:
             handles.append(model.register_forward_pre_hook(lambda _m, _i: count.clear()))
-        for name, m in modules.items():
-            # timm attention: with fused_attn off, attn_drop receives the softmax probabilities
-            drop = getattr(m, "attn_drop", None)
-            if hasattr(m, "fused_attn") and isinstance(drop, nn.Module):
-                linear = next(
-                    (f"{name}.{c}" for c, sub in m.named_children() if isinstance(sub, nn.Linear)), None
-                )
-                if linear is None:
-                    continue
-                fused.append((m, bool(m.fused_attn)))
-                m.fused_attn = False  # type: ignore[assignment]
-                attention[linear] = AttnStats(linear)
-                handles.append(drop.register_forward_pre_hook(on_attn(attention[linear])))
-        yield Capture(sites, attention, {n: type(m).__name__ for n, m in layers.items()})
+        for _m, drop, linear in found:
+            attention[linear] = AttnStats(linear)
+            handles.append(drop.register_forward_pre_hook(on_attn(attention[linear])))
+        if not apart:
+            stack.enter_context(_unfused(found))
+        yield Capture(
+            sites,
+            attention,
+            {n: type(m).__name__ for n, m in layers.items()},
+            attention_pass if apart and found else None,
+        )
     finally:
+        stack.close()  # fused attention restored
         for h in handles:
             h.remove()
-        for m, flag in fused:
-            m.fused_attn = flag  # type: ignore[assignment]
         model.train(was_training)

@@ -36,7 +36,7 @@ from plastic.errors import (
     is_allocation_failure,
 )
 from plastic.measure.calib import spread_sample
-from plastic.measure.capture import Capture, capture
+from plastic.measure.capture import Capture, attention_apart, attention_bytes, capture
 from plastic.model.backends import backend_of_model
 from plastic.model.modules import find_act_sites, layers_of
 
@@ -116,10 +116,13 @@ class _Probe:
         self.capture: Capture | None = None
         self.act_sites: dict[str, str] = {}
 
-    def start(self, stack: contextlib.ExitStack, x: torch.Tensor, images: int) -> None:
-        """Find the activation sites on two images, then hook the model for the rest of the pass."""
+    def start(self, stack: contextlib.ExitStack, x: torch.Tensor, images: int, chunk: int) -> None:
+        """Find the activation sites on two images, then hook the model for the rest of the pass;
+        attention entropy is measured apart when a ``chunk``'s probabilities would crowd the graph."""
         self.act_sites = find_act_sites(self.model, x[:2])
-        self.capture = stack.enter_context(capture(self.model, self.act_sites, images=images))
+        per_image = attention_bytes(self.model, x)
+        apart = per_image > 0 and attention_apart(per_image, min(chunk, len(x)), x.device)
+        self.capture = stack.enter_context(capture(self.model, self.act_sites, images=images, apart=apart))
         if self.classifier is not None:
             handle = self.classifier.register_forward_pre_hook(self._keep)
             stack.callback(handle.remove)
@@ -130,6 +133,8 @@ class _Probe:
 
     def step(self, x: torch.Tensor, y: torch.Tensor, autocast: Callable[[], Any]) -> None:
         """Forward (hooks fill the sums), then backward of the summed probe loss from that forward."""
+        if self.capture is not None and self.capture.attention_pass is not None:
+            self.capture.attention_pass(x)  # the entropy, without a graph (the capture's docstring)
         self.stash.clear()
         with autocast():
             out = self.model(x)
@@ -217,7 +222,7 @@ def data_pass(
                 if not started:
                     with autocast():
                         for pr in probes:
-                            pr.start(stack, x, total)
+                            pr.start(stack, x, total, chunk)
                     started = True
                 for k, (pr, want) in enumerate(zip(probes, wants, strict=True)):
                     xm, ym = x, y
