@@ -102,3 +102,95 @@ def test_apart_measures_what_the_graph_measured(monkeypatch: pytest.MonkeyPatch)
         assert torch.allclose(a.abs_sum, g.abs_sum, rtol=1e-4, atol=1e-6)  # type: ignore[arg-type]
     for name, r in graph.grad_ratios.items():
         assert apart.grad_ratios[name] == pytest.approx(r, rel=1e-3, abs=1e-9)
+
+
+def _hf_vit() -> torch.nn.Module:
+    import transformers
+
+    torch.manual_seed(0)
+    config = transformers.ViTConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        image_size=32, patch_size=8, num_labels=3,
+    )  # fmt: skip
+    return transformers.ViTForImageClassification(config).eval()
+
+
+def _tv_vit() -> torch.nn.Module:
+    import torchvision
+
+    torch.manual_seed(0)
+    return torchvision.models.VisionTransformer(  # a small torchvision ViT: 16 patches of 8 px
+        image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64, num_classes=3
+    ).eval()
+
+
+def _entropies(model: torch.nn.Module, x: torch.Tensor) -> dict[str, float]:
+    with torch.no_grad(), capture(model, {}) as cap:
+        model(x)
+    return {k: float(v.total) / v.rows for k, v in cap.attention.items() if v.total is not None}
+
+
+@pytest.mark.parametrize("family", ["transformers", "torchvision"])
+def test_attention_entropy_of_other_families_uniform_and_peaked(family: str) -> None:
+    """Known answers: q = k = 0 gives uniform rows (1.0); a query weight scaled up gives sharp rows."""
+    model = _hf_vit() if family == "transformers" else _tv_vit()
+    x = torch.randn(2, 3, 32, 32)
+    if family == "transformers":
+        blocks = model.vit.layers  # type: ignore[union-attr]
+        queries = [(blk.attention.q_proj.weight, blk.attention.k_proj.weight) for blk in blocks]  # type: ignore[union-attr]
+        names = [f"vit.layers.{i}.attention.q_proj" for i in range(2)]
+        impl = model.config._attn_implementation
+    else:
+        blocks = model.encoder.layers  # type: ignore[union-attr]
+        queries = [(blk.self_attention.in_proj_weight[:64], None) for blk in blocks]  # type: ignore[union-attr]
+        names = [f"encoder.layers.encoder_layer_{i}.self_attention.out_proj" for i in range(2)]
+    with torch.no_grad():
+        for q, k in queries:
+            q.zero_()
+            if k is not None:
+                k.zero_()
+        for m in model.modules():  # biases of q and k too
+            if family == "transformers" and hasattr(m, "q_proj"):
+                m.q_proj.bias.zero_()
+                m.k_proj.bias.zero_()
+            if family == "torchvision" and isinstance(m, torch.nn.MultiheadAttention):
+                m.in_proj_bias[:64].zero_()  # type: ignore[index]
+    ent = _entropies(model, x)
+    assert sorted(ent) == names
+    assert all(v == pytest.approx(1.0, abs=1e-5) for v in ent.values())
+    with torch.no_grad():
+        q, k = queries[0]
+        q.normal_(0, 30.0)
+        if k is not None:
+            k.normal_(0, 30.0)
+        else:
+            blocks[0].self_attention.in_proj_weight[32:64].normal_(0, 30.0)  # type: ignore[index]
+    assert _entropies(model, x)[names[0]] < 0.5
+    if family == "transformers":
+        assert model.config._attn_implementation == impl  # the fast path is back
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+
+
+@pytest.mark.parametrize("family", ["transformers", "torchvision"])
+def test_apart_equals_the_graph_in_other_families(family: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    make = _hf_vit if family == "transformers" else _tv_vit
+    x = torch.randn(6, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    graph = _pass(make(), x)
+    monkeypatch.setattr(onepass, "attention_apart", lambda *_a: True)
+    apart = _pass(make(), x)
+    assert graph.capture.attention and set(apart.capture.attention) == set(graph.capture.attention)
+    for name, g in graph.capture.attention.items():
+        a = apart.capture.attention[name]
+        assert a.rows == g.rows > 0
+        assert float(a.total) == pytest.approx(float(g.total), rel=1e-5)  # type: ignore[arg-type]
+    for name, r in graph.grad_ratios.items():
+        assert apart.grad_ratios[name] == pytest.approx(r, rel=1e-3, abs=1e-9)
+
+
+def test_slow_path_restored_when_the_pass_fails() -> None:
+    model = _hf_vit()
+    impl = model.config._attn_implementation
+    with pytest.raises(RuntimeError), capture(model, {}):
+        assert model.config._attn_implementation == "eager"
+        raise RuntimeError("boom")
+    assert model.config._attn_implementation == impl

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from plastic.model.attention import AttentionSite, attention_sites
 from plastic.model.modules import layers_of, units_of
 
 MAX_RANK_UNITS = 1024  # feature rank is computed on at most this many (seeded) units
@@ -288,51 +289,33 @@ class Capture:
     attention_pass: Callable[[torch.Tensor], None] | None = None
 
 
-def _attention_modules(model: nn.Module) -> list[tuple[nn.Module, nn.Module, str]]:
-    """(attention module, its ``attn_drop``, the name of its qkv or first linear layer) for every timm
-    attention that can be unfused: with ``fused_attn`` off, ``attn_drop`` receives the softmax."""
-    found = []
-    for name, m in model.named_modules():
-        drop = getattr(m, "attn_drop", None)
-        if hasattr(m, "fused_attn") and isinstance(drop, nn.Module):
-            linears = (f"{name}.{c}" for c, sub in m.named_children() if isinstance(sub, nn.Linear))
-            linear = next(linears, None)
-            if linear is not None:
-                found.append((m, drop, linear))
-    return found
-
-
 @contextmanager
-def _unfused(found: list[tuple[nn.Module, nn.Module, str]]) -> Iterator[None]:
-    flags = [(m, bool(m.fused_attn)) for m, _, _ in found]
-    try:
-        for m, _, _ in found:
-            m.fused_attn = False  # type: ignore[assignment]
+def _unfused(found: list[AttentionSite]) -> Iterator[None]:
+    with contextlib.ExitStack() as stack:
+        for site in found:
+            stack.enter_context(site.unfused())
         yield
-    finally:
-        for m, flag in flags:
-            m.fused_attn = flag  # type: ignore[assignment]
 
 
 def attention_bytes(model: nn.Module, x: torch.Tensor) -> int:
-    """Bytes of softmax probabilities one image's forward forms with timm's attention unfused (what
-    a graph would keep of them per image); 0, without a forward, for a model with no such attention.
+    """Bytes of softmax probabilities one image's forward forms with its attention on the slow path
+    (what a graph would keep of them per image); 0, without a forward, for a model with no attention
+    plastic reads (:func:`~plastic.model.attention.attention_sites`).
 
     Args:
         model: the model, in the mode the pass runs it.
         x: (B, C, H, W) images; the first one goes forward, without a graph.
     """
-    found = _attention_modules(model)
+    found = attention_sites(model)
     if not found:
         return 0
     total = 0
 
-    def count(_m: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+    def count(probs: torch.Tensor) -> None:
         nonlocal total
-        if inputs and isinstance(inputs[0], torch.Tensor) and inputs[0].dim() == 4:
-            total += inputs[0].numel() * inputs[0].element_size()
+        total += probs.numel() * probs.element_size()
 
-    handles = [drop.register_forward_pre_hook(count) for _, drop, _ in found]
+    handles = [h for site in found for h in site.hook(count, lambda: True)]
     try:
         with _unfused(found), torch.no_grad():
             model(x[:1])
@@ -390,7 +373,7 @@ def capture(
         for name, m in layers.items()
     }
     attention: dict[str, AttnStats] = {}
-    found = _attention_modules(model)
+    found = attention_sites(model)
     handles = []
     was_training = model.training
     muted = [False]  # True during the apart attention forwards: only the attention hooks record
@@ -437,14 +420,8 @@ def capture(
 
         return hook
 
-    def on_attn(stats: AttnStats):  # type: ignore[no-untyped-def]
-        def hook(_m: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-            if apart and not muted[0]:
-                return  # measured apart: only the attention pass's forwards count
-            if inputs and isinstance(inputs[0], torch.Tensor) and inputs[0].dim() == 4:
-                stats.add(inputs[0])
-
-        return hook
+    def reading() -> bool:  # measured apart: only the attention pass's forwards count
+        return muted[0] or not apart
 
     def attention_pass(x: torch.Tensor) -> None:
         # one image at a time, no graph: one block's probabilities alive at once
@@ -470,9 +447,9 @@ def capture(
             handles.append(modules[site].register_forward_hook(counter(site)))
         if shared:
             handles.append(model.register_forward_pre_hook(lambda _m, _i: count.clear()))
-        for _m, drop, linear in found:
-            attention[linear] = AttnStats(linear)
-            handles.append(drop.register_forward_pre_hook(on_attn(attention[linear])))
+        for at in found:
+            attention[at.layer] = AttnStats(at.layer)
+            handles += at.hook(attention[at.layer].add, reading)
         if not apart:
             stack.enter_context(_unfused(found))
         yield Capture(
