@@ -67,6 +67,20 @@ def test_what_the_reference_depends_on_is_in_the_key(cache: Path, calib: Path) -
     assert len(_entries(cache)) == 6
 
 
+def test_an_entry_from_code_that_measured_less_is_a_miss(
+    cache: Path, calib: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Within one plastic version the metrics measured can grow (attention entropy in more families):
+    an entry from before that is measured afresh, not read as a reference without them."""
+    import plastic.measure.refcache as refcache
+
+    with monkeypatch.context() as m:
+        m.setattr(refcache, "MEASURED", refcache.MEASURED - 1)
+        _run(calib)
+    assert _run(calib)["timing"]["reference_cached"] == 0
+    assert _run(calib)["timing"]["reference_cached"] == 1
+
+
 DAMAGE = [
     lambda doc: "not json {",
     lambda doc: json.dumps({**doc, "format": 99}),

@@ -32,6 +32,10 @@ if TYPE_CHECKING:
     from plastic.model.backends import ArchSpec
 
 FORMAT = 2  # the entry layout (2: with the seed-to-seed spread); another value is ignored
+# What the pass measures, beyond the versions: bumped when a metric starts or stops being measured
+# within one plastic version (3: attention entropy in transformers and torch attention too), so an
+# entry measured by older code is a miss rather than a reference without those metrics.
+MEASURED = 3
 MAX_BYTES = 64 << 20  # an entry larger than this is not read
 MAX_ENTRIES = 256  # older entries are removed past this many
 _READ_CHUNK = 1 << 20
@@ -188,4 +192,5 @@ def reference_key(
         "amp": amp,
         "reference_images": reference_images,
         "spread": [SPREAD_DRAWS, SPREAD_IMAGES, SPREAD_SEED_STEP],  # how the seed-to-seed spread is drawn
+        "measured": MEASURED,
     }
