@@ -4,6 +4,7 @@
     python scripts/noise_null.py grid NULL.jsonl[,NULL2.jsonl] SLACKS ZS                # e.g. 0.25,0.5 2,3
     python scripts/noise_null.py scenario-spreads OUT.json          # each scenario source's spread
     python scripts/noise_null.py spread NULL.jsonl[,...] ZS [SPREADS.json]               # e.g. 0,0.5,1
+    python scripts/noise_null.py negligible NULL.jsonl[,...] VALUES SPREADS.json         # e.g. 0,1e-6
 
 ``collect`` initialises every model of ``scripts/sweep_families.py``'s list for the family with each seed
 and runs ``diagnose`` against the seed-0 reference on 16 and on 32 calibration images; every layer's
@@ -257,6 +258,22 @@ def spread_grid(paths: Sequence[Path], zs: Sequence[float], spreads: Path | None
         score.SPREAD_Z = shipped
 
 
+def negligible_grid(paths: Sequence[Path], values: Sequence[float], spreads: Path) -> None:
+    """The null set's flags and the scenarios' picks under each ``NEGLIGIBLE`` (0: the score before it),
+    the spread at its shipped ``SPREAD_Z``."""
+    from plastic.decide import score
+
+    shipped = score.NEGLIGIBLE
+    table = json.loads(spreads.read_text())
+    try:
+        for v in values:
+            score.NEGLIGIBLE = v
+            print_null(f"negligible {v:g}", paths, family=True)
+            print_picks(scenario_picks(table))
+    finally:
+        score.NEGLIGIBLE = shipped
+
+
 def main() -> None:
     if len(sys.argv) in (5, 6, 7) and sys.argv[1] == "collect":
         only = sys.argv[5].split(",") if len(sys.argv) >= 6 and sys.argv[5] else []
@@ -271,6 +288,9 @@ def main() -> None:
         paths = [Path(p) for p in sys.argv[2].split(",")]
         spreads = Path(sys.argv[4]) if len(sys.argv) == 5 else None
         spread_grid(paths, [float(x) for x in sys.argv[3].split(",")], spreads)
+    elif len(sys.argv) == 5 and sys.argv[1] == "negligible":
+        paths = [Path(p) for p in sys.argv[2].split(",")]
+        negligible_grid(paths, [float(x) for x in sys.argv[3].split(",")], Path(sys.argv[4]))
     else:
         raise SystemExit(__doc__)
 

@@ -95,6 +95,26 @@ def test_components_against_a_fresh_reference() -> None:
     assert within["starved"] == 0.0  # 0.22 decade: seed-to-seed noise
 
 
+def test_a_gradient_of_float_rounding_is_no_gradient() -> None:
+    """LeViT's subsampling queries get exactly 0 in one stage of a fresh model and float rounding in
+    another (5e-18 against a median of 6e-10): no gradient by design, so the checkpoint's 1e-19 there
+    is not starved. A fresh layer with a real gradient still tells a starved one apart."""
+    levit = components({"grad_ratio": 1.35e-19}, rank_ceiling=8, grad_median=1.1e-10,
+                       reference={"grad_ratio": 5.2e-18}, ref_grad_median=6e-10)  # fmt: skip
+    assert levit["starved"] == 0.0
+    starved = components({"grad_ratio": 1.35e-19}, rank_ceiling=8, grad_median=1.1e-10,
+                         reference={"grad_ratio": 6e-10}, ref_grad_median=6e-10)  # fmt: skip
+    assert starved["starved"] == 1.0
+    # a fresh layer at the boundary (1e-6 of its median) still speaks: 10x less in the checkpoint
+    edge = components({"grad_ratio": 1e-17}, rank_ceiling=8, grad_median=1e-10,
+                      reference={"grad_ratio": 1e-15}, ref_grad_median=1e-9)  # fmt: skip
+    assert edge["starved"] == pytest.approx((math.log10(1e-6 / 1e-7) - 0.25) / 2)
+    # rounding in the fresh layer, a real gradient in the checkpoint's: against its own median
+    learned = components({"grad_ratio": 1e-11}, rank_ceiling=8, grad_median=1e-10,
+                         reference={"grad_ratio": 5e-18}, ref_grad_median=6e-10)  # fmt: skip
+    assert learned["starved"] == pytest.approx(0.375)
+
+
 def test_seed_noise_is_not_an_excess() -> None:
     """Two fresh seeds of an 8-unit layer differ by a unit or two; of a 512-unit layer, by ~1%."""
     small = components({"dormant_frac": 0.625}, rank_ceiling=8, grad_median=None,

@@ -13,8 +13,9 @@ fresh layer*, so a fresh model scores ~0 by construction:
   relative to their size, than the same layer of a fresh model (Coetzer et al.: "insignificant
   gradients"), beyond the 0.25 decade two fresh seeds differ by (``STARVED_SLACK``), or by the
   layer's own seed-to-seed spread over three fresh draws where that is larger (``SPREAD_Z``).
-  Where the fresh layer gets no gradient by design (a zero-initialised residual branch), against the
-  checkpoint's median layer instead.
+  Where the fresh layer gets no gradient by design (a zero-initialised residual branch; under
+  ``NEGLIGIBLE`` of its median counts as none), 0 if the checkpoint's layer gets none either, else
+  against the checkpoint's median layer.
 - ``collapsed_attention``: the relative drop of attention entropy below the fresh layer's.
 - ``collapse``: the relative drop of feature effective rank below the fresh layer's; reported, weighted
   0 (in the transfer benchmark it ranked the wrong layers: BENCHMARKS.md, "calibration").
@@ -43,6 +44,12 @@ STARVED_SLACK = 0.25
 # allowance beyond ``STARVED_SLACK`` and the fractions' binomial noise where it is larger. sqrt(2): the
 # difference of two draws. 0 turns the spread off (the formula before it).
 SPREAD_Z = 2.0
+# A relative gradient below this share of its model's median layer is taken as no gradient at all. Where
+# the fresh layer's is that small, no gradient reaches it by design and what was measured is float
+# rounding: LeViT's subsampling queries get exactly 0 in one stage and 5e-18 (the median: 6e-10) in
+# another. Such a layer, like a zero-initialised branch, is not starved when the checkpoint's is that
+# small too. Six decades: three beyond where ``starved`` is full, so no real starvation falls under it.
+NEGLIGIBLE = 1e-6
 
 
 def components(
@@ -86,10 +93,12 @@ def components(
     if "grad_ratio" in m and grad_median is not None and grad_median > 0:
         ratio = m["grad_ratio"] / grad_median  # relative to the model's typical layer
         fresh = r.get("grad_ratio")
+        if fresh is not None and ref_grad_median and fresh < NEGLIGIBLE * ref_grad_median:
+            fresh = 0.0  # float rounding of a gradient that is zero by design (see NEGLIGIBLE)
         if reference is not None and fresh is not None and fresh > 0 and ref_grad_median:
             # vs the layer's place in a fresh model, beyond the layer's own seed-to-seed spread
             out["starved"] = _decades(fresh / ref_grad_median, ratio, wide.get("grad_decades", 0))
-        elif reference is not None and fresh is not None and m["grad_ratio"] == 0:
+        elif reference is not None and fresh is not None and ratio < NEGLIGIBLE:
             out["starved"] = 0.0  # no gradient here, as in the fresh model (a zero-initialised branch)
         else:  # no reference, or none that speaks: a fresh zero-initialised branch gets no gradient
             out["starved"] = _decades(1.0, ratio)
