@@ -13,9 +13,8 @@ fresh layer*, so a fresh model scores ~0 by construction:
   relative to their size, than the same layer of a fresh model (Coetzer et al.: "insignificant
   gradients"), beyond the 0.25 decade two fresh seeds differ by (``STARVED_SLACK``), or by the
   layer's own seed-to-seed spread over three fresh draws where that is larger (``SPREAD_Z``).
-  Where the fresh layer gets no gradient by design (a zero-initialised residual branch; under
-  ``NEGLIGIBLE`` of its median counts as none), 0 if the checkpoint's layer gets none either, else
-  against the checkpoint's median layer.
+  Where the fresh layer gets no gradient by design (a zero-initialised residual branch), against the
+  checkpoint's median layer instead; where both get only float rounding (``NEGLIGIBLE``), 0.
 - ``collapsed_attention``: the relative drop of attention entropy below the fresh layer's.
 - ``collapse``: the relative drop of feature effective rank below the fresh layer's; reported, weighted
   0 (in the transfer benchmark it ranked the wrong layers: BENCHMARKS.md, "calibration").
@@ -44,11 +43,12 @@ STARVED_SLACK = 0.25
 # allowance beyond ``STARVED_SLACK`` and the fractions' binomial noise where it is larger. sqrt(2): the
 # difference of two draws. 0 turns the spread off (the formula before it).
 SPREAD_Z = 2.0
-# A relative gradient below this share of its model's median layer is taken as no gradient at all. Where
-# the fresh layer's is that small, no gradient reaches it by design and what was measured is float
-# rounding: LeViT's subsampling queries get exactly 0 in one stage and 5e-18 (the median: 6e-10) in
-# another. Such a layer, like a zero-initialised branch, is not starved when the checkpoint's is that
-# small too. Six decades: three beyond where ``starved`` is full, so no real starvation falls under it.
+# A relative gradient below this share of its model's median layer is float rounding, not a gradient.
+# Where the fresh layer's and the checkpoint's both are, no gradient reaches the layer by design and
+# ``starved`` compared two roundings: LeViT's subsampling queries get exactly 0 in one stage and 5e-18
+# (the median: 6e-10) in another; saturated squeeze-excite gates of fresh torchvision EfficientNets and
+# MobileNetV3s, 1e-25. Such a layer is not starved, as a zero-initialised branch is not. Anything else
+# is scored as before (0 turns this off). BENCHMARKS.md, "a gradient of float rounding", design 2.
 NEGLIGIBLE = 1e-6
 
 
@@ -93,12 +93,13 @@ def components(
     if "grad_ratio" in m and grad_median is not None and grad_median > 0:
         ratio = m["grad_ratio"] / grad_median  # relative to the model's typical layer
         fresh = r.get("grad_ratio")
-        if fresh is not None and ref_grad_median and fresh < NEGLIGIBLE * ref_grad_median:
-            fresh = 0.0  # float rounding of a gradient that is zero by design (see NEGLIGIBLE)
-        if reference is not None and fresh is not None and fresh > 0 and ref_grad_median:
+        rounding = fresh is not None and ref_grad_median is not None and fresh < NEGLIGIBLE * ref_grad_median
+        if reference is not None and rounding and ratio < NEGLIGIBLE:
+            out["starved"] = 0.0  # float rounding in both: no gradient here by design (see NEGLIGIBLE)
+        elif reference is not None and fresh is not None and fresh > 0 and ref_grad_median:
             # vs the layer's place in a fresh model, beyond the layer's own seed-to-seed spread
             out["starved"] = _decades(fresh / ref_grad_median, ratio, wide.get("grad_decades", 0))
-        elif reference is not None and fresh is not None and ratio < NEGLIGIBLE:
+        elif reference is not None and fresh is not None and m["grad_ratio"] == 0:
             out["starved"] = 0.0  # no gradient here, as in the fresh model (a zero-initialised branch)
         else:  # no reference, or none that speaks: a fresh zero-initialised branch gets no gradient
             out["starved"] = _decades(1.0, ratio)
