@@ -315,6 +315,18 @@ def _hf_models() -> dict[str, Any]:
         "swiftformer": lambda: T.SwiftFormerForImageClassification(
             T.SwiftFormerConfig(image_size=64, depths=[1, 1, 1, 1], embed_dims=[16, 24, 32, 48], num_labels=4)
         ),
+        # attention whose subsampling queries get float rounding for a gradient in a fresh model
+        # (BENCHMARKS.md, "a gradient of float rounding"): healthy only since that is read as none
+        "levit": lambda: T.LevitForImageClassification(
+            T.LevitConfig(
+                image_size=64,
+                hidden_sizes=[32, 48, 64],
+                num_attention_heads=[1, 2, 2],
+                depths=[1, 1, 1],
+                key_dim=[8, 8, 8],
+                num_labels=4,
+            )
+        ),
         # a two-tower model: the image size lives in its vision config
         "clip": lambda: T.CLIPForImageClassification(
             T.CLIPConfig(
