@@ -194,3 +194,30 @@ def test_slow_path_restored_when_the_pass_fails() -> None:
         assert model.config._attn_implementation == "eager"
         raise RuntimeError("boom")
     assert model.config._attn_implementation == impl
+
+
+def test_a_two_tower_config_gets_each_sub_config_value_back() -> None:
+    """transformers' setter writes a config's value into its sub-configs: after the pass each one holds
+    its own value again, also where they differed (a text tower left on eager, the vision on sdpa)."""
+    import transformers
+
+    from plastic.model.attention import AttentionSite
+
+    vit = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+               image_size=32, patch_size=8)  # fmt: skip
+    text = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+    config = transformers.CLIPConfig(vision_config=vit, text_config=text)
+    config.vision_config._attn_implementation = "sdpa"
+    config.text_config._attn_implementation = "eager"
+    top = config._attn_implementation
+
+    class Holder(torch.nn.Module):  # an attention module that reads the model's top config
+        def __init__(self) -> None:
+            super().__init__()
+            self.config = config
+
+    with AttentionSite(Holder(), "q_proj", "transformers").unfused():
+        assert config.vision_config._attn_implementation == "eager"
+    assert config._attn_implementation == top
+    assert config.vision_config._attn_implementation == "sdpa"
+    assert config.text_config._attn_implementation == "eager"

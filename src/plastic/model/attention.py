@@ -56,12 +56,14 @@ class AttentionSite:
                 m.fused_attn = flag  # type: ignore[assignment]
         elif self.kind == "transformers":
             config: Any = m.config
-            before = config._attn_implementation
+            # the setter also sets every sub-config: each one's own value is put back, top first
+            before = [(c, c._attn_implementation) for c in _configs(config)]
             try:
                 config._attn_implementation = "eager"
                 yield
             finally:
-                config._attn_implementation = before
+                for c, value in before:
+                    c._attn_implementation = value
         else:  # torch: the weights are asked for per call (see hook)
             yield
 
@@ -91,6 +93,16 @@ class AttentionSite:
 
             handles.append(m.register_forward_pre_hook(ask, with_kwargs=True))
         return handles
+
+
+def _configs(config: Any) -> list[Any]:
+    """A transformers config and its sub-configs, recursively, parents before children."""
+    found = [config]
+    for key in getattr(config, "sub_configs", None) or {}:
+        sub = getattr(config, key, None)
+        if sub is not None and hasattr(sub, "_attn_implementation"):
+            found += _configs(sub)
+    return found
 
 
 def _probs(t: object) -> bool:
