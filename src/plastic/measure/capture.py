@@ -7,13 +7,15 @@ site's is folded into its (C', C') Gram matrix when it fills (the same singular 
 keeps at most ``RANK_ROWS`` rows (beyond that many images, a uniform sample of them). Full activation
 tensors are never stored.
 
-Attention entropy needs the softmax probabilities, which timm's fused attention never forms, so the
-capture turns fused attention off. In a forward that keeps its autograd graph those (B, heads, queries,
-keys) tensors stay alive until the backward, for every block: 3 GB per image for a ViT at 768 px with
-2,304 tokens. When one chunk's share would pass ``1 / ATTENTION_SHARE`` of the device's memory
-(:func:`attention_apart`), the pass keeps fused attention and measures the entropy in an extra
-forward without a graph, one image at a time (:attr:`Capture.attention_pass`): the same
-probabilities, so the same entropy, with one block's worth alive at a time.
+Attention entropy needs the softmax probabilities, which fast attention kernels never form, so the
+capture puts each attention on its family's slow path (timm's ``fused_attn`` off, transformers'
+``eager``, ``nn.MultiheadAttention`` asked for weights: :mod:`plastic.model.attention`). In a
+forward that keeps its autograd graph those (B, heads, queries, keys) tensors stay alive until the
+backward, for every block: 3 GB per image for a ViT at 768 px with 2,304 tokens. When one chunk's
+share would pass ``1 / ATTENTION_SHARE`` of the device's memory (:func:`attention_apart`), the pass
+keeps the fast path and measures the entropy in an extra forward without a graph, one image at a
+time (:attr:`Capture.attention_pass`): the same probabilities, so the same entropy, with one block's
+worth alive at a time.
 
 Which tensor is measured for a layer (docs/methods.md, "Terms": activation site): the output of the
 elementwise non-linearity that follows it, found at run time as the first activation module called after the
