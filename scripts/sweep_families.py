@@ -258,12 +258,12 @@ def sweep_timm_modules(out: Path, limit: float = 150e6) -> None:
                 src = src.with_suffix(".pth")
                 torch.save(model.state_dict(), src)
             args = ["plastic", "diagnose", str(src), "--data", str(CALIB), "--max-images", "8", "--json"]
-            r = subprocess.run(args, capture_output=True, text=True, timeout=900)
+            r = subprocess.run(args, capture_output=True, text=True, timeout=1800)
             arch = []
             if r.returncode == 2 and "--arch" in r.stderr:
                 rec["needed_arch"] = r.stderr.strip().splitlines()[-1][:300]
                 arch = ["--arch", name]
-                r = subprocess.run(args + arch, capture_output=True, text=True, timeout=900)
+                r = subprocess.run(args + arch, capture_output=True, text=True, timeout=1800)
             rec["rc"], rec["traceback"] = r.returncode, "Traceback" in r.stderr
             rec["error"] = r.stderr.strip().splitlines()[-1][:300] if r.returncode else ""
             if r.returncode == 0:
